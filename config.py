@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     aliyun_template_t1: str | None = None
     aliyun_template_t1_no_assistant: str | None = None
     aliyun_template_t2: str | None = None
+    aliyun_template_t2_no_assistant: str | None = None
     aliyun_template_t3: str | None = None
+    aliyun_template_t3_no_assistant: str | None = None
     aliyun_template_t4: str | None = None
 
     # Staff notifications (reminders, escalations)
@@ -84,7 +86,9 @@ class Settings(BaseSettings):
             "T1": self.aliyun_template_t1,
             "T1_NO_ASSISTANT": self.aliyun_template_t1_no_assistant,
             "T2": self.aliyun_template_t2,
+            "T2_NO_ASSISTANT": self.aliyun_template_t2_no_assistant,
             "T3": self.aliyun_template_t3,
+            "T3_NO_ASSISTANT": self.aliyun_template_t3_no_assistant,
             "T4": self.aliyun_template_t4,
             "STAFF": self.aliyun_template_staff,
         }

@@ -230,6 +230,15 @@ class Meeting(_Model):
     status: Literal["scheduled", "done", "no_show", "cancelled"] = "scheduled"
 
 
+class PendingEffect(_Model):
+    """A message the workflow still has to hand to the outbox (survives continue-as-new)."""
+
+    kind: Literal["sms", "notify"]
+    summary: str  # Chinese activity summary for the UI timeline
+    sms: SendSms | None = None
+    notify: NotifyStaff | None = None
+
+
 class CaseState(_Model):
     """The whole case as the workflow knows it (query result; the projection's source)."""
 
@@ -260,6 +269,7 @@ class CaseState(_Model):
     callback_attempts: int = 0
     callback_retry_at: datetime | None = None
     sent: list[str] = Field(default_factory=list)  # purposes already handed to the outbox
+    pending_effects: list[PendingEffect] = Field(default_factory=list)
     overdue: bool = False
     escalation_level: int = 0
     step_due_at: datetime | None = None
@@ -273,7 +283,6 @@ class CaseState(_Model):
         return None
 
 
-IntakeInput.model_rebuild()
 
 
 # --- activity inputs ---------------------------------------------------------------------------
@@ -337,3 +346,8 @@ class Suggestion(_Model):
     reasons: list[str]
     open_cases: int
     last_assigned_at: datetime | None = None
+
+
+PendingEffect.model_rebuild()
+CaseState.model_rebuild()
+IntakeInput.model_rebuild()

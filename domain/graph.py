@@ -1,0 +1,168 @@
+"""Step graphs of the four scenarios, as data (SPEC §3).
+
+A step opens when every step in `after` is done. The workflow interprets these graphs; adding a
+scenario means adding a graph here, not writing a new workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from domain.enums import Role, Scenario, StepName
+
+Owner = Literal["manager", "assistant_lead", "case_designer"]
+# How the due time of a step is computed when it opens:
+#   duration — policy duration from opening (business time unless wall_clock)
+#   meeting  — the agreed meeting time (or the opening, whichever is later) plus the grace
+#   measure  — the agreed measure time plus the grace
+#   none     — no due time (waits for the outcome; follow-up reminders instead)
+DueRule = Literal["duration", "meeting", "measure", "none"]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a scenario: owner, dependencies and due rule."""
+
+    step: StepName
+    owner: Owner
+    after: tuple[StepName, ...] = ()
+    due: DueRule = "duration"
+    wall_clock: bool = False
+    # Also due no later than the agreed meeting time (office visits: assignments before the visit).
+    before_meeting: bool = False
+    # Opened by another step's completion (measure: when the first meeting books one), not by `after`.
+    triggered: bool = False
+
+
+@dataclass(frozen=True)
+class ScenarioGraph:
+    """All steps of one scenario, in the order a case normally moves through them."""
+
+    scenario: Scenario
+    steps: tuple[StepSpec, ...]
+    # T1 names the assistant when one is assigned by then (False: the seed's site-office wording).
+    t1_names_assistant: bool = True
+    # The client is physically at the company when the case starts (walk-in).
+    client_present_at_start: bool = False
+    # Where `measure` opens from: the first meeting's agreed measure time (all scenarios).
+    side_steps: frozenset[StepName] = field(
+        default_factory=lambda: frozenset({StepName.assign_assistant, StepName.measure})
+    )
+
+    def spec(self, step: StepName) -> StepSpec | None:
+        """The spec of a step in this scenario, if it has one."""
+        for s in self.steps:
+            if s.step == step:
+                return s
+        return None
+
+    def roots(self) -> list[StepSpec]:
+        """Steps that open when the case starts."""
+        return [s for s in self.steps if not s.after and not s.triggered]
+
+    def unlocked_by(self, done: set[StepName]) -> list[StepSpec]:
+        """Steps whose dependencies are all in `done` (excluding those already done)."""
+        return [
+            s for s in self.steps if s.after and not s.triggered and s.step not in done and set(s.after) <= done
+        ]
+
+    def order(self, step: StepName) -> int:
+        """Position of a step in this scenario (for the stage)."""
+        for i, s in enumerate(self.steps):
+            if s.step == step:
+                return i
+        return len(self.steps)
+
+
+_S = StepName
+
+GRAPHS: dict[Scenario, ScenarioGraph] = {
+    # 情况一: lead from marketing/online; the client has never been to the company.
+    Scenario.remote: ScenarioGraph(
+        scenario=Scenario.remote,
+        steps=(
+            StepSpec(_S.callback, "manager"),
+            StepSpec(_S.assign_designer, "manager", after=(_S.callback,)),
+            StepSpec(_S.assign_assistant, "assistant_lead", after=(_S.callback,)),
+            StepSpec(_S.contact, "case_designer", after=(_S.assign_designer,)),
+            StepSpec(_S.first_meeting, "case_designer", after=(_S.contact,), due="meeting"),
+            StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
+            StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            StepSpec(_S.outcome, "manager", after=(_S.debrief,), due="none"),
+        ),
+    ),
+    # 情况二: lead from marketing/online; the client will come to the company.
+    Scenario.office_visit: ScenarioGraph(
+        scenario=Scenario.office_visit,
+        steps=(
+            StepSpec(_S.callback, "manager"),
+            StepSpec(_S.assign_designer, "manager", after=(_S.callback,), before_meeting=True),
+            StepSpec(_S.assign_assistant, "assistant_lead", after=(_S.callback,), before_meeting=True),
+            StepSpec(_S.arrival, "manager", after=(_S.callback,), due="meeting"),
+            StepSpec(
+                _S.first_meeting, "case_designer", after=(_S.arrival, _S.assign_designer), due="meeting"
+            ),
+            StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
+            StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            StepSpec(_S.outcome, "manager", after=(_S.debrief,), due="none"),
+        ),
+    ),
+    # 情况三: received at a compound sales office.
+    Scenario.site_office: ScenarioGraph(
+        scenario=Scenario.site_office,
+        steps=(
+            StepSpec(_S.reception_review, "manager"),
+            StepSpec(_S.callback, "manager", after=(_S.reception_review,)),
+            StepSpec(_S.assign_designer, "manager", after=(_S.callback,)),
+            StepSpec(_S.contact, "case_designer", after=(_S.assign_designer,)),
+            StepSpec(_S.assign_assistant, "assistant_lead", after=(_S.assign_designer,)),
+            StepSpec(_S.first_meeting, "case_designer", after=(_S.contact,), due="meeting"),
+            StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
+            StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            StepSpec(_S.outcome, "manager", after=(_S.debrief,), due="none"),
+        ),
+        t1_names_assistant=False,
+    ),
+    # B 自然客户: walked into the company; arrival is the creation itself.
+    Scenario.walk_in: ScenarioGraph(
+        scenario=Scenario.walk_in,
+        steps=(
+            StepSpec(_S.assign_designer, "manager", wall_clock=True),
+            StepSpec(_S.assign_assistant, "assistant_lead", wall_clock=True),
+            StepSpec(
+                _S.first_meeting, "case_designer", after=(_S.assign_designer,), due="meeting", wall_clock=True
+            ),
+            StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
+            StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            StepSpec(_S.outcome, "manager", after=(_S.debrief,), due="none"),
+        ),
+        client_present_at_start=True,
+    ),
+}
+
+OWNER_ROLES: dict[Owner, Role] = {
+    "manager": Role.manager,
+    "assistant_lead": Role.assistant_lead,
+    "case_designer": Role.designer,
+}
+
+
+def graph(scenario: Scenario) -> ScenarioGraph:
+    """The step graph of a scenario."""
+    return GRAPHS[scenario]
+
+
+def initial_stage(scenario: Scenario) -> str:
+    """The stage a new case of this scenario starts in (first root step)."""
+    return graph(scenario).roots()[0].step.value
+
+
+def stage_of(scenario: Scenario, open_steps: list[StepName], fallback: str) -> str:
+    """The case's stage: its earliest open main-line step, else its earliest open step, else fallback."""
+    g = graph(scenario)
+    main = [s for s in open_steps if s not in g.side_steps]
+    pool = main or list(open_steps)
+    if not pool:
+        return fallback
+    return min(pool, key=g.order).value

