@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,15 @@ from tests.workflows.fakes import (
     worker,
 )
 from workflows.intake import IntakeWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record_history(h: WorkflowHandle[Any, Any], name: str) -> None:
+    """With RECORD_HISTORIES=1, save the finished case's history for the replay test."""
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        hist = await h.fetch_history()
+        (HISTORIES / f"{name}.json").write_text(hist.to_json(), encoding="utf-8")
 
 
 def actor(ref: StaffRef) -> Actor:
@@ -105,6 +116,7 @@ async def test_remote_to_signed(client: Client, task_queue: str) -> None:
         # the projection saw the final state
         assert fakes.projections[final.case_id].status == CaseStatus.closed
         assert [a.role for a in fakes.assignments] == ["assistant", "designer"]
+        await record_history(h, "remote_signed")
 
 
 async def test_walk_in_measure_at_first_meeting_then_lost(client: Client, task_queue: str) -> None:
@@ -128,6 +140,8 @@ async def test_walk_in_measure_at_first_meeting_then_lost(client: Client, task_q
         )
         assert s.stage == "lost" and s.outcome_reason == "预算不足"
         assert not s.open_steps
+        await h.result()
+        await record_history(h, "walk_in_lost")
 
 
 async def test_site_office_prefilled_designer_and_t1_without_assistant(client: Client, task_queue: str) -> None:
@@ -151,6 +165,10 @@ async def test_site_office_prefilled_designer_and_t1_without_assistant(client: C
         s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "婚房"})
         assert open_steps(s) == {"debrief"}
         assert any(d.step == StepName.measure for d in s.done_steps)
+        await complete(h, MANAGER, StepName.debrief, {"findings": "很好"})
+        await complete(h, MANAGER, StepName.outcome, {"outcome": "signed"})
+        await h.result()
+        await record_history(h, "site_office_signed")
 
 
 async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str) -> None:
@@ -173,4 +191,13 @@ async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str
         s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "别墅", "measure_at": soon(86400).isoformat()})
         assert {"measure", "debrief"} <= open_steps(s)
         assert s.car == "沪A12345"
+        await complete(h, DESIGNER, StepName.measure, {"result": "no_show"})
+        s = await complete(h, DESIGNER, StepName.measure, {"result": "rescheduled",
+                                                            "measure_at": soon(2 * 86400).isoformat()})
+        assert s.meeting("measure").at > soon(86400 + 60)  # type: ignore[union-attr]
+        await complete(h, DESIGNER, StepName.measure, {"result": "done"})
+        await complete(h, MANAGER, StepName.debrief, {"findings": "ok"})
+        await complete(h, MANAGER, StepName.outcome, {"outcome": "lost", "reason": "选择了别家"})
+        await h.result()
+        await record_history(h, "office_visit_lost")
 

@@ -1,0 +1,77 @@
+"""Long cases: reminders before meetings, follow-ups while waiting, continue-as-new without loss."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.client import Client
+
+from domain.enums import Scenario, StepName
+from domain.models import AddNote
+from domain.policy import fast_policy
+from tests.workflows.fakes import ASSISTANT, DESIGNER, LEAD, MANAGER, FakeActivities, soon, start_case, worker
+from tests.workflows.test_scenarios import actor, complete
+from tests.workflows.test_timers import _wait_for
+from workflows.intake import IntakeWorkflow
+
+
+async def test_meeting_reminders_and_followups(client: Client, task_queue: str) -> None:
+    p = fast_policy()
+    p.client_reminder_before = timedelta(seconds=30)  # meeting in 8 s: T4 goes out at once
+    p.staff_reminder_before = timedelta(seconds=6)
+    p.manager_reminder_before = timedelta(seconds=4)
+    p.followups = [timedelta(seconds=1), timedelta(seconds=2)]
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.office_visit, policy=p)
+        visit = soon(8)
+        await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at": visit.isoformat()})
+        await complete(h, MANAGER, StepName.assign_designer, {})
+        await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
+
+        async def reminded() -> bool:
+            ps = [n.purpose for n in fakes.notices]
+            return all(any(x.startswith("remind:meeting:") and x.endswith(who) for x in ps)
+                       for who in ("designer", "assistant", "manager"))
+
+        await _wait_for(reminded, timeout=20)
+        t4 = [m for m in fakes.sms if m.template == "T4"]
+        assert len(t4) == 1 and t4[0].at == visit and t4[0].designer_id == DESIGNER.id
+        manager_notice = next(n for n in fakes.notices if n.purpose.endswith(":manager"))
+        assert "递名片" in manager_notice.text and manager_notice.recipient_id == MANAGER.id
+
+        await complete(h, MANAGER, StepName.arrival)
+        await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "两居室"})
+        s = await complete(h, MANAGER, StepName.debrief, {"findings": "ok"})
+        assert s.stage == "outcome"
+        await _wait_for(lambda: asyncio.sleep(0, {"followup:1", "followup:2"} <= {n.purpose for n in fakes.notices}))
+        f = next(n for n in fakes.notices if n.purpose == "followup:1")
+        assert f.recipient_id == DESIGNER.id
+        # nothing was sent twice
+        purposes = [n.purpose for n in fakes.notices] + fakes.purposes()
+        assert len(purposes) == len(set(purposes))
+
+
+async def test_continue_as_new_keeps_the_case(client: Client, task_queue: str) -> None:
+    p = fast_policy()
+    p.continue_as_new_after_events = 200
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.remote, policy=p)
+        first = await h.describe()
+        for i in range(45):
+            await h.execute_update(IntakeWorkflow.add_note, AddNote(actor=actor(MANAGER), text=f"备注 {i}"))
+
+        async def new_run() -> bool:
+            d = await client.get_workflow_handle(h.id).describe()
+            return d.run_id != first.run_id
+
+        await _wait_for(new_run, timeout=30)
+        s = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
+        assert [n.text for n in s.notes] == [f"备注 {i}" for i in range(45)]
+        assert {o.step for o in s.open_steps} == {StepName.callback}
+        # the case goes on in the new run
+        h2 = client.get_workflow_handle_for(IntakeWorkflow.run, h.id)
+        s = await complete(h2, MANAGER, StepName.callback, {"reached": True, "meeting_at": soon(7200).isoformat()})
+        assert s.stage == "assign_designer"
