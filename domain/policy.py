@@ -117,6 +117,9 @@ class Policy(_Model):
         default_factory=lambda: {Level.chief: 8, Level.senior: 10, Level.designer: 12, Level.junior: 6}
     )
     auto_assign_designer: bool = False
+    # How long one attempt to hand a message to the provider may take before Temporal retries it
+    # (a worker that died mid-send is noticed after this; the outbox makes the retry harmless).
+    send_attempt_timeout: timedelta = timedelta(seconds=60)
     # A history longer than this continues as new (the server also suggests it).
     continue_as_new_after_events: int = Field(default=2000, ge=200)
 
@@ -176,4 +179,5 @@ def fast_policy() -> Policy:
         staff_reminder_before=timedelta(seconds=20),
         manager_reminder_before=timedelta(seconds=10),
         followups=[timedelta(seconds=60), timedelta(seconds=120)],
+        send_attempt_timeout=timedelta(seconds=5),
     )

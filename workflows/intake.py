@@ -1182,13 +1182,13 @@ class IntakeWorkflow:
         try:
             if effect.kind == "sms" and effect.sms is not None:
                 await workflow.execute_activity(
-                    ACT_SEND_SMS, effect.sms, start_to_close_timeout=timedelta(seconds=60),
+                    ACT_SEND_SMS, effect.sms, start_to_close_timeout=self.policy.send_attempt_timeout,
                     retry_policy=_SEND_RETRY, summary=effect.summary,
                 )
                 self._event("sms_sent", f"已发短信：{effect.summary}", data={"purpose": effect.sms.purpose})
             elif effect.notify is not None:
                 await workflow.execute_activity(
-                    ACT_NOTIFY_STAFF, effect.notify, start_to_close_timeout=timedelta(seconds=60),
+                    ACT_NOTIFY_STAFF, effect.notify, start_to_close_timeout=self.policy.send_attempt_timeout,
                     retry_policy=_SEND_RETRY, summary=effect.summary,
                 )
         except ActivityError as exc:
