@@ -338,6 +338,7 @@ class SuggestDesigners(_Model):
     meeting_at: datetime | None = None
     compound: str | None = None
     exclude_case_from_counts: bool = True
+    max_open_by_level: dict[Level, int] | None = None  # the case's policy table
 
 
 class Suggestion(_Model):

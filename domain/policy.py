@@ -179,5 +179,5 @@ def fast_policy() -> Policy:
         staff_reminder_before=timedelta(seconds=20),
         manager_reminder_before=timedelta(seconds=10),
         followups=[timedelta(seconds=60), timedelta(seconds=120)],
-        send_attempt_timeout=timedelta(seconds=5),
+        send_attempt_timeout=timedelta(seconds=10),
     )

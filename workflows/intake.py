@@ -972,6 +972,7 @@ class IntakeWorkflow:
                     required_level=Level(level),
                     meeting_at=m.at if m else None,
                     compound=s.compound,
+                    max_open_by_level=dict(self.policy.max_open_cases),
                 ),
                 start_to_close_timeout=_DB_TIMEOUT,
                 retry_policy=_SUGGEST_RETRY,

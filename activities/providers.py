@@ -1,0 +1,499 @@
+"""Message providers (SPEC §6): client SMS and staff notification channels, chosen by configuration.
+
+Shaped like Netflix/dispatch plugins: a small Protocol per kind, a harmless default that only records
+(`outbox`, `log`), and real implementations (Aliyun SMS through the official SDK, WeCom group robot).
+Providers know nothing about PostgreSQL or Temporal: the exactly-once discipline lives in
+:mod:`activities.messaging`, which keys every call with the outbox key so a provider can be asked later
+whether a message already went out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+from alibabacloud_dysmsapi20170525 import models as sms_models
+from alibabacloud_dysmsapi20170525.client import Client as DysmsClient
+from alibabacloud_tea_openapi import models as open_api_models
+from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
+
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+_PHONE_RE = re.compile(r"1[3-9]\d{9}")
+
+
+def mask_phone(text: str) -> str:
+    """Replace Chinese mobile numbers in a text with a masked form (for logs and error messages)."""
+    return _PHONE_RE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)
+
+
+class ProviderError(Exception):
+    """A provider refused or failed to take a message.
+
+    `retryable`: trying again later may succeed (throttling, network, provider outage).
+    `ambiguous`: the provider may nevertheless have accepted the message (timeout, connection lost,
+    5xx); the caller must then ask the provider (``find_sent``) before sending again.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool, code: str | None = None, ambiguous: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.code = code
+        self.ambiguous = ambiguous
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}" if self.code else self.message
+
+
+# --- client SMS -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """One SMS as a provider sees it; `key` is the outbox key ("<case_id>:<purpose>")."""
+
+    key: str
+    phone: str
+    template: str  # T1, T1_NO_ASSISTANT, T2, ..., STAFF
+    template_code: str | None
+    variables: dict[str, str]
+    text: str
+    sent_on: date  # the (Asia/Shanghai) day the send was attempted; QuerySendDetails needs it
+
+
+@runtime_checkable
+class SmsProvider(Protocol):
+    """Sends client SMS. Implementations must be safe to call concurrently."""
+
+    name: str
+
+    async def send(self, msg: OutgoingSms) -> str:
+        """Hand the message to the provider; returns its message id or raises ProviderError."""
+        ...
+
+    async def find_sent(self, msg: OutgoingSms) -> str | None:
+        """The provider's id of an earlier delivery of this outbox key, or None if it never arrived."""
+        ...
+
+
+class OutboxOnlyProvider:
+    """Default provider: the outbox row is the record; nothing leaves the building."""
+
+    name = "outbox"
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingSms] = []  # handy for tests and the dev stack
+
+    async def send(self, msg: OutgoingSms) -> str:
+        """Log the message and return a local id."""
+        self.sent.append(msg)
+        log.info(
+            "SMS (outbox only, not sent) key=%s to=%s template=%s text=%s",
+            msg.key,
+            mask_phone(msg.phone),
+            msg.template,
+            msg.text,
+        )
+        return f"outbox-{msg.key}"
+
+    async def find_sent(self, msg: OutgoingSms) -> str | None:
+        """Nothing ever leaves, so an interrupted send is simply done again."""
+        return None
+
+
+# Aliyun error codes (https://help.aliyun.com/document_detail/101346.html). Throttling and provider
+# trouble are worth retrying; everything that means "this request is wrong" is not.
+ALIYUN_RETRYABLE_CODES = frozenset(
+    {
+        "isv.BUSINESS_LIMIT_CONTROL",  # per-minute/hour rate limit per number
+        "isv.DAY_LIMIT_CONTROL",
+        "isv.AMOUNT_NOT_ENOUGH",  # account balance: succeeds once someone tops it up
+        "Throttling",
+        "Throttling.User",
+        "Throttling.Api",
+        "ServiceUnavailable",
+        "InternalError",
+        "isp.SYSTEM_ERROR",
+        "SignatureNonceUsed",
+    }
+)
+ALIYUN_REJECTED_CODES = frozenset(
+    {
+        "isv.MOBILE_NUMBER_ILLEGAL",
+        "isv.TEMPLATE_MISSING_PARAMETERS",
+        "isv.SMS_TEMPLATE_ILLEGAL",
+        "isv.SMS_SIGNATURE_ILLEGAL",
+        "isv.INVALID_PARAMETERS",
+        "isv.INVALID_JSON_PARAM",
+        "isv.PARAM_LENGTH_LIMIT",
+        "isv.PARAM_NOT_SUPPORT_URL",
+        "isv.BLACK_KEY_CONTROL_LIMIT",
+        "isv.MOBILE_COUNT_OVER_LIMIT",
+        "isv.ACCOUNT_NOT_EXISTS",
+        "isv.ACCOUNT_ABNORMAL",
+        "isv.OUT_OF_SERVICE",
+        "isv.DENY_IP_RANGE",
+        "isp.RAM_PERMISSION_DENY",
+        "InvalidAccessKeyId",
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "Forbidden.RAM",
+        "MissingParameter",
+        "InvalidParameter",
+    }
+)
+
+
+def classify_aliyun_code(code: str | None, status: int | None = None) -> ProviderError:
+    """Turn an Aliyun error code (and HTTP status) into a ProviderError with the right retry flags."""
+    code = code or "Unknown"
+    if code in ALIYUN_REJECTED_CODES:
+        return ProviderError("阿里云拒绝了短信请求", retryable=False, code=code)
+    if code in ALIYUN_RETRYABLE_CODES or code.startswith(("Throttling", "isp.")):
+        # A throttled or failed request was answered, so it was definitely not accepted.
+        return ProviderError("阿里云暂时无法发送", retryable=True, code=code)
+    if status is not None and status >= 500:
+        return ProviderError(f"阿里云服务错误 HTTP {status}", retryable=True, code=code, ambiguous=True)
+    return ProviderError("阿里云拒绝了短信请求", retryable=False, code=code)
+
+
+def _aliyun_exc_to_provider_error(exc: BaseException) -> ProviderError:
+    """SDK exceptions: AlibabaCloudException carries code/status; anything else is the network."""
+    if isinstance(exc, AlibabaCloudException):
+        err = classify_aliyun_code(exc.code, exc.status_code)
+        err.message = f"{err.message}: {mask_phone(str(exc.message or ''))}"
+        return err
+    # Timeouts, refused or reset connections (the SDK wraps them in UnretryableException, meaning only
+    # "the SDK itself won't retry"). The request may have reached Aliyun: ambiguous.
+    return ProviderError(
+        f"网络错误: {mask_phone(str(exc))[:300]}", retryable=True, code=type(exc).__name__, ambiguous=True
+    )
+
+
+class AliyunSmsProvider:
+    """Aliyun SMS (短信服务) through the official `alibabacloud_dysmsapi20170525` SDK, async methods.
+
+    Only approved templates are sent: template code, sign name and the variables as JSON; the outbox
+    key travels as `OutId` so ``find_sent`` can find the message again with QuerySendDetails.
+    """
+
+    name = "aliyun"
+
+    def __init__(
+        self,
+        *,
+        access_key_id: str,
+        access_key_secret: str,
+        sign_name: str,
+        templates: dict[str, str | None],
+        endpoint: str = "dysmsapi.aliyuncs.com",
+        protocol: str = "https",
+        connect_timeout_ms: int = 5_000,
+        read_timeout_ms: int = 10_000,
+    ) -> None:
+        self.sign_name = sign_name
+        self.templates = {k: v for k, v in templates.items() if v}
+        config = open_api_models.Config(
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            endpoint=endpoint,
+            protocol=protocol,
+            connect_timeout=connect_timeout_ms,
+            read_timeout=read_timeout_ms,
+        )
+        self._client = DysmsClient(config)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AliyunSmsProvider:
+        """Build from Settings; raises ValueError naming every missing secret or template code."""
+        key_id = settings.aliyun_access_key_id.get_secret_value() if settings.aliyun_access_key_id else ""
+        secret = (
+            settings.aliyun_access_key_secret.get_secret_value() if settings.aliyun_access_key_secret else ""
+        )
+        sign_name = settings.aliyun_sign_name or ""
+        missing = [
+            env
+            for env, value in (
+                ("INTAKE_ALIYUN_ACCESS_KEY_ID", key_id),
+                ("INTAKE_ALIYUN_ACCESS_KEY_SECRET", secret),
+                ("INTAKE_ALIYUN_SIGN_NAME", sign_name),
+            )
+            if not value.strip()
+        ]
+        if missing:
+            raise ValueError("Aliyun SMS is configured but these settings are missing: " + ", ".join(missing))
+        return cls(
+            access_key_id=key_id,
+            access_key_secret=secret,
+            sign_name=sign_name,
+            templates=settings.aliyun_templates(),
+            endpoint=settings.aliyun_endpoint,
+            protocol=settings.aliyun_protocol,
+        )
+
+    def template_code(self, msg: OutgoingSms) -> str:
+        """The approved template code for a message; a missing one is a configuration error."""
+        code = msg.template_code or self.templates.get(msg.template)
+        if not code:
+            raise ProviderError(
+                f"没有为模板 {msg.template} 配置阿里云模板编号 (INTAKE_ALIYUN_TEMPLATE_{msg.template})",
+                retryable=False,
+                code="template_not_configured",
+            )
+        return code
+
+    async def send(self, msg: OutgoingSms) -> str:
+        """SendSms with template code, sign name, variables and OutId = outbox key; returns BizId."""
+        request = sms_models.SendSmsRequest(
+            phone_numbers=msg.phone,
+            sign_name=self.sign_name,
+            template_code=self.template_code(msg),
+            template_param=json.dumps(msg.variables, ensure_ascii=False),
+            out_id=msg.key,
+        )
+        try:
+            response = await self._client.send_sms_async(request)
+        except Exception as exc:
+            raise _aliyun_exc_to_provider_error(exc) from exc
+        body = response.body
+        if body is None:
+            raise ProviderError("阿里云返回了空响应", retryable=True, code="EmptyResponse", ambiguous=True)
+        if body.code != "OK":
+            err = classify_aliyun_code(body.code, response.status_code)
+            err.message = f"{err.message}: {mask_phone(body.message or '')}"
+            raise err
+        return str(body.biz_id)
+
+    async def find_sent(self, msg: OutgoingSms) -> str | None:
+        """QuerySendDetails for the phone on the attempt's day (and the day before, for midnight)."""
+        for day in (msg.sent_on, msg.sent_on - timedelta(days=1)):
+            page = 1
+            while True:
+                request = sms_models.QuerySendDetailsRequest(
+                    phone_number=msg.phone,
+                    send_date=day.strftime("%Y%m%d"),
+                    page_size=50,
+                    current_page=page,
+                )
+                try:
+                    response = await self._client.query_send_details_async(request)
+                except Exception as exc:
+                    raise _aliyun_exc_to_provider_error(exc) from exc
+                body = response.body
+                if body is None or body.code != "OK":
+                    err = classify_aliyun_code(body.code if body else None, response.status_code)
+                    # Not knowing is never "not sent": a failed query must not lead to a second send.
+                    err.retryable = True
+                    raise err
+                details = body.sms_send_detail_dtos.sms_send_detail_dto if body.sms_send_detail_dtos else []
+                for detail in details or []:
+                    if detail.out_id == msg.key:
+                        # SmsSendDetailDTO carries no BizId; the OutId match is the proof of delivery.
+                        return f"aliyun-outid:{msg.key}"
+                total = int(body.total_count or 0)
+                if page * 50 >= total or not details:
+                    break
+                page += 1
+        return None
+
+
+# --- staff notifications ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingNotice:
+    """One staff notification; `key` is the outbox key ("<case_id>:<purpose>")."""
+
+    key: str
+    recipient_name: str
+    phone: str
+    role: str
+    text: str
+    sent_on: date  # the (Asia/Shanghai) day the send was attempted
+
+
+@runtime_checkable
+class StaffNotifier(Protocol):
+    """Delivers reminders and escalations to staff."""
+
+    name: str
+
+    async def notify(self, msg: OutgoingNotice) -> str:
+        """Deliver the notice; returns a channel message id or raises ProviderError."""
+        ...
+
+    async def find_sent(self, msg: OutgoingNotice) -> str | None:
+        """The channel's id of an earlier delivery of this key; None if unknown or never delivered."""
+        ...
+
+
+class LogNotifier:
+    """Default channel: writes the notice to the log."""
+
+    name = "log"
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingNotice] = []
+
+    async def notify(self, msg: OutgoingNotice) -> str:
+        """Log the notice and return a local id."""
+        self.sent.append(msg)
+        log.info("Staff notice key=%s to=%s(%s): %s", msg.key, msg.recipient_name, msg.role, msg.text)
+        return f"log-{msg.key}"
+
+    async def find_sent(self, msg: OutgoingNotice) -> str | None:
+        """A log line cannot be looked up; logging twice is harmless."""
+        return None
+
+
+class SmsNotifier:
+    """Staff notices as SMS through Aliyun, template STAFF with variables {name, text}."""
+
+    name = "sms"
+
+    def __init__(self, sms: AliyunSmsProvider) -> None:
+        self._sms = sms
+
+    def _sms_of(self, msg: OutgoingNotice) -> OutgoingSms:
+        return OutgoingSms(
+            key=msg.key,
+            phone=msg.phone,
+            template="STAFF",
+            template_code=None,
+            variables={"name": msg.recipient_name, "text": msg.text},
+            text=f"{msg.recipient_name}：{msg.text}",
+            sent_on=msg.sent_on,
+        )
+
+    async def notify(self, msg: OutgoingNotice) -> str:
+        """Send the STAFF template to the recipient's phone."""
+        return await self._sms.send(self._sms_of(msg))
+
+    async def find_sent(self, msg: OutgoingNotice) -> str | None:
+        """Ask Aliyun whether this notice already went out."""
+        return await self._sms.find_sent(self._sms_of(msg))
+
+
+WECOM_RATE_LIMITED = 45009
+
+
+class WeComNotifier:
+    """WeCom group robot (企业微信群机器人) webhook: a text message that @-mentions the recipient."""
+
+    name = "wecom"
+
+    def __init__(
+        self, webhook_url: str, *, timeout: float = 10.0, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self._url = webhook_url
+        self._timeout = timeout
+        self._client = client
+
+    def payload(self, msg: OutgoingNotice) -> dict[str, Any]:
+        """The webhook body: text with the recipient mentioned by phone."""
+        return {
+            "msgtype": "text",
+            "text": {
+                "content": f"【{msg.recipient_name}】{msg.text}",
+                "mentioned_mobile_list": [msg.phone] if msg.phone else [],
+            },
+        }
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
+        return await client.post(self._url, json=body, timeout=self._timeout)
+
+    async def notify(self, msg: OutgoingNotice) -> str:
+        """POST to the webhook; errcode 0 is delivered, 45009 (rate limit) and 5xx are retried."""
+        body = self.payload(msg)
+        try:
+            if self._client is not None:
+                response = await self._post(self._client, body)
+            else:
+                async with httpx.AsyncClient() as client:
+                    response = await self._post(client, body)
+        except (TimeoutError, httpx.TransportError) as exc:
+            raise ProviderError(
+                f"企业微信网络错误: {exc!r}"[:300], retryable=True, code=type(exc).__name__, ambiguous=True
+            ) from exc
+        if response.status_code >= 500:
+            raise ProviderError(
+                f"企业微信服务错误 HTTP {response.status_code}",
+                retryable=True,
+                code=str(response.status_code),
+                ambiguous=True,
+            )
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise ProviderError(
+                f"企业微信返回了非 JSON 响应 (HTTP {response.status_code})",
+                retryable=response.status_code == 429,
+                code=str(response.status_code),
+            ) from exc
+        errcode = int(data.get("errcode", -1))
+        if errcode == 0:
+            return f"wecom-{msg.key}"
+        errmsg = str(data.get("errmsg", ""))[:200]
+        if errcode == WECOM_RATE_LIMITED or response.status_code == 429:
+            raise ProviderError(f"企业微信限流: {errmsg}", retryable=True, code=str(errcode))
+        raise ProviderError(f"企业微信拒绝了消息: {errmsg}", retryable=False, code=str(errcode))
+
+    async def find_sent(self, msg: OutgoingNotice) -> str | None:
+        """A group robot has no delivery query: an interrupted notice is posted again (see messaging)."""
+        return None
+
+
+# --- factories --------------------------------------------------------------------------------
+
+
+def build_sms_provider(settings: Settings) -> SmsProvider:
+    """The client SMS provider chosen by `INTAKE_SMS_PROVIDER`; misconfiguration fails at startup."""
+    if settings.sms_provider == "outbox":
+        return OutboxOnlyProvider()
+    if settings.sms_provider == "aliyun":
+        provider = AliyunSmsProvider.from_settings(settings)
+        templates = settings.aliyun_templates()
+        missing = [n for n in ("T1", "T2", "T3", "T4") if not templates.get(n)]
+        if missing:
+            raise ValueError(
+                "Aliyun SMS needs an approved template code for "
+                + ", ".join(f"{n} (INTAKE_ALIYUN_TEMPLATE_{n})" for n in missing)
+            )
+        if not templates.get("T1_NO_ASSISTANT"):
+            log.warning(
+                "INTAKE_ALIYUN_TEMPLATE_T1_NO_ASSISTANT is not set: T1 without an assistant will fail"
+            )
+        return provider
+    raise ValueError(f"unknown SMS provider {settings.sms_provider!r} (outbox or aliyun)")
+
+
+def build_staff_notifier(settings: Settings) -> StaffNotifier:
+    """The staff notification channel chosen by `INTAKE_NOTIFY_CHANNEL`; misconfiguration fails at startup."""
+    if settings.notify_channel == "log":
+        return LogNotifier()
+    if settings.notify_channel == "wecom":
+        url = settings.wecom_webhook_url.get_secret_value() if settings.wecom_webhook_url else ""
+        if not url:
+            raise ValueError(
+                "notify channel 'wecom' needs INTAKE_WECOM_WEBHOOK_URL (the group robot webhook)"
+            )
+        return WeComNotifier(url)
+    if settings.notify_channel == "sms":
+        if not settings.aliyun_template_staff:
+            raise ValueError(
+                "notify channel 'sms' needs INTAKE_ALIYUN_TEMPLATE_STAFF (template with name, text)"
+            )
+        return SmsNotifier(AliyunSmsProvider.from_settings(settings))
+    raise ValueError(f"unknown notify channel {settings.notify_channel!r} (log, sms or wecom)")
