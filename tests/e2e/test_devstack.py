@@ -1,0 +1,259 @@
+"""`intake dev` as a newcomer runs it: starts everything, stops everything, and finds its data again.
+
+The stack runs as a real subprocess (the console script next to this interpreter) on a temporary
+data dir and free ports, without a terminal (stdin closed), exactly as in CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from pydantic import SecretStr
+
+from config import Settings
+from devstack import (
+    DEMO_STAFF,
+    TOKENS_FILE_NAME,
+    EmbeddedPostgres,
+    _tls_config,
+    read_demo_tokens,
+    temporal_address,
+    temporal_dev_command,
+)
+from domain.constants import SEARCH_ATTRIBUTE_CLI_TYPES
+
+INTAKE = Path(sys.executable).parent / "intake"
+START_WITHIN = 60.0
+STOP_WITHIN = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DevProcess:
+    """One `intake dev` subprocess and what it prints."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.data_dir = Path(env["INTAKE_DATA_DIR"])
+        self.api = f"http://127.0.0.1:{env['INTAKE_API_PORT']}"
+        self.ui = f"http://127.0.0.1:{env['INTAKE_TEMPORAL_UI_PORT']}"
+        with log.open("wb") as out:
+            # Own session: our SIGINT reaches `intake dev` alone, as a Ctrl-C would reach only it.
+            self.proc = subprocess.Popen(
+                [str(INTAKE), "dev"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self) -> None:
+        """Poll until /healthz, /readyz, the Temporal UI and the banner are all there."""
+        deadline = time.monotonic() + START_WITHIN
+        pending = {f"{self.api}/healthz", f"{self.api}/readyz", f"{self.ui}/"}
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"intake dev exited with {self.proc.returncode}:\n{self.output()}")
+                for url in list(pending):
+                    try:
+                        if http.get(url).status_code == 200:
+                            pending.discard(url)
+                    except httpx.HTTPError:
+                        pass
+                if not pending and "Press Ctrl-C to stop." in self.output():
+                    return
+                time.sleep(0.2)
+        pytest.fail(f"not ready within {START_WITHIN}s (waiting for {sorted(pending)}):\n{self.output()}")
+
+    def started_pids(self) -> dict[int, str]:
+        """Every process this stack runs: our children (Temporal) and the daemonised postgres."""
+        pids = {p.pid: " ".join(p.cmdline()) for p in psutil.Process(self.proc.pid).children(recursive=True)}
+        pg = EmbeddedPostgres(self.data_dir / "pg").postmaster_pid()
+        assert pg is not None, "the embedded postgres is not running"
+        postmaster = psutil.Process(pg)
+        pids[pg] = " ".join(postmaster.cmdline())
+        pids.update({p.pid: p.name() for p in postmaster.children(recursive=True)})
+        return pids
+
+    def interrupt_and_wait(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(STOP_WITHIN)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"intake dev did not stop within {STOP_WITHIN}s after SIGINT:\n{self.output()}")
+
+    def kill(self) -> None:
+        """Last-resort cleanup when a test failed half-way."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        for child in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(child.info["cmdline"] or [])
+            if str(self.data_dir) in cmd and "start-dev" in cmd:
+                child.kill()
+        EmbeddedPostgres(self.data_dir / "pg").stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _assert_all_gone(pids: dict[int, str]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    orphans = {pid: cmd for pid, cmd in pids.items() if _alive(pid)}
+    assert not orphans, f"processes left behind: {orphans}"
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+    for name in ("DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"):
+        env.pop(name, None)  # no database URL, no Temporal: the embedded defaults
+    env.update(
+        INTAKE_DATA_DIR=str(tmp_path / "data"),
+        INTAKE_API_HOST="127.0.0.1",
+        INTAKE_API_PORT=str(_free_port()),
+        INTAKE_TEMPORAL_PORT=str(_free_port()),
+        INTAKE_TEMPORAL_UI_PORT=str(_free_port()),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def started() -> Iterator[list[DevProcess]]:
+    """The stacks a test started; killed (with their postgres) if the test failed half-way."""
+    runs: list[DevProcess] = []
+    try:
+        yield runs
+    finally:
+        for run in runs:
+            run.kill()
+
+
+def _staff_list(env: dict[str, str]) -> list[list[str]]:
+    out = subprocess.run(
+        [str(INTAKE), "staff", "list"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
+
+
+def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
+    dev_env: dict[str, str], tmp_path: Path, started: list[DevProcess]
+) -> None:
+    data_dir = Path(dev_env["INTAKE_DATA_DIR"])
+    tokens_file = data_dir / TOKENS_FILE_NAME
+
+    # First run: creates PostgreSQL and the Temporal SQLite file, seeds the demo staff.
+    first = DevProcess(dev_env, tmp_path / "run1.log")
+    started.append(first)
+    first.wait_ready()
+    output = first.output()
+    assert "http://127.0.0.1:" + dev_env["INTAKE_API_PORT"] + "/docs" in output
+    assert first.ui in output
+    tokens = read_demo_tokens(tokens_file)
+    assert len(tokens) == len(DEMO_STAFF) == 10
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    for t in tokens:
+        assert t.token in output, f"token of {t.name} not printed"
+    roles = sorted(t.role for t in tokens)
+    assert roles.count("designer") == 3 and roles.count("assistant") == 2
+    assert {"manager", "director", "assistant_lead", "site_lead", "consultant"} <= set(roles)
+    assert len({t.level for t in tokens if t.role == "designer"}) == 3
+    assert (data_dir / "temporal.db").exists()
+
+    pids = first.started_pids()
+    assert any("start-dev" in cmd for cmd in pids.values()), pids
+    assert first.interrupt_and_wait() == 0, first.output()
+    _assert_all_gone(pids)
+    assert "Stopped." in first.output()
+
+    # Second run: same data, same tokens, no second set of demo staff.
+    second = DevProcess(dev_env, tmp_path / "run2.log")
+    started.append(second)
+    second.wait_ready()
+    assert "Demo staff created" not in second.output()
+    assert read_demo_tokens(tokens_file) == tokens
+    for t in tokens:
+        assert t.token in second.output()
+    staff = _staff_list(dev_env)  # the CLI reuses the running embedded database
+    assert len(staff) == 10
+    assert sorted(int(row[0]) for row in staff) == sorted(t.staff_id for t in tokens)
+    assert len({row[4] for row in staff}) == 10  # phones: no duplicate demo staff
+
+    pids = second.started_pids()
+    assert second.interrupt_and_wait() == 0, second.output()
+    _assert_all_gone(pids)
+
+
+# --- the helpers behind it (fast) ------------------------------------------------------------------
+
+
+def test_start_dev_registers_every_search_attribute(tmp_path: Path) -> None:
+    cmd = temporal_dev_command(Settings(data_dir=tmp_path, temporal_port=17001, temporal_ui_port=17002))
+    registered = dict(cmd[i + 1].split("=") for i, arg in enumerate(cmd) if arg == "--search-attribute")
+    assert registered == SEARCH_ATTRIBUTE_CLI_TYPES
+    assert cmd[cmd.index("--db-filename") + 1] == str(tmp_path / "temporal.db")
+    assert cmd[cmd.index("--port") + 1] == "17001" and cmd[cmd.index("--ui-port") + 1] == "17002"
+
+
+def test_temporal_address_falls_back_to_the_dev_server() -> None:
+    assert temporal_address(Settings(temporal_address=None, temporal_port=7999)) == "127.0.0.1:7999"
+    assert (
+        temporal_address(Settings(temporal_address="ns.acct.tmprl.cloud:7233")) == "ns.acct.tmprl.cloud:7233"
+    )
+
+
+def test_tls_from_settings(tmp_path: Path) -> None:
+    plain = Settings(temporal_tls=False, temporal_api_key=None)
+    assert _tls_config(plain) is False
+    assert _tls_config(plain.model_copy(update={"temporal_tls": True})) is True
+    assert _tls_config(plain.model_copy(update={"temporal_api_key": SecretStr("k")})) is True
+    cert, key, ca = (tmp_path / n for n in ("c.pem", "k.pem", "ca.pem"))
+    for f in (cert, key, ca):
+        f.write_bytes(f.name.encode())
+    tls = _tls_config(
+        Settings(temporal_tls_client_cert=cert, temporal_tls_client_key=key, temporal_tls_server_ca=ca)
+    )
+    assert not isinstance(tls, bool)
+    assert (tls.client_cert, tls.client_private_key, tls.server_root_ca_cert) == (
+        b"c.pem",
+        b"k.pem",
+        b"ca.pem",
+    )
+    with pytest.raises(ValueError, match="both"):
+        _tls_config(Settings(temporal_tls_client_cert=cert))

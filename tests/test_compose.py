@@ -1,0 +1,137 @@
+"""docker-compose.yml (and the README's settings table) checked without a Docker engine."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+
+from config import PROJECT_ROOT, Settings
+from domain.constants import SEARCH_ATTRIBUTE_CLI_TYPES
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+APP_SERVICES = ("api", "worker", "migrate")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def _settings_env_names() -> set[str]:
+    names: set[str] = set()
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+        else:
+            names.add(f"INTAKE_{field_name.upper()}")
+    return names
+
+
+def _environment(service: dict[str, Any]) -> dict[str, Any]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return dict(env)
+
+
+def _command_text(service: dict[str, Any]) -> str:
+    parts = [service.get("entrypoint") or [], service.get("command") or []]
+    return "\n".join(p if isinstance(p, str) else "\n".join(map(str, p)) for p in parts)
+
+
+def test_services_exist(compose: dict[str, Any]) -> None:
+    services = set(compose["services"])
+    assert {"postgresql", "temporal", "temporal-ui", "temporal-setup", "migrate", "api", "worker"} <= services
+
+
+def test_app_services_use_only_settings_names(compose: dict[str, Any]) -> None:
+    known = _settings_env_names()
+    for name in APP_SERVICES:
+        env = _environment(compose["services"][name])
+        ours = {k for k in env if k.startswith(("INTAKE_", "TEMPORAL_")) or k == "DATABASE_URL"}
+        assert ours, f"{name} has no settings in its environment"
+        unknown = ours - known
+        assert not unknown, f"{name} sets {sorted(unknown)}, which config.Settings does not read"
+
+
+def test_app_services_point_at_compose_database_and_temporal(compose: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        env = _environment(compose["services"][name])
+        assert "@postgresql:5432/" in env["INTAKE_DATABASE_URL"]
+        assert env["INTAKE_TEMPORAL_ADDRESS"] in (
+            "temporal:7233",
+            "${INTAKE_TEMPORAL_ADDRESS:-temporal:7233}",
+        )
+    assert _environment(compose["services"]["api"])["INTAKE_API_HOST"] == "0.0.0.0"
+
+
+def test_app_services_run_the_intake_commands(compose: dict[str, Any]) -> None:
+    for name, command in (("api", "api"), ("worker", "worker"), ("migrate", "migrate")):
+        assert compose["services"][name]["command"] == ["intake", command]
+        assert "build" in compose["services"][name]
+
+
+def test_search_attributes_registered_by_the_job_match_the_code(compose: dict[str, Any]) -> None:
+    script = _command_text(compose["services"]["temporal-setup"])
+    registered = dict(re.findall(r"^\s*sa (\w+) (\w+)\s*$", script, flags=re.MULTILINE))
+    assert registered == SEARCH_ATTRIBUTE_CLI_TYPES
+    assert "temporal operator search-attribute create" in script
+    assert "temporal operator namespace create" in script
+
+
+def test_temporal_uses_postgresql_persistence(compose: dict[str, Any]) -> None:
+    env = _environment(compose["services"]["temporal"])
+    assert env["DB"] == "postgres12"
+    assert env["POSTGRES_SEEDS"] == "postgresql"
+    schema = _command_text(compose["services"]["temporal-schema"])
+    assert "temporal-sql-tool --plugin postgres12" in schema
+
+
+def test_startup_order_uses_conditions(compose: dict[str, Any]) -> None:
+    s = compose["services"]
+    assert s["temporal"]["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
+    assert s["temporal-setup"]["depends_on"]["temporal"]["condition"] == "service_healthy"
+    assert s["migrate"]["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    for name in ("api", "worker"):
+        deps = s[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
+        assert deps["temporal-setup"]["condition"] == "service_completed_successfully"
+    for name in ("postgresql", "temporal", "api"):
+        assert "healthcheck" in s[name], f"{name} has no healthcheck"
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        if image is None:
+            assert "build" in service, f"{name} has neither image nor build"
+            continue
+        repo, _, tag = image.rpartition(":")
+        assert repo and "/" not in tag, f"{name}: image {image!r} has no tag"
+        assert tag != "latest", f"{name}: image {image!r} is not pinned"
+
+
+def test_dockerfile_installs_the_project() -> None:
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    base = re.search(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert base and ":" in base.group(1) and not base.group(1).endswith(":latest")
+    assert "COPY pyproject.toml" in dockerfile
+    assert re.search(r"pip install (-e )?\.", dockerfile)
+    for needed in ("migrations", "policies", "domain", "workflows", "activities", "api"):
+        assert f"COPY {needed} " in dockerfile, f"the image lacks {needed}/"
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert ".venv" in ignored and ".data" in ignored
+
+
+def test_readme_documents_every_setting() -> None:
+    """The README's configuration table names every environment variable Settings reads."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in _settings_env_names() if f"`{name}`" not in readme)
+    assert not missing, f"README lacks {missing}"
