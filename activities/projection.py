@@ -33,9 +33,10 @@ class ProjectionActivities:
                     "SELECT version FROM cases WHERE id = $1 FOR UPDATE", state.case_id
                 )
                 if stored is None:
-                    raise ApplicationError(
-                        f"案例 {state.case_id} 不存在", type="case_missing", non_retryable=True
-                    )
+                    # Retryable: the API commits the case row right after starting the workflow, so the
+                    # first sync may run a moment before the row is visible. The workflow bounds the
+                    # retries of its first sync and ends an orphan whose row never appears.
+                    raise ApplicationError(f"案例 {state.case_id} 不存在", type="case_missing")
                 if state.version <= stored:
                     return  # a repeated or older state: the projection already shows this or newer
                 await self._update_case(conn, state)

@@ -1,25 +1,125 @@
-"""FastAPI app factory. PLACEHOLDER: the API issue builds the routes."""
+"""FastAPI app factory: the staff HTTP API of SPEC §7 over the intake workflow.
+
+``create_app(settings)`` is all the dev stack needs: the lifespan connects PostgreSQL and Temporal
+(and the API still starts, answering 503, when they are not there yet). Tests inject their own
+client, pool and a fast policy.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.client import Client
 
+from api import errors
+from api.deps import Resources
+from api.routers import actions, health, intakes, me, reports
 from config import Settings, get_settings
+from domain.policy import Policy
+
+DESCRIPTION = """
+客户接待流程（家装公司设计部）的员工接口。每位员工使用自己的令牌：`Authorization: Bearer <令牌>`。
+
+* **建档**：`POST /intakes`（同一手机号同时只能有一个未结案案例；支持 `Idempotency-Key`）。
+* **办理步骤**：`POST /intakes/{id}/steps/{step}`，返回案例的新状态。
+* **查询**：案例列表、详情、发给客户的短信、我的待办、时效报表。
+
+错误一律为 JSON：`{"code": "...", "message": "..."}`。常见代码：`unauthenticated`、`invalid_token`（401），
+`wrong_role`、`not_your_case`（403），`case_not_found`（404），`step_not_open`、`case_closed`、
+`duplicate_open_case`（409），`invalid_payload`、`time_in_past`、`reason_required`、`invalid_assignee`、
+`scenario_source_mismatch`（422），`temporal_unavailable`、`temporal_timeout`、`database_unavailable`（503，
+带 `Retry-After`）。失败的请求不改变任何数据；超时（`temporal_timeout`）时用同一个 `Idempotency-Key` 重试是安全的。
+
+没有时区的时间按北京时间（Asia/Shanghai）理解。
+
+数据来源：列表、待办、报表和案例详情读取 PostgreSQL 中的投影（流程每次变化后同步，通常在一秒内）；
+`GET /intakes/{id}?fresh=true` 直接向流程实时查询。办理类接口返回流程给出的最新状态。
+"""
+
+TAGS = [
+    {"name": "intakes", "description": "案例：建档、列表、详情、短信、推荐设计师"},
+    {"name": "actions", "description": "办理：完成步骤、改期、更换人员、结案、备注"},
+    {"name": "me", "description": "我的待办"},
+    {"name": "reports", "description": "报表（经理、总经理）"},
+    {"name": "health", "description": "健康检查"},
+]
+
+# Request bodies are small forms; anything bigger is a mistake or an attack.
+MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; Temporal client and pool are created once in the lifespan."""
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with a JSON 413 (Starlette's own limit answers in plain text)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse(
+                status_code=413,
+                content={"code": "payload_too_large", "message": f"请求体过大（上限 {self.max_bytes // 1024} KB）"},
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # A streamed body without Content-Length: FastAPI answers 400 bad_request (JSON).
+                    raise ValueError("request body too large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal_client: Client | None = None,
+    pool: asyncpg.Pool | None = None,
+    policy: Policy | None = None,
+) -> FastAPI:
+    """Build the app; the Temporal client and pool are injected (tests) or created once in the lifespan."""
     settings = settings or get_settings()
-    app = FastAPI(title="Client intake")
+    resources = Resources(settings, temporal_client=temporal_client, pool=pool, policy=policy)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """Liveness."""
-        return {"status": "ok"}
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await resources.warm_up()
+        try:
+            yield
+        finally:
+            await resources.aclose()
 
-    @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        """Readiness (placeholder)."""
-        return {"status": "ok"}
-
+    app = FastAPI(
+        title="客户接待 Client intake",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    # Set here, not in the lifespan: an ASGI transport without lifespan (tests) still finds them.
+    app.state.resources = resources
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(intakes.router)
+    app.include_router(actions.router)
+    app.include_router(me.router)
+    app.include_router(reports.router)
     return app

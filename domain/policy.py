@@ -120,6 +120,8 @@ class Policy(_Model):
     # How long one attempt to hand a message to the provider may take before Temporal retries it
     # (a worker that died mid-send is noticed after this; the outbox makes the retry harmless).
     send_attempt_timeout: timedelta = timedelta(seconds=60)
+    # How long a new case's workflow waits for the API to commit its row before ending as an orphan.
+    case_row_wait: timedelta = timedelta(minutes=2)
     # A history longer than this continues as new (the server also suggests it).
     continue_as_new_after_events: int = Field(default=2000, ge=200)
 
@@ -180,4 +182,5 @@ def fast_policy() -> Policy:
         manager_reminder_before=timedelta(seconds=10),
         followups=[timedelta(seconds=60), timedelta(seconds=120)],
         send_attempt_timeout=timedelta(seconds=10),
+        case_row_wait=timedelta(seconds=10),
     )

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -104,6 +104,7 @@ _SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 _DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
 _SUGGEST_RETRY = RetryPolicy(maximum_attempts=3)
 
+
 _DESIGNER_STEPS = {StepName.contact, StepName.first_meeting, StepName.measure}
 RECEPTION_CHECKLIST = "门口迎接、递名片、打开录音笔、备好茶水"
 
@@ -163,6 +164,20 @@ class IntakeWorkflow:
         """Drive the case until it is closed, then return its final state."""
         # Timers are re-derived from the state, so a continued-as-new run resumes where it was.
         async with self._lock:
+            if self.state_.version == 0:
+                try:
+                    # The first sync waits a bounded time for the API to commit the case row.
+                    await self._commit(within=self.policy.case_row_wait)
+                except ActivityError as exc:
+                    # The API rolled back the case row (its start timed out or its commit failed):
+                    # this workflow has no case. End it instead of retrying forever.
+                    cause: BaseException | None = exc.cause
+                    while cause is not None:
+                        if isinstance(cause, ApplicationError) and cause.type == "case_missing":
+                            workflow.logger.warning("case %s has no row: orphan ends", self.state_.case_id)
+                            return self.state_
+                        cause = cause.__cause__
+                    raise
             await self._after_opening()
             await self._commit()
 
@@ -1232,7 +1247,7 @@ class IntakeWorkflow:
         if values == self._last_sa:
             return
         self._last_sa = values
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             SA_STAGE.value_set(s.stage),
             SA_SOURCE.value_set(s.source.value),
             SA_SCENARIO.value_set(s.scenario.value),
@@ -1244,7 +1259,7 @@ class IntakeWorkflow:
         ]
         workflow.upsert_search_attributes(updates)
 
-    async def _commit(self) -> None:
+    async def _commit(self, within: timedelta | None = None) -> None:
         """Recompute derived fields, update what the UI shows, and sync the PostgreSQL projection."""
         s = self.state_
         self._refresh_derived()
@@ -1255,6 +1270,7 @@ class IntakeWorkflow:
             ACT_SYNC_PROJECTION,
             SyncProjection(state=s),
             start_to_close_timeout=_DB_TIMEOUT,
+            schedule_to_close_timeout=within,
             retry_policy=_DB_RETRY,
             summary="同步案件视图",
         )

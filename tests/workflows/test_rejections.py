@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
 from domain.enums import Outcome, Role, Scenario, StepName
-from domain.models import AddNote, CloseCase, CompleteStep, Reassign, Reschedule, StaffRef
+from domain.models import AddNote, CloseCase, CompleteStep, Reassign, Reschedule, StaffRef, SyncProjection
+from domain.policy import fast_policy
 from tests.workflows.fakes import (
     ASSISTANT,
     CONSULTANT,
@@ -129,3 +133,22 @@ async def test_rejections_leave_no_trace(client: Client, task_queue: str) -> Non
         assert rpc_err.value.status == RPCStatusCode.NOT_FOUND, rpc_err.value.status
         assert {a.kind for a in fakes.assignments} == {"assign", "reassign"}
         assert ASSISTANT.role == Role.assistant and isinstance(ASSISTANT, StaffRef)
+
+
+async def test_orphan_workflow_without_case_row_ends(client: Client, task_queue: str) -> None:
+    """A workflow whose case row never appears (the API rolled back) ends instead of retrying forever."""
+    fakes = FakeActivities()
+    attempts: list[int] = []
+
+    @activity.defn(name="sync_projection")
+    async def missing(req: SyncProjection) -> None:
+        attempts.append(req.state.version)
+        raise ApplicationError("案例不存在", type="case_missing")
+
+    acts = [a for a in fakes.all() if getattr(a, "__name__", "") != "sync_projection"] + [missing]
+    policy = fast_policy()
+    policy.case_row_wait = timedelta(seconds=3)
+    async with Worker(client, task_queue=task_queue, workflows=[IntakeWorkflow], activities=acts):
+        h = await start_case(client, task_queue, Scenario.remote, policy=policy)
+        final = await asyncio.wait_for(h.result(), timeout=60)
+        assert final.status.value == "open" and final.version == 1 and len(attempts) >= 2

@@ -1,0 +1,228 @@
+"""Annotated dependencies: settings, policy, PostgreSQL pool, Temporal client, the authenticated staff member.
+
+The pool and the client are created once per process (the lifespan warms them up; see
+:class:`Resources`). When PostgreSQL or Temporal is down at start, the API still starts and answers
+503 (and `/readyz` says which part is missing) until they come back: each request tries to connect
+again, within the request's time bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from activities.staff import Staff, StaffRepository
+from api.errors import ApiError, unavailable
+from config import Settings
+from domain.enums import ROLE_LABELS, Role, StaffStatus
+from domain.models import Actor
+from domain.policy import Policy
+
+log = logging.getLogger("intake.api")
+
+
+class Resources:
+    """The process-wide pool and Temporal client; injected ones are used as given and never closed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        temporal_client: Client | None = None,
+        pool: asyncpg.Pool | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        self.settings = settings
+        self._client = temporal_client
+        self._pool = pool
+        self._policy = policy
+        self._owns_client = temporal_client is None
+        self._owns_pool = pool is None
+        self._client_lock = asyncio.Lock()
+        self._pool_lock = asyncio.Lock()
+
+    @property
+    def timeout(self) -> float:
+        """The bound on any one call to PostgreSQL or Temporal, in seconds."""
+        return self.settings.request_timeout_seconds
+
+    @property
+    def rpc_timeout(self) -> timedelta:
+        """The same bound as a Temporal rpc_timeout."""
+        return timedelta(seconds=self.timeout)
+
+    def policy(self) -> Policy:
+        """The policy new cases start with (injected in tests, else the configured file)."""
+        if self._policy is None:
+            from devstack import load_policy
+
+            self._policy = load_policy(self.settings)
+        return self._policy
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, created on first use; 503 when PostgreSQL cannot be reached in time."""
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                from activities.db import create_pool
+                from devstack import database_url
+
+                try:
+                    dsn = await asyncio.to_thread(database_url, self.settings)
+                    self._pool = await asyncio.wait_for(
+                        create_pool(dsn, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max),
+                        self.timeout,
+                    )
+                except Exception as exc:
+                    log.warning("cannot connect to PostgreSQL: %r", exc)
+                    raise unavailable("database_unavailable", "数据库暂时无法访问，请稍后重试") from exc
+        return self._pool
+
+    async def client(self) -> Client:
+        """The Temporal client, connected on first use; 503 when Temporal cannot be reached in time."""
+        if self._client is not None:
+            return self._client
+        async with self._client_lock:
+            if self._client is None:
+                from devstack import connect_temporal
+
+                try:
+                    self._client = await asyncio.wait_for(connect_temporal(self.settings), self.timeout)
+                except Exception as exc:
+                    log.warning("cannot connect to Temporal: %r", exc)
+                    raise unavailable("temporal_unavailable", "流程引擎暂时无法访问，请稍后重试") from exc
+        return self._client
+
+    async def warm_up(self) -> None:
+        """Load the policy (a broken policy file stops the start) and connect both services when possible."""
+        self.policy()
+        # Services that are not there yet only log: requests retry and answer 503 meanwhile.
+        for connect in (self.pool, self.client):
+            try:
+                await connect()
+            except ApiError as exc:
+                log.warning("start without %s: will retry on demand", exc.code)
+
+    async def aclose(self) -> None:
+        """Close what this process created (never what was injected)."""
+        if self._owns_pool and self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), self.timeout)
+            except Exception:  # closing is best effort; the process is going away
+                self._pool.terminate()
+            self._pool = None
+        self._client = None if self._owns_client else self._client
+
+
+def get_resources(request: Request) -> Resources:
+    """The app's resources (set by create_app)."""
+    res: Resources = request.app.state.resources
+    return res
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings_dep(res: ResourcesDep) -> Settings:
+    """The app's settings."""
+    return res.settings
+
+
+async def get_pool(res: ResourcesDep) -> asyncpg.Pool:
+    """The PostgreSQL pool (503 when unavailable)."""
+    return await res.pool()
+
+
+async def get_client(res: ResourcesDep) -> Client:
+    """The Temporal client (503 when unavailable)."""
+    return await res.client()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
+ClientDep = Annotated[Client, Depends(get_client)]
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="StaffToken",
+    description="每位员工一个令牌（由命令行工具签发，仅保存哈希）。Authorization: Bearer itk_…",
+)
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """The authenticated staff member."""
+
+    staff: Staff
+
+    @property
+    def id(self) -> int:
+        """Staff id."""
+        return self.staff.id
+
+    @property
+    def role(self) -> Role:
+        """Staff role."""
+        return self.staff.role
+
+    def actor(self) -> Actor:
+        """Who acts, as the workflow's updates take it."""
+        return Actor(staff_id=self.staff.id, role=self.staff.role, name=self.staff.name)
+
+
+_UNAUTH_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+async def get_current_user(
+    res: ResourcesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> CurrentUser:
+    """Resolve the bearer token to an active staff member (401 otherwise)."""
+    if credentials is None or not credentials.credentials:
+        raise ApiError(401, "unauthenticated", "需要登录：Authorization: Bearer <令牌>", headers=_UNAUTH_HEADERS)
+    token = credentials.credentials.strip()
+    if len(token) > 512:
+        raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
+    pool = await res.pool()
+    # by_token looks the token up by its sha256 and compares the hashes in constant time.
+    staff = await asyncio.wait_for(StaffRepository(pool).by_token(token=token), res.timeout)
+    if staff is None or staff.status == StaffStatus.inactive:
+        raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
+    return CurrentUser(staff)
+
+
+CurrentStaff = Annotated[CurrentUser, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]]:
+    """A dependency admitting only the given roles (403 wrong_role otherwise)."""
+    allowed = frozenset(roles)
+    names = "、".join(ROLE_LABELS[r] for r in roles)
+
+    async def dep(user: CurrentStaff) -> CurrentUser:
+        if user.role not in allowed:
+            raise ApiError(403, "wrong_role", f"仅限{names}（你是{ROLE_LABELS[user.role]}）")
+        return user
+
+    return dep
+
+
+async def bounded(res: Resources, aw: Awaitable[Any]) -> Any:
+    """Await a database call within the request time bound (503 database_unavailable when exceeded)."""
+    try:
+        return await asyncio.wait_for(aw, res.timeout)
+    except TimeoutError as exc:
+        raise unavailable("database_unavailable", "数据库响应超时，请稍后重试") from exc

@@ -1,0 +1,282 @@
+"""SQL the API runs against the PostgreSQL projection: case rows, lists, tasks, messages, SLA report.
+
+Raw SQL with parameters; every call is bounded by the caller (api.deps.bounded). Lists are
+paginated and use the indexes of migrations/001_init.sql (see benchmarks/bench_api_lists.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from api.errors import ApiError
+
+_STAFF_JSON = (
+    "CASE WHEN {a}.id IS NULL THEN NULL ELSE jsonb_build_object("
+    "'id', {a}.id, 'name', {a}.name, 'role', {a}.role, 'level', {a}.level) END"
+)
+
+CASE_COLUMNS = (
+    "c.id, c.workflow_id, c.source, c.scenario, c.stage, c.status, c.outcome, c.outcome_reason,"
+    " c.client_name, c.client_phone, c.client_gender, c.client_age_range, c.compound, c.address,"
+    " c.area_m2, c.budget, c.notes, c.meeting_at, c.meeting_kind, c.measure_at, c.created_by,"
+    " c.received_by, c.manager_id, c.designer_id, c.assistant_id, c.overdue, c.escalation_level,"
+    " c.step_due_at, c.version, c.created_at, c.closed_at"
+)
+
+_DETAIL_SQL = (
+    f"SELECT {CASE_COLUMNS}, c.state,"
+    f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
+    f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
+    f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
+    f" {_STAFF_JSON.format(a='dg')} AS designer_ref,"
+    f" {_STAFF_JSON.format(a='ag')} AS assistant_ref"
+    " FROM cases c"
+    " LEFT JOIN staff cb ON cb.id = c.created_by"
+    " LEFT JOIN staff rb ON rb.id = c.received_by"
+    " LEFT JOIN staff mg ON mg.id = c.manager_id"
+    " LEFT JOIN staff dg ON dg.id = c.designer_id"
+    " LEFT JOIN staff ag ON ag.id = c.assistant_id"
+    " WHERE c.id = $1"
+)
+
+
+async def case_row(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> asyncpg.Record | None:
+    """The case row with its staff references and the last reported state (jsonb)."""
+    return await conn.fetchrow(_DETAIL_SQL, case_id)
+
+
+async def case_events(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
+    """The case's timeline, oldest first."""
+    return await conn.fetch(
+        "SELECT seq, at, kind, step, actor_id, text, data FROM case_events WHERE case_id = $1 ORDER BY seq",
+        case_id,
+    )
+
+
+async def open_case_for_phone(conn: asyncpg.Pool | asyncpg.Connection, phone: str) -> int | None:
+    """The id of the open case of a client phone, if any."""
+    v: int | None = await conn.fetchval(
+        "SELECT id FROM cases WHERE client_phone = $1 AND status = 'open'", phone
+    )
+    return v
+
+
+# --- list ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class CaseFilter:
+    """Filters of GET /intakes (all optional, combined with AND)."""
+
+    stage: str | None = None
+    status: str | None = None
+    overdue: bool | None = None
+    designer_id: int | None = None
+    manager_id: int | None = None
+    source: str | None = None
+    scenario: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    args: list[Any] = field(default_factory=list)
+
+    def where(self) -> str:
+        """The WHERE clause; parameters accumulate in `args`."""
+        self.args = []
+        parts: list[str] = []
+
+        def add(sql: str, value: Any) -> None:
+            self.args.append(value)
+            parts.append(sql.format(p=f"${len(self.args)}"))
+
+        if self.stage is not None:
+            add("c.stage = {p}", self.stage)
+        if self.status is not None:
+            add("c.status = {p}", self.status)
+        if self.overdue is not None:
+            parts.append("c.overdue" if self.overdue else "NOT c.overdue")
+        if self.designer_id is not None:
+            add("c.designer_id = {p}", self.designer_id)
+        if self.manager_id is not None:
+            add("c.manager_id = {p}", self.manager_id)
+        if self.source is not None:
+            add("c.source = {p}", self.source)
+        if self.scenario is not None:
+            add("c.scenario = {p}", self.scenario)
+        if self.created_from is not None:
+            add("c.created_at >= {p}", self.created_from)
+        if self.created_to is not None:
+            add("c.created_at < {p}", self.created_to)
+        return ("WHERE " + " AND ".join(parts)) if parts else ""
+
+
+def encode_cursor(created_at: datetime, case_id: int) -> str:
+    """An opaque keyset cursor: the last row's (created_at, id)."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{case_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Inverse of :func:`encode_cursor`; 422 invalid_cursor when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, cid = raw.partition("|")
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None:
+            raise ValueError("naive")
+        return parsed, int(cid)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise ApiError(422, "invalid_cursor", "分页游标无效：请使用上一页返回的 next_cursor") from exc
+
+
+_LIST_COLUMNS = (
+    "c.id, c.workflow_id, c.source, c.scenario, c.stage, c.status, c.outcome, c.client_name,"
+    " c.client_phone, c.compound, c.budget, c.overdue, c.escalation_level, c.step_due_at, c.meeting_at,"
+    " c.created_at, c.manager_id, mg.name AS manager_name, c.designer_id, dg.name AS designer_name,"
+    " c.assistant_id, ag.name AS assistant_name"
+)
+
+
+async def list_cases(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    flt: CaseFilter,
+    *,
+    limit: int,
+    offset: int,
+    cursor: tuple[datetime, int] | None,
+) -> tuple[list[asyncpg.Record], int]:
+    """A page of cases, newest first, and the total matching the filters."""
+    where = flt.where()
+    args = list(flt.args)
+    total: int = await conn.fetchval(f"SELECT count(*) FROM cases c {where}", *args)
+    page_where = where
+    if cursor is not None:
+        args += [cursor[0], cursor[1]]
+        cond = f"(c.created_at, c.id) < (${len(args) - 1}, ${len(args)})"
+        page_where = f"{where} AND {cond}" if where else f"WHERE {cond}"
+        offset = 0
+    args += [limit, offset]
+    rows = await conn.fetch(
+        f"SELECT {_LIST_COLUMNS} FROM cases c"
+        " LEFT JOIN staff mg ON mg.id = c.manager_id"
+        " LEFT JOIN staff dg ON dg.id = c.designer_id"
+        " LEFT JOIN staff ag ON ag.id = c.assistant_id"
+        f" {page_where} ORDER BY c.created_at DESC, c.id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        *args,
+    )
+    return rows, total
+
+
+# --- my tasks ------------------------------------------------------------------------------------
+
+_TASK_COLUMNS = (
+    "s.case_id, s.step_key, s.step, s.attempt, s.owner_role, s.owner_id, s.opened_at, s.due_at,"
+    " s.overdue, s.escalation_level, c.stage, c.source, c.scenario, c.client_name, c.compound"
+)
+
+
+async def my_tasks(
+    conn: asyncpg.Pool | asyncpg.Connection, *, staff_id: int, role: str, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """Open steps owned by the staff member, or unowned and of their role; soonest due first.
+
+    Two index-ordered branches (case_steps_open_owner_idx, case_steps_open_role_idx), each cut at
+    offset+limit, merged: the page never sorts all open steps of a role.
+    """
+    cut = offset + limit
+    branch = (
+        f"(SELECT {_TASK_COLUMNS} FROM case_steps s JOIN cases c ON c.id = s.case_id"
+        " WHERE s.status = 'open' AND c.status = 'open' AND {cond}"
+        " ORDER BY s.due_at NULLS LAST LIMIT $3)"
+    )
+    rows = await conn.fetch(
+        f"SELECT * FROM ({branch.format(cond='s.owner_id = $1')}"
+        f" UNION ALL {branch.format(cond='s.owner_id IS NULL AND s.owner_role = $2')}) t"
+        " ORDER BY t.due_at NULLS LAST, t.case_id, t.step_key LIMIT $4 OFFSET $5",
+        staff_id,
+        role,
+        cut,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM case_steps s JOIN cases c ON c.id = s.case_id"
+        " WHERE s.status = 'open' AND c.status = 'open'"
+        " AND (s.owner_id = $1 OR (s.owner_id IS NULL AND s.owner_role = $2))",
+        staff_id,
+        role,
+    )
+    return rows, total
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+async def case_messages(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
+    """The SMS to the client of a case (outbox channel 'sms'), oldest first."""
+    return await conn.fetch(
+        "SELECT purpose, template, text, status, recipient, provider, provider_id, attempts, created_at,"
+        " sent_at FROM outbox WHERE case_id = $1 AND channel = 'sms' ORDER BY created_at, id",
+        case_id,
+    )
+
+
+# --- SLA report ----------------------------------------------------------------------------------
+
+GROUP_KEYS = {"none": "NULL::text", "source": "c.source", "manager": "c.manager_id::text", "designer": "c.designer_id::text"}
+
+
+async def sla_report(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    *,
+    period_from: datetime,
+    period_to: datetime,
+    group_by: str,
+    source: str | None,
+    scenario: str | None,
+) -> list[asyncpg.Record]:
+    """Per step (and group): done, on time, median and p90 time to done, escalations.
+
+    The period selects cases by creation time (cases_created_idx), then their steps by primary key.
+    Cancelled step instances (closed cases) are left out of the timing figures.
+    """
+    key = GROUP_KEYS[group_by]
+    label = {
+        "none": "NULL::text",
+        "source": "r.grp",
+        "manager": "st.name",
+        "designer": "st.name",
+    }[group_by]
+    join = "LEFT JOIN staff st ON st.id::text = r.grp" if group_by in ("manager", "designer") else ""
+    return await conn.fetch(
+        f"""
+        WITH r AS (
+          SELECT s.step, {key} AS grp,
+            count(*) FILTER (WHERE s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled') AS done,
+            count(*) FILTER (WHERE s.status = 'open') AS open,
+            count(*) FILTER (WHERE s.status = 'open' AND s.due_at < now()) AS open_overdue,
+            count(*) FILTER (WHERE s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled'
+                             AND (s.due_at IS NULL OR s.completed_at <= s.due_at)) AS on_time,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.completed_at - s.opened_at))
+              FILTER (WHERE s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled') AS median_seconds,
+            percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM s.completed_at - s.opened_at))
+              FILTER (WHERE s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled') AS p90_seconds,
+            count(*) FILTER (WHERE s.escalation_level > 0) AS escalated,
+            coalesce(sum(s.escalation_level), 0)::bigint AS escalations
+          FROM cases c JOIN case_steps s ON s.case_id = c.id
+          WHERE c.created_at >= $1 AND c.created_at < $2
+            AND ($3::text IS NULL OR c.source = $3) AND ($4::text IS NULL OR c.scenario = $4)
+          GROUP BY s.step, grp
+        )
+        SELECT r.*, {label} AS group_label FROM r {join}
+        ORDER BY r.step, r.grp NULLS FIRST
+        """,
+        period_from,
+        period_to,
+        source,
+        scenario,
+    )

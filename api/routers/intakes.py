@@ -1,0 +1,463 @@
+"""Cases: create, list, read, messages to the client, designer suggestions."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from activities.staff import Staff, StaffRepository
+from api import idempotency, queries
+from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, require_roles
+from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses
+from api.schemas import (
+    MAX_ID,
+    CaseList,
+    CaseView,
+    Id,
+    IntakeCreate,
+    MessageItem,
+    MessageList,
+    SuggestionItem,
+    SuggestionList,
+    query_time,
+)
+from api.temporal import bounded_temporal, intake_workflow, query_state, terminate_orphan_later
+from api.views import case_summary, case_view, state_from_row, timeline
+from domain.constants import workflow_id
+from domain.enums import Role, Scenario, Source, StaffStatus
+from domain.graph import initial_stage
+from domain.models import IntakeInput, StaffRef
+from domain.tracking import initial_search_attributes, static_summary
+
+log = logging.getLogger("intake.api")
+
+router = APIRouter(prefix="/intakes", tags=["intakes"])
+
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="案例编号", examples=[1024])]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        description="幂等键：网络中断后用同一个 Key 重试，得到第一次的结果，不会重复建档",
+    ),
+]
+
+CREATOR_ROLES = (Role.consultant, Role.manager, Role.site_lead, Role.assistant, Role.designer)
+Creator = Annotated[CurrentUser, Depends(require_roles(*CREATOR_ROLES))]
+Manager = Annotated[CurrentUser, Depends(require_roles(Role.manager))]
+
+# Which sources each scenario can come from (SPEC §2).
+SCENARIO_SOURCES: dict[Scenario, frozenset[Source]] = {
+    Scenario.remote: frozenset({Source.marketing, Source.online}),
+    Scenario.office_visit: frozenset({Source.marketing, Source.online}),
+    Scenario.site_office: frozenset({Source.site_office}),
+    Scenario.walk_in: frozenset({Source.walk_in}),
+}
+# Who can have received a client at a compound office.
+SITE_RECEIVERS = frozenset({Role.site_lead, Role.designer})
+# A live query right after the start: short, the answer falls back to the row.
+QUERY_AFTER_START_SECONDS = 2.0
+
+
+def _check_time(value: datetime | None, field: str, *, future: bool) -> None:
+    if value is None:
+        return
+    if future and value <= datetime.now(UTC):
+        raise ApiError(422, "time_in_past", f"{field} 必须是将来的时间", details={"field": field})
+
+
+async def _received_by(repo: StaffRepository, body: IntakeCreate, user: CurrentUser) -> Staff | None:
+    if body.received_by is None:
+        if body.scenario == Scenario.site_office and user.role in SITE_RECEIVERS:
+            return user.staff
+        if body.scenario == Scenario.walk_in:
+            return user.staff
+        return None
+    staff = await repo.get(staff_id=body.received_by)
+    if staff is None or staff.status != StaffStatus.active:
+        raise ApiError(
+            422, "invalid_assignee", f"接待人员 {body.received_by} 不存在或不在岗", details={"field": "received_by"}
+        )
+    if body.scenario == Scenario.site_office and staff.role not in SITE_RECEIVERS:
+        raise ApiError(
+            422,
+            "invalid_assignee",
+            "小区办公室的接待人员应为小区负责人或值班设计师",
+            details={"field": "received_by"},
+        )
+    return staff
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CaseView,
+    summary="新客户建档",
+    responses=responses(R401, R403, R409, R422, R503),
+)
+async def create_intake(
+    body: IntakeCreate,
+    user: Creator,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Create a case for a new client and start its workflow; at most one open case per client phone."""
+    if body.source not in SCENARIO_SOURCES[body.scenario]:
+        allowed = "、".join(s.value for s in sorted(SCENARIO_SOURCES[body.scenario]))
+        raise ApiError(
+            422,
+            "scenario_source_mismatch",
+            f"情况 {body.scenario.value} 的来源应为 {allowed}，而不是 {body.source.value}",
+        )
+    _check_time(body.meeting_at, "meeting_at", future=True)
+
+    pool = await res.pool()
+    req_hash = idempotency.request_hash(body.model_dump_json())
+    if idempotency_key:
+        stored = await bounded(
+            res, idempotency.lookup(pool, staff_id=user.id, key=idempotency_key, req_hash=req_hash)
+        )
+        if stored is not None:
+            return await _replay(res, pool, stored)
+    client = await res.client()
+    repo = StaffRepository(pool)
+    received = await bounded(res, _received_by(repo, body, user))
+    manager = user.staff if user.role == Role.manager else await bounded(res, repo.first_active(role=Role.manager))
+    director = await bounded(res, repo.first_active(role=Role.director))
+    policy = res.policy()
+    now = datetime.now(UTC)
+    wf = intake_workflow()
+
+    def ref(s: Staff | None) -> StaffRef | None:
+        return s.ref() if s else None
+
+    case_id: int | None = None
+    start_attempted = False
+    try:
+        async with pool.acquire(timeout=res.timeout) as conn, conn.transaction():
+            if idempotency_key:
+                # Written first: a concurrent request with the same key waits here for this one.
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (staff_id, key, request_hash, status_code, response)"
+                    " VALUES ($1, $2, $3, NULL, NULL)",
+                    user.id,
+                    idempotency_key,
+                    req_hash,
+                    timeout=res.timeout,
+                )
+            case_id = await conn.fetchval(
+                "SELECT nextval(pg_get_serial_sequence('cases', 'id'))", timeout=res.timeout
+            )
+            assert case_id is not None
+            c = body.client
+            # The open-phone unique index makes concurrent creations for one phone wait here for the
+            # first one's commit (or rollback): exactly one of them gets the case.
+            await conn.execute(
+                "INSERT INTO cases (id, workflow_id, source, scenario, stage, client_name, client_phone,"
+                " client_gender, client_age_range, compound, address, area_m2, budget, notes, meeting_at,"
+                " meeting_kind, created_by, received_by, manager_id, created_at)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)",
+                case_id,
+                workflow_id(case_id),
+                body.source.value,
+                body.scenario.value,
+                initial_stage(body.scenario),
+                c.name,
+                c.phone,
+                c.gender.value,
+                c.age_range,
+                c.compound,
+                c.address,
+                c.area_m2,
+                c.budget,
+                body.notes,
+                body.meeting_at,
+                body.meeting_kind.value if body.meeting_kind else None,
+                user.id,
+                received.id if received else None,
+                manager.id if manager else None,
+                now,
+                timeout=res.timeout,
+            )
+            if idempotency_key:
+                # Final within this transaction: the key commits with its case or not at all. The
+                # stored body is completed after the commit; until then a replay rebuilds it.
+                await conn.execute(
+                    "UPDATE idempotency_keys SET status_code = 201, response = $3"
+                    " WHERE staff_id = $1 AND key = $2",
+                    user.id,
+                    idempotency_key,
+                    {"case_id": case_id, "partial": True},
+                    timeout=res.timeout,
+                )
+            # No client data in the workflow input: name, phone and address stay in PostgreSQL.
+            inp = IntakeInput(
+                case_id=case_id,
+                source=body.source,
+                scenario=body.scenario,
+                created_at=now,
+                created_by=user.staff.ref(),
+                manager=ref(manager),
+                director=ref(director),
+                received_by=ref(received),
+                compound=c.compound,
+                budget=c.budget,
+                meeting_at=body.meeting_at,
+                meeting_kind=body.meeting_kind,
+                policy=policy,
+            )
+            start_attempted = True
+            await bounded_temporal(
+                res.timeout,
+                lambda: client.start_workflow(
+                    wf.run,
+                    inp,
+                    id=workflow_id(case_id),
+                    task_queue=res.settings.task_queue,
+                    search_attributes=initial_search_attributes(inp),
+                    static_summary=static_summary(inp),
+                    rpc_timeout=res.rpc_timeout,
+                ),
+            )
+            # Commit right after the start: the workflow's first projection sync waits for this row.
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "cases_open_phone_uq":
+            return await _duplicate(res, pool, body, user, idempotency_key, req_hash)
+        if exc.constraint_name == "idempotency_keys_pkey" and idempotency_key:
+            stored = await bounded(
+                res, idempotency.lookup(pool, staff_id=user.id, key=idempotency_key, req_hash=req_hash)
+            )
+            if stored is not None:
+                return await _replay(res, pool, stored)
+        raise
+    except BaseException:
+        if start_attempted and case_id is not None:
+            # The start's answer may have been lost, or the commit failed after it: no workflow may
+            # outlive its rolled-back case.
+            terminate_orphan_later(client, workflow_id(case_id), "case creation rolled back")
+        raise
+
+    view = await _created_view(res, pool, client, case_id)
+    body_json = jsonable_encoder(view)
+    if idempotency_key:
+        try:
+            await bounded(
+                res,
+                pool.execute(
+                    "UPDATE idempotency_keys SET response = $3 WHERE staff_id = $1 AND key = $2",
+                    user.id,
+                    idempotency_key,
+                    body_json,
+                ),
+            )
+        except Exception as exc:  # the key still replays (rebuilt from the case)
+            log.warning("idempotency answer for case %s not stored: %r", case_id, exc)
+    return JSONResponse(status_code=201, content=body_json)
+
+
+async def _created_view(res: Resources, pool: asyncpg.Pool, client: Client | None, case_id: int) -> CaseView:
+    row = await bounded(res, queries.case_row(pool, case_id))
+    if row is None:
+        raise not_found_case(case_id)
+    if client is not None:
+        state = await query_state(client, case_id=case_id, timeout=min(res.timeout, QUERY_AFTER_START_SECONDS))
+        if state is not None:
+            return case_view(row, state, timeline([], state), "workflow")
+    projected = state_from_row(row)
+    return case_view(row, projected, [], "projection" if projected else "created")
+
+
+async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record) -> Any:
+    resp = stored["response"]
+    if stored["status_code"] == 201 and isinstance(resp, dict) and resp.get("partial"):
+        # The case was committed but its answer not yet stored (or storing it failed): rebuild it.
+        try:
+            client: Client | None = await res.client()
+        except ApiError:
+            client = None
+        view = await _created_view(res, pool, client, int(resp["case_id"]))
+        return idempotency.replay(201, jsonable_encoder(view))
+    return idempotency.replay(stored["status_code"], resp)
+
+
+async def _duplicate(
+    res: Resources, pool: asyncpg.Pool, body: IntakeCreate, user: CurrentUser, key: str | None, req_hash: str
+) -> Any:
+    existing = await bounded(res, queries.open_case_for_phone(pool, body.client.phone))
+    if existing is None:
+        # The other case closed in between: the phone is free again, the client may simply retry.
+        raise ApiError(409, "duplicate_open_case", "该手机号刚有一个案例在处理中，请重试")
+    err = ApiError(
+        409,
+        "duplicate_open_case",
+        f"该手机号已有未结案的案例 #{existing}，请在该案例中继续跟进",
+        case_id=existing,
+    )
+    if key:
+        await bounded(
+            res,
+            idempotency.store(pool, staff_id=user.id, key=key, req_hash=req_hash, status_code=409, body=err.body()),
+        )
+    raise err
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+@router.get(
+    "",
+    response_model=CaseList,
+    summary="案例列表",
+    responses=responses(R401, R422, R503),
+)
+async def list_intakes(
+    user: CurrentStaff,
+    res: ResourcesDep,
+    stage: Annotated[str | None, Query(max_length=40, description="阶段，例如 callback、contact、signed")] = None,
+    status: Annotated[Literal["open", "closed"] | None, Query(description="open 未结案 / closed 已结案")] = None,
+    overdue: Annotated[bool | None, Query(description="只看（不看）超时的案例")] = None,
+    designer_id: Annotated[Id | None, Query(description="设计师ID")] = None,
+    manager_id: Annotated[Id | None, Query(description="经理ID")] = None,
+    source: Annotated[Source | None, Query(description="来源")] = None,
+    scenario: Annotated[Scenario | None, Query(description="情况")] = None,
+    created_from: Annotated[datetime | None, Query(description="创建时间起（含）")] = None,
+    created_to: Annotated[datetime | None, Query(description="创建时间止（不含）")] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000, description="跳过条数（与 cursor 二选一）")] = 0,
+    cursor: Annotated[str | None, Query(max_length=200, description="上一页返回的 next_cursor")] = None,
+) -> CaseList:
+    """List cases from the projection, newest first, with filters and pagination (offset or cursor)."""
+    flt = queries.CaseFilter(
+        stage=stage,
+        status=status,
+        overdue=overdue,
+        designer_id=designer_id,
+        manager_id=manager_id,
+        source=source.value if source else None,
+        scenario=scenario.value if scenario else None,
+        created_from=query_time(created_from, "created_from"),
+        created_to=query_time(created_to, "created_to"),
+    )
+    keyset = queries.decode_cursor(cursor) if cursor else None
+    pool = await res.pool()
+    rows, total = await bounded(res, queries.list_cases(pool, flt, limit=limit, offset=offset, cursor=keyset))
+    items = [case_summary(r) for r in rows]
+    next_cursor = None
+    if len(rows) == limit:
+        last = rows[-1]
+        next_cursor = queries.encode_cursor(last["created_at"], last["id"])
+    return CaseList(items=items, total=total, limit=limit, offset=0 if keyset else offset, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{case_id}",
+    response_model=CaseView,
+    summary="案例详情",
+    responses=responses(R401, R404, R422, R503),
+)
+async def get_intake(
+    case_id: CaseId,
+    user: CurrentStaff,
+    res: ResourcesDep,
+    fresh: Annotated[
+        bool, Query(description="true：向流程实时查询（较慢）；默认读数据库投影（流程每次变化后同步）")
+    ] = False,
+) -> CaseView:
+    """The case: stage, open steps (owner, due, overdue, escalation level), assignments, meetings, timeline."""
+    pool = await res.pool()
+    row = await bounded(res, queries.case_row(pool, case_id))
+    if row is None:
+        raise not_found_case(case_id)
+    events = await bounded(res, queries.case_events(pool, case_id))
+    state = None if fresh else state_from_row(row)
+    source: Literal["workflow", "projection", "created"] = "projection"
+    if state is None:
+        # Asked for fresh data, or the workflow has not reported yet: ask it (bounded), else the row.
+        try:
+            client = await res.client()
+            state = await query_state(client, case_id=case_id, timeout=min(res.timeout, QUERY_AFTER_START_SECONDS))
+        except ApiError:
+            state = None
+        source = "workflow" if state is not None else "projection"
+        if state is None:
+            state = state_from_row(row)
+            source = "projection" if state is not None else "created"
+    return case_view(row, state, timeline(events, state), source)
+
+
+@router.get(
+    "/{case_id}/messages",
+    response_model=MessageList,
+    summary="发给客户的短信",
+    responses=responses(R401, R404, R422, R503),
+)
+async def list_messages(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> MessageList:
+    """The SMS sent (or being sent) to the client of the case: purpose, text, status."""
+    pool = await res.pool()
+    exists = await bounded(res, pool.fetchval("SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)", case_id))
+    if not exists:
+        raise not_found_case(case_id)
+    rows = await bounded(res, queries.case_messages(pool, case_id))
+    return MessageList(case_id=case_id, items=[MessageItem(**dict(r)) for r in rows])
+
+
+@router.get(
+    "/{case_id}/designer-suggestions",
+    response_model=SuggestionList,
+    summary="推荐设计师（经理）",
+    responses=responses(R401, R403, R404, R422, R503),
+)
+async def designer_suggestions(
+    case_id: CaseId,
+    user: Manager,
+    res: ResourcesDep,
+    include_ineligible: Annotated[bool, Query(description="同时列出不符合条件的设计师及原因")] = False,
+) -> SuggestionList:
+    """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only."""
+    from activities.allocation import AllocationActivities
+
+    pool = await res.pool()
+    row = await bounded(res, queries.case_row(pool, case_id))
+    if row is None:
+        raise not_found_case(case_id)
+    state = state_from_row(row)
+    policy = res.policy()
+    level = (state.designer_level if state else None) or policy.level_for_budget(row["budget"])
+    meeting_at = row["meeting_at"]
+    if state is not None and (m := state.meeting("meeting")) is not None:
+        meeting_at = m.at
+    ranked = await bounded(
+        res,
+        AllocationActivities(pool, policy.calendar.timezone).designer_suggestions(
+            case_id=case_id,
+            scenario=Scenario(row["scenario"]),
+            required_level=level,
+            meeting_at=meeting_at,
+            compound=row["compound"],
+            exclude_case_from_counts=True,
+            max_open_by_level=policy.max_open_cases,
+            include_ineligible=include_ineligible,
+        ),
+    )
+    items = [
+        SuggestionItem(
+            staff=s.staff,
+            rank=s.rank,
+            eligible=s.eligible,
+            reasons=list(s.reasons),
+            open_cases=s.open_cases,
+            last_assigned_at=s.last_assigned_at,
+        )
+        for s in ranked
+    ]
+    return SuggestionList(case_id=case_id, required_level=level, items=items)
+

@@ -1,0 +1,32 @@
+"""The caller's own work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api import queries
+from api.deps import CurrentStaff, ResourcesDep, bounded
+from api.errors import R401, R422, R503, responses
+from api.schemas import TaskList
+from api.views import task_item
+
+router = APIRouter(prefix="/me", tags=["me"])
+
+
+@router.get("/tasks", response_model=TaskList, summary="我的待办", responses=responses(R401, R422, R503))
+async def my_tasks(
+    user: CurrentStaff,
+    res: ResourcesDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000, description="跳过条数")] = 0,
+) -> TaskList:
+    """The caller's open steps over all open cases (theirs, or unowned ones of their role), soonest due first."""
+    pool = await res.pool()
+    rows, total = await bounded(
+        res, queries.my_tasks(pool, staff_id=user.id, role=user.role.value, limit=limit, offset=offset)
+    )
+    now = datetime.now(UTC)
+    return TaskList(items=[task_item(r, now) for r in rows], total=total, limit=limit, offset=offset)

@@ -1,0 +1,84 @@
+"""Reports for managers and the director."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from api import queries
+from api.deps import CurrentUser, ResourcesDep, bounded, require_roles
+from api.errors import R401, R403, R422, R503, ApiError, responses
+from api.schemas import SlaReport, SlaRow, query_time
+from domain.enums import STEP_LABELS, Role, Scenario, Source, StepName
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+
+Reader = Annotated[CurrentUser, Depends(require_roles(Role.manager, Role.director))]
+DEFAULT_PERIOD = timedelta(days=30)
+MAX_PERIOD = timedelta(days=400)
+
+
+@router.get(
+    "/sla",
+    response_model=SlaReport,
+    summary="时效报表（经理、总经理）",
+    responses=responses(R401, R403, R422, R503),
+)
+async def sla_report(
+    user: Reader,
+    res: ResourcesDep,
+    group_by: Annotated[
+        Literal["none", "source", "manager", "designer"], Query(description="分组：来源 / 经理 / 设计师")
+    ] = "none",
+    created_from: Annotated[datetime | None, Query(description="案例创建时间起（默认 30 天前）")] = None,
+    created_to: Annotated[datetime | None, Query(description="案例创建时间止（默认现在）")] = None,
+    source: Annotated[Source | None, Query(description="只看某个来源")] = None,
+    scenario: Annotated[Scenario | None, Query(description="只看某种情况")] = None,
+) -> SlaReport:
+    """Per step: on-time share, median and p90 time to done, escalations; optionally by source, manager, designer."""
+    now = datetime.now(UTC)
+    period_to = query_time(created_to, "created_to") or now
+    period_from = query_time(created_from, "created_from") or (period_to - DEFAULT_PERIOD)
+    if period_from >= period_to:
+        raise ApiError(422, "invalid_period", "created_from 必须早于 created_to")
+    if period_to - period_from > MAX_PERIOD:
+        raise ApiError(422, "invalid_period", f"统计区间最长 {MAX_PERIOD.days} 天")
+    pool = await res.pool()
+    rows = await bounded(
+        res,
+        queries.sla_report(
+            pool,
+            period_from=period_from,
+            period_to=period_to,
+            group_by=group_by,
+            source=source.value if source else None,
+            scenario=scenario.value if scenario else None,
+        ),
+    )
+    out: list[SlaRow] = []
+    for r in rows:
+        try:
+            step = StepName(r["step"])
+        except ValueError:
+            continue
+        done = int(r["done"])
+        out.append(
+            SlaRow(
+                step=step,
+                step_label=STEP_LABELS[step],
+                group=r["grp"],
+                group_label=r["group_label"],
+                done=done,
+                open=int(r["open"]),
+                open_overdue=int(r["open_overdue"]),
+                on_time=int(r["on_time"]),
+                on_time_share=(int(r["on_time"]) / done) if done else None,
+                median_seconds=r["median_seconds"],
+                p90_seconds=r["p90_seconds"],
+                escalated=int(r["escalated"]),
+                escalations=int(r["escalations"]),
+            )
+        )
+    return SlaReport(period_from=period_from, period_to=period_to, group_by=group_by, rows=out)

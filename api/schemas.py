@@ -1,0 +1,438 @@
+"""Request and response models of the HTTP API: what /docs shows staff and the company's other systems.
+
+Requests reject unknown fields (a typo is a 422, not a silently ignored value). Times without a
+time zone are read as Beijing time (Asia/Shanghai), the company's clock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from api.errors import ApiError
+from domain.enums import (
+    Gender,
+    Level,
+    MeetingKind,
+    Outcome,
+    Role,
+    Scenario,
+    Source,
+    StepName,
+)
+from domain.models import CaseEvent, DoneStep, Meeting, OpenStep, StaffRef
+
+COMPANY_TZ = ZoneInfo("Asia/Shanghai")
+MIN_YEAR, MAX_YEAR = 1900, 2200
+MAX_ID = 2**53  # ids beyond this are not ours (and would overflow PostgreSQL bigint far later)
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _no_nul(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL; reject it here instead of failing deep in a query.
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PydanticCustomError("nul_character", "文本不能包含 NUL 字符")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k)
+            _no_nul(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _no_nul(v)
+    return value
+
+
+def localize(value: datetime) -> datetime:
+    """A time without a zone is Beijing time."""
+    return value.replace(tzinfo=COMPANY_TZ) if value.tzinfo is None or value.utcoffset() is None else value
+
+
+def query_time(value: datetime | None, name: str) -> datetime | None:
+    """A time from a query string: Beijing time when it has no zone; 422 when out of range."""
+    if value is None:
+        return None
+    value = localize(value)
+    try:
+        value.astimezone(ZoneInfo("UTC"))
+    except OverflowError as exc:
+        raise ApiError(422, "invalid_payload", f"{name} 超出范围") from exc
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ApiError(422, "invalid_payload", f"{name} 超出范围（{MIN_YEAR}–{MAX_YEAR} 年）")
+    return value
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown fields and NUL characters are rejected, naive times are Beijing time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_nul(cls, data: Any) -> Any:
+        return _no_nul(data)
+
+    @model_validator(mode="after")
+    def _localize_times(self) -> Any:
+        for name in type(self).model_fields:
+            v = getattr(self, name)
+            if isinstance(v, datetime):
+                v = localize(v)
+                if not MIN_YEAR <= v.year <= MAX_YEAR:
+                    raise PydanticCustomError("time_out_of_range", f"{name}: 时间超出范围（{MIN_YEAR}–{MAX_YEAR} 年）")
+                setattr(self, name, v)
+        return self
+
+
+# --- phone numbers -------------------------------------------------------------------------------
+
+_PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+_PHONE_NOISE = re.compile(r"[\s\-().]")
+
+
+def normalize_phone(raw: str) -> str:
+    """Strip spaces, dashes, brackets and the +86 / 0086 / 86 prefix; check it is a Chinese mobile number."""
+    s = _PHONE_NOISE.sub("", raw)
+    for prefix in ("+86", "0086"):
+        if s.startswith(prefix):
+            s = s[len(prefix) :]
+            break
+    else:
+        if len(s) == 13 and s.startswith("86"):
+            s = s[2:]
+    if not _PHONE_RE.match(s):
+        raise PydanticCustomError(
+            "invalid_phone", "手机号不正确：应为 11 位中国大陆手机号 1[3-9]XXXXXXXXX（可带 +86、空格或短横线）"
+        )
+    return s
+
+
+Phone = Annotated[
+    str,
+    Field(min_length=1, max_length=32, description="客户手机号；自动去掉空格、短横线和 +86", examples=["138 1234 5678"]),
+    AfterValidator(normalize_phone),
+]
+
+
+# --- creating a case ----------------------------------------------------------------------------
+
+
+class ClientIn(RequestModel):
+    """The client as the receiving staff member recorded them."""
+
+    name: str = Field(min_length=1, max_length=50, description="客户姓名", examples=["王建国"])
+    phone: Phone
+    gender: Gender = Field(default=Gender.unknown, description="male 先生 / female 女士 / unknown")
+    age_range: str | None = Field(default=None, max_length=20, description="年龄段", examples=["30-40"])
+    compound: str | None = Field(default=None, max_length=100, description="小区", examples=["阳光花园"])
+    address: str | None = Field(default=None, max_length=200, description="房屋地址", examples=["3栋2单元1201"])
+    area_m2: float | None = Field(default=None, gt=0, le=100_000, description="面积（平方米）", examples=[120])
+    budget: int | None = Field(default=None, ge=0, le=10**11, description="装修预算（元）", examples=[300000])
+
+    @model_validator(mode="after")
+    def _strip(self) -> ClientIn:
+        if not self.name.strip():
+            raise PydanticCustomError("blank_name", "客户姓名不能为空")
+        self.name = self.name.strip()
+        return self
+
+
+class IntakeCreate(RequestModel):
+    """A new client (one case per client phone while open)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "marketing",
+                    "scenario": "remote",
+                    "client": {
+                        "name": "王建国",
+                        "phone": "+86 138-1234-5678",
+                        "gender": "male",
+                        "age_range": "30-40",
+                        "compound": "阳光花园",
+                        "address": "3栋2单元1201",
+                        "area_m2": 120,
+                        "budget": 300000,
+                    },
+                    "notes": "客户想做现代简约风格，周末方便",
+                }
+            ]
+        },
+    )
+
+    source: Source = Field(description="来源：marketing 市场部 / online 网销 / walk_in 自然客户 / site_office 小区办公室")
+    scenario: Scenario = Field(
+        description="情况：remote 情况一（未到过公司）/ office_visit 情况二（来公司）/ site_office 情况三 / walk_in 自然客户"
+    )
+    client: ClientIn
+    meeting_at: datetime | None = Field(default=None, description="已约定的见面时间（须在将来）")
+    meeting_kind: MeetingKind | None = Field(default=None, description="measure 量房 / office_visit 到店")
+    received_by: Id | None = Field(
+        default=None, description="接待人员（员工ID）；小区办公室为小区负责人或值班设计师，省略则为创建人"
+    )
+    notes: str | None = Field(default=None, max_length=2000, description="备注")
+
+
+# --- updates --------------------------------------------------------------------------------------
+
+
+class RescheduleRequest(RequestModel):
+    """Move the meeting or the measure (量房) to a new time."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"target": "measure", "at": "2030-05-02T14:00:00+08:00", "reason": "客户临时出差"}]},
+    )
+
+    target: Literal["meeting", "measure"] = Field(description="meeting 见面 / measure 量房")
+    at: datetime = Field(description="新的时间（须在将来）")
+    reason: str | None = Field(default=None, max_length=500, description="改期原因")
+
+
+class ReassignRequest(RequestModel):
+    """Change the case's designer or assistant designer."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"role": "designer", "staff_id": 12, "reason": "原设计师请假"}]},
+    )
+
+    role: Literal["designer", "assistant"] = Field(description="designer 设计师 / assistant 助理设计师")
+    staff_id: Id = Field(description="新的负责人（员工ID）")
+    reason: str = Field(min_length=1, max_length=500, description="调整原因（必填）")
+
+
+class CloseRequest(RequestModel):
+    """Close the case: signed 签单, lost 流失（须说明原因）, duplicate 重复客户."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"outcome": "lost", "reason": "客户选择了其他公司"}]}
+    )
+
+    outcome: Outcome
+    reason: str | None = Field(default=None, max_length=500, description="原因（流失时必填）")
+
+
+class NoteRequest(RequestModel):
+    """A note on the case's timeline."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "客户希望周六上午联系"}]})
+
+    text: str = Field(min_length=1, max_length=2000, description="备注内容")
+
+
+# --- answers --------------------------------------------------------------------------------------
+
+
+class StaffBrief(BaseModel):
+    """A staff member in a list: id and name."""
+
+    id: int
+    name: str
+
+
+class ClientOut(BaseModel):
+    """The client of a case."""
+
+    name: str
+    phone: str
+    gender: Gender
+    age_range: str | None = None
+    compound: str | None = None
+    address: str | None = None
+    area_m2: float | None = None
+    budget: int | None = None
+
+
+class CaseView(BaseModel):
+    """One case: where it stands, who owns what, what is due, and its story."""
+
+    id: int = Field(description="案例编号")
+    workflow_id: str = Field(description="Temporal 工作流ID（intake-<编号>）")
+    source: Source
+    scenario: Scenario
+    stage: str = Field(description="当前阶段（最早的未完成主线步骤）")
+    stage_label: str
+    status: Literal["open", "closed"]
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None
+    client: ClientOut
+    notes: str | None = Field(default=None, description="创建时的备注")
+    created_at: datetime
+    closed_at: datetime | None = None
+    created_by: StaffRef | None = None
+    received_by: StaffRef | None = None
+    manager: StaffRef | None = None
+    director: StaffRef | None = None
+    designer: StaffRef | None = None
+    assistant: StaffRef | None = None
+    designer_level: Level | None = None
+    car: str | None = None
+    overdue: bool = Field(description="是否有超时未完成的步骤")
+    escalation_level: int = Field(description="最高升级级别")
+    step_due_at: datetime | None = Field(default=None, description="最近一个未完成步骤的到期时间")
+    meetings: list[Meeting] = Field(default_factory=list, description="见面与量房")
+    open_steps: list[OpenStep] = Field(default_factory=list, description="待办步骤：负责人、到期、是否超时、升级级别")
+    done_steps: list[DoneStep] = Field(default_factory=list)
+    timeline: list[CaseEvent] = Field(default_factory=list, description="时间线（事件）")
+    case_notes: list[CaseEvent] = Field(default_factory=list, description="备注")
+    version: int = 0
+    state_source: Literal["workflow", "projection", "created"] = Field(
+        description="数据来源：workflow 实时查询 / projection 数据库投影 / created 刚创建（流程尚未回报）"
+    )
+
+
+class CaseSummary(BaseModel):
+    """One line of the case list."""
+
+    id: int
+    workflow_id: str
+    source: Source
+    scenario: Scenario
+    stage: str
+    stage_label: str
+    status: Literal["open", "closed"]
+    outcome: Outcome | None = None
+    client_name: str
+    client_phone: str
+    compound: str | None = None
+    budget: int | None = None
+    manager: StaffBrief | None = None
+    designer: StaffBrief | None = None
+    assistant: StaffBrief | None = None
+    overdue: bool
+    escalation_level: int
+    step_due_at: datetime | None = None
+    meeting_at: datetime | None = None
+    created_at: datetime
+
+
+class CaseList(BaseModel):
+    """A page of cases, newest first."""
+
+    items: list[CaseSummary]
+    total: int = Field(description="符合条件的总数")
+    limit: int
+    offset: int
+    next_cursor: str | None = Field(default=None, description="下一页游标（传给 cursor 参数）；没有更多时为空")
+
+
+class TaskCase(BaseModel):
+    """The case a task belongs to, in brief."""
+
+    id: int
+    stage: str
+    source: Source
+    scenario: Scenario
+    client_name: str
+    compound: str | None = None
+
+
+class TaskItem(BaseModel):
+    """One open step waiting for the caller."""
+
+    case_id: int
+    step_key: str
+    step: StepName
+    label: str
+    owner_role: Role
+    owner_id: int | None = None
+    attempt: int
+    opened_at: datetime
+    due_at: datetime | None = None
+    overdue: bool
+    escalation_level: int
+    case: TaskCase
+
+
+class TaskList(BaseModel):
+    """The caller's open steps, soonest due first."""
+
+    items: list[TaskItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class MessageItem(BaseModel):
+    """One SMS to the client, as the outbox keeps it."""
+
+    purpose: str = Field(description="用途：T1 设计师介绍 / T2 量房确认 / T3 经理致谢 / T4:… 见面提醒")
+    template: str | None = None
+    text: str = Field(description="短信全文")
+    status: Literal["pending", "sending", "sent", "failed"]
+    recipient: str
+    provider: str
+    provider_id: str | None = None
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class MessageList(BaseModel):
+    """The SMS sent (or being sent) to the client of a case, oldest first."""
+
+    case_id: int
+    items: list[MessageItem]
+
+
+class SuggestionItem(BaseModel):
+    """One suggested designer with the reasons (轮单)."""
+
+    staff: StaffRef
+    rank: int = Field(description="排名（1 为首选；0 为不符合条件）")
+    eligible: bool = True
+    reasons: list[str]
+    open_cases: int | None = None
+    last_assigned_at: datetime | None = None
+
+
+class SuggestionList(BaseModel):
+    """Ranked eligible designers for a case."""
+
+    case_id: int
+    required_level: Level
+    items: list[SuggestionItem]
+
+
+class SlaRow(BaseModel):
+    """SLA figures of one step in one group."""
+
+    step: StepName
+    step_label: str
+    group: str | None = Field(default=None, description="分组键（来源/经理ID/设计师ID）；未分组时为空")
+    group_label: str | None = None
+    done: int = Field(description="已完成的步骤数")
+    open: int = Field(description="未完成的步骤数")
+    open_overdue: int = Field(description="未完成且已超时")
+    on_time: int = Field(description="按时完成数")
+    on_time_share: float | None = Field(default=None, description="按时完成率 0..1")
+    median_seconds: float | None = Field(default=None, description="完成用时中位数（秒）")
+    p90_seconds: float | None = Field(default=None, description="完成用时 P90（秒）")
+    escalated: int = Field(description="发生过升级的步骤数")
+    escalations: int = Field(description="升级总次数")
+
+
+class SlaReport(BaseModel):
+    """Per step: on-time share, median and p90 time to done, escalations."""
+
+    period_from: datetime
+    period_to: datetime
+    group_by: Literal["none", "source", "manager", "designer"]
+    rows: list[SlaRow]
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "ready"]
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,140 @@
+"""Reads from the projection: the list with filters and pagination, the case, my tasks, the SLA report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest_asyncio
+
+from tests.api.conftest import Api, future, open_steps
+from tests.api.test_errors import assert_error
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cases(api: Api) -> dict[str, Any]:
+    """Four cases created by `manager2` (so they are theirs), one with the designer assigned."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    remote = await api.create("manager2", "remote")
+    office = await api.create("manager2", "office_visit", meeting_at=future(), meeting_kind="office_visit")
+    walk = await api.create("manager2", "walk_in")
+    site = await api.create("manager2", "site_office", received_by=api.people["site_lead"].id)
+    await api.ok_step(remote["id"], "callback", "manager2", {"reached": True, "meeting_at": future()})
+    s = await api.ok_step(
+        remote["id"], "assign_designer", "manager2", {"designer_id": api.people["designer2"].id, "reason": "测试"}
+    )
+    assert "contact" in open_steps(s)
+    return {"since": since, "remote": remote, "office": office, "walk": walk, "site": site}
+
+
+def ids(body: dict[str, Any]) -> list[int]:
+    return [c["id"] for c in body["items"]]
+
+
+async def test_list_filters(api: Api, cases: dict[str, Any]) -> None:
+    h = api.h("consultant")
+    mine = {"manager_id": api.people["manager2"].id, "created_from": cases["since"].isoformat()}
+    r = await api.http.get("/intakes", params=mine, headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    all_ids = {cases[k]["id"] for k in ("remote", "office", "walk", "site")}
+    assert set(ids(body)) == all_ids and body["total"] == 4
+    assert ids(body) == sorted(ids(body), reverse=True)  # newest first
+    item = next(c for c in body["items"] if c["id"] == cases["remote"]["id"])
+    assert item["designer"] == {"id": api.people["designer2"].id, "name": "周设计"}
+    assert item["manager"]["name"] == "孙经理" and item["client_name"] == "王建国"
+    assert item["stage"] == "contact" and item["stage_label"] == "设计师联系客户"
+
+    async def only(**extra: Any) -> set[int]:
+        rr = await api.http.get("/intakes", params={**mine, **extra}, headers=h)
+        assert rr.status_code == 200, rr.text
+        return set(ids(rr.json()))
+
+    assert await only(source="walk_in") == {cases["walk"]["id"]}
+    assert await only(scenario="office_visit") == {cases["office"]["id"]}
+    assert await only(stage="reception_review") == {cases["site"]["id"]}
+    assert await only(designer_id=api.people["designer2"].id) == {cases["remote"]["id"]}
+    assert await only(status="closed") == set()
+    assert await only(overdue=True) | await only(overdue=False) == all_ids
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert await only(created_from=later) == set()
+    assert await only(created_to=cases["since"].isoformat()) == set()
+
+
+async def test_list_pagination_offset_and_cursor(api: Api, cases: dict[str, Any]) -> None:
+    h = api.h("designer")
+    params = {"manager_id": api.people["manager2"].id, "created_from": cases["since"].isoformat(), "limit": 3}
+    p1 = (await api.http.get("/intakes", params=params, headers=h)).json()
+    assert len(p1["items"]) == 3 and p1["total"] == 4 and p1["next_cursor"]
+    p2 = (await api.http.get("/intakes", params={**params, "cursor": p1["next_cursor"]}, headers=h)).json()
+    assert len(p2["items"]) == 1 and p2["next_cursor"] is None
+    o2 = (await api.http.get("/intakes", params={**params, "offset": 3}, headers=h)).json()
+    assert ids(o2) == ids(p2)
+    assert set(ids(p1)) | set(ids(p2)) == {cases[k]["id"] for k in ("remote", "office", "walk", "site")}
+
+
+async def test_case_detail_from_projection_and_live(api: Api, cases: dict[str, Any]) -> None:
+    cid = cases["remote"]["id"]
+    proj = await api.case(cid, "assistant", fresh=False)
+    live = await api.case(cid, "assistant", fresh=True)
+    assert proj["state_source"] == "projection" and live["state_source"] == "workflow"
+    for c in (proj, live):
+        assert c["stage"] == "contact"
+        assert c["designer"]["id"] == api.people["designer2"].id
+        contact = next(s for s in c["open_steps"] if s["step"] == "contact")
+        assert contact["owner"]["id"] == api.people["designer2"].id and contact["due_at"]
+        assert contact["overdue"] in (True, False) and contact["escalation_level"] >= 0
+        assert [m["which"] for m in c["meetings"]] == ["meeting"]
+        kinds = [e["kind"] for e in c["timeline"]]
+        assert kinds[0] == "created" and "designer_assigned" in kinds
+        assert [e["seq"] for e in c["timeline"]] == sorted(e["seq"] for e in c["timeline"])
+        assert c["client"]["phone"] == cases["remote"]["client"]["phone"]
+
+
+async def test_my_tasks(api: Api, cases: dict[str, Any]) -> None:
+    r = await api.http.get("/me/tasks", params={"limit": 200}, headers=api.h("manager2"))
+    assert r.status_code == 200, r.text
+    tasks = r.json()["items"]
+    mine = {(t["case_id"], t["step"]) for t in tasks}
+    assert (cases["office"]["id"], "callback") in mine
+    assert (cases["site"]["id"], "reception_review") in mine
+    assert (cases["walk"]["id"], "assign_designer") in mine
+    assert (cases["remote"]["id"], "callback") not in mine  # done
+    dues = [t["due_at"] for t in tasks if t["due_at"]]
+    assert dues == sorted(dues)  # soonest first
+    t = next(t for t in tasks if t["case_id"] == cases["site"]["id"])
+    assert t["label"] == "审核接待情况" and t["case"]["client_name"] == "王建国"
+    # the designer sees the contact step of their case
+    r = await api.http.get("/me/tasks", headers=api.h("designer2"))
+    assert (cases["remote"]["id"], "contact") in {(t["case_id"], t["step"]) for t in r.json()["items"]}
+    # the assistant lead sees unowned assign_assistant steps (by role)
+    r = await api.http.get("/me/tasks", params={"limit": 200}, headers=api.h("assistant_lead"))
+    lead = {(t["case_id"], t["step"]) for t in r.json()["items"]}
+    assert (cases["walk"]["id"], "assign_assistant") in lead
+    assert all(t["owner_id"] is None for t in r.json()["items"])
+    # a consultant has nothing to do
+    r = await api.http.get("/me/tasks", headers=api.h("consultant"))
+    assert r.json()["items"] == [] and r.json()["total"] == 0
+
+
+async def test_sla_report(api: Api, cases: dict[str, Any]) -> None:
+    params = {"created_from": cases["since"].isoformat(), "group_by": "manager"}
+    r = await api.http.get("/reports/sla", params=params, headers=api.h("director"))
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    mine = [x for x in rows if x["group"] == str(api.people["manager2"].id)]
+    callback = next(x for x in mine if x["step"] == "callback")
+    assert callback["group_label"] == "孙经理" and callback["step_label"] == "经理回访"
+    assert callback["done"] >= 1 and callback["on_time"] >= 1 and callback["on_time_share"] == 1.0
+    assert callback["median_seconds"] is not None and callback["p90_seconds"] >= callback["median_seconds"]
+    assert callback["open"] >= 1  # the office visit's callback
+    for group_by in ("none", "source", "designer"):
+        r = await api.http.get("/reports/sla", params={"group_by": group_by}, headers=api.h("manager"))
+        assert r.status_code == 200, r.text
+    by_source = (await api.http.get("/reports/sla", params={**params, "group_by": "source"}, headers=api.h("manager")))
+    assert {x["group"] for x in by_source.json()["rows"]} >= {"marketing", "walk_in"}
+    r = await api.http.get(
+        "/reports/sla", params={"created_from": "2020-01-01T00:00:00Z", "created_to": "2024-01-01T00:00:00Z"},
+        headers=api.h("manager"),
+    )
+    assert_error(r, 422, "invalid_period")
