@@ -19,9 +19,11 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy .
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy .
 	$(BIN)/python -m pytest
 
 clean:

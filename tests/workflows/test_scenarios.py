@@ -178,7 +178,8 @@ async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str
         h = await start_case(client, task_queue, Scenario.office_visit)
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await complete(h, MANAGER, StepName.callback, {"reached": True})
-        assert err.value.cause.type == "invalid_payload"  # type: ignore[union-attr]
+        cause = err.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "invalid_payload"
         s = await complete(h, MANAGER, StepName.callback,
                            {"reached": True, "meeting_at": visit.isoformat(), "car": "沪A12345"})
         assert open_steps(s) == {"assign_designer", "assign_assistant", "arrival"}
