@@ -60,6 +60,11 @@ def _local(t: datetime | None, tz: str) -> str:
     return t.astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M")
 
 
+def local_time(t: datetime, tz: str = "Asia/Shanghai") -> str:
+    """A moment as staff read it: local month-day hour:minute."""
+    return _local(t, tz)
+
+
 def stage_label(stage: str) -> str:
     """Chinese label of a stage value."""
     return STAGE_LABELS.get(stage, stage)

@@ -89,7 +89,7 @@ with workflow.unsafe.imports_passed_through():
         SyncProjection,
     )
     from domain.policy import Policy
-    from domain.tracking import current_details, step_label
+    from domain.tracking import current_details, local_time, step_label
 
 # Activity names (registered by worker.py from the activity classes).
 ACT_SYNC_PROJECTION = "sync_projection"
@@ -106,6 +106,15 @@ _SUGGEST_RETRY = RetryPolicy(maximum_attempts=3)
 
 
 _DESIGNER_STEPS = {StepName.contact, StepName.first_meeting, StepName.measure}
+# Steps whose owner is told the moment they open (designers hear of contact when assigned;
+# meetings have their own reminders; the outcome has follow-ups).
+_ANNOUNCED_STEPS = {
+    StepName.reception_review,
+    StepName.callback,
+    StepName.assign_designer,
+    StepName.assign_assistant,
+    StepName.debrief,
+}
 RECEPTION_CHECKLIST = "门口迎接、递名片、打开录音笔、备好茶水"
 
 
@@ -138,6 +147,8 @@ class IntakeWorkflow:
             # Continued-as-new runs carry their state; new cases open their root steps now.
             self.s = self._new_state(inp)
             self._event("created", "新客户建档", actor_id=inp.created_by.id)
+            if inp.scenario == Scenario.walk_in:
+                self._event("arrived", "自然客户到店（建档即到店）", actor_id=inp.created_by.id)
             for spec in self.g.roots():
                 self._open_step(spec)
 
@@ -607,7 +618,35 @@ class IntakeWorkflow:
         self._plan_escalation(step)
         self.state_.open_steps.append(step)
         self._event("step_opened", f"开始：{step.label}", step=spec.step, data={"key": step.key})
+        if spec.step in _ANNOUNCED_STEPS:
+            self._announce(step)
         return step
+
+    def _local(self, t: datetime) -> str:
+        return local_time(t, self.policy.calendar.timezone)
+
+    def _announce(self, step: OpenStep) -> None:
+        """Tell the owner at once that a step is waiting for them (the manager calls back at once)."""
+        s = self.state_
+        due = f"，{self._local(step.due_at)} 前完成" if step.due_at else ""
+        texts = {
+            StepName.reception_review: f"新客户 #{s.case_id}（小区办公室接待），请审核接待情况",
+            StepName.callback: f"新客户 #{s.case_id}，请立即回访" if step.attempt == 1
+            else f"客户 #{s.case_id} 第{step.attempt}次回访，请再次联系客户",
+            StepName.assign_designer: f"客户 #{s.case_id} 需要分配设计师"
+            + ("（客户已在公司等候）" if s.scenario == Scenario.walk_in else ""),
+            StepName.assign_assistant: f"客户 #{s.case_id} 需要安排助理设计师并备案登记"
+            + ("（客户已在公司等候）" if s.scenario == Scenario.walk_in else ""),
+            StepName.debrief: f"客户 #{s.case_id} 首次见面已完成，请听录音复盘并讲评",
+        }
+        who = "助理负责人" if step.owner_role == Role.assistant_lead else "经理"
+        self._notify(
+            f"open:{step.key}",
+            texts[step.step] + due,
+            recipient=step.owner,
+            role=step.owner_role,
+            summary=f"{step.label} → 通知{who}",
+        )
 
     async def _after_opening(self) -> None:
         """Work that needs activities once steps are open (suggestions for a new assignment)."""
@@ -751,14 +790,6 @@ class IntakeWorkflow:
             elif meeting is not None and meeting.kind != kind:
                 meeting.kind = kind
             self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
-            if s.scenario in (Scenario.remote, Scenario.site_office):
-                # SPEC: the manager tells the assistant lead at once.
-                self._notify(
-                    "assistant_lead:callback",
-                    f"客户 #{s.case_id} 已回访，请尽快安排助理设计师",
-                    role=Role.assistant_lead,
-                    summary="通知助理负责人",
-                )
         elif isinstance(p, AssignDesignerPayload):
             chosen = p.designer_id or step.prefill.get("designer_id")
             assert chosen is not None
@@ -907,7 +938,7 @@ class IntakeWorkflow:
         m = s.meeting("meeting")
         when = ""
         if m is not None:
-            when = f"，约定{MEETING_KIND_LABELS[m.kind]} {m.at.isoformat(timespec='minutes')}"
+            when = f"，约定{MEETING_KIND_LABELS[m.kind]} {self._local(m.at)}"
         self._notify(
             f"assigned:designer:{staff.id}",
             f"新客户 #{s.case_id} 已分配给您{when}，请尽快联系客户",
@@ -931,7 +962,7 @@ class IntakeWorkflow:
         label = "量房" if which == "measure" else "首次见面"
         self._event(
             "rescheduled",
-            f"{actor.name or ROLE_LABELS[actor.role]}将{label}改期到 {at.isoformat(timespec='minutes')}"
+            f"{actor.name or ROLE_LABELS[actor.role]}将{label}改期到 {self._local(at)}"
             + (f"：{reason}" if reason else ""),
             actor_id=actor.staff_id,
             data={"which": which, "at": at.isoformat(), "from": old.at.isoformat(), "reason": reason},
@@ -1145,7 +1176,7 @@ class IntakeWorkflow:
         step.escalation_level = level + 1
         step.overdue = True
         who = self._target_label(step, target)
-        due = step.due_at.isoformat(timespec="minutes") if step.due_at else ""
+        due = self._local(step.due_at) if step.due_at else ""
         owner = step.owner.name if step.owner else ROLE_LABELS[step.owner_role]
         if target == "owner":
             text = f"提醒：客户 #{s.case_id}「{step.label}」已到期（{due}），请尽快办理"
@@ -1183,7 +1214,7 @@ class IntakeWorkflow:
             s.sent.append(purpose)
             return
         what = "量房" if which == "measure" else f"首次见面（{MEETING_KIND_LABELS[m.kind]}）"
-        at = m.at.isoformat(timespec="minutes")
+        at = self._local(m.at)
         if who == "manager":
             self._notify(purpose, f"客户 #{s.case_id} 将于 {at} 到店，请准备接待：{RECEPTION_CHECKLIST}",
                          recipient=s.manager, role=Role.manager, summary="到店前提醒经理接待")

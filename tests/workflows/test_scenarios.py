@@ -74,6 +74,10 @@ async def test_remote_to_signed(client: Client, task_queue: str) -> None:
         h = await start_case(client, task_queue, Scenario.remote)
         s = await h.query(IntakeWorkflow.state)
         assert s.stage == "callback" and open_steps(s) == {"callback"}
+        # the design manager is told at once to call the new client back
+        await eventually(lambda: asyncio.sleep(0, any(n.purpose == "open:callback#1" for n in fakes.notices)))
+        page = next(n for n in fakes.notices if n.purpose == "open:callback#1")
+        assert page.recipient_id == MANAGER.id and "请立即回访" in page.text
 
         meet = soon(7200)
         s = await complete(h, MANAGER, StepName.callback,
