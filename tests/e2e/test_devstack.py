@@ -196,6 +196,20 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert len({t.level for t in tokens if t.role == "designer"}) == 3
     assert (data_dir / "temporal.db").exists()
 
+    # A case in flight: created by the consultant, called back by the manager.
+    by_role = {t.role: t.token for t in tokens}
+    consultant = {"Authorization": f"Bearer {by_role['consultant']}"}
+    manager = {"Authorization": f"Bearer {by_role['manager']}"}
+    created = httpx.post(f"{first.api}/intakes", headers=consultant, timeout=30, json={
+        "source": "online", "scenario": "remote",
+        "client": {"name": "王建国", "phone": "13912345678", "gender": "male", "budget": 300000}})
+    assert created.status_code == 201, created.text
+    case_id = created.json()["id"]
+    called = httpx.post(f"{first.api}/intakes/{case_id}/steps/callback", headers=manager, timeout=30,
+                        json={"reached": True, "meeting_at": "2035-05-20T10:00:00+08:00"})
+    assert called.status_code == 200, called.text
+    assert called.json()["stage"] == "assign_designer"
+
     pids = first.started_pids()
     assert any("start-dev" in cmd for cmd in pids.values()), pids
     assert first.interrupt_and_wait() == 0, first.output()
@@ -214,6 +228,16 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert len(staff) == 10
     assert sorted(int(row[0]) for row in staff) == sorted(t.staff_id for t in tokens)
     assert len({row[4] for row in staff}) == 10  # phones: no duplicate demo staff
+
+    # The case survived the restart and goes on from where it was.
+    live = httpx.get(f"{second.api}/intakes/{case_id}?fresh=true", headers=manager, timeout=30)
+    assert live.status_code == 200 and live.json()["stage"] == "assign_designer", live.text
+    assert live.json()["state_source"] == "workflow"
+    designer = next(t for t in tokens if t.role == "designer")
+    assigned = httpx.post(f"{second.api}/intakes/{case_id}/steps/assign_designer", headers=manager, timeout=30,
+                          json={"designer_id": designer.staff_id, "reason": "重启后继续"})
+    assert assigned.status_code == 200, assigned.text
+    assert assigned.json()["designer"]["id"] == designer.staff_id
 
     pids = second.started_pids()
     assert second.interrupt_and_wait() == 0, second.output()
