@@ -12,7 +12,7 @@ from datetime import datetime, time
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,7 +23,7 @@ from domain.allocation import (
     rank_designers,
 )
 from domain.enums import Level, Role, Scenario, StaffStatus
-from domain.models import RecordAssignment, StaffRef, SuggestDesigners, Suggestion
+from domain.models import RecordAssignment, StaffRef, SuggestAssistants, SuggestDesigners, Suggestion
 from domain.policy import Policy
 
 
@@ -32,13 +32,6 @@ class SuggestDesignersInput(SuggestDesigners):
 
     max_open_by_level: dict[Level, int] | None = None
 
-
-class SuggestAssistants(BaseModel):
-    """Input of `suggest_assistants`: the case the assistant is for (its own count is excluded)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    case_id: int
 
 
 class DesignerSuggestion(Suggestion):

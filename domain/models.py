@@ -70,7 +70,7 @@ class AssignDesignerPayload(_Model):
 
 
 class AssignAssistantPayload(_Model):
-    assistant_id: int
+    assistant_id: int | None = Field(default=None, description="助理设计师ID；省略时采用首位推荐（在手最少）")
 
 
 class ContactPayload(_Model):
@@ -339,6 +339,12 @@ class SuggestDesigners(_Model):
     compound: str | None = None
     exclude_case_from_counts: bool = True
     max_open_by_level: dict[Level, int] | None = None  # the case's policy table
+
+
+class SuggestAssistants(_Model):
+    """Input of `suggest_assistants`: the case the assistant is for (its own count is excluded)."""
+
+    case_id: int
 
 
 class Suggestion(_Model):

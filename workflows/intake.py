@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         Reschedule,
         SendSms,
         StaffRef,
+        SuggestAssistants,
         SuggestDesigners,
         Suggestion,
         SyncProjection,
@@ -97,6 +98,7 @@ ACT_SEND_SMS = "send_sms"
 ACT_NOTIFY_STAFF = "notify_staff"
 ACT_RECORD_ASSIGNMENT = "record_assignment"
 ACT_SUGGEST_DESIGNERS = "suggest_designers"
+ACT_SUGGEST_ASSISTANTS = "suggest_assistants"
 
 _DB_TIMEOUT = timedelta(seconds=30)
 # Messages retry until they go out (the outbox makes retries harmless); backoff caps at 5 minutes.
@@ -431,7 +433,10 @@ class IntakeWorkflow:
                     "reason_required", "所选设计师与首位推荐不同，请填写理由 reason", suggested_designer_id=first
                 )
         elif isinstance(p, AssignAssistantPayload):
-            if not self._staff_ref(req, p.assistant_id, Role.assistant):
+            chosen_assistant = p.assistant_id or open_step.prefill.get("assistant_id")
+            if chosen_assistant is None:
+                raise _reject("invalid_payload", "请选择助理设计师 assistant_id（暂无推荐）", field="assistant_id")
+            if not self._staff_ref(req, chosen_assistant, Role.assistant):
                 raise _reject("invalid_assignee", "所选助理设计师不存在或不可分配", field="assistant_id")
         elif isinstance(p, OutcomePayload):
             if p.outcome == "lost" and not (p.reason and p.reason.strip()):
@@ -442,8 +447,8 @@ class IntakeWorkflow:
             if ref.id == staff_id and ref.role == role:
                 return ref
         step = self._find_open(req.step)
-        pre = step.prefill.get("designer") if step else None
-        if pre and pre.get("id") == staff_id and role == Role.designer:
+        pre = (step.prefill.get(role.value) if step else None) or None
+        if pre and pre.get("id") == staff_id and pre.get("role") == role.value:
             return StaffRef.model_validate(pre)
         return None
 
@@ -653,6 +658,8 @@ class IntakeWorkflow:
         for o in list(self.state_.open_steps):
             if o.step == StepName.assign_designer and not o.prefill:
                 await self._prefill_designer(o)
+            elif o.step == StepName.assign_assistant and not o.prefill:
+                await self._prefill_assistant(o)
 
     def _finish_step(
         self, step: OpenStep, *, actor_id: int | None, result: str = "done", payload: dict[str, Any] | None = None
@@ -811,7 +818,9 @@ class IntakeWorkflow:
                         data={"designer_id": staff.id, "suggested_id": first, "reason": p.reason})
             self._tell_designer(staff)
         elif isinstance(p, AssignAssistantPayload):
-            ref = self._staff_ref(req, p.assistant_id, Role.assistant)
+            chosen_assistant = p.assistant_id or step.prefill.get("assistant_id")
+            assert chosen_assistant is not None
+            ref = self._staff_ref(req, int(chosen_assistant), Role.assistant)
             assert ref is not None
             staff = await self._record_assignment(role="assistant", staff=ref, actor=actor, kind="assign")
             self._finish_step(step, actor_id=actor.staff_id, payload=payload)
@@ -1049,6 +1058,30 @@ class IntakeWorkflow:
             await self._open_unlocked()
         elif not step.prefill:
             step.prefill = {"reasons": ["暂无符合条件的设计师"]}
+
+    async def _prefill_assistant(self, step: OpenStep) -> None:
+        """Suggest the assistant with the fewest open cases; the assistant lead decides."""
+        try:
+            suggestions: list[Suggestion] = await workflow.execute_activity(
+                ACT_SUGGEST_ASSISTANTS,
+                SuggestAssistants(case_id=self.state_.case_id),
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_SUGGEST_RETRY,
+                result_type=list[Suggestion],
+                summary="推荐助理设计师（在手最少）",
+            )
+        except ActivityError:
+            suggestions = []
+        if suggestions:
+            top = suggestions[0]
+            step.prefill = {
+                "assistant_id": top.staff.id,
+                "assistant": top.staff.model_dump(mode="json"),
+                "reasons": top.reasons,
+                "suggested_ids": [x.staff.id for x in suggestions[:5]],
+            }
+        else:
+            step.prefill = {"reasons": ["暂无可安排的助理设计师"]}
 
     async def _record_assignment(
         self,

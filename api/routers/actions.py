@@ -180,7 +180,7 @@ def _add_step_route(step: StepName) -> None:
         staff: list[StaffRef] = []
         if step == StepName.assign_designer and payload.get("designer_id") is not None:
             staff.append(await _staff_ref(res, int(payload["designer_id"]), Role.designer, "designer_id"))
-        elif step == StepName.assign_assistant:
+        elif step == StepName.assign_assistant and payload.get("assistant_id") is not None:
             staff.append(await _staff_ref(res, int(payload["assistant_id"]), Role.assistant, "assistant_id"))
         req = CompleteStep(actor=user.actor(), step=step, payload=payload, notes=body.notes, staff=staff)
         wf = intake_workflow()

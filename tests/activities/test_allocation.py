@@ -10,9 +10,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.allocation import AllocationActivities, SuggestAssistants, SuggestDesignersInput
+from activities.allocation import AllocationActivities, SuggestDesignersInput
 from domain.enums import Level, Role, Scenario, StaffStatus
-from domain.models import RecordAssignment
+from domain.models import RecordAssignment, SuggestAssistants
 from tests.activities.conftest import MakeCase, MakeStaff
 
 

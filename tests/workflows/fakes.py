@@ -21,6 +21,7 @@ from domain.models import (
     RecordAssignment,
     SendSms,
     StaffRef,
+    SuggestAssistants,
     SuggestDesigners,
     Suggestion,
     SyncProjection,
@@ -78,6 +79,11 @@ class FakeActivities:
             for i, s in enumerate(self.suggestions)
         ]
 
+    @activity.defn(name="suggest_assistants")
+    async def suggest_assistants(self, req: SuggestAssistants) -> list[Suggestion]:
+        self.calls["suggest_assistants"] += 1
+        return [Suggestion(staff=ASSISTANT, rank=1, reasons=["在手 0 单"], open_cases=0)]
+
     @activity.defn(name="record_assignment")
     async def record_assignment(self, req: RecordAssignment) -> StaffRef:
         self.calls["record_assignment"] += 1
@@ -89,7 +95,7 @@ class FakeActivities:
 
     def all(self) -> list[Any]:
         return [self.sync_projection, self.send_sms, self.notify_staff, self.suggest_designers,
-                self.record_assignment]
+                self.suggest_assistants, self.record_assignment]
 
     def purposes(self) -> list[str]:
         return [m.purpose for m in self.sms]

@@ -206,3 +206,29 @@ async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str
         await h.result()
         await record_history(h, "office_visit_lost")
 
+
+
+async def test_suggested_assistant_and_automatic_designer(client: Client, task_queue: str) -> None:
+    """Where the company turns it on, the system assigns the designer by rotation; the assistant lead
+    may accept the suggested assistant (fewest open cases) without naming one."""
+    from domain.policy import fast_policy
+
+    policy = fast_policy()
+    policy.auto_assign_designer = True
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.walk_in, policy=policy)
+
+        async def assigned() -> bool:
+            st = await h.query(IntakeWorkflow.state)
+            return st.designer is not None
+
+        await eventually(assigned)
+        s = await h.query(IntakeWorkflow.state)
+        assert s.designer == DESIGNER and "first_meeting" in open_steps(s)
+        auto = next(a for a in fakes.assignments if a.role == "designer")
+        assert auto.kind == "auto"
+        pre = next(o for o in s.open_steps if o.step == StepName.assign_assistant).prefill
+        assert pre["assistant_id"] == ASSISTANT.id
+        s = await complete(h, LEAD, StepName.assign_assistant, {})
+        assert s.assistant == ASSISTANT
