@@ -59,6 +59,23 @@ async def case_events(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> 
     )
 
 
+async def case_assignments(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
+    """Allocation ledger and assistant registrations (备案登记) of a case, oldest first."""
+    return await conn.fetch(
+        "SELECT 'designer' AS role, l.designer_id AS staff_id, s.name AS staff_name, l.kind, l.suggested_id,"
+        " l.decided_by, d.name AS decided_by_name, l.reason, l.at"
+        " FROM allocation_ledger l JOIN staff s ON s.id = l.designer_id JOIN staff d ON d.id = l.decided_by"
+        " WHERE l.case_id = $1"
+        " UNION ALL"
+        " SELECT 'assistant', r.assistant_id, s.name, r.kind, NULL, r.registered_by, d.name, r.reason, r.at"
+        " FROM assistant_registrations r JOIN staff s ON s.id = r.assistant_id"
+        " JOIN staff d ON d.id = r.registered_by"
+        " WHERE r.case_id = $1"
+        " ORDER BY at",
+        case_id,
+    )
+
+
 async def open_case_for_phone(conn: asyncpg.Pool | asyncpg.Connection, phone: str) -> int | None:
     """The id of the open case of a client phone, if any."""
     v: int | None = await conn.fetchval(

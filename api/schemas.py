@@ -253,6 +253,18 @@ class ClientOut(BaseModel):
     budget: int | None = None
 
 
+class AssignmentOut(BaseModel):
+    """One assignment: a designer (allocation ledger) or an assistant (备案登记), who decided, when, why."""
+
+    role: Literal["designer", "assistant"]
+    staff: StaffBrief
+    kind: Literal["assign", "reassign", "auto"] = Field(description="assign 分配 / reassign 更换 / auto 系统自动")
+    suggested_id: int | None = Field(default=None, description="当时的首位推荐（设计师）")
+    decided_by: StaffBrief
+    reason: str | None = None
+    at: datetime
+
+
 class CaseView(BaseModel):
     """One case: where it stands, who owns what, what is due, and its story."""
 
@@ -285,6 +297,9 @@ class CaseView(BaseModel):
     done_steps: list[DoneStep] = Field(default_factory=list)
     timeline: list[CaseEvent] = Field(default_factory=list, description="时间线（事件）")
     case_notes: list[CaseEvent] = Field(default_factory=list, description="备注")
+    assignments: list[AssignmentOut] = Field(
+        default_factory=list, description="分配记录：设计师分配台账与助理备案登记（谁、由谁、何时、为何）"
+    )
     version: int = 0
     state_source: Literal["workflow", "projection", "created"] = Field(
         description="数据来源：workflow 实时查询 / projection 数据库投影 / created 刚创建（流程尚未回报）"

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
-from api.schemas import CaseSummary, CaseView, ClientOut, StaffBrief, TaskCase, TaskItem
+from api.schemas import AssignmentOut, CaseSummary, CaseView, ClientOut, StaffBrief, TaskCase, TaskItem
 from domain.enums import STEP_LABELS, Level, Role, StepName
 from domain.models import CaseEvent, CaseState, StaffRef
 from domain.tracking import stage_label
@@ -80,6 +80,7 @@ def case_view(
     source: StateSource,
     *,
     now: datetime | None = None,
+    assignments: list[asyncpg.Record] | None = None,
 ) -> CaseView:
     """The case as the API shows it: client data from the row, the rest from the state when known."""
     now = now or datetime.now(UTC)
@@ -104,6 +105,18 @@ def case_view(
         "created_by": staff_ref(row["created_by_ref"]),
         "timeline": events,
         "state_source": source,
+        "assignments": [
+            AssignmentOut(
+                role=a["role"],
+                staff=StaffBrief(id=a["staff_id"], name=a["staff_name"]),
+                kind=a["kind"],
+                suggested_id=a["suggested_id"],
+                decided_by=StaffBrief(id=a["decided_by"], name=a["decided_by_name"]),
+                reason=a["reason"],
+                at=a["at"],
+            )
+            for a in assignments or []
+        ],
     }
     if state is None:
         return CaseView(

@@ -103,9 +103,10 @@ async def _act(
     pool = await res.pool()
     try:
         events = await bounded(res, queries.case_events(pool, row["id"]))
+        assignments = await bounded(res, queries.case_assignments(pool, row["id"]))
     except Exception:  # noqa: BLE001 - the action is done: never turn its answer into an error
-        events = []  # the timeline then comes from the state alone
-    return case_view(row, state, timeline(events, state), "workflow")
+        events, assignments = [], []  # the timeline then comes from the state alone
+    return case_view(row, state, timeline(events, state), "workflow", assignments=assignments)
 
 
 # --- steps: one route per step, so /docs shows each step's own payload -----------------------------

@@ -391,7 +391,8 @@ async def get_intake(
         if state is None:
             state = state_from_row(row)
             source = "projection" if state is not None else "created"
-    return case_view(row, state, timeline(events, state), source)
+    assignments = await bounded(res, queries.case_assignments(pool, case_id))
+    return case_view(row, state, timeline(events, state), source, assignments=assignments)
 
 
 @router.get(

@@ -90,6 +90,10 @@ async def test_remote_lead_to_signed(api: Api) -> None:
     assert r.status_code == 200 and r.json()["required_level"] == "senior", r.text
     s = await api.ok_step(cid, "assign_designer", "manager", {"designer_id": P(api, "designer"), "reason": "客户点名"})
     assert s["designer"]["name"] == "李设计" and open_steps(s) == {"contact"}
+    # the case shows its assignments: allocation ledger and assistant registration (备案登记)
+    r = await api.http.get(f"/intakes/{cid}", headers=api.h("manager"))
+    got = {(a["role"], a["staff"]["name"], a["kind"], a["reason"]) for a in r.json()["assignments"]}
+    assert got == {("assistant", "陈助理", "assign", None), ("designer", "李设计", "assign", "客户点名")}, got
     s = await api.ok_step(cid, "contact", "designer", {"meeting_at": meet, "meeting_kind": "measure"})
     assert open_steps(s) == {"first_meeting"}
     # the first meeting is the measure itself: it completes the measure too
