@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import time
 from typing import Any
 
 from config import Settings, get_settings
@@ -159,6 +160,28 @@ def _parse_level(value: str | None) -> Level | None:
     return Level(value) if value else None
 
 
+def parse_office_hours(text: str | None) -> dict[int, list[tuple[time, time]]]:
+    """Parse `--office-hours` like "0-4=09:00-18:00;5=10:00-16:00" (0 = Monday) into a schedule."""
+    schedule: dict[int, list[tuple[time, time]]] = {}
+    for part in (text or "").replace("；", ";").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            days, _, hours = part.partition("=")
+            first, _, last = days.strip().partition("-")
+            start_s, _, end_s = hours.strip().partition("-")
+            start, end = time.fromisoformat(start_s.strip()), time.fromisoformat(end_s.strip())
+            lo, hi = int(first), int(last or first)
+        except ValueError as exc:
+            raise CliError(f"--office-hours {part!r}: expected DAYS=HH:MM-HH:MM, e.g. 0-4=09:00-18:00") from exc
+        if not (0 <= lo <= hi <= 6) or start >= end:
+            raise CliError(f"--office-hours {part!r}: weekdays are 0 (Monday) to 6, and start before end")
+        for day in range(lo, hi + 1):
+            schedule.setdefault(day, []).append((start, end))
+    return schedule
+
+
 def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
     """Add a staff member and print their bearer token (once)."""
     from activities.staff import StaffError, StaffRepository
@@ -171,6 +194,9 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
     if role != Role.designer and args.level:
         raise CliError("--level is for designers only")
     communities = [c.strip() for c in (args.communities or "").replace("，", ",").split(",") if c.strip()]
+    schedule = parse_office_hours(args.office_hours)
+    if args.weight is not None and args.weight <= 0:
+        raise CliError("--weight must be above 0")
 
     async def main() -> int:
         async with _database(settings) as pool:
@@ -182,7 +208,9 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
                     role=role,
                     level=_parse_level(args.level),
                     communities=communities,
+                    office_schedule=schedule,
                     max_open_cases=args.max_open_cases,
+                    weight=args.weight if args.weight is not None else 1.0,
                 )
             except StaffError as exc:
                 raise CliError(f"{exc.code}: {exc.message}") from exc
@@ -288,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=[lv.value for lv in Level], help="designers only")
     p.add_argument("--communities", help="compounds covered, comma-separated (site leads, designers)")
     p.add_argument("--max-open-cases", type=int, help="overrides the policy's maximum for the level")
+    p.add_argument(
+        "--office-hours",
+        help='in-office schedule, e.g. "0-4=09:00-18:00;5=10:00-16:00" (0 = Monday); default: always in',
+    )
+    p.add_argument("--weight", type=float, help="rotation weight (default 1; above 1 gets cases sooner)")
     p.add_argument("--token-label", default="cli", help="a note stored with the token")
     p.set_defaults(func=cmd_staff_add)
 

@@ -51,3 +51,20 @@ def test_load_policy_rejects_typos(tmp_path: Path) -> None:
     bad.write_text("name: x\ncallback_max_attempt: 3\n", encoding="utf-8")
     with pytest.raises(ValueError, match="callback_max_attempt"):
         load_policy(Settings(policy_file=bad))
+
+
+def test_office_hours_option_parses_weekday_ranges() -> None:
+    from datetime import time
+
+    import pytest
+
+    from cli import CliError, parse_office_hours
+
+    assert parse_office_hours("0-4=09:00-18:00;5=10:00-16:00") == {
+        **{d: [(time(9), time(18))] for d in range(5)},
+        5: [(time(10), time(16))],
+    }
+    assert parse_office_hours(None) == {}
+    for bad in ("7=09:00-18:00", "0=18:00-09:00", "mon=09:00-18:00"):
+        with pytest.raises(CliError):
+            parse_office_hours(bad)
