@@ -11,7 +11,7 @@ from api import queries
 from api.deps import CurrentUser, ResourcesDep, bounded, require_roles
 from api.errors import R401, R403, R422, R503, ApiError, responses
 from api.schemas import SlaReport, SlaRow, query_time
-from domain.enums import STEP_LABELS, Role, Scenario, Source, StepName
+from domain.enums import SOURCE_LABELS, STEP_LABELS, Role, Scenario, Source, StepName
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -69,7 +69,9 @@ async def sla_report(
                 step=step,
                 step_label=STEP_LABELS[step],
                 group=r["grp"],
-                group_label=r["group_label"],
+                group_label=SOURCE_LABELS.get(r["group_label"], r["group_label"])  # type: ignore[call-overload]
+                if group_by == "source"
+                else r["group_label"],
                 done=done,
                 open=int(r["open"]),
                 open_overdue=int(r["open_overdue"]),
