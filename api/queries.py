@@ -297,3 +297,47 @@ async def sla_report(
         source,
         scenario,
     )
+
+
+async def allocation_report(
+    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime
+) -> list[asyncpg.Record]:
+    """Per designer: cases given in the period (by kind), overrides of the suggestion, open cases now."""
+    return await conn.fetch(
+        """
+        WITH l AS (
+          SELECT designer_id,
+            count(*) AS assigned,
+            count(*) FILTER (WHERE kind = 'auto') AS auto,
+            count(*) FILTER (WHERE kind = 'reassign') AS reassigned_to,
+            count(*) FILTER (WHERE kind = 'assign' AND suggested_id IS NOT NULL
+                             AND suggested_id <> designer_id) AS chosen_over_suggestion,
+            max(at) AS last_assigned_at
+          FROM allocation_ledger WHERE at >= $1 AND at < $2 GROUP BY designer_id
+        ), passed AS (
+          SELECT suggested_id AS designer_id, count(*) AS passed_over
+          FROM allocation_ledger
+          WHERE at >= $1 AND at < $2 AND kind = 'assign' AND suggested_id IS NOT NULL
+            AND suggested_id <> designer_id
+          GROUP BY suggested_id
+        ), o AS (
+          SELECT designer_id, count(*) AS open_cases FROM cases WHERE status = 'open' AND designer_id IS NOT NULL
+          GROUP BY designer_id
+        )
+        SELECT s.id, s.name, s.level, s.status,
+          coalesce(l.assigned, 0) AS assigned, coalesce(l.auto, 0) AS auto,
+          coalesce(l.reassigned_to, 0) AS reassigned_to,
+          coalesce(l.chosen_over_suggestion, 0) AS chosen_over_suggestion,
+          coalesce(p.passed_over, 0) AS passed_over,
+          coalesce(o.open_cases, 0) AS open_cases,
+          (SELECT max(at) FROM allocation_ledger a WHERE a.designer_id = s.id) AS last_assigned_at
+        FROM staff s
+        LEFT JOIN l ON l.designer_id = s.id
+        LEFT JOIN passed p ON p.designer_id = s.id
+        LEFT JOIN o ON o.designer_id = s.id
+        WHERE s.role = 'designer' AND (s.status <> 'inactive' OR l.assigned IS NOT NULL)
+        ORDER BY coalesce(l.assigned, 0) DESC, s.id
+        """,
+        period_from,
+        period_to,
+    )

@@ -23,6 +23,7 @@ from domain.enums import (
     Role,
     Scenario,
     Source,
+    StaffStatus,
     StepName,
 )
 from domain.models import CaseEvent, DoneStep, Meeting, OpenStep, StaffRef
@@ -451,3 +452,26 @@ class Health(BaseModel):
 
     status: Literal["ok", "ready"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class AllocationRow(BaseModel):
+    """One designer's share of new cases (客户分配) in the period."""
+
+    designer: StaffBrief
+    level: Level | None = None
+    status: StaffStatus
+    assigned: int = Field(description="期间分到的案例（含自动分配与更换）")
+    auto: int = Field(description="其中系统自动分配")
+    reassigned_to: int = Field(description="其中因更换而转来")
+    chosen_over_suggestion: int = Field(description="经理未按首位推荐、改选此人的次数")
+    passed_over: int = Field(description="此人是首位推荐但经理另选他人的次数")
+    open_cases: int = Field(description="当前在手案例")
+    last_assigned_at: datetime | None = Field(default=None, description="最近一次分配（轮单依据）")
+
+
+class AllocationReport(BaseModel):
+    """Fairness of allocation (轮单): how new cases were shared among designers, from the ledger."""
+
+    period_from: datetime
+    period_to: datetime
+    rows: list[AllocationRow]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from api import queries
 from api.deps import CurrentUser, ResourcesDep, bounded, require_roles
 from api.errors import R401, R403, R422, R503, ApiError, responses
-from api.schemas import SlaReport, SlaRow, query_time
+from api.schemas import AllocationReport, AllocationRow, SlaReport, SlaRow, StaffBrief, query_time
 from domain.enums import SOURCE_LABELS, STEP_LABELS, Role, Scenario, Source, StepName
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -84,3 +84,46 @@ async def sla_report(
             )
         )
     return SlaReport(period_from=period_from, period_to=period_to, group_by=group_by, rows=out)
+
+
+@router.get(
+    "/allocation",
+    response_model=AllocationReport,
+    summary="客户分配公平性报表（经理、总经理）",
+    responses=responses(R401, R403, R422, R503),
+)
+async def allocation_report(
+    user: Reader,
+    res: ResourcesDep,
+    period_from: Annotated[datetime | None, Query(alias="from", description="起（默认 30 天前）")] = None,
+    period_to: Annotated[datetime | None, Query(alias="to", description="止（默认现在）")] = None,
+) -> AllocationReport:
+    """Per designer, from the allocation ledger: cases given, overrides of the suggestion, open cases."""
+    now = datetime.now(UTC)
+    to = query_time(period_to, "to") or now
+    frm = query_time(period_from, "from") or (to - DEFAULT_PERIOD)
+    if frm >= to:
+        raise ApiError(422, "invalid_period", "from 必须早于 to")
+    if to - frm > MAX_PERIOD:
+        raise ApiError(422, "invalid_period", f"统计区间最长 {MAX_PERIOD.days} 天")
+    pool = await res.pool()
+    rows = await bounded(res, queries.allocation_report(pool, period_from=frm, period_to=to))
+    return AllocationReport(
+        period_from=frm,
+        period_to=to,
+        rows=[
+            AllocationRow(
+                designer=StaffBrief(id=r["id"], name=r["name"]),
+                level=r["level"],
+                status=r["status"],
+                assigned=r["assigned"],
+                auto=r["auto"],
+                reassigned_to=r["reassigned_to"],
+                chosen_over_suggestion=r["chosen_over_suggestion"],
+                passed_over=r["passed_over"],
+                open_cases=r["open_cases"],
+                last_assigned_at=r["last_assigned_at"],
+            )
+            for r in rows
+        ],
+    )

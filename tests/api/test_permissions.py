@@ -82,6 +82,7 @@ ROUTES: dict[str, Route] = {
     "suggestions": ("GET", "/intakes/{id}/designer-suggestions", lambda c: None, only({"manager": 200})),
     "tasks": ("GET", "/me/tasks", lambda c: None, everyone(200)),
     "sla": ("GET", "/reports/sla", lambda c: None, only({"manager": 200, "director": 200})),
+    "allocation": ("GET", "/reports/allocation", lambda c: None, only({"manager": 200, "director": 200})),
     # manager steps that are not open now: the manager passes the permission and gets 409
     "step:reception_review": ("POST", "/intakes/{id}/steps/reception_review", lambda c: {}, only({"manager": 409})),
     "step:callback": ("POST", "/intakes/{id}/steps/callback", lambda c: {"reached": False}, only({"manager": 409})),

@@ -138,3 +138,22 @@ async def test_sla_report(api: Api, cases: dict[str, Any]) -> None:
         headers=api.h("manager"),
     )
     assert_error(r, 422, "invalid_period")
+
+
+async def test_allocation_fairness_report(api: Api, cases: dict[str, Any]) -> None:
+    r = await api.http.get("/reports/allocation", params={"from": cases["since"].isoformat()},
+                           headers=api.h("director"))
+    assert r.status_code == 200, r.text
+    rows = {x["designer"]["id"]: x for x in r.json()["rows"]}
+    mine = rows[api.people["designer2"].id]
+    assert mine["assigned"] >= 1 and mine["open_cases"] >= 1 and mine["last_assigned_at"] is not None
+    # whether the manager followed the first suggestion is counted from the ledger
+    case = (await api.http.get(f"/intakes/{cases['remote']['id']}", headers=api.h("manager"))).json()
+    entry = next(a for a in case["assignments"] if a["role"] == "designer")
+    assert entry["staff"]["id"] == api.people["designer2"].id and entry["reason"] == "测试"
+    if entry["suggested_id"] not in (None, api.people["designer2"].id):
+        assert mine["chosen_over_suggestion"] >= 1
+        assert rows[entry["suggested_id"]]["passed_over"] >= 1
+    r = await api.http.get("/reports/allocation", params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+                           headers=api.h("manager"))
+    assert_error(r, 422, "invalid_period")
