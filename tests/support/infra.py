@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -19,10 +20,13 @@ __all__ = ["fresh_database", "pgserver_uri", "temporal_binary"]
 
 def pgserver_uri(data_dir: Path) -> str:
     """Start (or reuse) an embedded PostgreSQL with its data in `data_dir`; returns its URI."""
+    return _pgserver(data_dir).get_uri()
+
+
+def _pgserver(data_dir: Path) -> Any:
     import pgserver
 
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
-    return server.get_uri()
+    return pgserver.get_server(str(data_dir), cleanup_mode="delete")
 
 
 def _with_database(uri: str, dbname: str) -> str:
@@ -37,9 +41,11 @@ async def fresh_database() -> AsyncIterator[str]:
     """A new, empty database for one test session: on INTAKE_TEST_DATABASE_URL, else on pgserver."""
     admin_uri = os.environ.get("INTAKE_TEST_DATABASE_URL")
     tmp: str | None = None
+    server: Any = None
     if not admin_uri:
         tmp = tempfile.mkdtemp(prefix="intake-pg-")
-        admin_uri = pgserver_uri(Path(tmp))
+        server = _pgserver(Path(tmp))
+        admin_uri = server.get_uri()
     dbname = f"intake_test_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(admin_uri)
     try:
@@ -54,5 +60,7 @@ async def fresh_database() -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         finally:
             await conn.close()
+        if server is not None:
+            server.cleanup()  # stops the embedded server (and deletes its data) now, not at exit
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
