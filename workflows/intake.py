@@ -544,7 +544,8 @@ class IntakeWorkflow:
         """Move a moment into working time (nobody is paged at night), unless wall-clock."""
         return t if wall_clock else cal.next_business_moment(self.policy.calendar, t)
 
-    def _due_for(self, spec: StepSpec, now: datetime) -> datetime | None:
+    def _due_for(self, spec: StepSpec, now: datetime, opened: datetime | None = None) -> datetime | None:
+        """Due time of a step opening now (or, for a duration step, opened at `opened`)."""
         s = self.state_
         p = self.policy
         if spec.due == "none":
@@ -557,10 +558,11 @@ class IntakeWorkflow:
             m = s.meeting("measure")
             base = max(m.at, now) if m else now
             return base + p.meeting_grace
+        start = opened or now
         if s.scenario == Scenario.walk_in and spec.step in (StepName.assign_designer, StepName.assign_assistant):
-            due = now + p.walk_in_assignment
+            due = start + p.walk_in_assignment
         else:
-            due = self._add(now, p.duration(spec.step), spec.wall_clock)
+            due = self._add(start, p.duration(spec.step), spec.wall_clock)
         if spec.before_meeting:
             m = s.meeting("meeting")
             if m is not None and m.at > now:
@@ -978,14 +980,19 @@ class IntakeWorkflow:
         )
         affected = {StepName.measure} if which == "measure" else {StepName.first_meeting, StepName.arrival}
         for o in s.open_steps:
+            spec = self.g.spec(o.step)
+            assert spec is not None
             if o.step in affected:
-                spec = self.g.spec(o.step)
-                assert spec is not None
                 o.due_at = self._due_for(spec, workflow.now())
-                o.escalation_level = 0
-                o.overdue = False
-                o.next_escalation_at = None
-                self._plan_escalation(o)
+            elif which == "meeting" and spec.before_meeting:
+                # Assignments due before the visit follow the visit (an office visit moved earlier).
+                o.due_at = self._due_for(spec, workflow.now(), opened=o.opened_at)
+            else:
+                continue
+            o.escalation_level = 0
+            o.overdue = False
+            o.next_escalation_at = None
+            self._plan_escalation(o)
 
     def _close(self, actor: Actor, outcome: Outcome, reason: str | None) -> None:
         s = self.state_

@@ -152,3 +152,17 @@ async def test_orphan_workflow_without_case_row_ends(client: Client, task_queue:
         h = await start_case(client, task_queue, Scenario.remote, policy=policy)
         final = await asyncio.wait_for(h.result(), timeout=60)
         assert final.status.value == "open" and final.version == 1 and len(attempts) >= 2
+
+
+async def test_moving_an_office_visit_moves_what_is_due_before_it(client: Client, task_queue: str) -> None:
+    fakes = FakeActivities()
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.office_visit)
+        await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at": soon(7 * 86400).isoformat()})
+        sooner = soon(12)
+        s = await h.execute_update(IntakeWorkflow.reschedule, Reschedule(
+            actor=actor(MANAGER), target="meeting", at=sooner, reason="客户提前来"))
+        due = {o.step: o.due_at for o in s.open_steps}
+        assert due[StepName.assign_designer] == sooner and due[StepName.assign_assistant] == sooner
+        arrival_due = due[StepName.arrival]
+        assert arrival_due is not None and arrival_due > sooner
