@@ -383,6 +383,8 @@ class IntakeWorkflow:
         return None
 
     def _future(self, t: datetime | None, field: str) -> None:
+        if t is not None and t.utcoffset() is None:
+            raise _reject("invalid_payload", f"{field} 须带时区（如 +08:00）", field=field)
         if t is not None and t <= workflow.now():
             raise _reject("time_in_past", f"{field} 必须是将来的时间", field=field)
 
