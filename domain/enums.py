@@ -6,6 +6,8 @@ from enum import StrEnum
 
 
 class Role(StrEnum):
+    """Staff roles (SPEC §1)."""
+
     manager = "manager"
     designer = "designer"
     assistant = "assistant"
@@ -47,6 +49,8 @@ LEVEL_LABELS: dict[Level, str] = {
 
 
 class Source(StrEnum):
+    """Where a client comes from."""
+
     marketing = "marketing"
     online = "online"
     walk_in = "walk_in"
@@ -62,6 +66,8 @@ SOURCE_LABELS: dict[Source, str] = {
 
 
 class Scenario(StrEnum):
+    """The four intake scenarios (SPEC §2)."""
+
     remote = "remote"
     office_visit = "office_visit"
     site_office = "site_office"
@@ -77,6 +83,8 @@ SCENARIO_LABELS: dict[Scenario, str] = {
 
 
 class StepName(StrEnum):
+    """Steps of a case (SPEC §3)."""
+
     reception_review = "reception_review"
     callback = "callback"
     assign_designer = "assign_designer"
@@ -104,6 +112,8 @@ STEP_LABELS: dict[StepName, str] = {
 
 
 class MeetingKind(StrEnum):
+    """Where the first meeting happens: the client's house (量房) or the company (到店)."""
+
     measure = "measure"  # 量房: at the client's house
     office_visit = "office_visit"  # 到店: at the company
 
@@ -115,12 +125,16 @@ MEETING_KIND_LABELS: dict[MeetingKind, str] = {
 
 
 class Gender(StrEnum):
+    """Client gender, for the SMS salutation (先生 / 女士)."""
+
     male = "male"
     female = "female"
     unknown = "unknown"
 
 
 class Outcome(StrEnum):
+    """How a case ends."""
+
     signed = "signed"
     lost = "lost"
     duplicate = "duplicate"
@@ -134,17 +148,23 @@ OUTCOME_LABELS: dict[Outcome, str] = {
 
 
 class CaseStatus(StrEnum):
+    """Open or closed."""
+
     open = "open"
     closed = "closed"
 
 
 class MeasureResult(StrEnum):
+    """What happened at a measure (量房) appointment."""
+
     done = "done"
     rescheduled = "rescheduled"
     no_show = "no_show"
 
 
 class StaffStatus(StrEnum):
+    """Whether a staff member takes new cases."""
+
     active = "active"
     on_leave = "on_leave"
     inactive = "inactive"

@@ -53,10 +53,14 @@ class StaffRef(_Model):
 
 
 class ReceptionReviewPayload(_Model):
+    """审核接待情况：接待人员汇报的情况。"""
+
     report: str = Field(default="", description="接待人员汇报的情况")
 
 
 class CallbackPayload(_Model):
+    """经理回访：是否接通；接通时约定的见面时间、方式、设计师级别、到店车辆。"""
+
     reached: bool = Field(description="是否接通")
     meeting_at: datetime | None = Field(default=None, description="约定见面时间")
     meeting_kind: MeetingKind | None = Field(default=None, description="量房 measure / 到店 office_visit")
@@ -65,24 +69,33 @@ class CallbackPayload(_Model):
 
 
 class AssignDesignerPayload(_Model):
+    """分配设计师：设计师ID；与首位推荐不同时说明理由。"""
+
     designer_id: int | None = Field(default=None, description="设计师ID；省略时采用预填/首位推荐")
     reason: str | None = Field(default=None, description="与首位推荐不同时必须说明理由")
 
 
 class AssignAssistantPayload(_Model):
+    """分配助理设计师（备案登记）。"""
+
     assistant_id: int | None = Field(default=None, description="助理设计师ID；省略时采用首位推荐（在手最少）")
 
 
 class ContactPayload(_Model):
+    """设计师联系客户：确认的见面时间与方式（完成后发送 T1 短信）。"""
+
     meeting_at: datetime
     meeting_kind: MeetingKind
 
 
 class ArrivalPayload(_Model):
+    """客户到店：无需填写内容。"""
     pass
 
 
 class FirstMeetingPayload(_Model):
+    """首次见面：真正需求、约定量房时间、参观在施工地、参观材料库。"""
+
     true_needs: str = Field(min_length=1, description="客户真正需求")
     measure_at: datetime | None = Field(default=None, description="约定的量房时间")
     visited_site: bool = Field(default=False, description="参观在施工地")
@@ -90,17 +103,23 @@ class FirstMeetingPayload(_Model):
 
 
 class MeasurePayload(_Model):
+    """量房：完成、改期（新的时间）或客户爽约。"""
+
     result: MeasureResult
     measure_at: datetime | None = Field(default=None, description="改期后的量房时间（result=rescheduled）")
 
 
 class DebriefPayload(_Model):
+    """复盘讲评：录音复盘发现，对设计师和助理的纠正（完成后发送 T3 短信）。"""
+
     findings: str = Field(min_length=1, description="录音复盘发现")
     designer_corrections: str = Field(default="", description="对设计师的纠正")
     assistant_corrections: str = Field(default="", description="对助理设计师的纠正")
 
 
 class OutcomePayload(_Model):
+    """签单结果：签单 signed，或流失 lost（须填原因）。"""
+
     outcome: Literal["signed", "lost"]
     reason: str | None = None
 
@@ -134,6 +153,8 @@ class CompleteStep(_Model):
 
 
 class Reschedule(_Model):
+    """Move the first meeting or the measure (any owner)."""
+
     actor: Actor
     target: Literal["meeting", "measure"]
     at: datetime
@@ -141,6 +162,8 @@ class Reschedule(_Model):
 
 
 class Reassign(_Model):
+    """Change the case's designer or assistant (manager, with a reason)."""
+
     actor: Actor
     role: Literal["designer", "assistant"]
     staff: StaffRef
@@ -148,11 +171,15 @@ class Reassign(_Model):
 
 
 class AddNote(_Model):
+    """A note on the case's timeline."""
+
     actor: Actor
     text: str = Field(min_length=1)
 
 
 class CloseCase(_Model):
+    """Close the case: signed, lost (with reason) or duplicate (manager)."""
+
     actor: Actor
     outcome: Outcome
     reason: str | None = None
@@ -181,6 +208,8 @@ class IntakeInput(_Model):
 
 
 class OpenStep(_Model):
+    """A step waiting to be done: owner, due time, overdue flag, escalation level and what comes next."""
+
     key: str  # unique per instance, e.g. "callback#2"
     step: StepName
     label: str
@@ -198,6 +227,8 @@ class OpenStep(_Model):
 
 
 class DoneStep(_Model):
+    """A finished step instance: when, by whom, on time or not, with its payload."""
+
     key: str
     step: StepName
     label: str
@@ -214,6 +245,8 @@ class DoneStep(_Model):
 
 
 class CaseEvent(_Model):
+    """One line of a case's timeline (audit)."""
+
     seq: int
     at: datetime
     kind: str
@@ -224,6 +257,8 @@ class CaseEvent(_Model):
 
 
 class Meeting(_Model):
+    """An agreed first meeting or measure, with its status."""
+
     which: Literal["meeting", "measure"]
     kind: MeetingKind
     at: datetime
@@ -332,6 +367,8 @@ class RecordAssignment(_Model):
 
 
 class SuggestDesigners(_Model):
+    """Input of `suggest_designers`: what the case needs of its designer."""
+
     case_id: int
     scenario: Scenario
     required_level: Level
@@ -348,6 +385,8 @@ class SuggestAssistants(_Model):
 
 
 class Suggestion(_Model):
+    """One suggested designer or assistant, ranked, with the reasons."""
+
     staff: StaffRef
     rank: int
     reasons: list[str]
