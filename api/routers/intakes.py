@@ -384,7 +384,8 @@ async def get_intake(
         # Asked for fresh data, or the workflow has not reported yet: ask it (bounded), else the row.
         try:
             client = await res.client()
-            state = await query_state(client, case_id=case_id, timeout=min(res.timeout, QUERY_AFTER_START_SECONDS))
+            wait = res.timeout if fresh else min(res.timeout, QUERY_AFTER_START_SECONDS)
+            state = await query_state(client, case_id=case_id, timeout=wait)
         except ApiError:
             state = None
         source = "workflow" if state is not None else "projection"

@@ -230,9 +230,15 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert len({row[4] for row in staff}) == 10  # phones: no duplicate demo staff
 
     # The case survived the restart and goes on from where it was.
-    live = httpx.get(f"{second.api}/intakes/{case_id}?fresh=true", headers=manager, timeout=30)
-    assert live.status_code == 200 and live.json()["stage"] == "assign_designer", live.text
-    assert live.json()["state_source"] == "workflow"
+    # The first live query after a restart replays the history: poll until the workflow answers.
+    deadline = time.monotonic() + 60
+    while True:
+        live = httpx.get(f"{second.api}/intakes/{case_id}?fresh=true", headers=manager, timeout=30)
+        assert live.status_code == 200 and live.json()["stage"] == "assign_designer", live.text
+        if live.json()["state_source"] == "workflow" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert live.json()["state_source"] == "workflow", "the workflow never answered after the restart"
     designer = next(t for t in tokens if t.role == "designer")
     assigned = httpx.post(f"{second.api}/intakes/{case_id}/steps/assign_designer", headers=manager, timeout=30,
                           json={"designer_id": designer.staff_id, "reason": "重启后继续"})
