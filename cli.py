@@ -257,7 +257,10 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
             staff = await repo.get(staff_id=args.id)
             if staff is None:
                 raise CliError(f"no staff member #{args.id}")
+            revoked = await repo.revoke_tokens(staff_id=staff.id) if args.revoke_others else 0
             token = await repo.issue_token(staff_id=staff.id, label=args.token_label)
+        if args.revoke_others:
+            print(f"revoked {revoked} earlier token(s) of #{staff.id}")
         print(f"new bearer token for #{staff.id} {staff.name} ({staff.role.value}); shown once:")
         print(token)
         return 0
@@ -332,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("token", help="issue a new bearer token (printed once)")
     p.add_argument("id", type=int)
     p.add_argument("--token-label", default="cli", help="a note stored with the token")
+    p.add_argument("--revoke-others", action="store_true", help="revoke every earlier token of this person")
     p.set_defaults(func=cmd_staff_token)
 
     p = ssub.add_parser("leave", help="mark a staff member on leave (no new cases)")

@@ -167,6 +167,13 @@ class StaffRepository:
         )
         return token
 
+    async def revoke_tokens(self, *, staff_id: int) -> int:
+        """Revoke every live token of a staff member (a lost phone, someone leaving); returns how many."""
+        result = await self._pool.execute(
+            "UPDATE staff_tokens SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL", staff_id
+        )
+        return int(result.split()[-1])
+
     async def by_token(self, *, token: str) -> Staff | None:
         """The active staff member owning a bearer token, if the token is valid and not revoked."""
         row = await self._pool.fetchrow(
