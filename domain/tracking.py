@@ -54,15 +54,11 @@ def static_summary(inp: IntakeInput) -> str:
     )
 
 
-def _local(t: datetime | None, tz: str) -> str:
+def local_time(t: datetime | None, tz: str = "Asia/Shanghai") -> str:
+    """A moment as staff read it: local month-day hour:minute ("—" when there is none)."""
     if t is None:
         return "—"
     return t.astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M")
-
-
-def local_time(t: datetime, tz: str = "Asia/Shanghai") -> str:
-    """A moment as staff read it: local month-day hour:minute."""
-    return _local(t, tz)
 
 
 def stage_label(stage: str) -> str:
@@ -70,13 +66,13 @@ def stage_label(stage: str) -> str:
     return STAGE_LABELS.get(stage, stage)
 
 
-def current_details(state: CaseState, now: datetime, tz: str = "Asia/Shanghai") -> str:
+def current_details(state: CaseState, tz: str = "Asia/Shanghai") -> str:
     """Markdown for the UI: what the case waits for, whom, since when, what escalates next."""
     lines = [f"### 客户 #{state.case_id} · {stage_label(state.stage)}"]
     if state.status == CaseStatus.closed:
         reason = f"（{state.outcome_reason}）" if state.outcome_reason else ""
         lines.append(f"已结案：**{OUTCOME_LABELS[state.outcome] if state.outcome else ''}**{reason}，"
-                     f"{_local(state.closed_at, tz)}")
+                     f"{local_time(state.closed_at, tz)}")
         return "\n".join(lines)
     team = []
     if state.manager:
@@ -95,17 +91,17 @@ def current_details(state: CaseState, now: datetime, tz: str = "Asia/Shanghai") 
             who = s.owner.name if s.owner else ROLE_LABELS[s.owner_role]
             status = f"⚠️ 超时 L{s.escalation_level}" if s.overdue else "进行中"
             nxt = (
-                f"{_local(s.next_escalation_at, tz)} {s.next_escalation}" if s.next_escalation_at else "—"
+                f"{local_time(s.next_escalation_at, tz)} {s.next_escalation}" if s.next_escalation_at else "—"
             )
             lines.append(
-                f"| {s.label} | {who} | {_local(s.opened_at, tz)} | {_local(s.due_at, tz)} | {status} | {nxt} |"
+                f"| {s.label} | {who} | {local_time(s.opened_at, tz)} | {local_time(s.due_at, tz)} | {status} | {nxt} |"
             )
     elif state.callback_retry_at:
-        lines.append(f"回访未接通，{_local(state.callback_retry_at, tz)} 再次回访")
+        lines.append(f"回访未接通，{local_time(state.callback_retry_at, tz)} 再次回访")
     for m in state.meetings:
         if m.status == "scheduled":
             what = "量房" if m.which == "measure" else ("到店" if m.kind.value == "office_visit" else "上门")
-            lines.append(f"- 预约{what}：{_local(m.at, tz)}")
+            lines.append(f"- 预约{what}：{local_time(m.at, tz)}")
     return "\n".join(lines)
 
 

@@ -18,12 +18,14 @@ state as pending effects and handed to the outbox by the main loop, exactly once
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -79,7 +81,6 @@ with workflow.unsafe.imports_passed_through():
         OutcomePayload,
         PendingEffect,
         Reassign,
-        ReceptionReviewPayload,
         RecordAssignment,
         Reschedule,
         SendSms,
@@ -106,8 +107,6 @@ _SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 _DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
 _SUGGEST_RETRY = RetryPolicy(maximum_attempts=3)
 
-
-_DESIGNER_STEPS = {StepName.contact, StepName.first_meeting, StepName.measure}
 # Steps whose owner is told the moment they open (designers hear of contact when assigned;
 # meetings have their own reminders; the outcome has follow-ups).
 _ANNOUNCED_STEPS = {
@@ -120,6 +119,29 @@ _ANNOUNCED_STEPS = {
 RECEPTION_CHECKLIST = "门口迎接、递名片、打开录音笔、备好茶水"
 
 
+def _business_failure(exc: ActivityError) -> ApplicationError | None:
+    """The typed business error behind an activity failure (through retries and timeouts), if any."""
+    cause: BaseException | None = exc.cause
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type:
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+def _prefill(role: str, suggestions: list[Suggestion], nobody: str) -> dict[str, Any]:
+    """What an assignment step offers its owner: the first suggestion, its reasons, the next ones."""
+    if not suggestions:
+        return {"reasons": [nobody]}
+    top = suggestions[0]
+    return {
+        f"{role}_id": top.staff.id,
+        role: top.staff.model_dump(mode="json"),
+        "reasons": top.reasons,
+        "suggested_ids": [x.staff.id for x in suggestions[:5]],
+    }
+
+
 def _reject(code: str, message: str, **details: Any) -> ApplicationError:
     """A business rejection: the API maps `code` to an HTTP status."""
     return ApplicationError(message, details or {}, type=code, non_retryable=True)
@@ -127,10 +149,23 @@ def _reject(code: str, message: str, **details: Any) -> ApplicationError:
 
 @dataclass
 class _AgendaItem:
+    """Something the case waits for in time: when, what the UI timer says, what to do then."""
+
     at: datetime
-    kind: str  # escalate | callback_retry | reminder | followup
-    key: str
     summary: str
+    act: Callable[[], None]
+
+
+_WHO = {"designer": "设计师", "assistant": "助理设计师", "manager": "经理"}
+
+
+@dataclass
+class _Checked:
+    """A step completion that passed validation: the open step, its parsed payload, who it names."""
+
+    step: OpenStep
+    payload: BaseModel
+    assignee: StaffRef | None = None
 
 
 @workflow.defn(name="IntakeWorkflow")
@@ -142,12 +177,11 @@ class IntakeWorkflow:
         # Built here, not in run(): an update may be delivered in the very first workflow task.
         self._changed = False
         self._lock = asyncio.Lock()
-        self._last_sa: dict[str, Any] = {}
-        self.inp: IntakeInput | None = inp.model_copy(update={"state": None})
-        self.s: CaseState | None = inp.state
-        if self.s is None:
-            # Continued-as-new runs carry their state; new cases open their root steps now.
-            self.s = self._new_state(inp)
+        self._last_sa: tuple[Any, ...] | None = None
+        self.inp = inp.model_copy(update={"state": None})
+        # Continued-as-new runs carry their state; new cases open their root steps now.
+        self.s: CaseState = inp.state or self._new_state(inp)
+        if inp.state is None:
             self._event("created", "新客户建档", actor_id=inp.created_by.id)
             if inp.scenario == Scenario.walk_in:
                 self._event("arrived", "自然客户到店（建档即到店）", actor_id=inp.created_by.id)
@@ -157,18 +191,12 @@ class IntakeWorkflow:
     # ------------------------------------------------------------------ properties
 
     @property
-    def state_(self) -> CaseState:
-        assert self.s is not None
-        return self.s
-
-    @property
     def policy(self) -> Policy:
-        assert self.inp is not None
         return self.inp.policy
 
     @property
     def g(self) -> ScenarioGraph:
-        return graph(self.state_.scenario)
+        return graph(self.s.scenario)
 
     # ------------------------------------------------------------------ run
 
@@ -177,25 +205,23 @@ class IntakeWorkflow:
         """Drive the case until it is closed, then return its final state."""
         # Timers are re-derived from the state, so a continued-as-new run resumes where it was.
         async with self._lock:
-            if self.state_.version == 0:
+            if self.s.version == 0:
                 try:
                     # The first sync waits a bounded time for the API to commit the case row.
                     await self._commit(within=self.policy.case_row_wait)
                 except ActivityError as exc:
                     # The API rolled back the case row (its start timed out or its commit failed):
                     # this workflow has no case. End it instead of retrying forever.
-                    cause: BaseException | None = exc.cause
-                    while cause is not None:
-                        if isinstance(cause, ApplicationError) and cause.type == "case_missing":
-                            workflow.logger.warning("case %s has no row: orphan ends", self.state_.case_id)
-                            return self.state_
-                        cause = cause.__cause__
-                    raise
+                    failure = _business_failure(exc)
+                    if failure is None or failure.type != "case_missing":
+                        raise
+                    workflow.logger.warning("case %s has no row: orphan ends", self.s.case_id)
+                    return self.s
             await self._after_opening()
             await self._commit()
 
         while True:
-            s = self.state_
+            s = self.s
             if s.pending_effects:
                 await self._run_effect(s.pending_effects[0])
                 continue
@@ -203,10 +229,8 @@ class IntakeWorkflow:
                 break
             if self._should_continue_as_new():
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
-                if not self.state_.pending_effects and self.state_.status == CaseStatus.open:
-                    workflow.continue_as_new(
-                        self.inp.model_copy(update={"state": self.state_}) if self.inp else None
-                    )
+                if not self.s.pending_effects and self.s.status == CaseStatus.open:
+                    workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
                 continue
             item = self._next_agenda_item()
             self._changed = False
@@ -223,12 +247,15 @@ class IntakeWorkflow:
                 except TimeoutError:
                     pass
             async with self._lock:
-                await self._run_agenda_item(item)
+                if self._changed or self.s.status == CaseStatus.closed:
+                    continue  # an update changed the case while we waited for the lock: re-plan
+                item.act()
+                await self._commit()
 
         # Let running update handlers finish before the workflow completes (no lost replies).
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._commit()
-        return self.state_
+        return self.s
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -265,7 +292,7 @@ class IntakeWorkflow:
     @workflow.query
     def state(self) -> CaseState:
         """The whole case: stage, open steps, assignments, meetings, events."""
-        return self.state_
+        return self.s
 
     # ------------------------------------------------------------------ updates
 
@@ -273,10 +300,10 @@ class IntakeWorkflow:
     async def complete_step(self, req: CompleteStep) -> CaseState:
         """Complete an open step with its payload."""
         async with self._lock:
-            self._check_complete(req)  # again: an earlier handler may have changed the case
-            await self._complete(req)
+            checked = self._check_complete(req)  # again: an earlier handler may have changed the case
+            await self._complete(req, checked)
             await self._commit()
-            return self.state_
+            return self.s
 
     @complete_step.validator
     def _validate_complete(self, req: CompleteStep) -> None:
@@ -289,7 +316,7 @@ class IntakeWorkflow:
             self._check_reschedule(req)
             self._do_reschedule(req.actor, req.target, req.at, req.reason)
             await self._commit()
-            return self.state_
+            return self.s
 
     @reschedule.validator
     def _validate_reschedule(self, req: Reschedule) -> None:
@@ -313,12 +340,12 @@ class IntakeWorkflow:
             )
             self._notify(
                 f"assigned:{req.role}:{staff.id}:{self._seq()}",
-                f"客户 #{self.state_.case_id} 已改由您负责（{who}），原因：{req.reason}",
+                f"客户 #{self.s.case_id} 已改由您负责（{who}），原因：{req.reason}",
                 recipient=staff,
                 summary=f"通知新{who}",
             )
             await self._commit()
-            return self.state_
+            return self.s
 
     @reassign.validator
     def _validate_reassign(self, req: Reassign) -> None:
@@ -330,9 +357,9 @@ class IntakeWorkflow:
         async with self._lock:
             self._check_note(req)
             ev = self._event("note", req.text, actor_id=req.actor.staff_id, data={"by": req.actor.name})
-            self.state_.notes.append(ev)
+            self.s.notes.append(ev)
             await self._commit()
-            return self.state_
+            return self.s
 
     @add_note.validator
     def _validate_note(self, req: AddNote) -> None:
@@ -345,7 +372,7 @@ class IntakeWorkflow:
             self._check_close(req)
             self._close(req.actor, req.outcome, req.reason)
             await self._commit()
-            return self.state_
+            return self.s
 
     @close.validator
     def _validate_close(self, req: CloseCase) -> None:
@@ -354,10 +381,8 @@ class IntakeWorkflow:
     # ------------------------------------------------------------------ validation
 
     def _check_open_case(self) -> None:
-        if self.s is None:
-            raise _reject("case_not_ready", "案件尚未初始化，请稍后重试")
-        if self.state_.status == CaseStatus.closed:
-            raise _reject("case_closed", f"案件已结案（{self.state_.outcome}），不能再操作")
+        if self.s.status == CaseStatus.closed:
+            raise _reject("case_closed", f"案件已结案（{self.s.outcome}），不能再操作")
 
     def _require_manager(self, actor: Actor) -> None:
         if actor.role != Role.manager:
@@ -372,12 +397,12 @@ class IntakeWorkflow:
                 required_role=step.owner_role.value,
             )
         if step.owner_role == Role.designer:
-            designer = self.state_.designer
+            designer = self.s.designer
             if designer is None or designer.id != actor.staff_id:
                 raise _reject("not_your_case", "这不是您负责的客户")
 
     def _find_open(self, step: StepName) -> OpenStep | None:
-        for s in self.state_.open_steps:
+        for s in self.s.open_steps:
             if s.step == step:
                 return s
         return None
@@ -398,18 +423,19 @@ class IntakeWorkflow:
             ]
             raise _reject("invalid_payload", f"「{STEP_LABELS[req.step]}」的内容不正确", errors=errors) from None
 
-    def _check_complete(self, req: CompleteStep) -> None:
+    def _check_complete(self, req: CompleteStep) -> _Checked:
         self._check_open_case()
         open_step = self._find_open(req.step)
         if open_step is None:
             raise _reject(
                 "step_not_open",
                 f"「{STEP_LABELS[req.step]}」现在不可办理",
-                open_steps=[s.step.value for s in self.state_.open_steps],
+                open_steps=[s.step.value for s in self.s.open_steps],
             )
         self._check_owner(open_step, req.actor)
         p = self._payload(req)
-        s = self.state_
+        checked = _Checked(open_step, p)
+        s = self.s
         if isinstance(p, CallbackPayload) and p.reached:
             self._future(p.meeting_at, "meeting_at")
             if s.scenario == Scenario.office_visit and p.meeting_at is None and s.meeting("meeting") is None:
@@ -427,7 +453,8 @@ class IntakeWorkflow:
             chosen = p.designer_id or open_step.prefill.get("designer_id")
             if chosen is None:
                 raise _reject("invalid_payload", "请选择设计师 designer_id（暂无可推荐的设计师）", field="designer_id")
-            if not self._staff_ref(req, chosen, Role.designer):
+            checked.assignee = self._staff_ref(req, chosen, Role.designer)
+            if checked.assignee is None:
                 raise _reject("invalid_assignee", "所选设计师不存在或不可分配", field="designer_id")
             first = open_step.prefill.get("designer_id")
             if first is not None and chosen != first and not (p.reason and p.reason.strip()):
@@ -438,11 +465,12 @@ class IntakeWorkflow:
             chosen_assistant = p.assistant_id or open_step.prefill.get("assistant_id")
             if chosen_assistant is None:
                 raise _reject("invalid_payload", "请选择助理设计师 assistant_id（暂无推荐）", field="assistant_id")
-            if not self._staff_ref(req, chosen_assistant, Role.assistant):
+            checked.assignee = self._staff_ref(req, chosen_assistant, Role.assistant)
+            if checked.assignee is None:
                 raise _reject("invalid_assignee", "所选助理设计师不存在或不可分配", field="assistant_id")
-        elif isinstance(p, OutcomePayload):
-            if p.outcome == "lost" and not (p.reason and p.reason.strip()):
-                raise _reject("reason_required", "流失请填写原因 reason", field="reason")
+        elif isinstance(p, OutcomePayload) and p.outcome == "lost":
+            self._require_reason(p.reason)
+        return checked
 
     def _staff_ref(self, req: CompleteStep, staff_id: int, role: Role) -> StaffRef | None:
         for ref in req.staff:
@@ -456,7 +484,7 @@ class IntakeWorkflow:
 
     def _check_reschedule(self, req: Reschedule) -> None:
         self._check_open_case()
-        s = self.state_
+        s = self.s
         allowed = req.actor.role == Role.manager or (
             (s.designer and s.designer.id == req.actor.staff_id)
             or (s.assistant and s.assistant.id == req.actor.staff_id)
@@ -481,7 +509,7 @@ class IntakeWorkflow:
 
     def _check_note(self, req: AddNote) -> None:
         self._check_open_case()
-        s = self.state_
+        s = self.s
         ok = req.actor.role in (Role.manager, Role.director, Role.assistant_lead) or (
             (s.designer and s.designer.id == req.actor.staff_id)
             or (s.assistant and s.assistant.id == req.actor.staff_id)
@@ -492,13 +520,17 @@ class IntakeWorkflow:
     def _check_close(self, req: CloseCase) -> None:
         self._check_open_case()
         self._require_manager(req.actor)
-        if req.outcome == Outcome.lost and not (req.reason and req.reason.strip()):
+        if req.outcome == Outcome.lost:
+            self._require_reason(req.reason)
+
+    def _require_reason(self, reason: str | None) -> None:
+        if not (reason and reason.strip()):
             raise _reject("reason_required", "流失请填写原因 reason", field="reason")
 
     # ------------------------------------------------------------------ state helpers
 
     def _seq(self) -> int:
-        return len(self.state_.events) + 1
+        return len(self.s.events) + 1
 
     def _event(
         self,
@@ -518,25 +550,25 @@ class IntakeWorkflow:
             step=step,
             data=data or {},
         )
-        self.state_.events.append(ev)
+        self.s.events.append(ev)
         self._changed = True
         return ev
 
     def _done(self, step: StepName) -> bool:
-        return any(d.step == step and d.result in ("done", "auto") for d in self.state_.done_steps)
+        return any(d.step == step and d.result in ("done", "auto") for d in self.s.done_steps)
 
     def _done_set(self) -> set[StepName]:
-        return {d.step for d in self.state_.done_steps if d.result in ("done", "auto")}
+        return {d.step for d in self.s.done_steps if d.result in ("done", "auto")}
 
     def _instances(self, step: StepName) -> int:
-        s = self.state_
+        s = self.s
         return sum(1 for d in s.done_steps if d.step == step) + sum(1 for o in s.open_steps if o.step == step)
 
     def _owner_ref(self, spec: StepSpec) -> StaffRef | None:
         if spec.owner == "manager":
-            return self.state_.manager
+            return self.s.manager
         if spec.owner == "case_designer":
-            return self.state_.designer
+            return self.s.designer
         return None
 
     def _add(self, start: datetime, delta: timedelta, wall_clock: bool) -> datetime:
@@ -548,18 +580,13 @@ class IntakeWorkflow:
 
     def _due_for(self, spec: StepSpec, now: datetime, opened: datetime | None = None) -> datetime | None:
         """Due time of a step opening now (or, for a duration step, opened at `opened`)."""
-        s = self.state_
+        s = self.s
         p = self.policy
         if spec.due == "none":
             return None
-        if spec.due == "meeting":
-            m = s.meeting("meeting")
-            base = max(m.at, now) if m else now
-            return base + p.meeting_grace
-        if spec.due == "measure":
-            m = s.meeting("measure")
-            base = max(m.at, now) if m else now
-            return base + p.meeting_grace
+        if spec.due in ("meeting", "measure"):
+            m = s.meeting(spec.due)
+            return (max(m.at, now) if m else now) + p.meeting_grace
         start = opened or now
         if s.scenario == Scenario.walk_in and spec.step in (StepName.assign_designer, StepName.assign_assistant):
             due = start + p.walk_in_assignment
@@ -570,6 +597,14 @@ class IntakeWorkflow:
             if m is not None and m.at > now:
                 due = min(due, m.at)
         return due
+
+    def _set_due(self, step: OpenStep, due: datetime | None, *, level: int = 0) -> None:
+        """Give a step a new due time; its escalation chain starts again at `level`."""
+        step.due_at = due
+        step.escalation_level = level
+        step.overdue = level > 0
+        step.next_escalation_at = None
+        self._plan_escalation(step)
 
     def _plan_escalation(self, step: OpenStep) -> None:
         """Set when the next rung of the step's escalation chain fires and what it does."""
@@ -596,7 +631,7 @@ class IntakeWorkflow:
         step.next_escalation = f"提醒{who}" if target == "owner" else f"通知{who}"
 
     def _target(self, step: OpenStep, target: str) -> tuple[StaffRef | None, Role]:
-        s = self.state_
+        s = self.s
         if target == "owner":
             return step.owner, step.owner_role
         if target == "director" or step.owner_role == Role.manager:
@@ -625,7 +660,7 @@ class IntakeWorkflow:
             wall_clock=spec.wall_clock,
         )
         self._plan_escalation(step)
-        self.state_.open_steps.append(step)
+        self.s.open_steps.append(step)
         self._event("step_opened", f"开始：{step.label}", step=spec.step, data={"key": step.key})
         if spec.step in _ANNOUNCED_STEPS:
             self._announce(step)
@@ -636,7 +671,7 @@ class IntakeWorkflow:
 
     def _announce(self, step: OpenStep) -> None:
         """Tell the owner at once that a step is waiting for them (the manager calls back at once)."""
-        s = self.state_
+        s = self.s
         due = f"，{self._local(step.due_at)} 前完成" if step.due_at else ""
         texts = {
             StepName.reception_review: f"新客户 #{s.case_id}（小区办公室接待），请审核接待情况",
@@ -659,7 +694,7 @@ class IntakeWorkflow:
 
     async def _after_opening(self) -> None:
         """Work that needs activities once steps are open (suggestions for a new assignment)."""
-        for o in list(self.state_.open_steps):
+        for o in list(self.s.open_steps):
             if o.step == StepName.assign_designer and not o.prefill:
                 await self._prefill_designer(o)
             elif o.step == StepName.assign_assistant and not o.prefill:
@@ -669,7 +704,7 @@ class IntakeWorkflow:
         self, step: OpenStep, *, actor_id: int | None, result: str = "done", payload: dict[str, Any] | None = None
     ) -> DoneStep:
         now = workflow.now()
-        self.state_.open_steps = [o for o in self.state_.open_steps if o.key != step.key]
+        self.s.open_steps = [o for o in self.s.open_steps if o.key != step.key]
         done = DoneStep(
             key=step.key,
             step=step.step,
@@ -685,27 +720,28 @@ class IntakeWorkflow:
             result=result,
             payload=payload or {},
         )
-        self.state_.done_steps.append(done)
+        self.s.done_steps.append(done)
         self._changed = True
         return done
 
     async def _open_unlocked(self) -> None:
         done = self._done_set()
-        open_now = {o.step for o in self.state_.open_steps}
+        open_now = {o.step for o in self.s.open_steps}
         for spec in self.g.unlocked_by(done):
-            if spec.step in open_now or spec.step == StepName.measure:
+            if spec.step in open_now:
                 continue
-            if spec.step == StepName.callback and self.state_.callback_retry_at is not None:
+            # A callback not reached waits for its retry timer, not for its dependencies.
+            if spec.step == StepName.callback and self.s.callback_retry_at is not None:
                 continue
             self._open_step(spec)
         await self._after_opening()
 
     def _set_member(self, role: str, staff: StaffRef) -> None:
-        s = self.state_
+        s = self.s
         if role == "designer":
             s.designer = staff
             for o in s.open_steps:
-                if o.step in _DESIGNER_STEPS:
+                if o.owner_role == Role.designer:  # the case designer's steps follow the case
                     o.owner = staff
         else:
             s.assistant = staff
@@ -720,15 +756,15 @@ class IntakeWorkflow:
         role: Role | None = None,
         summary: str,
     ) -> None:
-        if purpose in self.state_.sent:
+        if purpose in self.s.sent:
             return
-        self.state_.sent.append(purpose)
-        self.state_.pending_effects.append(
+        self.s.sent.append(purpose)
+        self.s.pending_effects.append(
             PendingEffect(
                 kind="notify",
                 summary=summary,
                 notify=NotifyStaff(
-                    case_id=self.state_.case_id,
+                    case_id=self.s.case_id,
                     purpose=purpose,
                     recipient_id=recipient.id if recipient else None,
                     recipient_role=None if recipient else (role or Role.manager),
@@ -738,21 +774,43 @@ class IntakeWorkflow:
         )
         self._changed = True
 
-    def _sms(self, req: SendSms, summary: str) -> None:
-        if req.purpose in self.state_.sent:
+    def _client_sms(
+        self,
+        template: Literal["T1", "T2", "T3", "T4"],
+        summary: str,
+        *,
+        purpose: str | None = None,
+        at: datetime | None = None,
+        kind: MeetingKind | None = None,
+        manager_id: int | None = None,
+        name_assistant: bool = True,
+    ) -> None:
+        """Queue an SMS to the client, once per purpose; names the case's designer and assistant."""
+        s = self.s
+        purpose = purpose or template
+        if purpose in s.sent:
             return
-        self.state_.sent.append(req.purpose)
-        self.state_.pending_effects.append(PendingEffect(kind="sms", summary=summary, sms=req))
-        self._event("sms_queued", f"短信{req.template}：{summary}", data={"purpose": req.purpose})
+        s.sent.append(purpose)
+        assistant = s.assistant if name_assistant else None
+        req = SendSms(
+            case_id=s.case_id,
+            purpose=purpose,
+            template=template,
+            designer_id=s.designer.id if s.designer else None,
+            assistant_id=assistant.id if assistant else None,
+            include_assistant=assistant is not None,
+            manager_id=manager_id,
+            at=at,
+            meeting_kind=kind,
+        )
+        s.pending_effects.append(PendingEffect(kind="sms", summary=summary, sms=req))
+        self._event("sms_queued", f"短信{template}：{summary}", data={"purpose": purpose})
 
     # ------------------------------------------------------------------ completing steps
 
-    async def _complete(self, req: CompleteStep) -> None:
-        s = self.state_
-        step = self._find_open(req.step)
-        assert step is not None
-        p = self._payload(req)
-        actor = req.actor
+    async def _complete(self, req: CompleteStep, checked: _Checked) -> None:
+        s = self.s
+        step, p, actor = checked.step, checked.payload, req.actor
         payload = p.model_dump(mode="json")
         text = f"{actor.name or ROLE_LABELS[actor.role]}完成：{step.label}"
         if req.notes:
@@ -773,11 +831,7 @@ class IntakeWorkflow:
                     spec = self.g.spec(StepName.callback)
                     assert spec is not None
                     new = self._open_step(spec, attempt=step.attempt + 1)
-                    new.overdue = True
-                    new.escalation_level = len(self.policy.chain(StepName.callback).stages)
-                    new.due_at = workflow.now()
-                    new.next_escalation_at = None
-                    self._plan_escalation(new)
+                    self._set_due(new, workflow.now(), level=len(self.policy.chain(StepName.callback).stages))
                     self._event("escalation", f"回访{step.attempt}次未接通 → 通知总经理", step=step.step,
                                 data={"key": new.key, "level": new.escalation_level, "target": "director"})
                     self._notify(
@@ -802,9 +856,7 @@ class IntakeWorkflow:
                 meeting.kind = kind
             self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
         elif isinstance(p, AssignDesignerPayload):
-            chosen = p.designer_id or step.prefill.get("designer_id")
-            assert chosen is not None
-            ref = self._staff_ref(req, int(chosen), Role.designer)
+            ref = checked.assignee
             assert ref is not None
             first = step.prefill.get("designer_id")
             staff = await self._record_assignment(
@@ -822,9 +874,7 @@ class IntakeWorkflow:
                         data={"designer_id": staff.id, "suggested_id": first, "reason": p.reason})
             self._tell_designer(staff)
         elif isinstance(p, AssignAssistantPayload):
-            chosen_assistant = p.assistant_id or step.prefill.get("assistant_id")
-            assert chosen_assistant is not None
-            ref = self._staff_ref(req, int(chosen_assistant), Role.assistant)
+            ref = checked.assignee
             assert ref is not None
             staff = await self._record_assignment(role="assistant", staff=ref, actor=actor, kind="assign")
             self._finish_step(step, actor_id=actor.staff_id, payload=payload)
@@ -841,19 +891,9 @@ class IntakeWorkflow:
             self._finish_step(step, actor_id=actor.staff_id, payload=payload)
             self._set_meeting("meeting", p.meeting_kind, p.meeting_at)
             self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
-            include_assistant = self.g.t1_names_assistant and s.assistant is not None
-            self._sms(
-                SendSms(
-                    case_id=s.case_id,
-                    purpose="T1",
-                    template="T1",
-                    designer_id=s.designer.id if s.designer else None,
-                    assistant_id=s.assistant.id if include_assistant and s.assistant else None,
-                    include_assistant=include_assistant,
-                    at=p.meeting_at,
-                    meeting_kind=p.meeting_kind,
-                ),
-                "设计师自我介绍短信",
+            self._client_sms(
+                "T1", "设计师自我介绍短信", at=p.meeting_at, kind=p.meeting_kind,
+                name_assistant=self.g.t1_names_assistant,
             )
         elif isinstance(p, FirstMeetingPayload):
             self._finish_step(step, actor_id=actor.staff_id, payload=payload)
@@ -863,33 +903,18 @@ class IntakeWorkflow:
             self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
             if meeting is not None and meeting.kind == MeetingKind.measure:
                 # The first meeting was the measure itself: no second visit opens.
-                now = workflow.now()
                 s.meetings.append(Meeting(which="measure", kind=MeetingKind.measure, at=meeting.at, status="done"))
-                s.done_steps.append(
-                    DoneStep(key="measure#1", step=StepName.measure, label=STEP_LABELS[StepName.measure],
-                             owner_role=Role.designer, opened_at=now, due_at=None, completed_at=now,
-                             completed_by=actor.staff_id, result="auto",
-                             payload={"result": "done", "with": "first_meeting"})
-                )
+                spec = self.g.spec(StepName.measure)
+                assert spec is not None
+                self._finish_step(self._open_step(spec), actor_id=actor.staff_id, result="auto",
+                                  payload={"result": "done", "with": "first_meeting"})
                 self._event("measure_done", "首次见面即量房，量房完成", actor_id=actor.staff_id, step=StepName.measure)
             elif p.measure_at is not None:
                 self._set_meeting("measure", MeetingKind.measure, p.measure_at)
                 spec = self.g.spec(StepName.measure)
                 assert spec is not None
                 self._open_step(spec)
-                self._sms(
-                    SendSms(
-                        case_id=s.case_id,
-                        purpose="T2",
-                        template="T2",
-                        designer_id=s.designer.id if s.designer else None,
-                        assistant_id=s.assistant.id if s.assistant else None,
-                        include_assistant=s.assistant is not None,
-                        at=p.measure_at,
-                        meeting_kind=MeetingKind.measure,
-                    ),
-                    "量房预约确认短信",
-                )
+                self._client_sms("T2", "量房预约确认短信", at=p.measure_at, kind=MeetingKind.measure)
         elif isinstance(p, MeasurePayload):
             meeting = s.meeting("measure")
             if p.result == MeasureResult.done:
@@ -905,11 +930,7 @@ class IntakeWorkflow:
                     meeting.status = "no_show"
                 self._event("measure_no_show", "量房客户爽约，请设计师重新约定时间", actor_id=actor.staff_id,
                             step=step.step, data={"notes": req.notes})
-                step.due_at = self._add(workflow.now(), self.policy.duration(StepName.contact), False)
-                step.escalation_level = 0
-                step.overdue = False
-                step.next_escalation_at = None
-                self._plan_escalation(step)
+                self._set_due(step, self._add(workflow.now(), self.policy.duration(StepName.contact), False))
                 self._notify(
                     f"measure_no_show:{self._seq()}",
                     f"客户 #{s.case_id} 量房爽约，设计师{s.designer.name if s.designer else ''}需重新约定",
@@ -920,24 +941,12 @@ class IntakeWorkflow:
         elif isinstance(p, DebriefPayload):
             self._finish_step(step, actor_id=actor.staff_id, payload=payload)
             self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
-            self._sms(
-                SendSms(
-                    case_id=s.case_id,
-                    purpose="T3",
-                    template="T3",
-                    designer_id=s.designer.id if s.designer else None,
-                    assistant_id=s.assistant.id if s.assistant else None,
-                    manager_id=actor.staff_id,
-                    include_assistant=s.assistant is not None,
-                ),
-                "经理感谢短信",
-            )
+            self._client_sms("T3", "经理感谢短信", manager_id=actor.staff_id)
         elif isinstance(p, OutcomePayload):
             self._finish_step(step, actor_id=actor.staff_id, payload=payload)
             self._close(actor, Outcome(p.outcome), p.reason)
             return
         else:  # reception_review, arrival
-            assert isinstance(p, ReceptionReviewPayload | BaseModel)
             self._finish_step(step, actor_id=actor.staff_id, payload=payload)
             self._event("step_done", text, actor_id=actor.staff_id, step=step.step, data=payload)
             if step.step == StepName.arrival:
@@ -947,7 +956,7 @@ class IntakeWorkflow:
         await self._open_unlocked()
 
     def _tell_designer(self, staff: StaffRef) -> None:
-        s = self.state_
+        s = self.s
         m = s.meeting("meeting")
         when = ""
         if m is not None:
@@ -960,7 +969,7 @@ class IntakeWorkflow:
         )
 
     def _set_meeting(self, which: str, kind: MeetingKind, at: datetime) -> None:
-        s = self.state_
+        s = self.s
         m = s.meeting(which)
         if m is not None and m.status == "scheduled":
             m.status = "cancelled"
@@ -968,7 +977,7 @@ class IntakeWorkflow:
         self._changed = True
 
     def _do_reschedule(self, actor: Actor, which: str, at: datetime, reason: str | None) -> None:
-        s = self.state_
+        s = self.s
         old = s.meeting(which)
         assert old is not None
         self._set_meeting(which, old.kind, at)
@@ -980,24 +989,17 @@ class IntakeWorkflow:
             actor_id=actor.staff_id,
             data={"which": which, "at": at.isoformat(), "from": old.at.isoformat(), "reason": reason},
         )
-        affected = {StepName.measure} if which == "measure" else {StepName.first_meeting, StepName.arrival}
         for o in s.open_steps:
             spec = self.g.spec(o.step)
             assert spec is not None
-            if o.step in affected:
-                o.due_at = self._due_for(spec, workflow.now())
+            if spec.due == which:
+                self._set_due(o, self._due_for(spec, workflow.now()))
             elif which == "meeting" and spec.before_meeting:
                 # Assignments due before the visit follow the visit (an office visit moved earlier).
-                o.due_at = self._due_for(spec, workflow.now(), opened=o.opened_at)
-            else:
-                continue
-            o.escalation_level = 0
-            o.overdue = False
-            o.next_escalation_at = None
-            self._plan_escalation(o)
+                self._set_due(o, self._due_for(spec, workflow.now(), opened=o.opened_at))
 
     def _close(self, actor: Actor, outcome: Outcome, reason: str | None) -> None:
-        s = self.state_
+        s = self.s
         for o in list(s.open_steps):
             self._finish_step(o, actor_id=actor.staff_id, result="cancelled")
         for m in s.meetings:
@@ -1018,46 +1020,31 @@ class IntakeWorkflow:
     # ------------------------------------------------------------------ allocation
 
     async def _prefill_designer(self, step: OpenStep) -> None:
-        s = self.state_
+        s = self.s
         received = s.received_by
         if s.scenario == Scenario.site_office and received is not None and received.role == Role.designer:
             # The on-duty designer who took the client at the compound office.
             step.prefill = {"designer_id": received.id, "designer": received.model_dump(mode="json"),
                             "reasons": ["小区办公室值班接待的设计师"]}
             return
-        level = s.designer_level or self.policy.level_for_budget(s.budget)
         m = s.meeting("meeting")
-        try:
-            suggestions: list[Suggestion] = await workflow.execute_activity(
-                ACT_SUGGEST_DESIGNERS,
-                SuggestDesigners(
-                    case_id=s.case_id,
-                    scenario=s.scenario,
-                    required_level=Level(level),
-                    meeting_at=m.at if m else None,
-                    compound=s.compound,
-                    max_open_by_level=dict(self.policy.max_open_cases),
-                ),
-                start_to_close_timeout=_DB_TIMEOUT,
-                retry_policy=_SUGGEST_RETRY,
-                result_type=list[Suggestion],
-                summary="推荐设计师（轮单）",
-            )
-        except ActivityError:
-            suggestions = []
-        if suggestions:
-            top = suggestions[0]
-            step.prefill = {
-                "designer_id": top.staff.id,
-                "designer": top.staff.model_dump(mode="json"),
-                "reasons": top.reasons,
-                "suggested_ids": [x.staff.id for x in suggestions[:5]],
-            }
+        suggestions = await self._suggest(
+            ACT_SUGGEST_DESIGNERS,
+            SuggestDesigners(
+                case_id=s.case_id,
+                scenario=s.scenario,
+                required_level=Level(s.designer_level or self.policy.level_for_budget(s.budget)),
+                meeting_at=m.at if m else None,
+                compound=s.compound,
+                max_open_by_level=dict(self.policy.max_open_cases),
+            ),
+            "推荐设计师（轮单）",
+        )
+        step.prefill = _prefill("designer", suggestions, "暂无符合条件的设计师")
         if self.policy.auto_assign_designer and suggestions:
-            top = suggestions[0]
+            top = suggestions[0].staff
             staff = await self._record_assignment(
-                role="designer", staff=top.staff, actor=None, kind="auto", reason="系统按轮单自动分配",
-                suggested_id=top.staff.id,
+                role="designer", staff=top, actor=None, kind="auto", reason="系统按轮单自动分配", suggested_id=top.id
             )
             self._finish_step(step, actor_id=None, payload={"designer_id": staff.id, "auto": True})
             self._set_member("designer", staff)
@@ -1065,32 +1052,28 @@ class IntakeWorkflow:
                         data={"designer_id": staff.id, "auto": True})
             self._tell_designer(staff)
             await self._open_unlocked()
-        elif not step.prefill:
-            step.prefill = {"reasons": ["暂无符合条件的设计师"]}
 
     async def _prefill_assistant(self, step: OpenStep) -> None:
         """Suggest the assistant with the fewest open cases; the assistant lead decides."""
+        suggestions = await self._suggest(
+            ACT_SUGGEST_ASSISTANTS, SuggestAssistants(case_id=self.s.case_id), "推荐助理设计师（在手最少）"
+        )
+        step.prefill = _prefill("assistant", suggestions, "暂无可安排的助理设计师")
+
+    async def _suggest(self, activity: str, arg: BaseModel, summary: str) -> list[Suggestion]:
+        """Ranked suggestions from the database; none when the lookup fails (the owner then chooses)."""
         try:
             suggestions: list[Suggestion] = await workflow.execute_activity(
-                ACT_SUGGEST_ASSISTANTS,
-                SuggestAssistants(case_id=self.state_.case_id),
+                activity,
+                arg,
                 start_to_close_timeout=_DB_TIMEOUT,
                 retry_policy=_SUGGEST_RETRY,
                 result_type=list[Suggestion],
-                summary="推荐助理设计师（在手最少）",
+                summary=summary,
             )
         except ActivityError:
-            suggestions = []
-        if suggestions:
-            top = suggestions[0]
-            step.prefill = {
-                "assistant_id": top.staff.id,
-                "assistant": top.staff.model_dump(mode="json"),
-                "reasons": top.reasons,
-                "suggested_ids": [x.staff.id for x in suggestions[:5]],
-            }
-        else:
-            step.prefill = {"reasons": ["暂无可安排的助理设计师"]}
+            return []
+        return suggestions
 
     async def _record_assignment(
         self,
@@ -1102,7 +1085,7 @@ class IntakeWorkflow:
         reason: str | None = None,
         suggested_id: int | None = None,
     ) -> StaffRef:
-        s = self.state_
+        s = self.s
         decided_by = actor.staff_id if actor else (s.manager.id if s.manager else staff.id)
         try:
             result: StaffRef = await workflow.execute_activity(
@@ -1123,10 +1106,10 @@ class IntakeWorkflow:
                 summary="登记分配（分配台账）" if role == "designer" else "助理备案登记",
             )
         except ActivityError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type:
-                raise _reject(cause.type, cause.message) from None
-            raise
+            failure = _business_failure(exc)
+            if failure is None or failure.type is None:
+                raise
+            raise _reject(failure.type, failure.message) from None
         return result
 
     # ------------------------------------------------------------------ agenda (timers)
@@ -1136,81 +1119,54 @@ class IntakeWorkflow:
         return min(items, key=lambda i: i.at) if items else None
 
     def _agenda(self) -> list[_AgendaItem]:
-        s = self.state_
+        """Everything the case waits for in time, each with what to do then (derived from the state)."""
+        s = self.s
         p = self.policy
         now = workflow.now()
         items: list[_AgendaItem] = []
         for o in s.open_steps:
             if o.next_escalation_at is not None and o.next_escalation:
                 verb = "到期" if o.escalation_level == 0 else "超时"
-                items.append(
-                    _AgendaItem(o.next_escalation_at, "escalate", o.key,
-                                f"{STEP_LABELS[o.step]}{verb} → {o.next_escalation}")
-                )
+                items.append(_AgendaItem(o.next_escalation_at, f"{STEP_LABELS[o.step]}{verb} → {o.next_escalation}",
+                                         partial(self._escalate, o)))
         if s.callback_retry_at is not None:
-            items.append(_AgendaItem(s.callback_retry_at, "callback_retry", "callback",
-                                     f"回访未接通 → 第{s.callback_attempts + 1}次回访"))
-        # Reminders before meetings.
+            items.append(_AgendaItem(s.callback_retry_at, f"回访未接通 → 第{s.callback_attempts + 1}次回访",
+                                     self._retry_callback))
+        # Reminders before meetings; a rescheduled meeting has a new time, hence new purposes.
+        contact_pending = self.g.spec(StepName.contact) is not None and not self._done(StepName.contact)
         for m in s.meetings:
             if m.status != "scheduled" or m.at <= now:
                 continue
             when = m.at.isoformat()
-            contact_pending = self.g.spec(StepName.contact) is not None and not self._done(StepName.contact)
-            if s.designer is not None and not (m.which == "meeting" and contact_pending):
-                purpose = f"T4:{m.which}:{when}"
-                if purpose not in s.sent:
-                    at = m.at - p.client_reminder_before
-                    if not p.calendar.always_open:
-                        at = cal.latest_business_moment_at_or_before(p.calendar, at)
-                    items.append(_AgendaItem(max(at, now), "reminder", purpose, "见面前一天 → 短信提醒客户"))
-            for who in ("designer", "assistant"):
+            purpose = f"T4:{m.which}:{when}"
+            # The client hears from the designer (T1) before being reminded of the meeting.
+            if s.designer is not None and not (m.which == "meeting" and contact_pending) and purpose not in s.sent:
+                at = cal.latest_business_moment_at_or_before(p.calendar, m.at - p.client_reminder_before)
+                items.append(_AgendaItem(max(at, now), "见面前一天 → 短信提醒客户", partial(
+                    self._client_sms, "T4", "见面前提醒客户", purpose=purpose, at=m.at, kind=m.kind)))
+            for who, before in (("designer", p.staff_reminder_before), ("assistant", p.staff_reminder_before),
+                                ("manager", p.manager_reminder_before)):
                 purpose = f"remind:{m.which}:{when}:{who}"
-                if purpose not in s.sent and getattr(s, who) is not None:
-                    items.append(_AgendaItem(max(m.at - p.staff_reminder_before, now), "reminder", purpose,
-                                             f"见面前提醒{'设计师' if who == 'designer' else '助理设计师'}"))
-            if m.which == "meeting" and m.kind == MeetingKind.office_visit:
-                purpose = f"remind:{m.which}:{when}:manager"
-                if purpose not in s.sent:
-                    items.append(_AgendaItem(max(m.at - p.manager_reminder_before, now), "reminder", purpose,
-                                             "到店前提醒经理接待"))
+                if who == "manager" and (m.which != "meeting" or m.kind != MeetingKind.office_visit):
+                    continue  # the manager receives office visits only
+                if purpose not in s.sent and (who == "manager" or getattr(s, who) is not None):
+                    items.append(_AgendaItem(max(m.at - before, now), f"见面前提醒{_WHO[who]}",
+                                             partial(self._remind_staff, purpose, m, who)))
         outcome = self._find_open(StepName.outcome)
         if outcome is not None and s.designer is not None:
             for i, after in enumerate(p.followups, start=1):
                 purpose = f"followup:{i}"
                 if purpose not in s.sent:
-                    at = self._business(outcome.opened_at + after, False)
-                    items.append(_AgendaItem(at, "followup", purpose, f"等待签单 → 第{i}次跟进提醒设计师"))
+                    summary = f"等待签单 → 第{i}次跟进提醒设计师"
+                    items.append(_AgendaItem(self._business(outcome.opened_at + after, False), summary, partial(
+                        self._notify, purpose,
+                        f"客户 #{s.case_id} 仍在等待签单结果（第{i}次跟进），请跟进客户并向经理汇报",
+                        recipient=s.designer, role=Role.designer, summary=summary)))
         return items
 
-    async def _run_agenda_item(self, item: _AgendaItem) -> None:
-        s = self.state_
-        if s.status == CaseStatus.closed:
-            return
-        if item.kind == "escalate":
-            await self._escalate(item.key)
-        elif item.kind == "callback_retry":
-            s.callback_retry_at = None
-            spec = self.g.spec(StepName.callback)
-            assert spec is not None
-            self._open_step(spec, attempt=s.callback_attempts + 1)
-        elif item.kind == "reminder":
-            self._reminder(item.key)
-        elif item.kind == "followup":
-            n = item.key.split(":")[1]
-            self._notify(
-                item.key,
-                f"客户 #{s.case_id} 仍在等待签单结果（第{n}次跟进），请跟进客户并向经理汇报",
-                recipient=s.designer,
-                role=Role.designer,
-                summary=item.summary,
-            )
-        await self._commit()
-
-    async def _escalate(self, key: str) -> None:
-        s = self.state_
-        step = next((o for o in s.open_steps if o.key == key), None)
-        if step is None or step.next_escalation_at is None:
-            return
+    def _escalate(self, step: OpenStep) -> None:
+        """The next rung of a late step's chain: remind the owner, or tell their superior."""
+        s = self.s
         chain = self.policy.chain(step.step)
         level = step.escalation_level
         target = chain.stages[level].target if level < len(chain.stages) else chain.repeat_target
@@ -1233,38 +1189,25 @@ class IntakeWorkflow:
                      summary=ev_text)
         self._plan_escalation(step)
 
-    def _reminder(self, purpose: str) -> None:
-        s = self.state_
-        parts = purpose.split(":", 2)
-        which = parts[1]
-        if purpose.startswith("T4:"):
-            m = s.meeting(which)
-            if m is None or m.status != "scheduled":
-                s.sent.append(purpose)
-                return
-            self._sms(
-                SendSms(case_id=s.case_id, purpose=purpose, template="T4",
-                        designer_id=s.designer.id if s.designer else None,
-                        assistant_id=s.assistant.id if s.assistant else None,
-                        at=m.at, meeting_kind=m.kind),
-                "见面前提醒客户",
-            )
-            return
-        who = purpose.rsplit(":", 1)[1]
-        m = s.meeting(which)
-        if m is None:
-            s.sent.append(purpose)
-            return
-        what = "量房" if which == "measure" else f"首次见面（{MEETING_KIND_LABELS[m.kind]}）"
+    def _retry_callback(self) -> None:
+        """A callback that did not reach the client opens again."""
+        self.s.callback_retry_at = None
+        spec = self.g.spec(StepName.callback)
+        assert spec is not None
+        self._open_step(spec, attempt=self.s.callback_attempts + 1)
+
+    def _remind_staff(self, purpose: str, m: Meeting, who: str) -> None:
+        """Before a meeting: designer and assistant to be on time; the manager to receive an office visit."""
+        s = self.s
         at = self._local(m.at)
         if who == "manager":
             self._notify(purpose, f"客户 #{s.case_id} 将于 {at} 到店，请准备接待：{RECEPTION_CHECKLIST}",
                          recipient=s.manager, role=Role.manager, summary="到店前提醒经理接待")
-        else:
-            ref = s.designer if who == "designer" else s.assistant
-            self._notify(purpose, f"提醒：客户 #{s.case_id} 的{what}在 {at}，请准时到达",
-                         recipient=ref, role=Role.designer if who == "designer" else Role.assistant,
-                         summary=f"会前提醒{'设计师' if who == 'designer' else '助理设计师'}")
+            return
+        what = "量房" if m.which == "measure" else f"首次见面（{MEETING_KIND_LABELS[m.kind]}）"
+        self._notify(purpose, f"提醒：客户 #{s.case_id} 的{what}在 {at}，请准时到达",
+                     recipient=s.designer if who == "designer" else s.assistant, role=Role(who),
+                     summary=f"会前提醒{_WHO[who]}")
 
     async def _run_effect(self, effect: PendingEffect) -> None:
         """Hand one queued message to the outbox; the outbox makes a retry a no-op."""
@@ -1285,60 +1228,55 @@ class IntakeWorkflow:
             purpose = effect.sms.purpose if effect.sms else (effect.notify.purpose if effect.notify else "")
             self._event("message_failed", f"消息发送失败：{effect.summary}（{exc.cause or exc}）",
                         data={"purpose": purpose})
-        self.state_.pending_effects = self.state_.pending_effects[1:]
+        self.s.pending_effects = self.s.pending_effects[1:]
         await self._commit()
 
     # ------------------------------------------------------------------ visibility
 
     def _refresh_derived(self) -> None:
-        s = self.state_
-        fallback = s.outcome.value if s.outcome else (
-            StepName.callback.value if s.callback_retry_at else s.stage
-        )
-        s.stage = s.outcome.value if s.status == CaseStatus.closed and s.outcome else stage_of(
-            s.scenario, [o.step for o in s.open_steps], fallback
-        )
+        s = self.s
+        if s.status == CaseStatus.closed and s.outcome:
+            s.stage = s.outcome.value
+        else:
+            # No open step while a callback waits for its retry: the case is still at the callback.
+            waiting = StepName.callback.value if s.callback_retry_at else s.stage
+            s.stage = stage_of(s.scenario, [o.step for o in s.open_steps], waiting)
         s.overdue = any(o.overdue for o in s.open_steps)
         s.escalation_level = max((o.escalation_level for o in s.open_steps), default=0)
         dues = [o.due_at for o in s.open_steps if o.due_at is not None]
         if s.callback_retry_at is not None:
             dues.append(s.callback_retry_at)
-        s.step_due_at = min(dues) if dues else None
+        s.step_due_at = min(dues, default=None)
 
     def _upsert_search_attributes(self) -> None:
-        s = self.state_
-        values: dict[str, Any] = {
-            "stage": s.stage,
-            "designer": str(s.designer.id) if s.designer else None,
-            "assistant": str(s.assistant.id) if s.assistant else None,
-            "due": s.step_due_at,
-            "overdue": s.overdue,
-            "level": s.escalation_level,
-            "source": s.source.value,
-            "scenario": s.scenario.value,
-        }
+        """Search attributes as the state says; upserted only when one changed (each upsert is an event)."""
+        s = self.s
+        designer = str(s.designer.id) if s.designer else None
+        assistant = str(s.assistant.id) if s.assistant else None
+        values = (s.stage, s.source, s.scenario, s.overdue, s.escalation_level, designer, assistant, s.step_due_at)
         if values == self._last_sa:
             return
         self._last_sa = values
-        updates: list[SearchAttributeUpdate[Any]] = [
-            SA_STAGE.value_set(s.stage),
-            SA_SOURCE.value_set(s.source.value),
-            SA_SCENARIO.value_set(s.scenario.value),
-            SA_OVERDUE.value_set(s.overdue),
-            SA_ESCALATION_LEVEL.value_set(s.escalation_level),
-            SA_DESIGNER.value_set(str(s.designer.id)) if s.designer else SA_DESIGNER.value_unset(),
-            SA_ASSISTANT.value_set(str(s.assistant.id)) if s.assistant else SA_ASSISTANT.value_unset(),
-            SA_STEP_DUE_AT.value_set(s.step_due_at) if s.step_due_at else SA_STEP_DUE_AT.value_unset(),
-        ]
-        workflow.upsert_search_attributes(updates)
+        workflow.upsert_search_attributes(
+            [
+                SA_STAGE.value_set(s.stage),
+                SA_SOURCE.value_set(s.source.value),
+                SA_SCENARIO.value_set(s.scenario.value),
+                SA_OVERDUE.value_set(s.overdue),
+                SA_ESCALATION_LEVEL.value_set(s.escalation_level),
+                SA_DESIGNER.value_set(designer) if designer else SA_DESIGNER.value_unset(),
+                SA_ASSISTANT.value_set(assistant) if assistant else SA_ASSISTANT.value_unset(),
+                SA_STEP_DUE_AT.value_set(s.step_due_at) if s.step_due_at else SA_STEP_DUE_AT.value_unset(),
+            ]
+        )
 
     async def _commit(self, within: timedelta | None = None) -> None:
         """Recompute derived fields, update what the UI shows, and sync the PostgreSQL projection."""
-        s = self.state_
+        s = self.s
         self._refresh_derived()
         s.version += 1
         self._upsert_search_attributes()
-        workflow.set_current_details(current_details(s, workflow.now(), self.policy.calendar.timezone))
+        workflow.set_current_details(current_details(s, self.policy.calendar.timezone))
         await workflow.execute_activity(
             ACT_SYNC_PROJECTION,
             SyncProjection(state=s),
