@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     aliyun_template_t3_no_assistant: str | None = None
     aliyun_template_t4: str | None = None
 
+    # A message whose delivery attempt got no clear answer (the worker died, the provider timed out) is
+    # left alone this long before the provider is asked whether it arrived (covers a still-running
+    # attempt and the provider's delay before a message can be looked up).
+    outbox_confirm_after_seconds: float = Field(default=120.0, gt=0)
+
     # Staff notifications (reminders, escalations)
     notify_channel: Literal["log", "sms", "wecom"] = "log"
     wecom_webhook_url: SecretStr | None = None

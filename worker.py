@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from activities.providers import SmsProvider, StaffNotifier
 
 log = logging.getLogger("intake.worker")
 
@@ -21,8 +25,8 @@ def build_worker(
     settings: Settings,
     *,
     task_queue: str | None = None,
-    sms_provider: Any | None = None,
-    staff_notifier: Any | None = None,
+    sms_provider: SmsProvider | None = None,
+    staff_notifier: StaffNotifier | None = None,
 ) -> Worker:
     """A worker with IntakeWorkflow and every activity, bound to their dependencies."""
     from activities.allocation import AllocationActivities
@@ -37,6 +41,7 @@ def build_worker(
         sms_provider if sms_provider is not None else build_sms_provider(settings),
         staff_notifier if staff_notifier is not None else build_staff_notifier(settings),
         Company(name=settings.company_name, short_name=settings.company_short_name),
+        confirm_after=timedelta(seconds=settings.outbox_confirm_after_seconds),
     )
     projection = ProjectionActivities(pool)
     allocation = AllocationActivities(pool)

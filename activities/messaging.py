@@ -8,32 +8,26 @@ Exactly-once, step by step (``_deliver``):
 1. The row is inserted with ``ON CONFLICT (case_id, purpose) DO NOTHING``; a retry, or the workflow
    handing the same purpose again after continue-as-new, finds the row that is already there and never
    re-renders (the text the client gets is the one recorded first).
-2. One attempt at a time per row: a session-level advisory lock on the row id, taken with
-   ``pg_try_advisory_lock``. Temporal can run two attempts of one activity at once (the old attempt timed
-   out but is still alive: a "zombie"); the second attempt then fails fast with a retryable error instead
-   of talking to the provider concurrently. The lock dies with the database session, so a worker that
-   crashes never leaves it behind; asyncpg also runs ``pg_advisory_unlock_all()`` when a connection
-   goes back to the pool.
-3. Under that lock, in short transactions with the row locked ``FOR UPDATE``: ``sent`` returns the row,
-   ``failed`` raises the recorded rejection again, ``sending`` means an earlier attempt died between
-   step 4 and step 5, so we ask the provider (``find_sent``, by the outbox key it was given) and only
-   send when it says the message never arrived.
-4. ``status = 'sending', attempts + 1`` is COMMITTED before the provider is called. This is the crux:
-   if the worker dies at any moment after this commit - before the request left, while it was in flight,
-   or after the provider accepted it but before step 5 - the next attempt sees ``sending`` and knows it
-   must ask before sending. Without this mark a crash after the provider accepted would leave
-   ``pending`` and the retry would send a second SMS. The opposite order (call first, then mark) has the
-   same hole. No database transaction is held open across the provider call: a crash would roll such a
-   transaction back and erase exactly the evidence we need.
-5. The outcome is recorded: ``sent`` with the provider id; a definitive rejection → ``failed`` and a
-   non-retryable ApplicationError; a definite "not now" (throttling) → back to ``pending``; an ambiguous
-   error (timeout, connection lost, 5xx: the provider may have accepted it) → stays ``sending`` so the
-   retry asks first.
+2. An attempt claims the row with one conditional UPDATE, ``pending → sending`` with ``sending_at =
+   now()`` and ``attempts + 1``, COMMITTED before the provider is called. This is the crux: if the
+   worker dies at any moment after it - before the request left, while it was in flight, or after the
+   provider accepted it but before step 4 - the row stays ``sending`` and nobody sends it blindly again.
+   No connection or transaction is held across the provider call.
+3. A ``sending`` row is left alone for ``confirm_after`` (an attempt may still be running: Temporal
+   can start a retry while a timed-out attempt is alive; and a provider needs a moment before a
+   message can be looked up). After that, the provider is asked (``find_sent``, by the outbox key it
+   was given, on the day of ``sending_at``): found → ``sent``; not found → the row is claimed again
+   (conditional on the same ``sending_at``, so two attempts cannot both win) and sent. A channel that
+   cannot be asked (WeCom group robot) marks the row ``failed`` with ``outcome_unknown`` instead:
+   never twice, and the case's timeline shows the notice may not have arrived.
+4. The outcome is recorded: ``sent`` with the provider id; a definitive rejection → ``failed`` with
+   its ``error_code`` and a non-retryable ApplicationError; a definite "not now" (throttling) → back
+   to ``pending``; an ambiguous error (timeout, connection lost, 5xx: the provider may have accepted
+   it) → stays ``sending``, so the retry asks first.
 
-The remaining risk is the provider's own visibility delay: if the worker dies right after Aliyun accepted
-a message and the retry queries before the record is searchable, a second SMS can go out. Temporal's
-retry backoff makes that window small. Channels that cannot be asked (WeCom robot, log) resend after a
-crash mid-call: for a staff reminder, twice is better than never.
+What remains: a provider that takes longer than ``confirm_after`` to make an accepted message
+searchable could still lead to a second SMS after a crash; ``confirm_after`` (two minutes by default,
+INTAKE_OUTBOX_CONFIRM_AFTER_SECONDS) is there to make that window as wide as the operator wants.
 
 Nothing returned to Temporal carries client data: :class:`OutboxRecord` has no phone number and no text.
 """
@@ -42,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -61,19 +55,16 @@ from activities.providers import (
     mask_phone,
 )
 from domain import templates
-from domain.enums import ROLE_LABELS, Gender, Role
+from domain.enums import ROLE_LABELS, Role
 from domain.models import NotifyStaff, SendSms
 
 log = logging.getLogger(__name__)
-
-# Namespace of the two-int advisory locks that serialise attempts per outbox row.
-_OUTBOX_LOCK_NS = 7_310_043
 
 OutboxStatus = Literal["pending", "sending", "sent", "failed"]
 
 _COLUMNS = (
     "id, case_id, purpose, channel, recipient_id, recipient, template, text, variables, provider,"
-    " status, provider_id, attempts, last_error, created_at, sent_at"
+    " status, provider_id, attempts, last_error, error_code, created_at, sending_at, sent_at"
 )
 
 
@@ -95,62 +86,12 @@ class OutboxRecord(BaseModel):
     sent_at: datetime | None = None
 
 
-class MessageView(BaseModel):
-    """A message as staff read it (GET /intakes/{id}/messages): purpose, template, text, status."""
-
-    id: int
-    purpose: str
-    channel: Literal["sms", "staff"]
-    template: str | None = None
-    text: str
-    status: OutboxStatus
-    provider: str
-    provider_id: str | None = None
-    attempts: int
-    last_error: str | None = None
-    recipient_id: int | None = None
-    created_at: datetime
-    sent_at: datetime | None = None
-
-
 class OutboxBusy(Exception):
-    """Another attempt is delivering this outbox row right now; retry later (retryable)."""
+    """Another attempt may be delivering this outbox row right now; retry later (retryable)."""
 
 
 def _record(row: asyncpg.Record) -> OutboxRecord:
-    return OutboxRecord(
-        id=row["id"],
-        case_id=row["case_id"],
-        purpose=row["purpose"],
-        channel=row["channel"],
-        template=row["template"],
-        provider=row["provider"],
-        status=row["status"],
-        provider_id=row["provider_id"],
-        attempts=row["attempts"],
-        recipient_id=row["recipient_id"],
-        last_error=row["last_error"],
-        created_at=row["created_at"],
-        sent_at=row["sent_at"],
-    )
-
-
-def _view(row: asyncpg.Record) -> MessageView:
-    return MessageView(
-        id=row["id"],
-        purpose=row["purpose"],
-        channel=row["channel"],
-        template=row["template"],
-        text=row["text"],
-        status=row["status"],
-        provider=row["provider"],
-        provider_id=row["provider_id"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        recipient_id=row["recipient_id"],
-        created_at=row["created_at"],
-        sent_at=row["sent_at"],
-    )
+    return OutboxRecord.model_validate({k: row[k] for k in OutboxRecord.model_fields})
 
 
 def outbox_key(case_id: int, purpose: str) -> str:
@@ -159,7 +100,7 @@ def outbox_key(case_id: int, purpose: str) -> str:
 
 
 class MessagingActivities:
-    """Activities `send_sms` and `notify_staff`, plus the message list the API shows."""
+    """Activities `send_sms` and `notify_staff`: render, record in the outbox, deliver exactly once."""
 
     def __init__(
         self,
@@ -168,13 +109,14 @@ class MessagingActivities:
         staff_notifier: StaffNotifier,
         company: templates.Company,
         tz: str = "Asia/Shanghai",
+        confirm_after: timedelta = timedelta(minutes=2),
     ) -> None:
         self._pool = pool
         self._sms = sms_provider
         self._notifier = staff_notifier
         self._company = company
         self._tz = tz
-        self._zone = ZoneInfo(tz)
+        self._confirm_after = confirm_after
         self._cases = CaseRepository(pool)
 
     # --- activities ----------------------------------------------------------------------------
@@ -191,16 +133,16 @@ class MessagingActivities:
                 key=outbox_key(r["case_id"], r["purpose"]),
                 phone=r["recipient"],
                 template=r["template"],
-                template_code=None,
                 variables=dict(r["variables"] or {}),
                 text=r["text"],
-                sent_on=self._today(),
+                sent_on=self._day_of(r),
             )
 
         return await self._deliver(
             row,
             send=lambda r: self._sms.send(sms_of(r)),
             find=lambda r: self._sms.find_sent(sms_of(r)),
+            confirmable=self._sms.confirmable,
             rejected_type="sms_rejected",
         )
 
@@ -219,38 +161,23 @@ class MessagingActivities:
                 phone=r["recipient"],
                 role=str(variables.get("role", "")),
                 text=r["text"],
-                sent_on=self._today(),
+                sent_on=self._day_of(r),
             )
 
         return await self._deliver(
             row,
             send=lambda r: self._notifier.notify(notice_of(r)),
             find=lambda r: self._notifier.find_sent(notice_of(r)),
+            confirmable=self._notifier.confirmable,
             rejected_type="notify_rejected",
         )
 
-    # --- repository ----------------------------------------------------------------------------
-
-    async def list_messages(
-        self, *, case_id: int, channel: Literal["sms", "staff"] = "sms"
-    ) -> list[MessageView]:
-        """The messages of a case on a channel, oldest first (GET /intakes/{id}/messages)."""
-        rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM outbox WHERE case_id = $1 AND channel = $2 ORDER BY created_at, id",
-            case_id,
-            channel,
-        )
-        return [_view(r) for r in rows]
-
-    async def get_record(self, *, case_id: int, purpose: str) -> OutboxRecord | None:
-        """One outbox row by (case, purpose)."""
-        row = await self._find(case_id, purpose)
-        return _record(row) if row else None
+    def _day_of(self, row: asyncpg.Record) -> date:
+        """The local day the provider was (or is being) called: the day to look the message up by."""
+        at: datetime = row["sending_at"] or datetime.now(UTC)
+        return at.astimezone(ZoneInfo(self._tz)).date()
 
     # --- rendering -----------------------------------------------------------------------------
-
-    def _today(self) -> date:
-        return datetime.now(self._zone).date()
 
     async def _staff_names(self, ids: list[int | None]) -> dict[int, str]:
         wanted = [i for i in ids if i is not None]
@@ -289,33 +216,27 @@ class MessagingActivities:
         assistant = name_of(req.assistant_id, "助理设计师", required=False) if req.include_assistant else None
         common: dict[str, Any] = {
             "client_name": contact.name,
-            "gender": Gender(contact.gender),
+            "gender": contact.gender,
             "company": self._company,
             "designer": designer,
         }
         try:
             if req.template == "T1":
                 variables = templates.t1_variables(**common, assistant=assistant)
-                text = templates.render_t1(**common, assistant=assistant)
             elif req.template == "T2":
-                at = need_at()
-                variables = templates.t2_variables(**common, assistant=assistant, measure_at=at, tz=self._tz)
-                text = templates.render_t2(**common, assistant=assistant, measure_at=at, tz=self._tz)
+                variables = templates.t2_variables(**common, assistant=assistant, measure_at=need_at(), tz=self._tz)
             elif req.template == "T3":
                 manager = name_of(req.manager_id, "设计部经理", required=True)
                 assert manager is not None
                 variables = templates.t3_variables(**common, manager=manager, assistant=assistant)
-                text = templates.render_t3(**common, manager=manager, assistant=assistant)
             else:
-                at = need_at()
                 if req.meeting_kind is None:
                     raise ApplicationError("短信 T4 需要见面类型", type="sms_invalid", non_retryable=True)
-                kind = req.meeting_kind
-                variables = templates.t4_variables(**common, at=at, kind=kind, tz=self._tz)
-                text = templates.render_t4(**common, at=at, kind=kind, tz=self._tz)
+                variables = templates.t4_variables(**common, at=need_at(), kind=req.meeting_kind, tz=self._tz)
         except (KeyError, ValueError) as exc:
             raise ApplicationError(f"短信无法生成: {exc}", type="sms_invalid", non_retryable=True) from exc
         template_name = templates.template_id(req.template, assistant=assistant)
+        text = templates.substitute(templates.TEMPLATES[template_name], variables)
         return template_name, text, variables, contact.phone
 
     # --- outbox rows ---------------------------------------------------------------------------
@@ -339,12 +260,14 @@ class MessagingActivities:
         provider: str,
         status: OutboxStatus = "pending",
         last_error: str | None = None,
+        error_code: str | None = None,
     ) -> asyncpg.Record:
         # Two attempts may race to insert: the loser's DO NOTHING returns no row and it reads the
         # winner's, so both go on with the same row (and the same text).
         row = await self._pool.fetchrow(
             "INSERT INTO outbox (case_id, purpose, channel, recipient_id, recipient, template, text,"
-            " variables, provider, status, last_error) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
+            " variables, provider, status, last_error, error_code)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
             f" ON CONFLICT (case_id, purpose) DO NOTHING RETURNING {_COLUMNS}",
             case_id,
             purpose,
@@ -357,6 +280,7 @@ class MessagingActivities:
             provider,
             status,
             last_error,
+            error_code,
         )
         if row is None:
             row = await self._find(case_id, purpose)
@@ -383,8 +307,14 @@ class MessagingActivities:
             ) from exc
 
     async def _insert_notice(self, req: NotifyStaff) -> asyncpg.Record:
-        if not await self._cases.exists(case_id=req.case_id):
-            raise ApplicationError(f"案例 {req.case_id} 不存在", type="case_missing", non_retryable=True)
+        try:
+            return await self._insert_notice_row(req)
+        except asyncpg.ForeignKeyViolationError as exc:  # no such case
+            raise ApplicationError(
+                f"案例 {req.case_id} 不存在", type="case_missing", non_retryable=True
+            ) from exc
+
+    async def _insert_notice_row(self, req: NotifyStaff) -> asyncpg.Record:
         staff: asyncpg.Record | None = None
         if req.recipient_id is not None:
             staff = await self._pool.fetchrow(
@@ -413,7 +343,8 @@ class MessagingActivities:
                 variables={"text": req.text},
                 provider=self._notifier.name,
                 status="failed",
-                last_error=f"no_recipient: {missing}",
+                last_error=missing,
+                error_code="no_recipient",
             )
             if row["status"] == "failed":
                 raise ApplicationError(missing, type="no_recipient", non_retryable=True)
@@ -438,94 +369,98 @@ class MessagingActivities:
         *,
         send: Callable[[asyncpg.Record], Awaitable[str]],
         find: Callable[[asyncpg.Record], Awaitable[str | None]],
+        confirmable: bool,
         rejected_type: str,
     ) -> OutboxRecord:
         """Hand one outbox row to its provider at most once (see the module docstring)."""
-        if row["status"] == "sent":
-            return _record(row)
         row_id: int = row["id"]
-        async with self._pool.acquire() as conn:
-            locked = await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1::int, ($2 % 2147483647)::int)", _OUTBOX_LOCK_NS, row_id
+        claimed = await self._claim(row_id, pending=True)
+        if claimed is None:
+            current = await self._pool.fetchrow(
+                f"SELECT {_COLUMNS}, sending_at < now() - $2::interval AS left_alone FROM outbox WHERE id = $1",
+                row_id,
+                self._confirm_after,
             )
-            if not locked:
+            assert current is not None
+            if current["status"] == "sent":
+                return _record(current)
+            if current["status"] == "failed":
+                raise ApplicationError(
+                    current["last_error"] or "rejected",
+                    type=current["error_code"] or rejected_type,
+                    non_retryable=True,
+                )
+            if current["status"] == "pending" or not current["left_alone"]:
+                # Claimed a moment ago by another attempt, which may still be talking to the provider.
                 raise OutboxBusy(f"outbox {row_id} is being delivered by another attempt")
-            try:
-                return await self._deliver_locked(
-                    conn, row_id, send=send, find=find, rejected_type=rejected_type
+            # `sending`, left alone long enough: the attempt that claimed it died or got no clear answer.
+            if not confirmable:
+                error = "发送结果未知（发送途中中断），为免重复不再补发"
+                await self._pool.execute(
+                    "UPDATE outbox SET status = 'failed', error_code = 'outcome_unknown', last_error = $2"
+                    " WHERE id = $1 AND status = 'sending'",
+                    row_id,
+                    error,
                 )
-            finally:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock($1::int, ($2 % 2147483647)::int)", _OUTBOX_LOCK_NS, row_id
-                )
-
-    async def _deliver_locked(
-        self,
-        conn: asyncpg.Connection,
-        row_id: int,
-        *,
-        send: Callable[[asyncpg.Record], Awaitable[str]],
-        find: Callable[[asyncpg.Record], Awaitable[str | None]],
-        rejected_type: str,
-    ) -> OutboxRecord:
-        async with conn.transaction():
-            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM outbox WHERE id = $1 FOR UPDATE", row_id)
-        assert row is not None
-        if row["status"] == "sent":
-            return _record(row)
-        if row["status"] == "failed":
-            error = row["last_error"] or "rejected"
-            error_type = "no_recipient" if error.startswith("no_recipient") else rejected_type
-            raise ApplicationError(error, type=error_type, non_retryable=True)
-
-        if row["status"] == "sending":
-            # An earlier attempt committed `sending` and never recorded the outcome: it died (or got an
-            # ambiguous error) around the provider call. Only the provider knows whether the message
-            # arrived; a failing query raises (retryable) rather than risk a second message.
+                raise ApplicationError(error, type="outcome_unknown", non_retryable=True)
             try:
-                found = await find(row)
+                found = await find(current)
             except ProviderError as exc:
+                # Not knowing is never "not sent": a failing query must not lead to a second message.
                 raise ProviderError(f"无法确认上次发送结果: {exc}", retryable=True, code=exc.code) from exc
             if found is not None:
                 log.info("outbox %s: found earlier delivery %s, not sending again", row_id, found)
-                return await self._mark_sent(conn, row_id, found)
+                return await self._mark_sent(row_id, found)
+            claimed = await self._claim(row_id, pending=False, sending_at=current["sending_at"])
+            if claimed is None:
+                raise OutboxBusy(f"outbox {row_id} was claimed by another attempt meanwhile")
+        return await self._send(claimed, send, rejected_type)
 
-        # Committed BEFORE the provider is called: from here on a crash leaves `sending`, which makes the
-        # next attempt ask the provider first (see the module docstring, step 4).
-        async with conn.transaction():
-            row = await conn.fetchrow(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = $1"
-                f" RETURNING {_COLUMNS}",
-                row_id,
-            )
-        assert row is not None
+    async def _claim(
+        self, row_id: int, *, pending: bool, sending_at: datetime | None = None
+    ) -> asyncpg.Record | None:
+        """`pending` (or the `sending` attempt that started at `sending_at`) → `sending` now; committed."""
+        return await self._pool.fetchrow(
+            "UPDATE outbox SET status = 'sending', sending_at = now(), attempts = attempts + 1"
+            " WHERE id = $1 AND CASE WHEN $2 THEN status = 'pending'"
+            " ELSE status = 'sending' AND sending_at = $3 END"
+            f" RETURNING {_COLUMNS}",
+            row_id,
+            pending,
+            sending_at,
+        )
+
+    async def _send(
+        self, row: asyncpg.Record, send: Callable[[asyncpg.Record], Awaitable[str]], rejected_type: str
+    ) -> OutboxRecord:
+        row_id: int = row["id"]
         try:
             provider_id = await send(row)
         except ProviderError as exc:
             error = mask_phone(str(exc))[:1000]
             if not exc.retryable:
-                await conn.execute(
-                    "UPDATE outbox SET status = 'failed', last_error = $2 WHERE id = $1", row_id, error
+                await self._pool.execute(
+                    "UPDATE outbox SET status = 'failed', error_code = $3, last_error = $2 WHERE id = $1",
+                    row_id,
+                    error,
+                    rejected_type,
                 )
                 raise ApplicationError(error, type=rejected_type, non_retryable=True) from exc
             # Definitely not accepted (throttled): back to pending. Possibly accepted: keep `sending`.
             next_status = "sending" if exc.ambiguous else "pending"
-            await conn.execute(
+            await self._pool.execute(
                 "UPDATE outbox SET status = $2, last_error = $3 WHERE id = $1", row_id, next_status, error
             )
             raise
         except Exception as exc:
             # Unknown failure around the call: the provider may have the message, so `sending` stays.
-            await conn.execute(
-                "UPDATE outbox SET last_error = $2 WHERE id = $1",
-                row_id,
-                mask_phone(f"{type(exc).__name__}: {exc}")[:1000],
-            )
-            raise
-        return await self._mark_sent(conn, row_id, provider_id)
+            error = mask_phone(f"{type(exc).__name__}: {exc}")[:1000]
+            await self._pool.execute("UPDATE outbox SET last_error = $2 WHERE id = $1", row_id, error)
+            raise ProviderError(error, retryable=True, code=type(exc).__name__, ambiguous=True) from exc
+        return await self._mark_sent(row_id, provider_id)
 
-    async def _mark_sent(self, conn: asyncpg.Connection, row_id: int, provider_id: str) -> OutboxRecord:
-        row = await conn.fetchrow(
+    async def _mark_sent(self, row_id: int, provider_id: str) -> OutboxRecord:
+        row = await self._pool.fetchrow(
             "UPDATE outbox SET status = 'sent', provider_id = $2, sent_at = now(), last_error = NULL"
             f" WHERE id = $1 RETURNING {_COLUMNS}",
             row_id,

@@ -23,6 +23,7 @@ from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 
 from config import Settings
+from domain.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,6 @@ class OutgoingSms:
     key: str
     phone: str
     template: str  # T1, T1_NO_ASSISTANT, T2, ..., STAFF
-    template_code: str | None
     variables: dict[str, str]
     text: str
     sent_on: date  # the (Asia/Shanghai) day the send was attempted; QuerySendDetails needs it
@@ -76,6 +76,8 @@ class SmsProvider(Protocol):
     """Sends client SMS. Implementations must be safe to call concurrently."""
 
     name: str
+    # Whether find_sent can tell that a message arrived; if not, an interrupted send is never repeated.
+    confirmable: bool
 
     async def send(self, msg: OutgoingSms) -> str:
         """Hand the message to the provider; returns its message id or raises ProviderError."""
@@ -87,28 +89,19 @@ class SmsProvider(Protocol):
 
 
 class OutboxOnlyProvider:
-    """Default provider: the outbox row is the record; nothing leaves the building."""
+    """Default provider: the outbox row is the record (its text is in PostgreSQL); nothing leaves."""
 
     name = "outbox"
-
-    def __init__(self) -> None:
-        self.sent: list[OutgoingSms] = []  # handy for tests and the dev stack
+    confirmable = True
 
     async def send(self, msg: OutgoingSms) -> str:
-        """Log the message and return a local id."""
-        self.sent.append(msg)
-        log.info(
-            "SMS (outbox only, not sent) key=%s to=%s template=%s text=%s",
-            msg.key,
-            mask_phone(msg.phone),
-            msg.template,
-            msg.text,
-        )
+        """Log that the message was recorded (never its text: it names the client) and return a local id."""
+        log.info("SMS recorded in the outbox, not sent: key=%s template=%s", msg.key, msg.template)
         return f"outbox-{msg.key}"
 
     async def find_sent(self, msg: OutgoingSms) -> str | None:
-        """Nothing ever leaves, so an interrupted send is simply done again."""
-        return None
+        """The outbox row is the delivery: an interrupted "send" is done."""
+        return f"outbox-{msg.key}"
 
 
 # Aliyun error codes (https://help.aliyun.com/document_detail/101346.html). Throttling and provider
@@ -118,9 +111,6 @@ ALIYUN_RETRYABLE_CODES = frozenset(
         "isv.BUSINESS_LIMIT_CONTROL",  # per-minute/hour rate limit per number
         "isv.DAY_LIMIT_CONTROL",
         "isv.AMOUNT_NOT_ENOUGH",  # account balance: succeeds once someone tops it up
-        "Throttling",
-        "Throttling.User",
-        "Throttling.Api",
         "ServiceUnavailable",
         "InternalError",
         "isp.SYSTEM_ERROR",
@@ -190,6 +180,7 @@ class AliyunSmsProvider:
     """
 
     name = "aliyun"
+    confirmable = True
 
     def __init__(
         self,
@@ -245,7 +236,7 @@ class AliyunSmsProvider:
 
     def template_code(self, msg: OutgoingSms) -> str:
         """The approved template code for a message; a missing one is a configuration error."""
-        code = msg.template_code or self.templates.get(msg.template)
+        code = self.templates.get(msg.template)
         if not code:
             raise ProviderError(
                 f"没有为模板 {msg.template} 配置阿里云模板编号 (INTAKE_ALIYUN_TEMPLATE_{msg.template})",
@@ -277,8 +268,8 @@ class AliyunSmsProvider:
         return str(body.biz_id)
 
     async def find_sent(self, msg: OutgoingSms) -> str | None:
-        """QuerySendDetails for the phone on the attempt's day (and the day before, for midnight)."""
-        for day in (msg.sent_on, msg.sent_on - timedelta(days=1)):
+        """QuerySendDetails for the phone on the attempt's day (and the next, if it crossed midnight)."""
+        for day in (msg.sent_on, msg.sent_on + timedelta(days=1)):
             page = 1
             while True:
                 request = sms_models.QuerySendDetailsRequest(
@@ -329,6 +320,8 @@ class StaffNotifier(Protocol):
     """Delivers reminders and escalations to staff."""
 
     name: str
+    # Whether find_sent can tell that a notice arrived; if not, an interrupted notice is never repeated.
+    confirmable: bool
 
     async def notify(self, msg: OutgoingNotice) -> str:
         """Deliver the notice; returns a channel message id or raises ProviderError."""
@@ -343,25 +336,23 @@ class LogNotifier:
     """Default channel: writes the notice to the log."""
 
     name = "log"
-
-    def __init__(self) -> None:
-        self.sent: list[OutgoingNotice] = []
+    confirmable = True
 
     async def notify(self, msg: OutgoingNotice) -> str:
-        """Log the notice and return a local id."""
-        self.sent.append(msg)
+        """Log the notice (staff texts carry case numbers, not client data) and return a local id."""
         log.info("Staff notice key=%s to=%s(%s): %s", msg.key, msg.recipient_name, msg.role, msg.text)
         return f"log-{msg.key}"
 
     async def find_sent(self, msg: OutgoingNotice) -> str | None:
-        """A log line cannot be looked up; logging twice is harmless."""
-        return None
+        """The outbox row is the record: an interrupted log line counts as written."""
+        return f"log-{msg.key}"
 
 
 class SmsNotifier:
     """Staff notices as SMS through Aliyun, template STAFF with variables {name, text}."""
 
     name = "sms"
+    confirmable = True
 
     def __init__(self, sms: AliyunSmsProvider) -> None:
         self._sms = sms
@@ -371,7 +362,6 @@ class SmsNotifier:
             key=msg.key,
             phone=msg.phone,
             template="STAFF",
-            template_code=None,
             variables={"name": msg.recipient_name, "text": msg.text},
             text=f"{msg.recipient_name}：{msg.text}",
             sent_on=msg.sent_on,
@@ -393,13 +383,15 @@ class WeComNotifier:
     """WeCom group robot (企业微信群机器人) webhook: a text message that @-mentions the recipient."""
 
     name = "wecom"
+    confirmable = False  # a group robot has no delivery query
 
     def __init__(
         self, webhook_url: str, *, timeout: float = 10.0, client: httpx.AsyncClient | None = None
     ) -> None:
         self._url = webhook_url
         self._timeout = timeout
-        self._client = client
+        # One client (one connection pool) for the worker's life, not a TLS handshake per notice.
+        self._client = client or httpx.AsyncClient()
 
     def payload(self, msg: OutgoingNotice) -> dict[str, Any]:
         """The webhook body: text with the recipient mentioned by phone."""
@@ -411,21 +403,13 @@ class WeComNotifier:
             },
         }
 
-    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
-        return await client.post(self._url, json=body, timeout=self._timeout)
-
     async def notify(self, msg: OutgoingNotice) -> str:
         """POST to the webhook; errcode 0 is delivered, 45009 (rate limit) and 5xx are retried."""
-        body = self.payload(msg)
         try:
-            if self._client is not None:
-                response = await self._post(self._client, body)
-            else:
-                async with httpx.AsyncClient() as client:
-                    response = await self._post(client, body)
+            response = await self._client.post(self._url, json=self.payload(msg), timeout=self._timeout)
         except (TimeoutError, httpx.TransportError) as exc:
             raise ProviderError(
-                f"企业微信网络错误: {exc!r}"[:300], retryable=True, code=type(exc).__name__, ambiguous=True
+                mask_phone(f"企业微信网络错误: {exc!r}")[:300], retryable=True, code=type(exc).__name__, ambiguous=True
             ) from exc
         if response.status_code >= 500:
             raise ProviderError(
@@ -451,7 +435,7 @@ class WeComNotifier:
         raise ProviderError(f"企业微信拒绝了消息: {errmsg}", retryable=False, code=str(errcode))
 
     async def find_sent(self, msg: OutgoingNotice) -> str | None:
-        """A group robot has no delivery query: an interrupted notice is posted again (see messaging)."""
+        """Never asked (not confirmable): an interrupted notice is marked failed, not posted twice."""
         return None
 
 
@@ -464,16 +448,12 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
         return OutboxOnlyProvider()
     if settings.sms_provider == "aliyun":
         provider = AliyunSmsProvider.from_settings(settings)
-        templates = settings.aliyun_templates()
-        missing = [n for n in ("T1", "T2", "T3", "T4") if not templates.get(n)]
+        # Every variant a case can send (with and without the assistant's name) must be approved.
+        missing = [n for n in TEMPLATES if not provider.templates.get(n)]
         if missing:
             raise ValueError(
                 "Aliyun SMS needs an approved template code for "
                 + ", ".join(f"{n} (INTAKE_ALIYUN_TEMPLATE_{n})" for n in missing)
-            )
-        if not templates.get("T1_NO_ASSISTANT"):
-            log.warning(
-                "INTAKE_ALIYUN_TEMPLATE_T1_NO_ASSISTANT is not set: T1 without an assistant will fail"
             )
         return provider
     raise ValueError(f"unknown SMS provider {settings.sms_provider!r} (outbox or aliyun)")

@@ -233,12 +233,15 @@ async def my_tasks(
 # --- messages ------------------------------------------------------------------------------------
 
 
-async def case_messages(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
-    """The SMS to the client of a case (outbox channel 'sms'), oldest first."""
+async def case_messages(
+    conn: asyncpg.Pool | asyncpg.Connection, case_id: int, channel: str = "sms"
+) -> list[asyncpg.Record]:
+    """The messages of a case on a channel (SMS to the client by default), oldest first."""
     return await conn.fetch(
-        "SELECT purpose, template, text, status, recipient, provider, provider_id, attempts, created_at,"
-        " sent_at FROM outbox WHERE case_id = $1 AND channel = 'sms' ORDER BY created_at, id",
+        "SELECT purpose, template, text, status, recipient, provider, provider_id, attempts, error_code,"
+        " last_error, created_at, sent_at FROM outbox WHERE case_id = $1 AND channel = $2 ORDER BY created_at, id",
         case_id,
+        channel,
     )
 
 

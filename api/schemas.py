@@ -390,6 +390,7 @@ class MessageItem(BaseModel):
     provider: str
     provider_id: str | None = None
     attempts: int
+    error_code: str | None = Field(default=None, description="失败原因代码（status=failed 时）")
     created_at: datetime
     sent_at: datetime | None = None
 

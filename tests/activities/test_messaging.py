@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,6 +21,7 @@ from activities.providers import (
     OutgoingSms,
     ProviderError,
 )
+from api import queries
 from domain import templates
 from domain.enums import Gender, MeetingKind, Role
 from domain.models import NotifyStaff, SendSms
@@ -34,15 +35,46 @@ T1_SPEC_TEXT = (
 )
 
 
+class RecordingOutbox(OutboxOnlyProvider):
+    """The default provider, counting its calls."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingSms] = []
+
+    async def send(self, msg: OutgoingSms) -> str:
+        self.sent.append(msg)
+        return await super().send(msg)
+
+
+class RecordingLog(LogNotifier):
+    """The default staff channel, counting its calls."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingNotice] = []
+
+    async def notify(self, msg: OutgoingNotice) -> str:
+        self.sent.append(msg)
+        return await super().notify(msg)
+
+
 def _messaging(
-    pool: asyncpg.Pool, sms: object | None = None, notifier: object | None = None
+    pool: asyncpg.Pool,
+    sms: object | None = None,
+    notifier: object | None = None,
+    *,
+    confirm_after: timedelta = timedelta(minutes=2),
 ) -> MessagingActivities:
     return MessagingActivities(
         pool,
-        sms or OutboxOnlyProvider(),  # type: ignore[arg-type]
-        notifier or LogNotifier(),  # type: ignore[arg-type]
+        sms or RecordingOutbox(),  # type: ignore[arg-type]
+        notifier or RecordingLog(),  # type: ignore[arg-type]
         COMPANY,
+        confirm_after=confirm_after,
     )
+
+
+async def _messages(pool: asyncpg.Pool, case_id: int, channel: str = "sms") -> list[asyncpg.Record]:
+    return await queries.case_messages(pool, case_id, channel)
 
 
 def _aliyun(endpoint: str) -> AliyunSmsProvider:
@@ -67,7 +99,7 @@ async def test_send_sms_t1_text_is_the_spec_text_and_is_sent_once(
 ) -> None:
     designer_id, assistant_id = await _designer_and_assistant(make_staff)
     case_id = await make_case(client_name="王建国", gender="male")
-    provider = OutboxOnlyProvider()
+    provider = RecordingOutbox()
     acts = _messaging(pool, provider)
     req = SendSms(
         case_id=case_id, purpose="T1", template="T1", designer_id=designer_id, assistant_id=assistant_id
@@ -115,11 +147,11 @@ async def test_send_sms_t1_without_assistant(
         )
     )
     assert rec.template == "T1_NO_ASSISTANT"
-    [msg] = await acts.list_messages(case_id=case_id)
-    assert msg.text == (
+    [msg] = await _messages(pool, case_id)
+    assert msg["text"] == (
         "李女士您好：我是城市人家装饰公司设计师张伟，非常荣幸为您服务，我和我的助理设计师会准时到达。城市人家设计师张伟敬！"
     )
-    assert msg.purpose == "T1" and msg.status == "sent" and msg.provider_id == rec.provider_id
+    assert msg["purpose"] == "T1" and msg["status"] == "sent" and msg["provider_id"] == rec.provider_id
 
 
 async def test_send_sms_t2_t3_t4_render_with_their_templates(
@@ -160,7 +192,7 @@ async def test_send_sms_t2_t3_t4_render_with_their_templates(
             meeting_kind=MeetingKind.measure,
         )
     )
-    texts = {m.template: m.text for m in await acts.list_messages(case_id=case_id)}
+    texts = {m["template"]: m["text"] for m in await _messages(pool, case_id)}
     common: dict[str, Any] = {
         "client_name": "欧阳明",
         "gender": Gender.male,
@@ -242,8 +274,12 @@ async def test_crash_after_provider_accepted_is_not_sent_twice(
         left = await pool.fetchrow("SELECT status, attempts FROM outbox WHERE case_id = $1", case_id)
         assert (left["status"], left["attempts"]) == ("sending", 1)
 
-        # the retry, on a "new worker"
-        rec = await _messaging(pool, _aliyun(peer.endpoint)).send_sms(req)
+        # a retry at once finds the attempt too fresh to judge: it neither asks nor sends
+        with pytest.raises(OutboxBusy):
+            await _messaging(pool, _aliyun(peer.endpoint)).send_sms(req)
+        assert not peer.actions("QuerySendDetails")
+        # the retry once the attempt was left alone long enough, on a "new worker"
+        rec = await _messaging(pool, _aliyun(peer.endpoint), confirm_after=timedelta(0)).send_sms(req)
 
     assert rec.status == "sent" and rec.provider_id == f"aliyun-outid:{case_id}:T1"
     assert len(peer.actions("SendSms")) == 1  # the peer got exactly one SendSms
@@ -262,17 +298,17 @@ async def test_crash_before_request_left_sends_on_retry(
     fake = FakeAliyun()
     with http_peer(fake) as peer:
         acts = _messaging(pool, _aliyun(peer.endpoint))
-        # an earlier attempt committed `sending` and died before its request left
+        # an earlier attempt committed `sending` an hour ago and died before its request left
         await acts.render(req)  # (validates the request renders)
         await pool.execute(
             "INSERT INTO outbox (case_id, purpose, channel, recipient, template, text, variables, provider,"
-            " status, attempts) SELECT $1, 'T1', 'sms', client_phone, 'T1', 'x', '{}'::jsonb, 'aliyun',"
-            " 'sending', 1 FROM cases WHERE id = $1",
+            " status, attempts, sending_at) SELECT $1, 'T1', 'sms', client_phone, 'T1', 'x', '{}'::jsonb,"
+            " 'aliyun', 'sending', 1, now() - interval '1 hour' FROM cases WHERE id = $1",
             case_id,
         )
         rec = await acts.send_sms(req)
     assert rec.status == "sent" and rec.provider_id == "biz-1" and rec.attempts == 2
-    assert len(peer.actions("QuerySendDetails")) == 2  # the attempt's day and the day before
+    assert len(peer.actions("QuerySendDetails")) == 2  # the attempt's day and the next (midnight)
     assert len(peer.actions("SendSms")) == 1
 
 
@@ -320,7 +356,7 @@ async def test_throttled_sms_goes_back_to_pending_and_is_sent_by_the_retry(
     assert not peer.actions("QuerySendDetails")  # throttled = definitely not sent: no need to ask
 
 
-class SlowProvider(OutboxOnlyProvider):
+class SlowProvider(RecordingOutbox):
     """Slow enough that concurrent attempts overlap."""
 
     async def send(self, msg: OutgoingSms) -> str:
@@ -351,7 +387,7 @@ async def test_notify_staff_exactly_once_by_id(
 ) -> None:
     designer = await make_staff("张伟", Role.designer)
     case_id = await make_case()
-    notifier = LogNotifier()
+    notifier = RecordingLog()
     acts = _messaging(pool, notifier=notifier)
     req = NotifyStaff(
         case_id=case_id, purpose="remind:first_meeting", recipient_id=designer.id, text="1小时后见客户"
@@ -367,10 +403,8 @@ async def test_notify_staff_exactly_once_by_id(
         "designer",
         "1小时后见客户",
     )
-    assert [m.purpose for m in await acts.list_messages(case_id=case_id, channel="staff")] == [
-        "remind:first_meeting"
-    ]
-    assert await acts.list_messages(case_id=case_id) == []  # not a client SMS
+    assert [m["purpose"] for m in await _messages(pool, case_id, "staff")] == ["remind:first_meeting"]
+    assert await _messages(pool, case_id) == []  # not a client SMS
 
 
 async def test_notify_staff_by_role_and_without_recipient(
@@ -378,7 +412,7 @@ async def test_notify_staff_by_role_and_without_recipient(
 ) -> None:
     await make_staff("赵总", Role.director)
     case_id = await make_case()
-    notifier = LogNotifier()
+    notifier = RecordingLog()
     acts = _messaging(pool, notifier=notifier)
     rec = await acts.notify_staff(
         NotifyStaff(
@@ -401,3 +435,34 @@ async def test_notify_staff_by_role_and_without_recipient(
     )
     assert row["status"] == "failed" and "员工 987654321 不存在" in row["last_error"]
     assert len(notifier.sent) == 1
+
+
+class DiesAfterPost(RecordingLog):
+    """A channel that cannot be asked (like the WeCom robot): the post went out, then the worker died."""
+
+    confirmable = False
+
+    async def notify(self, msg: OutgoingNotice) -> str:
+        await super().notify(msg)
+        raise asyncio.CancelledError("worker died")
+
+
+async def test_unconfirmable_notice_interrupted_mid_post_is_never_posted_twice(
+    pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase
+) -> None:
+    designer = await make_staff("张伟", Role.designer)
+    case_id = await make_case()
+    channel = DiesAfterPost()
+    req = NotifyStaff(case_id=case_id, purpose="esc:contact#1:1", recipient_id=designer.id, text="联系客户已到期")
+    with pytest.raises(asyncio.CancelledError):
+        await _messaging(pool, notifier=channel).notify_staff(req)
+    retry = _messaging(pool, notifier=channel, confirm_after=timedelta(0))
+    for _ in range(2):
+        with pytest.raises(ApplicationError) as info:
+            await retry.notify_staff(req)
+        assert info.value.type == "outcome_unknown" and info.value.non_retryable
+    assert len(channel.sent) == 1  # posted once, never again
+    row = await pool.fetchrow(
+        "SELECT status, error_code FROM outbox WHERE case_id = $1 AND purpose = $2", case_id, req.purpose
+    )
+    assert (row["status"], row["error_code"]) == ("failed", "outcome_unknown")

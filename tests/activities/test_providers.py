@@ -23,6 +23,7 @@ from activities.providers import (
     build_staff_notifier,
 )
 from config import Settings
+from domain.templates import TEMPLATES
 from tests.activities.peer import FakeAliyun, PeerRequest, http_peer
 
 VARIABLES = {"name": "王先生", "company": "城市人家装饰公司", "designer": "张伟", "short_name": "城市人家"}
@@ -33,7 +34,6 @@ def _sms(key: str = "42:T1", phone: str = "13912345678") -> OutgoingSms:
         key=key,
         phone=phone,
         template="T1_NO_ASSISTANT",
-        template_code=None,
         variables=VARIABLES,
         text="王先生您好：……",
         sent_on=date(2026, 3, 2),
@@ -114,7 +114,6 @@ async def test_aliyun_missing_template_code_is_not_retryable() -> None:
         key="1:T4",
         phone="13912345678",
         template="T4",
-        template_code=None,
         variables={},
         text="",
         sent_on=date.today(),
@@ -236,19 +235,37 @@ def test_aliyun_without_secrets_fails_at_startup() -> None:
                 aliyun_template_t1="SMS_1",
             )
         )
+    # every variant a case can send must be approved: T1/T2/T3 without an assistant's name too
+    for missing in ("T1_NO_ASSISTANT", "T2_NO_ASSISTANT", "T3_NO_ASSISTANT"):
+        err = _startup_error(missing)
+        assert err is not None and missing in str(err)
     provider = build_sms_provider(
         Settings(
             sms_provider="aliyun",
             aliyun_access_key_id=SecretStr("id"),
             aliyun_access_key_secret=SecretStr("secret"),
             aliyun_sign_name="城市人家",
-            aliyun_template_t1="SMS_1",
-            aliyun_template_t2="SMS_2",
-            aliyun_template_t3="SMS_3",
-            aliyun_template_t4="SMS_4",
+            **{f"aliyun_template_{n.lower()}": f"SMS_{n}" for n in TEMPLATES},  # type: ignore[arg-type]
         )
     )
     assert provider.name == "aliyun"
+
+
+def _startup_error(missing: str) -> ValueError | None:
+    codes = {f"aliyun_template_{n.lower()}": f"SMS_{n}" for n in TEMPLATES if n != missing}
+    try:
+        build_sms_provider(
+            Settings(
+                sms_provider="aliyun",
+                aliyun_access_key_id=SecretStr("id"),
+                aliyun_access_key_secret=SecretStr("secret"),
+                aliyun_sign_name="城市人家",
+                **codes,  # type: ignore[arg-type]
+            )
+        )
+    except ValueError as exc:
+        return exc
+    return None
 
 
 def test_wecom_and_sms_channels_without_secrets_fail_at_startup() -> None:

@@ -125,6 +125,8 @@ async def test_worker_killed_mid_send_sends_each_sms_once(
             "INTAKE_ALIYUN_TEMPLATE_T3": "SMS_T3",
             "INTAKE_ALIYUN_TEMPLATE_T3_NO_ASSISTANT": "SMS_T3N",
             "INTAKE_ALIYUN_TEMPLATE_T4": "SMS_T4",
+            # the restarted worker may ask the provider about the interrupted send after 3 s
+            "INTAKE_OUTBOX_CONFIRM_AFTER_SECONDS": "3",
         }
         log = tmp_path / "worker.log"
         policy = fast_policy()
