@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -21,8 +20,7 @@ from typing import Any
 
 from config import Settings, get_settings
 from domain.enums import Level, Role, StaffStatus
-
-PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+from domain.phone import normalize_phone
 
 
 class CliError(Exception):
@@ -59,12 +57,12 @@ def resolve_database(settings: Settings, *, create: bool = False) -> tuple[str, 
 
 
 @asynccontextmanager
-async def _database(settings: Settings, *, migrate_embedded: bool = True) -> AsyncIterator[Any]:
+async def _database(settings: Settings) -> AsyncIterator[Any]:
     """A pool on the resolved database; the embedded one is migrated first (it is the dev stack's)."""
     from activities.db import create_pool, migrate
 
     dsn, embedded = resolve_database(settings)
-    if embedded and migrate_embedded:
+    if embedded:
         await migrate(dsn)
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
@@ -76,10 +74,11 @@ async def _database(settings: Settings, *, migrate_embedded: bool = True) -> Asy
 def resolved_settings(settings: Settings) -> Settings:
     """Settings with a concrete database URL and Temporal address (for the worker and the API)."""
     import devstack
+    from activities.db import migrate
 
     dsn, embedded = resolve_database(settings)
     if embedded:
-        asyncio.run(_migrate(dsn))
+        asyncio.run(migrate(dsn))
     if not settings.temporal_address:
         _note(
             f"No INTAKE_TEMPORAL_ADDRESS set: using the dev server at {devstack.temporal_address(settings)}"
@@ -87,12 +86,6 @@ def resolved_settings(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"database_url": dsn, "temporal_address": devstack.temporal_address(settings)}
     )
-
-
-async def _migrate(dsn: str) -> list[str]:
-    from activities.db import migrate
-
-    return await migrate(dsn)
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> int:
@@ -120,8 +113,10 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     """Apply pending migrations."""
+    from activities.db import migrate
+
     dsn, _ = resolve_database(settings, create=True)
-    applied = asyncio.run(_migrate(dsn))
+    applied = asyncio.run(migrate(dsn))
     print(f"applied: {', '.join(applied)}" if applied else "migrations: up to date")
     return 0
 
@@ -187,8 +182,10 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
     from activities.staff import StaffError, StaffRepository
 
     role = Role(args.role)
-    if not PHONE_RE.match(args.phone):
-        raise CliError(f"phone {args.phone!r} is not a Chinese mobile number (1[3-9] and 9 digits)")
+    try:
+        mobile = normalize_phone(args.phone)
+    except ValueError as exc:
+        raise CliError(f"phone {args.phone!r} is not a Chinese mobile number (1[3-9] and 9 digits)") from exc
     if role == Role.designer and not args.level:
         raise CliError("a designer needs --level (chief, senior, designer, junior)")
     if role != Role.designer and args.level:
@@ -204,7 +201,7 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 staff = await repo.add(
                     name=args.name,
-                    phone=args.phone,
+                    phone=mobile,
                     role=role,
                     level=_parse_level(args.level),
                     communities=communities,

@@ -8,14 +8,13 @@ record (备案登记), both idempotent by (case_id, event_key) so activity retri
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, time
-from typing import Any, Literal
+from datetime import datetime
 
 import asyncpg
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.staff import schedule_from_db
 from domain.allocation import (
     AssistantCandidate,
     DesignerCandidate,
@@ -27,57 +26,14 @@ from domain.models import RecordAssignment, StaffRef, SuggestAssistants, Suggest
 from domain.policy import Policy
 
 
-class SuggestDesignersInput(SuggestDesigners):
-    """SuggestDesigners plus the case's policy limits (max open cases per level; None = SPEC defaults)."""
-
-    max_open_by_level: dict[Level, int] | None = None
-
-
-
 class DesignerSuggestion(Suggestion):
     """A suggestion line for the API, eligible or not (rank 0 and reasons why not)."""
 
     eligible: bool = True
 
 
-class LedgerEntry(BaseModel):
-    """One allocation ledger row: who got the case, suggested whom, decided by whom, when, why."""
-
-    id: int
-    case_id: int
-    event_key: str
-    designer_id: int
-    designer_name: str
-    kind: Literal["assign", "reassign", "auto"]
-    suggested_id: int | None = None
-    decided_by: int
-    reason: str | None = None
-    at: datetime
-
-
-class RegistrationEntry(BaseModel):
-    """One assistant registration row (备案登记)."""
-
-    id: int
-    case_id: int
-    event_key: str
-    assistant_id: int
-    assistant_name: str
-    kind: Literal["assign", "reassign", "auto"]
-    registered_by: int
-    reason: str | None = None
-    at: datetime
-
-
-def _schedule(raw: Mapping[str, Any] | None) -> dict[int, list[tuple[time, time]]]:
-    return {
-        int(day): [(time.fromisoformat(s), time.fromisoformat(e)) for s, e in periods]
-        for day, periods in (raw or {}).items()
-    }
-
-
 class AllocationActivities:
-    """Activities `suggest_designers`, `suggest_assistants`, `record_assignment`; ledger reads for the API."""
+    """Activities `suggest_designers`, `suggest_assistants`, `record_assignment`; suggestions for the API."""
 
     def __init__(self, pool: asyncpg.Pool, tz: str = "Asia/Shanghai") -> None:
         self._pool = pool
@@ -86,7 +42,7 @@ class AllocationActivities:
     # --- activities ----------------------------------------------------------------------------
 
     @activity.defn(name="suggest_designers")
-    async def suggest_designers(self, req: SuggestDesignersInput) -> list[Suggestion]:
+    async def suggest_designers(self, req: SuggestDesigners) -> list[Suggestion]:
         """Eligible designers in rotation order (轮单), each with its reasons."""
         ranked = await self.designer_suggestions(
             case_id=req.case_id,
@@ -245,7 +201,7 @@ class AllocationActivities:
                     level=Level(r["level"]),
                     status=StaffStatus(r["status"]),
                     communities=tuple(r["communities"] or ()),
-                    office_schedule=_schedule(r["office_schedule"]),
+                    office_schedule=schedule_from_db(r["office_schedule"]),
                     open_cases=r["open_cases"],
                     max_open_cases=r["max_open_cases"],
                     last_assigned_at=r["last_at"],
@@ -273,33 +229,6 @@ class AllocationActivities:
             for d in ranked
         ]
 
-    async def ledger(self, *, case_id: int) -> list[LedgerEntry]:
-        """The allocation ledger of a case, oldest first."""
-        rows = await self._pool.fetch(
-            "SELECT l.id, l.case_id, l.event_key, l.designer_id, s.name AS designer_name, l.kind,"
-            " l.suggested_id, l.decided_by, l.reason, l.at"
-            " FROM allocation_ledger l JOIN staff s ON s.id = l.designer_id"
-            " WHERE l.case_id = $1 ORDER BY l.at, l.id",
-            case_id,
-        )
-        return [LedgerEntry.model_validate(dict(r)) for r in rows]
-
-    async def registrations(self, *, case_id: int) -> list[RegistrationEntry]:
-        """The assistant registrations (备案登记) of a case, oldest first."""
-        rows = await self._pool.fetch(
-            "SELECT r.id, r.case_id, r.event_key, r.assistant_id, s.name AS assistant_name, r.kind,"
-            " r.registered_by, r.reason, r.at"
-            " FROM assistant_registrations r JOIN staff s ON s.id = r.assistant_id"
-            " WHERE r.case_id = $1 ORDER BY r.at, r.id",
-            case_id,
-        )
-        return [RegistrationEntry.model_validate(dict(r)) for r in rows]
-
 
 def _ref(row: asyncpg.Record) -> StaffRef:
-    return StaffRef(
-        id=row["id"],
-        name=row["name"],
-        role=Role(row["role"]),
-        level=Level(row["level"]) if row["level"] else None,
-    )
+    return StaffRef.model_validate({k: row[k] for k in ("id", "name", "role", "level")})

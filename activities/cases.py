@@ -15,11 +15,9 @@ from domain.enums import Gender
 class ClientContact(BaseModel):
     """What an SMS needs to know about the client of a case."""
 
-    case_id: int
     name: str
     gender: Gender
     phone: str
-    status: str
 
 
 class CaseRepository:
@@ -31,17 +29,11 @@ class CaseRepository:
     async def client_contact(self, *, case_id: int) -> ClientContact | None:
         """Name, gender and phone of the case's client; None when there is no such case."""
         row = await self._pool.fetchrow(
-            "SELECT id, client_name, client_gender, client_phone, status FROM cases WHERE id = $1", case_id
+            "SELECT client_name, client_gender, client_phone FROM cases WHERE id = $1", case_id
         )
         if row is None:
             return None
-        return ClientContact(
-            case_id=row["id"],
-            name=row["client_name"],
-            gender=Gender(row["client_gender"]),
-            phone=row["client_phone"],
-            status=row["status"],
-        )
+        return ClientContact(name=row["client_name"], gender=row["client_gender"], phone=row["client_phone"])
 
     async def exists(self, *, case_id: int) -> bool:
         """Whether the case row exists."""

@@ -23,11 +23,12 @@ from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 
 from config import Settings
+from domain.phone import MOBILE
 from domain.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
-_PHONE_RE = re.compile(r"1[3-9]\d{9}")
+_PHONE_RE = re.compile(MOBILE)
 
 
 def mask_phone(text: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from datetime import datetime, time
 from typing import Any
@@ -49,21 +48,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def tokens_equal(a: str, b: str) -> bool:
-    """Constant-time comparison of two token hashes."""
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
 def _schedule_to_db(schedule: dict[int, list[tuple[time, time]]]) -> dict[str, list[list[str]]]:
     return {str(d): [[s.strftime("%H:%M"), e.strftime("%H:%M")] for s, e in p] for d, p in schedule.items()}
 
 
-def _row_to_staff(row: asyncpg.Record) -> Staff:
-    sched_raw: dict[str, Any] = row["office_schedule"] or {}
-    schedule = {
+def schedule_from_db(raw: dict[str, Any] | None) -> dict[int, list[tuple[time, time]]]:
+    """The in-office schedule as stored (jsonb {"0": [["09:00", "18:00"]]}) as weekday -> periods."""
+    return {
         int(d): [(time.fromisoformat(s), time.fromisoformat(e)) for s, e in periods]
-        for d, periods in sched_raw.items()
+        for d, periods in (raw or {}).items()
     }
+
+
+def _row_to_staff(row: asyncpg.Record) -> Staff:
+    schedule = schedule_from_db(row["office_schedule"])
     return Staff(
         id=row["id"],
         name=row["name"],
@@ -176,12 +174,11 @@ class StaffRepository:
 
     async def by_token(self, *, token: str) -> Staff | None:
         """The active staff member owning a bearer token, if the token is valid and not revoked."""
+        # Looked up by the token's sha256: timing reveals nothing about the token itself, and a
+        # database equality on a hash of a 256-bit secret needs no constant-time compare after it.
         row = await self._pool.fetchrow(
-            f"SELECT s.{_COLUMNS.replace(', ', ', s.')}, t.token_hash FROM staff_tokens t"
-            " JOIN staff s ON s.id = t.staff_id"
-            " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND s.status <> 'inactive'",
+            f"SELECT {_COLUMNS} FROM staff WHERE status <> 'inactive' AND id = (SELECT staff_id FROM staff_tokens"
+            " WHERE token_hash = $1 AND revoked_at IS NULL)",
             hash_token(token),
         )
-        if row is None or not tokens_equal(row["token_hash"], hash_token(token)):
-            return None
-        return _row_to_staff(row)
+        return _row_to_staff(row) if row else None

@@ -23,7 +23,7 @@ from temporalio.client import Client
 from activities.staff import Staff, StaffRepository
 from api.errors import ApiError, unavailable
 from config import Settings
-from domain.enums import ROLE_LABELS, Role, StaffStatus
+from domain.enums import ROLE_LABELS, Role
 from domain.models import Actor
 from domain.policy import Policy
 
@@ -133,26 +133,6 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings_dep(res: ResourcesDep) -> Settings:
-    """The app's settings."""
-    return res.settings
-
-
-async def get_pool(res: ResourcesDep) -> asyncpg.Pool:
-    """The PostgreSQL pool (503 when unavailable)."""
-    return await res.pool()
-
-
-async def get_client(res: ResourcesDep) -> Client:
-    """The Temporal client (503 when unavailable)."""
-    return await res.client()
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
-ClientDep = Annotated[Client, Depends(get_client)]
-
-
 # --- authentication -----------------------------------------------------------------------------
 
 _bearer = HTTPBearer(
@@ -197,9 +177,8 @@ async def get_current_user(
     if len(token) > 512:
         raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
     pool = await res.pool()
-    # by_token looks the token up by its sha256 and compares the hashes in constant time.
-    staff = await asyncio.wait_for(StaffRepository(pool).by_token(token=token), res.timeout)
-    if staff is None or staff.status == StaffStatus.inactive:
+    staff = await bounded(res, StaffRepository(pool).by_token(token=token))  # inactive staff: None
+    if staff is None:
         raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
     return CurrentUser(staff)
 

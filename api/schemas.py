@@ -6,7 +6,6 @@ time zone are read as Beijing time (Asia/Shanghai), the company's clock.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -15,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
+from domain import phone
 from domain.enums import (
     Gender,
     Level,
@@ -93,25 +93,14 @@ class RequestModel(BaseModel):
 
 # --- phone numbers -------------------------------------------------------------------------------
 
-_PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
-_PHONE_NOISE = re.compile(r"[\s\-().]")
-
-
 def normalize_phone(raw: str) -> str:
-    """Strip spaces, dashes, brackets and the +86 / 0086 / 86 prefix; check it is a Chinese mobile number."""
-    s = _PHONE_NOISE.sub("", raw)
-    for prefix in ("+86", "0086"):
-        if s.startswith(prefix):
-            s = s[len(prefix) :]
-            break
-    else:
-        if len(s) == 13 and s.startswith("86"):
-            s = s[2:]
-    if not _PHONE_RE.match(s):
+    """The domain rule (domain.phone), answered as a pydantic error with the Chinese message staff read."""
+    try:
+        return phone.normalize_phone(raw)
+    except ValueError:
         raise PydanticCustomError(
             "invalid_phone", "手机号不正确：应为 11 位中国大陆手机号 1[3-9]XXXXXXXXX（可带 +86、空格或短横线）"
-        )
-    return s
+        ) from None
 
 
 Phone = Annotated[

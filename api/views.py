@@ -10,9 +10,9 @@ import asyncpg
 from pydantic import ValidationError
 
 from api.schemas import AssignmentOut, CaseSummary, CaseView, ClientOut, StaffBrief, TaskCase, TaskItem
-from domain.enums import STEP_LABELS, Level, Role, StepName
+from domain.enums import Level, Role, StepName
 from domain.models import CaseEvent, CaseState, StaffRef
-from domain.tracking import stage_label
+from domain.tracking import stage_label, step_label
 
 log = logging.getLogger("intake.api")
 
@@ -156,8 +156,8 @@ def case_view(
         assistant=state.assistant,
         designer_level=state.designer_level,
         car=state.car,
-        overdue=state.overdue or any(s.overdue for s in open_steps),
-        escalation_level=max([state.escalation_level, *(s.escalation_level for s in open_steps)]),
+        overdue=any(s.overdue for s in open_steps),
+        escalation_level=state.escalation_level,
         step_due_at=state.step_due_at,
         meetings=state.meetings,
         open_steps=open_steps,
@@ -200,7 +200,7 @@ def case_summary(r: asyncpg.Record) -> CaseSummary:
 def task_item(r: asyncpg.Record, now: datetime) -> TaskItem:
     """One task line from a task row."""
     step = StepName(r["step"])
-    label = STEP_LABELS[step] + (f"（第{r['attempt']}次）" if r["attempt"] > 1 else "")
+    label = step_label(step, r["attempt"])
     return TaskItem(
         case_id=r["case_id"],
         step_key=r["step_key"],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -247,8 +246,6 @@ async def reschedule(
     idempotency_key: IdempotencyKey = None,
 ) -> CaseView:
     """Move the first meeting or the measure; the manager or the case's designer or assistant."""
-    if body.at <= datetime.now(UTC):
-        raise ApiError(422, "time_in_past", "新的时间必须在将来", details={"field": "at"})
     row = await _case_row(res, case_id)
     req = Reschedule(actor=user.actor(), target=body.target, at=body.at, reason=body.reason)
     wf = intake_workflow()

@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from activities.cases import CaseRepository
 from activities.staff import Staff, StaffRepository
 from api import idempotency, queries
 from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, require_roles
@@ -68,10 +69,9 @@ SITE_RECEIVERS = frozenset({Role.site_lead, Role.designer})
 QUERY_AFTER_START_SECONDS = 2.0
 
 
-def _check_time(value: datetime | None, field: str, *, future: bool) -> None:
-    if value is None:
-        return
-    if future and value <= datetime.now(UTC):
+def _check_future(value: datetime | None, field: str) -> None:
+    # New cases only: a step's times are judged by the workflow's validators, in one place.
+    if value is not None and value <= datetime.now(UTC):
         raise ApiError(422, "time_in_past", f"{field} 必须是将来的时间", details={"field": field})
 
 
@@ -118,7 +118,7 @@ async def create_intake(
             "scenario_source_mismatch",
             f"情况 {body.scenario.value} 的来源应为 {allowed}，而不是 {body.source.value}",
         )
-    _check_time(body.meeting_at, "meeting_at", future=True)
+    _check_future(body.meeting_at, "meeting_at")
 
     pool = await res.pool()
     req_hash = idempotency.request_hash(body.model_dump_json())
@@ -405,8 +405,7 @@ async def get_intake(
 async def list_messages(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> MessageList:
     """The SMS sent (or being sent) to the client of the case: purpose, text, status."""
     pool = await res.pool()
-    exists = await bounded(res, pool.fetchval("SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)", case_id))
-    if not exists:
+    if not await bounded(res, CaseRepository(pool).exists(case_id=case_id)):
         raise not_found_case(case_id)
     rows = await bounded(res, queries.case_messages(pool, case_id))
     return MessageList(case_id=case_id, items=[MessageItem(**dict(r)) for r in rows])

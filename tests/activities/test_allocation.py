@@ -10,9 +10,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.allocation import AllocationActivities, SuggestDesignersInput
+from activities.allocation import AllocationActivities
+from api import queries
 from domain.enums import Level, Role, Scenario, StaffStatus
-from domain.models import RecordAssignment, SuggestAssistants
+from domain.models import RecordAssignment, SuggestAssistants, SuggestDesigners
 from tests.activities.conftest import MakeCase, MakeStaff
 
 
@@ -53,7 +54,7 @@ async def test_suggest_designers_ranks_by_rotation_with_reasons(
     full_case = await make_case(designer_id=full.id, scenario="site_office", source="site_office")
     case_id = await make_case(scenario="site_office", source="site_office")
 
-    req = SuggestDesignersInput(
+    req = SuggestDesigners(
         case_id=case_id, scenario=Scenario.site_office, required_level=Level.designer, compound=compound
     )
     suggestions = await ActivityEnvironment().run(acts.suggest_designers, req)
@@ -77,14 +78,14 @@ async def test_suggest_designers_ranks_by_rotation_with_reasons(
 
     # Reassigning full's own case: that case does not count against them.
     again = await acts.suggest_designers(
-        SuggestDesignersInput(
+        SuggestDesigners(
             case_id=full_case, scenario=Scenario.site_office, required_level=Level.designer, compound=compound
         )
     )
     assert full.id in [s.staff.id for s in again]
     # Policy limits travel with the request (the case's policy, fixed at start).
     tight = await acts.suggest_designers(
-        SuggestDesignersInput(
+        SuggestDesigners(
             case_id=case_id,
             scenario=Scenario.site_office,
             required_level=Level.designer,
@@ -136,8 +137,8 @@ async def test_record_assignment_is_idempotent_and_validated(
     refs = [await acts.record_assignment(req) for _ in range(3)]
     assert refs[0].id == designer.id and refs[0].name == "张伟" and refs[0].level == Level.senior
     assert all(r == refs[0] for r in refs)
-    [entry] = await acts.ledger(case_id=case_id)
-    assert (entry.designer_id, entry.designer_name, entry.suggested_id, entry.decided_by, entry.reason) == (
+    [entry] = await _assignments(pool, case_id, "designer")
+    assert (entry["staff_id"], entry["staff_name"], entry["suggested_id"], entry["decided_by"], entry["reason"]) == (
         designer.id,
         "张伟",
         suggested.id,
@@ -159,8 +160,8 @@ async def test_record_assignment_is_idempotent_and_validated(
     )
     assert (await acts.record_assignment(reg)).role == Role.assistant
     await acts.record_assignment(reg)
-    [registration] = await acts.registrations(case_id=case_id)
-    assert (registration.assistant_id, registration.registered_by) == (assistant.id, lead.id)
+    [registration] = await _assignments(pool, case_id, "assistant")
+    assert (registration["staff_id"], registration["decided_by"]) == (assistant.id, lead.id)
 
     bad = [
         req.model_copy(update={"event_key": "r1", "staff_id": assistant.id}),  # wrong role
@@ -172,9 +173,14 @@ async def test_record_assignment_is_idempotent_and_validated(
         with pytest.raises(ApplicationError) as info:
             await acts.record_assignment(r)
         assert info.value.type == "invalid_assignee" and info.value.non_retryable
-    assert len(await acts.ledger(case_id=case_id)) == 1
-    assert len(await acts.registrations(case_id=case_id)) == 1
+    assert len(await _assignments(pool, case_id, "designer")) == 1
+    assert len(await _assignments(pool, case_id, "assistant")) == 1
 
     with pytest.raises(ApplicationError) as info:
         await acts.record_assignment(reg.model_copy(update={"case_id": 987_654_321, "event_key": "x"}))
     assert info.value.type == "invalid_assignment"
+
+
+async def _assignments(pool: asyncpg.Pool, case_id: int, role: str) -> list[asyncpg.Record]:
+    """The case's ledger (designer) or registration (assistant) rows, as the API shows them."""
+    return [a for a in await queries.case_assignments(pool, case_id) if a["role"] == role]
