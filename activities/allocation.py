@@ -35,9 +35,8 @@ class DesignerSuggestion(Suggestion):
 class AllocationActivities:
     """Activities `suggest_designers`, `suggest_assistants`, `record_assignment`; suggestions for the API."""
 
-    def __init__(self, pool: asyncpg.Pool, tz: str = "Asia/Shanghai") -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._tz = tz
 
     # --- activities ----------------------------------------------------------------------------
 
@@ -52,6 +51,7 @@ class AllocationActivities:
             compound=req.compound,
             exclude_case_from_counts=req.exclude_case_from_counts,
             max_open_by_level=req.max_open_by_level,
+            tz=req.timezone,
             include_ineligible=False,
         )
         return [Suggestion.model_validate(s.model_dump(exclude={"eligible"})) for s in ranked]
@@ -175,6 +175,7 @@ class AllocationActivities:
         compound: str | None = None,
         exclude_case_from_counts: bool = True,
         max_open_by_level: Mapping[Level, int] | None = None,
+        tz: str = "Asia/Shanghai",
         include_ineligible: bool = True,
     ) -> list[DesignerSuggestion]:
         """Designers ranked for a case; with `include_ineligible` also the others, with reasons why not."""
@@ -214,7 +215,7 @@ class AllocationActivities:
             meeting_at=meeting_at,
             compound=compound,
             max_open_by_level=max_open_by_level if max_open_by_level is not None else Policy().max_open_cases,
-            tz=self._tz,
+            tz=tz,
             include_ineligible=include_ineligible,
         )
         return [

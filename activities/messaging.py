@@ -108,14 +108,14 @@ class MessagingActivities:
         sms_provider: SmsProvider,
         staff_notifier: StaffNotifier,
         company: templates.Company,
-        tz: str = "Asia/Shanghai",
+        provider_tz: str = "Asia/Shanghai",
         confirm_after: timedelta = timedelta(minutes=2),
     ) -> None:
         self._pool = pool
         self._sms = sms_provider
         self._notifier = staff_notifier
         self._company = company
-        self._tz = tz
+        self._provider_tz = provider_tz  # the provider's calendar day (Aliyun: Beijing time)
         self._confirm_after = confirm_after
         self._cases = CaseRepository(pool)
 
@@ -175,7 +175,7 @@ class MessagingActivities:
     def _day_of(self, row: asyncpg.Record) -> date:
         """The local day the provider was (or is being) called: the day to look the message up by."""
         at: datetime = row["sending_at"] or datetime.now(UTC)
-        return at.astimezone(ZoneInfo(self._tz)).date()
+        return at.astimezone(ZoneInfo(self._provider_tz)).date()
 
     # --- rendering -----------------------------------------------------------------------------
 
@@ -224,7 +224,9 @@ class MessagingActivities:
             if req.template == "T1":
                 variables = templates.t1_variables(**common, assistant=assistant)
             elif req.template == "T2":
-                variables = templates.t2_variables(**common, assistant=assistant, measure_at=need_at(), tz=self._tz)
+                variables = templates.t2_variables(
+                    **common, assistant=assistant, measure_at=need_at(), tz=req.timezone
+                )
             elif req.template == "T3":
                 manager = name_of(req.manager_id, "设计部经理", required=True)
                 assert manager is not None
@@ -232,7 +234,9 @@ class MessagingActivities:
             else:
                 if req.meeting_kind is None:
                     raise ApplicationError("短信 T4 需要见面类型", type="sms_invalid", non_retryable=True)
-                variables = templates.t4_variables(**common, at=need_at(), kind=req.meeting_kind, tz=self._tz)
+                variables = templates.t4_variables(
+                    **common, at=need_at(), kind=req.meeting_kind, tz=req.timezone
+                )
         except (KeyError, ValueError) as exc:
             raise ApplicationError(f"短信无法生成: {exc}", type="sms_invalid", non_retryable=True) from exc
         template_name = templates.template_id(req.template, assistant=assistant)

@@ -30,7 +30,7 @@ CASE_COLUMNS = (
 )
 
 _DETAIL_SQL = (
-    f"SELECT {CASE_COLUMNS}, c.state,"
+    f"SELECT {CASE_COLUMNS}, c.state, c.policy,"
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"

@@ -341,6 +341,7 @@ class SendSms(_Model):
     at: datetime | None = None  # the meeting / measure time the text names
     meeting_kind: MeetingKind | None = None
     include_assistant: bool = True
+    timezone: str = "Asia/Shanghai"  # the case's calendar: how the text writes the time
 
 
 class NotifyStaff(_Model):
@@ -376,6 +377,7 @@ class SuggestDesigners(_Model):
     compound: str | None = None
     exclude_case_from_counts: bool = True
     max_open_by_level: dict[Level, int] | None = None  # the case's policy table
+    timezone: str = "Asia/Shanghai"  # the case's calendar: when designers are in the office
 
 
 class SuggestAssistants(_Model):

@@ -802,6 +802,7 @@ class IntakeWorkflow:
             manager_id=manager_id,
             at=at,
             meeting_kind=kind,
+            timezone=self.policy.calendar.timezone,
         )
         s.pending_effects.append(PendingEffect(kind="sms", summary=summary, sms=req))
         self._event("sms_queued", f"短信{template}：{summary}", data={"purpose": purpose})
@@ -1037,6 +1038,7 @@ class IntakeWorkflow:
                 meeting_at=m.at if m else None,
                 compound=s.compound,
                 max_open_by_level=dict(self.policy.max_open_cases),
+                timezone=self.policy.calendar.timezone,
             ),
             "推荐设计师（轮单）",
         )

@@ -35,6 +35,7 @@ from domain.constants import workflow_id
 from domain.enums import Role, Scenario, Source, StaffStatus
 from domain.graph import initial_stage
 from domain.models import IntakeInput, StaffRef
+from domain.policy import Policy
 from domain.tracking import initial_search_attributes, static_summary
 
 log = logging.getLogger("intake.api")
@@ -164,8 +165,8 @@ async def create_intake(
             await conn.execute(
                 "INSERT INTO cases (id, workflow_id, source, scenario, stage, client_name, client_phone,"
                 " client_gender, client_age_range, compound, address, area_m2, budget, notes, meeting_at,"
-                " meeting_kind, created_by, received_by, manager_id, created_at)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)",
+                " meeting_kind, created_by, received_by, manager_id, created_at, policy)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
                 case_id,
                 workflow_id(case_id),
                 body.source.value,
@@ -186,6 +187,7 @@ async def create_intake(
                 received.id if received else None,
                 manager.id if manager else None,
                 now,
+                policy.model_dump(mode="json"),
                 timeout=res.timeout,
             )
             if idempotency_key:
@@ -431,14 +433,15 @@ async def designer_suggestions(
     if row is None:
         raise not_found_case(case_id)
     state = state_from_row(row)
-    policy = res.policy()
+    # The policy the case started with (SPEC §4), not today's file.
+    policy = Policy.model_validate(row["policy"]) if row["policy"] else res.policy()
     level = (state.designer_level if state else None) or policy.level_for_budget(row["budget"])
     meeting_at = row["meeting_at"]
     if state is not None and (m := state.meeting("meeting")) is not None:
         meeting_at = m.at
     ranked = await bounded(
         res,
-        AllocationActivities(pool, policy.calendar.timezone).designer_suggestions(
+        AllocationActivities(pool).designer_suggestions(
             case_id=case_id,
             scenario=Scenario(row["scenario"]),
             required_level=level,
@@ -446,6 +449,7 @@ async def designer_suggestions(
             compound=row["compound"],
             exclude_case_from_counts=True,
             max_open_by_level=policy.max_open_cases,
+            tz=policy.calendar.timezone,
             include_ineligible=include_ineligible,
         ),
     )

@@ -157,3 +157,26 @@ async def test_allocation_fairness_report(api: Api, cases: dict[str, Any]) -> No
     r = await api.http.get("/reports/allocation", params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
                            headers=api.h("manager"))
     assert_error(r, 422, "invalid_period")
+
+
+async def test_suggestions_use_the_policy_the_case_started_with(api: Api) -> None:
+    """A policy edit (here: an API restarted with another file) never changes a running case (SPEC §4)."""
+    from api.app import create_app
+    from domain.enums import Level
+    from domain.policy import BudgetBand, fast_policy
+    from tests.api.conftest import make_http
+
+    case = await api.create("consultant", "remote", client={"budget": 300_000})
+    r = await api.http.get(f"/intakes/{case['id']}/designer-suggestions", headers=api.h("manager"))
+    assert r.status_code == 200 and r.json()["required_level"] == "senior", r.text  # fast policy: 300k → senior
+    edited = fast_policy()
+    edited.level_by_budget = [BudgetBand(min_budget=0, level=Level.chief)]
+    restarted = create_app(api.settings, temporal_client=api.client, pool=api.pool, policy=edited)
+    async with make_http(restarted) as http:
+        r = await http.get(f"/intakes/{case['id']}/designer-suggestions", headers=api.h("manager"))
+        assert r.status_code == 200 and r.json()["required_level"] == "senior", r.text
+        new = await http.post("/intakes", json=api.intake_body("remote", client={"budget": 300_000}),
+                              headers=api.h("consultant"))
+        assert new.status_code == 201, new.text
+        r = await http.get(f"/intakes/{new.json()['id']}/designer-suggestions", headers=api.h("manager"))
+        assert r.json()["required_level"] == "chief"  # new cases start with the edited policy
