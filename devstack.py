@@ -575,6 +575,7 @@ class DevStack:
         self.stop = asyncio.Event()
         self.pg: EmbeddedPostgres | None = None
         self.temporal: TemporalDevServer | None = None
+        self.client: Client | None = None
         self._signals = 0
 
     def _on_signal(self, signum: int) -> None:
@@ -623,7 +624,10 @@ class DevStack:
         else:
             _say(f"Temporal: using {address}, namespace {s.temporal_namespace}")
         resolved = s.model_copy(update={"database_url": dsn, "temporal_address": address})
-        client = await wait_for_temporal(resolved, within=60, server=self.temporal)
+        # One client for the whole process: the worker and the API use it too.
+        self.client = client = await wait_for_temporal(resolved, within=60, server=self.temporal)
+        if self.temporal is not None:
+            return resolved  # the dev server registered every search attribute at its start
         try:
             added = await ensure_search_attributes(client, resolved.temporal_namespace)
             if added:
@@ -631,8 +635,6 @@ class DevStack:
         except DevStackError:
             raise
         except Exception as exc:  # noqa: BLE001
-            if self.temporal is not None:
-                raise
             # Temporal Cloud registers search attributes in its console / tcld, not through this API.
             log.warning(
                 "could not register search attributes on %s (%s); register %s yourself",
@@ -648,8 +650,10 @@ class DevStack:
         from api.app import create_app
 
         worker_stop = asyncio.Event()
-        worker_task = asyncio.create_task(worker.run_worker(settings, stop=worker_stop), name="worker")
-        server = _api_server(create_app(settings), settings)
+        worker_task = asyncio.create_task(
+            worker.run_worker(settings, stop=worker_stop, client=self.client), name="worker"
+        )
+        server = _api_server(create_app(settings, temporal_client=self.client), settings)
 
         async def serve() -> None:
             try:
@@ -760,12 +764,6 @@ class DevStack:
             seeded = await seed_demo_staff(resolved.database_url or "", s.data_dir / TOKENS_FILE_NAME)
             if seeded:
                 _say(f"Demo staff created: {len(seeded)} members")
-            # Code that reads settings from the environment (get_settings()) sees the same stack.
-            os.environ["INTAKE_DATABASE_URL"] = resolved.database_url or ""
-            os.environ["INTAKE_TEMPORAL_ADDRESS"] = resolved.temporal_address or ""
-            from config import get_settings
-
-            get_settings.cache_clear()
             return await self._run_services(resolved)
         finally:
             # In a thread, so a second Ctrl-C during teardown still reaches _on_signal (force).

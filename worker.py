@@ -60,13 +60,19 @@ def build_worker(
     )
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run the intake worker until `stop` is set (or forever)."""
+async def run_worker(
+    settings: Settings, *, stop: asyncio.Event | None = None, client: Client | None = None
+) -> None:
+    """Run the intake worker until `stop` is set (or forever); `client` reuses a connected one."""
     from activities.db import create_pool
-    from devstack import connect_temporal, database_url
+    from devstack import connect_temporal
 
-    client = await connect_temporal(settings)
-    pool = await create_pool(database_url(settings), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    if not settings.database_url:
+        # Only `intake dev` / `intake worker` resolve the embedded dev database; a deployed worker
+        # must never quietly start a throwaway PostgreSQL of its own.
+        raise RuntimeError("INTAKE_DATABASE_URL is not set")
+    client = client or await connect_temporal(settings)
+    pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     try:
         worker = build_worker(client, pool, settings)
         log.info("worker started on task queue %s", worker.task_queue)

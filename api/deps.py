@@ -75,10 +75,12 @@ class Resources:
         async with self._pool_lock:
             if self._pool is None:
                 from activities.db import create_pool
-                from devstack import database_url
 
                 try:
-                    dsn = await asyncio.to_thread(database_url, self.settings)
+                    # Resolved by `intake dev` / `intake api`; a deployed API never starts a database.
+                    dsn = self.settings.database_url
+                    if not dsn:
+                        raise RuntimeError("INTAKE_DATABASE_URL is not set")
                     self._pool = await asyncio.wait_for(
                         create_pool(dsn, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max),
                         self.timeout,
