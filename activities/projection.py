@@ -81,6 +81,15 @@ class ProjectionActivities:
         )
 
     async def _upsert_steps(self, conn: asyncpg.Connection, state: CaseState) -> None:
+        # Only what changed: a finished step never changes again, so those already stored are skipped
+        # (a long case would otherwise rewrite its whole history at every sync).
+        stored_done = {
+            r["step_key"]
+            for r in await conn.fetch(
+                "SELECT step_key FROM case_steps WHERE case_id = $1 AND status = 'done'", state.case_id
+            )
+        }
+        new_done = [s for s in state.done_steps if s.key not in stored_done]
         if state.open_steps:
             await conn.executemany(
                 """
@@ -109,7 +118,7 @@ class ProjectionActivities:
                     for s in state.open_steps
                 ],
             )
-        if state.done_steps:
+        if new_done:
             await conn.executemany(
                 """
                 INSERT INTO case_steps (case_id, step_key, step, attempt, owner_role, status, result,
@@ -138,7 +147,7 @@ class ProjectionActivities:
                         not s.on_time,
                         s.escalation_level,
                     )
-                    for s in state.done_steps
+                    for s in new_done
                 ],
             )
         # A step the projection still shows open but the state neither has open nor reports done (done
@@ -154,7 +163,10 @@ class ProjectionActivities:
         )
 
     async def _insert_events(self, conn: asyncpg.Connection, state: CaseState) -> None:
-        if not state.events:
+        # Events are append-only and numbered: only those after the last stored one are new.
+        last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM case_events WHERE case_id = $1", state.case_id)
+        new = [e for e in state.events if e.seq > last]
+        if not new:
             return
         await conn.executemany(
             """
@@ -173,6 +185,6 @@ class ProjectionActivities:
                     e.text,
                     e.data,
                 )
-                for e in state.events
+                for e in new
             ],
         )
