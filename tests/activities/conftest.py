@@ -15,12 +15,7 @@ import pytest
 
 from activities.staff import Staff, StaffRepository
 from domain.enums import Level, Role, StaffStatus
-
-
-def unique_phone() -> str:
-    """A valid, practically unique Chinese mobile number."""
-    return f"13{uuid.uuid4().int % 10**9:09d}"
-
+from tests.support.data import unique_phone
 
 MakeStaff = Callable[..., Awaitable[Staff]]
 MakeCase = Callable[..., Awaitable[int]]

@@ -419,10 +419,9 @@ async def test_notify_staff_by_role_and_without_recipient(
             case_id=case_id, purpose="esc:callback#1:2", recipient_role=Role.director, text="回访超时"
         )
     )
-    first_director = await pool.fetchval(
-        "SELECT id FROM staff WHERE role = 'director' AND status = 'active' ORDER BY id LIMIT 1"
-    )
-    assert rec.recipient_id == first_director and rec.status == "sent"
+    told = await pool.fetchrow("SELECT role, status, name FROM staff WHERE id = $1", rec.recipient_id)
+    assert (told["role"], told["status"], rec.status) == ("director", "active", "sent")
+    assert notifier.sent[0].recipient_name == told["name"] and notifier.sent[0].text == "回访超时"
 
     # nobody to tell (the database is shared, so a vanished id stands in for an empty role)
     req = NotifyStaff(case_id=case_id, purpose="esc:x", recipient_id=987_654_321, text="无人可通知")

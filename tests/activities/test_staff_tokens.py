@@ -6,7 +6,7 @@ import asyncpg
 
 from activities.staff import StaffRepository, hash_token
 from domain.enums import Role
-from tests.activities.conftest import unique_phone
+from tests.support.data import unique_phone
 
 
 async def test_tokens_are_hashed_and_can_be_revoked(pool: asyncpg.Pool) -> None:

@@ -6,7 +6,6 @@ assume they are alone in a table (other suites add staff and cases too).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,12 +22,14 @@ from api.app import create_app
 from config import Settings
 from domain.enums import Level, Role
 from domain.policy import fast_policy
+from tests.support import data
+from tests.support.wait import until
 from worker import build_worker
 
 
 def unique_phone() -> str:
-    """A valid, practically unique Chinese mobile number."""
-    return f"15{uuid.uuid4().int % 10**9:09d}"
+    """A valid, practically unique Chinese mobile number (API cases: 15x)."""
+    return data.unique_phone("15")
 
 
 def future(seconds: float = 2 * 86400) -> str:
@@ -135,14 +136,7 @@ class Api:
 
     async def until(self, fn: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition") -> Any:
         """Poll `fn` until it returns something truthy."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            result = await fn()
-            if result:
-                return result
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{what} not met within {timeout}s (last: {result!r})")
-            await asyncio.sleep(0.2)
+        return await until(fn, timeout, what)
 
 
 def open_steps(case: dict[str, Any]) -> set[str]:

@@ -30,6 +30,7 @@ from schemathesis.checks import (
 from api.app import create_app
 from domain.policy import fast_policy
 from tests.api.conftest import Api, future
+from tests.support.wait import until
 
 EXAMPLES_PER_MODE = 20
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -100,8 +101,10 @@ async def test_schema_fuzzing_finds_no_500_and_no_schema_break(api: Api) -> None
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.05)
+        # uvicorn exposes a flag, not an event; a server that died answers through its task
+        await until(lambda: server.started or serving.done(), timeout=15, what="uvicorn started")
+        if serving.done():
+            serving.result()
         failures = await asyncio.to_thread(
             fuzz,
             app.openapi(),

@@ -84,13 +84,10 @@ async def test_temporal_unreachable_then_back(api: Api, client: Client, temporal
 
             if outage == temporal_proxy.stop:
                 # first outage over: reconnects and works again (the callback is done below, once)
-                r = await http.get("/readyz")
-                for _ in range(50):
-                    if r.status_code == 200:
-                        break
-                    await asyncio.sleep(0.2)
-                    r = await http.get("/readyz")
-                assert r.status_code == 200, r.text
+                async def ready() -> bool:
+                    return (await http.get("/readyz")).status_code == 200
+
+                await api.until(ready, timeout=10, what="/readyz after the outage")
                 # the phone refused during the outage can be created now: no half-made case blocks it
                 r = await http.post("/intakes", json=api.intake_body("remote", client={"phone": phone}),
                                     headers=api.h("consultant"))
@@ -104,14 +101,16 @@ async def test_temporal_unreachable_then_back(api: Api, client: Client, temporal
 
 
 async def test_idempotent_step_retry_after_timeout(api: Api) -> None:
-    """A retried step with the same Idempotency-Key returns the first result instead of a 409."""
+    """A retry sent while the first request is still in flight (same Idempotency-Key) acts once."""
     c = await api.create("consultant", "remote")
     payload = {"reached": True, "meeting_at": future(), "meeting_kind": "measure"}
     h = {**api.h("manager"), "Idempotency-Key": "retry-after-timeout-" + str(c["id"])}
-    r1 = await api.http.post(f"/intakes/{c['id']}/steps/callback", json=payload, headers=h)
-    r2 = await api.http.post(f"/intakes/{c['id']}/steps/callback", json=payload, headers=h)
+    url = f"/intakes/{c['id']}/steps/callback"
+    r1, r2 = await asyncio.gather(api.http.post(url, json=payload, headers=h), api.http.post(url, json=payload, headers=h))
     assert r1.status_code == r2.status_code == 200, (r1.text, r2.text)
     assert r2.json()["version"] == r1.json()["version"]
+    done = [e for e in (await api.case(c["id"]))["timeline"] if e["kind"] == "step_done" and e["step"] == "callback"]
+    assert len(done) == 1
     r3 = await api.http.post(f"/intakes/{c['id']}/steps/callback", json=payload, headers=api.h("manager"))
     assert r3.status_code == 409 and r3.json()["code"] == "step_not_open"
 

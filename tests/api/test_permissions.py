@@ -178,4 +178,6 @@ async def test_matrix_changed_nothing_but_notes(ctx: Ctx) -> None:
     assert s["status"] == "open" and open_steps(s) == {"contact"}
     assert s["designer"]["id"] == ctx.api.people["designer"].id
     assert s["assistant"]["id"] == ctx.api.people["assistant"].id
-    assert len(s["case_notes"]) == 5
+    # (runs after the matrix in this module) every caller the matrix let through added one note
+    allowed = [actor for actor, status in ROUTES["notes"][3].items() if status == 200]
+    assert len(s["case_notes"]) == len(allowed)

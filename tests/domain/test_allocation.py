@@ -220,9 +220,9 @@ def test_eligible_reasons_are_complete() -> None:
 
 
 def test_naive_datetimes_are_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="naive datetime for meeting_at"):
         rank([cand(1)], scenario=Scenario.office_visit, meeting_at=datetime(2026, 11, 28, 10))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="naive datetime for last_assigned_at"):
         rank([cand(1, last_assigned_at=datetime(2026, 11, 28, 10))])
 
 

@@ -98,7 +98,7 @@ def test_unknown_keys_are_rejected(text: str) -> None:
 
 
 def test_non_mapping_and_invalid_calendars_are_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be a YAML mapping"):
         parse_policy("- a\n- b")
     with pytest.raises(ValidationError):
         CalendarPolicy(hours={7: [(time(9), time(18))]})

@@ -11,12 +11,7 @@ import pytest
 
 from domain.enums import Gender, MeetingKind
 from domain.templates import (
-    T1_NO_ASSISTANT_TEMPLATE,
     T1_TEMPLATE,
-    T2_NO_ASSISTANT_TEMPLATE,
-    T2_TEMPLATE,
-    T3_NO_ASSISTANT_TEMPLATE,
-    T3_TEMPLATE,
     T4_TEMPLATE,
     TEMPLATES,
     Company,
@@ -185,15 +180,6 @@ def test_template_ids_and_constants() -> None:
     assert template_id("T1", assistant=None) == "T1_NO_ASSISTANT"
     assert template_id("T3", assistant="") == "T3_NO_ASSISTANT"
     assert template_id("T4", assistant=None) == "T4"
-    assert TEMPLATES == {
-        "T1": T1_TEMPLATE,
-        "T1_NO_ASSISTANT": T1_NO_ASSISTANT_TEMPLATE,
-        "T2": T2_TEMPLATE,
-        "T2_NO_ASSISTANT": T2_NO_ASSISTANT_TEMPLATE,
-        "T3": T3_TEMPLATE,
-        "T3_NO_ASSISTANT": T3_NO_ASSISTANT_TEMPLATE,
-        "T4": T4_TEMPLATE,
-    }
     for key in ("T1_NO_ASSISTANT", "T2_NO_ASSISTANT", "T3_NO_ASSISTANT"):
         assert "assistant" not in _placeholders(TEMPLATES[key])
     assert _placeholders(T4_TEMPLATE) == {"name", "company", "designer", "time", "kind", "short_name"}

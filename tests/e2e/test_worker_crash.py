@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,22 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from activities.staff import StaffRepository
 from domain.constants import workflow_id
 from domain.enums import Level, Role, Scenario, Source, StepName
-from domain.models import Actor, CompleteStep, IntakeInput, StaffRef
+from domain.models import IntakeInput
 from domain.policy import fast_policy
 from domain.tracking import initial_search_attributes, static_summary
 from tests.activities.peer import FakeAliyun, PeerRequest, http_peer
+from tests.support.data import unique_phone
+from tests.support.wait import until
+from tests.workflows.fakes import complete
 from workflows.intake import IntakeWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _phone() -> str:
-    return f"13{uuid.uuid4().int % 10**9:09d}"
 
 
 class StallingAliyun(FakeAliyun):
@@ -77,26 +75,17 @@ def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
                 proc.wait()
 
 
-async def _until(pred: Any, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await pred():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {what}")
-
-
 async def test_worker_killed_mid_send_sends_each_sms_once(
     client: Client, pool: asyncpg.Pool, pg_dsn: str, task_queue: str, tmp_path: Path
 ) -> None:
     repo = StaffRepository(pool)
-    manager = await repo.add(name="陈经理", phone=_phone(), role=Role.manager)
-    director = await repo.add(name="赵总", phone=_phone(), role=Role.director)
-    lead = await repo.add(name="孙组长", phone=_phone(), role=Role.assistant_lead)
-    designer = await repo.add(name="张伟", phone=_phone(), role=Role.designer, level=Level.senior)
-    assistant = await repo.add(name="李娜", phone=_phone(), role=Role.assistant)
-    consultant = await repo.add(name="周顾问", phone=_phone(), role=Role.consultant)
-    client_phone = _phone()
+    manager = await repo.add(name="陈经理", phone=unique_phone(), role=Role.manager)
+    director = await repo.add(name="赵总", phone=unique_phone(), role=Role.director)
+    lead = await repo.add(name="孙组长", phone=unique_phone(), role=Role.assistant_lead)
+    designer = await repo.add(name="张伟", phone=unique_phone(), role=Role.designer, level=Level.senior)
+    assistant = await repo.add(name="李娜", phone=unique_phone(), role=Role.assistant)
+    consultant = await repo.add(name="周顾问", phone=unique_phone(), role=Role.consultant)
+    client_phone = unique_phone()
     case_id = await pool.fetchval(
         "INSERT INTO cases (workflow_id, source, scenario, stage, client_name, client_phone, client_gender,"
         " created_by, manager_id) VALUES ('pending', 'online', 'remote', 'callback', '王建国', $1, 'male', $2, $3)"
@@ -137,27 +126,17 @@ async def test_worker_killed_mid_send_sends_each_sms_once(
             policy=policy,
         )
 
-        def act(who: Any) -> Actor:
-            return Actor(staff_id=who.id, role=who.role, name=who.name)
-
-        async def complete(h: WorkflowHandle[Any, Any], who: Any, step: StepName, payload: dict[str, Any],
-                           staff: list[StaffRef] | None = None) -> Any:
-            return await h.execute_update(
-                IntakeWorkflow.complete_step,
-                CompleteStep(actor=act(who), step=step, payload=payload, staff=staff or []),
-            )
-
         meet = datetime.now(UTC) + timedelta(days=2)
         with worker_process(env, log) as proc:
             h = await client.start_workflow(
                 IntakeWorkflow.run, inp, id=workflow_id(case_id), task_queue=task_queue,
                 search_attributes=initial_search_attributes(inp), static_summary=static_summary(inp),
             )
-            await complete(h, manager, StepName.callback, {"reached": True, "meeting_at": meet.isoformat()})
-            await complete(h, lead, StepName.assign_assistant, {"assistant_id": assistant.id}, [assistant.ref()])
-            await complete(h, manager, StepName.assign_designer, {"designer_id": designer.id, "reason": "指定"},
+            await complete(h, manager.ref(), StepName.callback, {"reached": True, "meeting_at": meet.isoformat()})
+            await complete(h, lead.ref(), StepName.assign_assistant, {"assistant_id": assistant.id}, [assistant.ref()])
+            await complete(h, manager.ref(), StepName.assign_designer, {"designer_id": designer.id, "reason": "指定"},
                            [designer.ref()])
-            await complete(h, designer, StepName.contact, {"meeting_at": meet.isoformat(), "meeting_kind": "office_visit"})
+            await complete(h, designer.ref(), StepName.contact, {"meeting_at": meet.isoformat(), "meeting_kind": "office_visit"})
             # T1 is on its way: the provider has it, and the worker dies before hearing back.
             assert await asyncio.to_thread(fake.stalled.wait, 30), "SendSms never reached the provider"
             proc.send_signal(signal.SIGKILL)
@@ -172,13 +151,13 @@ async def test_worker_killed_mid_send_sends_each_sms_once(
                     "SELECT status FROM outbox WHERE case_id = $1 AND purpose = 'T1'", case_id)
                 return row is not None and row["status"] == "sent"
 
-            await _until(t1_sent, 40, "T1 recorded as sent after the restart")
+            await until(t1_sent, 40, "T1 recorded as sent after the restart")
             # the case goes on after the crash
-            await complete(h, designer, StepName.first_meeting,
+            await complete(h, designer.ref(), StepName.first_meeting,
                            {"true_needs": "三居室", "measure_at": (meet + timedelta(days=1)).isoformat()})
-            await complete(h, designer, StepName.measure, {"result": "done"})
-            await complete(h, manager, StepName.debrief, {"findings": "好"})
-            await complete(h, manager, StepName.outcome, {"outcome": "signed"})
+            await complete(h, designer.ref(), StepName.measure, {"result": "done"})
+            await complete(h, manager.ref(), StepName.debrief, {"findings": "好"})
+            await complete(h, manager.ref(), StepName.outcome, {"outcome": "signed"})
             final = await h.result()
             assert final.stage == "signed"
 
@@ -187,7 +166,7 @@ async def test_worker_killed_mid_send_sends_each_sms_once(
                                         case_id)
                 return {r["purpose"] for r in rows if r["status"] == "sent"} >= {"T1", "T2", "T3"}
 
-            await _until(all_sent, 30, "T1, T2, T3 sent")
+            await until(all_sent, 30, "T1, T2, T3 sent")
 
     per_out_id = Counter(p.get("OutId") for p in fake.sent)
     assert per_out_id[f"{case_id}:T1"] == 1, per_out_id

@@ -13,9 +13,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from domain.constants import workflow_id
-from domain.enums import Level, Role, Scenario, Source
+from domain.enums import Level, Role, Scenario, Source, StepName
 from domain.models import (
+    Actor,
     CaseState,
+    CompleteStep,
     IntakeInput,
     NotifyStaff,
     RecordAssignment,
@@ -48,6 +50,7 @@ class FakeActivities:
     projections: dict[int, CaseState] = field(default_factory=dict)
     sms: list[SendSms] = field(default_factory=list)
     notices: list[NotifyStaff] = field(default_factory=list)
+    notice_times: dict[str, datetime] = field(default_factory=dict)  # purpose -> when the worker was asked
     assignments: list[RecordAssignment] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     suggestions: list[StaffRef] = field(default_factory=lambda: [DESIGNER, DESIGNER2])
@@ -69,6 +72,7 @@ class FakeActivities:
     async def notify_staff(self, req: NotifyStaff) -> dict[str, Any]:
         self.calls["notify_staff"] += 1
         self.notices.append(req)
+        self.notice_times.setdefault(req.purpose, datetime.now(UTC))
         return {"purpose": req.purpose, "status": "sent"}
 
     @activity.defn(name="suggest_designers")
@@ -159,3 +163,19 @@ async def start_case(
 
 def soon(seconds: float = 3600) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def actor(ref: StaffRef) -> Actor:
+    """Who acts, as the API would resolve them."""
+    return Actor(staff_id=ref.id, role=ref.role, name=ref.name)
+
+
+async def complete(
+    handle: WorkflowHandle[Any, Any], who: StaffRef, step: StepName, payload: dict[str, Any] | None = None,
+    staff: list[StaffRef] | None = None,
+) -> CaseState:
+    """Complete a step as `who` through the update, as the API does."""
+    return await handle.execute_update(
+        IntakeWorkflow.complete_step,
+        CompleteStep(actor=actor(who), step=step, payload=payload or {}, staff=staff or []),
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -10,9 +9,19 @@ from temporalio.client import Client
 from domain.enums import Scenario, StepName
 from domain.models import AddNote
 from domain.policy import fast_policy
-from tests.workflows.fakes import ASSISTANT, DESIGNER, LEAD, MANAGER, FakeActivities, soon, start_case, worker
-from tests.workflows.test_scenarios import actor, complete
-from tests.workflows.test_timers import _wait_for
+from tests.support.wait import until
+from tests.workflows.fakes import (
+    ASSISTANT,
+    DESIGNER,
+    LEAD,
+    MANAGER,
+    FakeActivities,
+    actor,
+    complete,
+    soon,
+    start_case,
+    worker,
+)
 from workflows.intake import IntakeWorkflow
 
 
@@ -35,17 +44,25 @@ async def test_meeting_reminders_and_followups(client: Client, task_queue: str) 
             return all(any(x.startswith("remind:meeting:") and x.endswith(who) for x in ps)
                        for who in ("designer", "assistant", "manager"))
 
-        await _wait_for(reminded, timeout=20)
+        await until(reminded, timeout=20)
         t4 = [m for m in fakes.sms if m.template == "T4"]
         assert len(t4) == 1 and t4[0].at == visit and t4[0].designer_id == DESIGNER.id
         manager_notice = next(n for n in fakes.notices if n.purpose.endswith(":manager"))
         assert "递名片" in manager_notice.text and manager_notice.recipient_id == MANAGER.id
+        # each reminder goes to its person, and not before its time (1 h / 15 min before, here 6 s / 4 s)
+        slack = timedelta(seconds=1)
+        for who, ref, before in (("designer", DESIGNER, p.staff_reminder_before),
+                                 ("assistant", ASSISTANT, p.staff_reminder_before),
+                                 ("manager", MANAGER, p.manager_reminder_before)):
+            notice = next(n for n in fakes.notices if n.purpose.endswith(f":{who}"))
+            assert notice.recipient_id == ref.id
+            assert fakes.notice_times[notice.purpose] >= visit - before - slack, who
 
         await complete(h, MANAGER, StepName.arrival)
         await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "两居室"})
         s = await complete(h, MANAGER, StepName.debrief, {"findings": "ok"})
         assert s.stage == "outcome"
-        await _wait_for(lambda: asyncio.sleep(0, {"followup:1", "followup:2"} <= {n.purpose for n in fakes.notices}))
+        await until(lambda: {"followup:1", "followup:2"} <= {n.purpose for n in fakes.notices})
         f = next(n for n in fakes.notices if n.purpose == "followup:1")
         assert f.recipient_id == DESIGNER.id
         # nothing was sent twice
@@ -67,7 +84,7 @@ async def test_continue_as_new_keeps_the_case(client: Client, task_queue: str) -
             d = await client.get_workflow_handle(h.id).describe()
             return d.run_id != first.run_id
 
-        await _wait_for(new_run, timeout=30)
+        await until(new_run, timeout=30)
         s = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
         assert [n.text for n in s.notes] == [f"备注 {i}" for i in range(45)]
         assert {o.step for o in s.open_steps} == {StepName.callback}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,16 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from domain.enums import CaseStatus, Outcome, Scenario, StepName
-from domain.models import Actor, CaseState, CloseCase, CompleteStep, StaffRef
+from domain.models import CaseState, CloseCase
+from tests.support.wait import until
 from tests.workflows.fakes import (
     ASSISTANT,
     DESIGNER,
     LEAD,
     MANAGER,
     FakeActivities,
+    actor,
+    complete,
     soon,
     start_case,
     worker,
@@ -35,37 +37,8 @@ async def record_history(h: WorkflowHandle[Any, Any], name: str) -> None:
         (HISTORIES / f"{name}.json").write_text(hist.to_json(), encoding="utf-8")
 
 
-def actor(ref: StaffRef) -> Actor:
-    return Actor(staff_id=ref.id, role=ref.role, name=ref.name)
-
-
-async def complete(
-    handle: WorkflowHandle[Any, Any], who: StaffRef, step: StepName, payload: dict[str, Any] | None = None,
-    staff: list[StaffRef] | None = None,
-) -> CaseState:
-    return await handle.execute_update(
-        IntakeWorkflow.complete_step,
-        CompleteStep(actor=actor(who), step=step, payload=payload or {}, staff=staff or []),
-    )
-
-
 def open_steps(state: CaseState) -> set[str]:
     return {o.step.value for o in state.open_steps}
-
-
-async def eventually(fn, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            result = await fn()
-            if result:
-                return result
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 async def test_remote_to_signed(client: Client, task_queue: str) -> None:
@@ -75,7 +48,7 @@ async def test_remote_to_signed(client: Client, task_queue: str) -> None:
         s = await h.query(IntakeWorkflow.state)
         assert s.stage == "callback" and open_steps(s) == {"callback"}
         # the design manager is told at once to call the new client back
-        await eventually(lambda: asyncio.sleep(0, any(n.purpose == "open:callback#1" for n in fakes.notices)))
+        await until(lambda: any(n.purpose == "open:callback#1" for n in fakes.notices))
         page = next(n for n in fakes.notices if n.purpose == "open:callback#1")
         assert page.recipient_id == MANAGER.id and "请立即回访" in page.text
 
@@ -97,7 +70,7 @@ async def test_remote_to_signed(client: Client, task_queue: str) -> None:
         s = await complete(h, DESIGNER, StepName.contact,
                            {"meeting_at": meet.isoformat(), "meeting_kind": "office_visit"})
         assert s.stage == "first_meeting"
-        await eventually(lambda: asyncio.sleep(0, "T1" in fakes.purposes()))
+        await until(lambda: "T1" in fakes.purposes())
         t1 = next(m for m in fakes.sms if m.purpose == "T1")
         assert t1.assistant_id == ASSISTANT.id and t1.include_assistant
 
@@ -106,11 +79,11 @@ async def test_remote_to_signed(client: Client, task_queue: str) -> None:
                            {"true_needs": "三居室现代简约，预算30万", "measure_at": measure.isoformat(),
                             "visited_site": True, "visited_material_store": True})
         assert open_steps(s) == {"debrief", "measure"}
-        await eventually(lambda: asyncio.sleep(0, "T2" in fakes.purposes()))
+        await until(lambda: "T2" in fakes.purposes())
 
         s = await complete(h, DESIGNER, StepName.measure, {"result": "done"})
         s = await complete(h, MANAGER, StepName.debrief, {"findings": "需求挖掘充分"})
-        await eventually(lambda: asyncio.sleep(0, "T3" in fakes.purposes()))
+        await until(lambda: "T3" in fakes.purposes())
         assert s.stage == "outcome"
         s = await complete(h, MANAGER, StepName.outcome, {"outcome": "signed"})
         assert s.status == CaseStatus.closed and s.outcome == Outcome.signed
@@ -162,7 +135,7 @@ async def test_site_office_prefilled_designer_and_t1_without_assistant(client: C
         assert open_steps(s) == {"contact", "assign_assistant"}
         await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
         await complete(h, DESIGNER, StepName.contact, {"meeting_at": soon(9000).isoformat(), "meeting_kind": "measure"})
-        await eventually(lambda: asyncio.sleep(0, "T1" in fakes.purposes()))
+        await until(lambda: "T1" in fakes.purposes())
         t1 = next(m for m in fakes.sms if m.purpose == "T1")
         assert not t1.include_assistant and t1.assistant_id is None
         # first meeting at the house is the measure itself: measure completes with it, no T2
@@ -223,7 +196,7 @@ async def test_suggested_assistant_and_automatic_designer(client: Client, task_q
             st = await h.query(IntakeWorkflow.state)
             return st.designer is not None
 
-        await eventually(assigned)
+        await until(assigned)
         s = await h.query(IntakeWorkflow.state)
         assert s.designer == DESIGNER and "first_meeting" in open_steps(s)
         auto = next(a for a in fakes.assignments if a.role == "designer")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,19 +10,9 @@ from temporalio.client import Client
 from domain import calendar as cal
 from domain.enums import Role, Scenario, StepName
 from domain.policy import CalendarPolicy, EscalationChain, EscalationStage, fast_policy
-from tests.workflows.fakes import DIRECTOR, MANAGER, FakeActivities, start_case, worker
-from tests.workflows.test_scenarios import complete
+from tests.support.wait import until
+from tests.workflows.fakes import DIRECTOR, MANAGER, FakeActivities, complete, start_case, worker
 from workflows.intake import IntakeWorkflow
-
-
-async def _wait_for(pred, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        value = await pred()
-        if value:
-            return value
-        await asyncio.sleep(0.3)
-    raise AssertionError("condition not met before the deadline")
 
 
 def quick_policy():  # type: ignore[no-untyped-def]
@@ -47,7 +36,9 @@ async def test_late_callback_reminds_manager_then_director_and_repeats(client: C
             s = await h.query(IntakeWorkflow.state)
             return s.escalation_level >= level
 
-        await _wait_for(lambda: escalated_to(3), timeout=30)
+        await until(lambda: escalated_to(3), timeout=30)
+        # the notices follow the state change: wait for the third one to reach the channel
+        await until(lambda: any(n.purpose == "esc:callback#1:3" for n in fakes.notices), what="3rd notice")
         purposes = [n.purpose for n in fakes.notices]
         assert "esc:callback#1:1" in purposes and "esc:callback#1:2" in purposes and "esc:callback#1:3" in purposes
         first = next(n for n in fakes.notices if n.purpose == "esc:callback#1:1")
@@ -55,7 +46,10 @@ async def test_late_callback_reminds_manager_then_director_and_repeats(client: C
         assert first.recipient_id == MANAGER.id  # at due: remind the owner
         assert second.recipient_id == DIRECTOR.id  # +15 min: the manager's superior
         s = await h.query(IntakeWorkflow.state)
-        assert s.overdue and s.events[-1].kind in ("escalation", "step_opened") or True
+        assert s.overdue and s.open_steps[0].overdue and s.open_steps[0].escalation_level >= 3
+        # the repeat (every 3 s here, hourly by default) goes to the superior again, saying who is late
+        repeat = next(n for n in fakes.notices if n.purpose == "esc:callback#1:3")
+        assert repeat.recipient_id == DIRECTOR.id and "已超时" in repeat.text and "陈经理" in repeat.text
         kinds = [e.text for e in s.events if e.kind == "escalation"]
         assert kinds[0] == "经理回访到期 → 提醒经理陈经理"
         assert kinds[1] == "经理回访超时 → 通知总经理赵总"
@@ -64,17 +58,17 @@ async def test_late_callback_reminds_manager_then_director_and_repeats(client: C
             ids = [w.id async for w in client.list_workflows(query)]
             return wf_id in ids
 
-        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND Overdue = true AND EscalationLevel >= 2'))
-        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND IntakeStage = "callback"'))
+        await until(lambda: listed(f'WorkflowId = "{wf_id}" AND Overdue = true AND EscalationLevel >= 2'))
+        await until(lambda: listed(f'WorkflowId = "{wf_id}" AND IntakeStage = "callback"'))
 
         s = await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at":
                            (datetime.now(UTC) + timedelta(days=2)).isoformat()})
         assert not any(o.step == StepName.callback for o in s.open_steps)
-        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND IntakeStage = "assign_designer"'))
+        await until(lambda: listed(f'WorkflowId = "{wf_id}" AND IntakeStage = "assign_designer"'))
         # the new steps are not overdue yet: the case's flags were cleared
         s = await h.query(IntakeWorkflow.state)
         assert not s.overdue and s.escalation_level == 0
-        await _wait_for(lambda: listed(f'WorkflowId = "{wf_id}" AND Overdue = false AND EscalationLevel = 0'))
+        await until(lambda: listed(f'WorkflowId = "{wf_id}" AND Overdue = false AND EscalationLevel = 0'))
         # timers in the history carry Chinese summaries (the UI timeline reads as the story)
         hist = await h.fetch_history()
         summaries = []
@@ -99,12 +93,12 @@ async def test_callback_not_reached_retries_then_escalates(client: Client, task_
             st = await h.query(IntakeWorkflow.state)
             return any(o.key == "callback#2" for o in st.open_steps)
 
-        await _wait_for(reopened, timeout=15)
+        await until(reopened, timeout=15)
         s = await complete(h, MANAGER, StepName.callback, {"reached": False})
         # out of attempts: a third attempt opens already escalated, and the director is told
         third = next(o for o in s.open_steps if o.step == StepName.callback)
         assert third.attempt == 3 and third.overdue and third.escalation_level >= 2
-        await _wait_for(lambda: asyncio.sleep(0, any(n.purpose == "callback_exhausted:2" for n in fakes.notices)))
+        await until(lambda: any(n.purpose == "callback_exhausted:2" for n in fakes.notices))
         notice = next(n for n in fakes.notices if n.purpose == "callback_exhausted:2")
         assert notice.recipient_id == DIRECTOR.id
 
