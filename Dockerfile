@@ -21,7 +21,8 @@ COPY policies ./policies
 
 # Installed in place (-e): the migration runner reads /app/migrations next to the code, and
 # INTAKE_POLICY_FILE=policies/... resolves against /app.
-RUN pip install -e . && chown -R intake:intake /app
+RUN pip install -e .
+# The code stays owned by root: the service user runs it, it cannot change it.
 
 USER intake
 EXPOSE 8000
