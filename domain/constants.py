@@ -5,6 +5,8 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "intake"
+# The workflow type of a case (the engine's shape; the first version's type was "IntakeWorkflow").
+WORKFLOW_TYPE = "IntakeCase"
 WORKFLOW_ID_PREFIX = "intake-"
 
 

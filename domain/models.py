@@ -1,7 +1,7 @@
 """Typed inputs and outputs shared by the workflow, the activities and the API.
 
 Client personal data (name, phone, address) never enters these models: it stays in PostgreSQL and
-is read by the activities that need it (SMS rendering). Temporal histories are stored unencrypted.
+is read where it is needed (SMS rendering into the outbox). Temporal histories are stored unencrypted.
 """
 
 from __future__ import annotations
@@ -150,6 +150,10 @@ class CompleteStep(_Model):
     notes: str | None = None
     # Names of staff the payload refers to, resolved by the API from PostgreSQL (designer, assistant).
     staff: list[StaffRef] = Field(default_factory=list)
+    # The first suggestion (轮单 / fewest open cases) as the API ranked it when the manager decided:
+    # the default choice, and the one a different choice must give a reason against.
+    first_suggestion: StaffRef | None = None
+    request_id: str | None = None  # Idempotency-Key: a repeat is answered, never applied twice
 
 
 class Reschedule(_Model):
@@ -159,6 +163,7 @@ class Reschedule(_Model):
     target: Literal["meeting", "measure"]
     at: datetime
     reason: str | None = None
+    request_id: str | None = None
 
 
 class Reassign(_Model):
@@ -168,6 +173,7 @@ class Reassign(_Model):
     role: Literal["designer", "assistant"]
     staff: StaffRef
     reason: str = Field(min_length=1)
+    request_id: str | None = None
 
 
 class AddNote(_Model):
@@ -175,6 +181,7 @@ class AddNote(_Model):
 
     actor: Actor
     text: str = Field(min_length=1)
+    request_id: str | None = None
 
 
 class CloseCase(_Model):
@@ -183,6 +190,7 @@ class CloseCase(_Model):
     actor: Actor
     outcome: Outcome
     reason: str | None = None
+    request_id: str | None = None
 
 
 # --- workflow input and state ------------------------------------------------------------------
@@ -205,6 +213,8 @@ class IntakeInput(_Model):
     meeting_kind: MeetingKind | None = None
     policy: Policy
     state: CaseState | None = None
+    # Started by the reconciler after the API could not (the case row was there, its workflow not).
+    repaired: bool = False
 
 
 class OpenStep(_Model):
@@ -223,6 +233,8 @@ class OpenStep(_Model):
     escalation_level: int = 0
     next_escalation_at: datetime | None = None
     next_escalation: str | None = None  # Chinese: what happens then
+    # Escalation stopped repeating (policy limit): the director was told once, no more timers.
+    stalled: bool = False
     prefill: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -303,8 +315,10 @@ class CaseState(_Model):
     notes: list[CaseEvent] = Field(default_factory=list)
     callback_attempts: int = 0
     callback_retry_at: datetime | None = None
-    sent: list[str] = Field(default_factory=list)  # purposes already handed to the outbox
-    pending_effects: list[PendingEffect] = Field(default_factory=list)
+    sent: list[str] = Field(default_factory=list)  # purposes already decided (exactly once per purpose)
+    pending_effects: list[PendingEffect] = Field(default_factory=list)  # unused since the engine (v2)
+    event_seq: int = 0  # last event number given (events themselves are trimmed once projected)
+    handled: list[str] = Field(default_factory=list)  # recent request ids (Idempotency-Key), bounded
     overdue: bool = False
     escalation_level: int = 0
     step_due_at: datetime | None = None
@@ -318,6 +332,43 @@ class CaseState(_Model):
         return None
 
 
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+class Effects(_Model):
+    """What a decision asks of the outside world; each keyed, so doing it twice does nothing."""
+
+    sms: list[SendSms] = Field(default_factory=list)
+    notices: list[NotifyStaff] = Field(default_factory=list)
+    assignments: list[RecordAssignment] = Field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.sms or self.notices or self.assignments)
+
+    def extend(self, other: Effects) -> None:
+        """Append another decision's effects."""
+        self.sms += other.sms
+        self.notices += other.notices
+        self.assignments += other.assignments
+
+
+class CaseChange(_Model):
+    """What one decision (or a batch of them) changed: written to the projection, idempotently.
+
+    `head` is the case as it now stands without its history (no events, done steps, notes or sent
+    purposes); `finished` and `events` are only what is new; so neither an update's answer nor the
+    projection activity's input carries the whole case.
+    """
+
+    case_id: int
+    version: int
+    head: CaseState
+    finished: list[DoneStep] = Field(default_factory=list)
+    events: list[CaseEvent] = Field(default_factory=list)
+    effects: Effects = Field(default_factory=Effects)
+    duplicate: bool = False  # the request id was seen before: nothing was applied now
 
 
 # --- activity inputs ---------------------------------------------------------------------------
@@ -399,3 +450,5 @@ class Suggestion(_Model):
 PendingEffect.model_rebuild()
 CaseState.model_rebuild()
 IntakeInput.model_rebuild()
+Effects.model_rebuild()
+CaseChange.model_rebuild()

@@ -82,6 +82,8 @@ def _default_durations() -> dict[StepName, timedelta]:
         StepName.assign_assistant: timedelta(minutes=60),
         StepName.contact: timedelta(hours=2),
         StepName.debrief: timedelta(hours=24),
+        # Waiting for the outcome: about three working weeks (9 h a day) before the manager is reminded.
+        StepName.outcome: timedelta(hours=135),
     }
 
 
@@ -124,6 +126,14 @@ class Policy(_Model):
     case_row_wait: timedelta = timedelta(minutes=2)
     # A history longer than this continues as new (the server also suggests it).
     continue_as_new_after_events: int = Field(default=2000, ge=200)
+    # After the chain's stages, a late step's escalation repeats at most this often; then the step is
+    # marked stalled and the director told once (a case left open must not page anyone forever).
+    escalation_max_repeats: int = Field(default=8, ge=0)
+    # The API writes what an update changed at once; the workflow checks it in this long after (and
+    # writes at once what its timers change).
+    projection_grace: timedelta = timedelta(seconds=30)
+    # Timeline entries the workflow keeps once they are in PostgreSQL (older ones live there only).
+    events_kept: int = Field(default=30, ge=5)
 
     def duration(self, step: StepName) -> timedelta:
         """The policy duration of a step (missing steps fall back to the SPEC defaults)."""
@@ -165,6 +175,7 @@ def fast_policy() -> Policy:
             StepName.assign_assistant: timedelta(seconds=30),
             StepName.contact: timedelta(seconds=30),
             StepName.debrief: timedelta(seconds=60),
+            StepName.outcome: timedelta(seconds=300),
         },
         walk_in_assignment=timedelta(seconds=20),
         meeting_grace=timedelta(seconds=30),
@@ -183,4 +194,5 @@ def fast_policy() -> Policy:
         followups=[timedelta(seconds=60), timedelta(seconds=120)],
         send_attempt_timeout=timedelta(seconds=10),
         case_row_wait=timedelta(seconds=10),
+        projection_grace=timedelta(seconds=5),
     )

@@ -6,16 +6,20 @@ No client data here: search attributes, summaries and details are stored unencry
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from domain.constants import (
+    SA_ASSISTANT,
+    SA_DESIGNER,
     SA_ESCALATION_LEVEL,
     SA_OVERDUE,
     SA_SCENARIO,
     SA_SOURCE,
     SA_STAGE,
+    SA_STEP_DUE_AT,
 )
 from domain.enums import (
     OUTCOME_LABELS,
@@ -34,17 +38,32 @@ STAGE_LABELS: dict[str, str] = {s.value: label for s, label in STEP_LABELS.items
 }
 
 
-def initial_search_attributes(inp: IntakeInput) -> TypedSearchAttributes:
-    """Search attributes a case starts with (set at workflow start)."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_STAGE, initial_stage(inp.scenario)),
-            SearchAttributePair(SA_SOURCE, inp.source.value),
-            SearchAttributePair(SA_SCENARIO, inp.scenario.value),
-            SearchAttributePair(SA_OVERDUE, False),
-            SearchAttributePair(SA_ESCALATION_LEVEL, 0),
-        ]
-    )
+def initial_search_attributes(inp: IntakeInput, state: CaseState | None = None) -> TypedSearchAttributes:
+    """Search attributes a case starts with (set at workflow start), from its opening state when given."""
+    if state is None:
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(SA_STAGE, initial_stage(inp.scenario)),
+                SearchAttributePair(SA_SOURCE, inp.source.value),
+                SearchAttributePair(SA_SCENARIO, inp.scenario.value),
+                SearchAttributePair(SA_OVERDUE, False),
+                SearchAttributePair(SA_ESCALATION_LEVEL, 0),
+            ]
+        )
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(SA_STAGE, state.stage),
+        SearchAttributePair(SA_SOURCE, state.source.value),
+        SearchAttributePair(SA_SCENARIO, state.scenario.value),
+        SearchAttributePair(SA_OVERDUE, state.overdue),
+        SearchAttributePair(SA_ESCALATION_LEVEL, state.escalation_level),
+    ]
+    if state.designer:
+        pairs.append(SearchAttributePair(SA_DESIGNER, str(state.designer.id)))
+    if state.assistant:
+        pairs.append(SearchAttributePair(SA_ASSISTANT, str(state.assistant.id)))
+    if state.step_due_at:
+        pairs.append(SearchAttributePair(SA_STEP_DUE_AT, state.step_due_at))
+    return TypedSearchAttributes(pairs)
 
 
 def static_summary(inp: IntakeInput) -> str:

@@ -9,13 +9,14 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from domain import engine
 from domain.constants import workflow_id
 from domain.enums import Level, Role, Scenario, Source, StepName
 from domain.models import (
     Actor,
+    CaseChange,
     CaseState,
     CompleteStep,
     IntakeInput,
@@ -23,10 +24,8 @@ from domain.models import (
     RecordAssignment,
     SendSms,
     StaffRef,
-    SuggestAssistants,
     SuggestDesigners,
     Suggestion,
-    SyncProjection,
 )
 from domain.policy import Policy, fast_policy
 from domain.tracking import initial_search_attributes, static_summary
@@ -45,35 +44,34 @@ STAFF = {s.id: s for s in (MANAGER, DIRECTOR, LEAD, CONSULTANT, DESIGNER, DESIGN
 
 @dataclass
 class FakeActivities:
-    """Records what the workflow asked for; counts every call."""
+    """Records what the workflow wrote (changes, the messages and ledger rows in them); counts every call."""
 
     projections: dict[int, CaseState] = field(default_factory=dict)
+    changes: list[CaseChange] = field(default_factory=list)
     sms: list[SendSms] = field(default_factory=list)
     notices: list[NotifyStaff] = field(default_factory=list)
-    notice_times: dict[str, datetime] = field(default_factory=dict)  # purpose -> when the worker was asked
+    notice_times: dict[str, datetime] = field(default_factory=dict)  # purpose -> when the worker wrote it
     assignments: list[RecordAssignment] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     suggestions: list[StaffRef] = field(default_factory=lambda: [DESIGNER, DESIGNER2])
+    fail_writes: bool = False
 
-    @activity.defn(name="sync_projection")
-    async def sync_projection(self, req: SyncProjection) -> None:
-        self.calls["sync_projection"] += 1
-        cur = self.projections.get(req.state.case_id)
-        if cur is None or cur.version < req.state.version:
-            self.projections[req.state.case_id] = req.state
-
-    @activity.defn(name="send_sms")
-    async def send_sms(self, req: SendSms) -> dict[str, Any]:
-        self.calls["send_sms"] += 1
-        self.sms.append(req)
-        return {"purpose": req.purpose, "status": "sent"}
-
-    @activity.defn(name="notify_staff")
-    async def notify_staff(self, req: NotifyStaff) -> dict[str, Any]:
-        self.calls["notify_staff"] += 1
-        self.notices.append(req)
-        self.notice_times.setdefault(req.purpose, datetime.now(UTC))
-        return {"purpose": req.purpose, "status": "sent"}
+    @activity.defn(name="apply_change")
+    async def apply_change(self, change: CaseChange) -> None:
+        self.calls["apply_change"] += 1
+        if self.fail_writes:
+            raise RuntimeError("database down")
+        self.changes.append(change)
+        self.projections[change.case_id] = engine.merge(self.projections.get(change.case_id), change)
+        seen = {m.purpose for m in self.sms}
+        self.sms += [m for m in change.effects.sms if m.purpose not in seen]
+        seen = {n.purpose for n in self.notices}
+        for n in change.effects.notices:
+            if n.purpose not in seen:
+                self.notices.append(n)
+                self.notice_times.setdefault(n.purpose, datetime.now(UTC))
+        keys = {a.event_key for a in self.assignments}
+        self.assignments += [a for a in change.effects.assignments if a.event_key not in keys]
 
     @activity.defn(name="suggest_designers")
     async def suggest_designers(self, req: SuggestDesigners) -> list[Suggestion]:
@@ -83,23 +81,8 @@ class FakeActivities:
             for i, s in enumerate(self.suggestions)
         ]
 
-    @activity.defn(name="suggest_assistants")
-    async def suggest_assistants(self, req: SuggestAssistants) -> list[Suggestion]:
-        self.calls["suggest_assistants"] += 1
-        return [Suggestion(staff=ASSISTANT, rank=1, reasons=["在手 0 单"], open_cases=0)]
-
-    @activity.defn(name="record_assignment")
-    async def record_assignment(self, req: RecordAssignment) -> StaffRef:
-        self.calls["record_assignment"] += 1
-        staff = STAFF.get(req.staff_id)
-        if staff is None or staff.role.value != req.role:
-            raise ApplicationError("无效的人员", type="invalid_assignee", non_retryable=True)
-        self.assignments.append(req)
-        return staff
-
     def all(self) -> list[Any]:
-        return [self.sync_projection, self.send_sms, self.notify_staff, self.suggest_designers,
-                self.suggest_assistants, self.record_assignment]
+        return [self.apply_change, self.suggest_designers]
 
     def purposes(self) -> list[str]:
         return [m.purpose for m in self.sms]
@@ -149,16 +132,21 @@ async def start_case(
         compound="翠湖花园",
         budget=budget,
         meeting_at=meeting_at,
-        policy=policy or fast_policy(),
+        policy=policy or test_policy(),
     )
     return await client.start_workflow(
         IntakeWorkflow.run,
         inp,
         id=workflow_id(inp.case_id),
         task_queue=task_queue,
-        search_attributes=initial_search_attributes(inp),
+        search_attributes=initial_search_attributes(inp, engine.start(inp).state),
         static_summary=static_summary(inp),
     )
+
+
+def test_policy() -> Policy:
+    """The fast policy, with the workflow's own projection write right after each update."""
+    return fast_policy().model_copy(update={"projection_grace": timedelta(milliseconds=300)})
 
 
 def soon(seconds: float = 3600) -> datetime:
@@ -174,8 +162,13 @@ async def complete(
     handle: WorkflowHandle[Any, Any], who: StaffRef, step: StepName, payload: dict[str, Any] | None = None,
     staff: list[StaffRef] | None = None,
 ) -> CaseState:
-    """Complete a step as `who` through the update, as the API does."""
-    return await handle.execute_update(
+    """Complete a step as `who` through the update, as the API does (with the API's first suggestion
+    for assignments); returns the case as the workflow now holds it."""
+    first = {StepName.assign_designer: DESIGNER, StepName.assign_assistant: ASSISTANT}.get(step)
+    change: CaseChange = await handle.execute_update(
         IntakeWorkflow.complete_step,
-        CompleteStep(actor=actor(who), step=step, payload=payload or {}, staff=staff or []),
+        CompleteStep(actor=actor(who), step=step, payload=payload or {}, staff=staff or [], first_suggestion=first),
     )
+    assert change.head.version == change.version
+    state: CaseState = await handle.query(IntakeWorkflow.state)
+    return state

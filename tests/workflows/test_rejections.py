@@ -7,15 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
 
 from domain.enums import Outcome, Scenario, StepName
-from domain.models import AddNote, CloseCase, CompleteStep, Reassign, Reschedule, SyncProjection
-from domain.policy import Policy, fast_policy
+from domain.models import AddNote, CaseState, CloseCase, CompleteStep, Reassign, Reschedule
+from domain.policy import Policy
+from tests.support.wait import until
 from tests.workflows.fakes import (
     CONSULTANT,
     DESIGNER,
@@ -46,6 +45,13 @@ async def settled_history_length(h: WorkflowHandle[Any, Any]) -> int:
         last = n
         await asyncio.sleep(0.3)
     raise AssertionError("the workflow never became idle")
+
+
+async def upd(h: WorkflowHandle[Any, Any], update: Any, req: Any) -> CaseState:
+    """Run an update, then read the case as the workflow holds it."""
+    await h.execute_update(update, req)
+    state: CaseState = await h.query(IntakeWorkflow.state)
+    return state
 
 
 async def rejected(h: WorkflowHandle[Any, Any], update: Any, req: Any) -> ApplicationError:
@@ -97,7 +103,7 @@ async def test_rejections_leave_no_trace(client: Client, task_queue: str) -> Non
         # choosing someone else than the first suggestion needs a reason
         e = await rejected(h, IntakeWorkflow.complete_step, CompleteStep(
             actor=actor(MANAGER), step=StepName.assign_designer, payload={"designer_id": DESIGNER2.id},
-            staff=[DESIGNER2]))
+            staff=[DESIGNER2], first_suggestion=DESIGNER))
         assert e.type == "reason_required"
         await complete(h, MANAGER, StepName.assign_designer, {"designer_id": DESIGNER2.id, "reason": "客户点名"},
                        [DESIGNER2])
@@ -115,17 +121,17 @@ async def test_rejections_leave_no_trace(client: Client, task_queue: str) -> Non
         assert e.type == "invalid_assignee"
 
         # accepted operations still work afterwards
-        s = await h.execute_update(IntakeWorkflow.add_note, AddNote(actor=actor(DESIGNER2), text="客户喜欢北欧风"))
+        s = await upd(h, IntakeWorkflow.add_note, AddNote(actor=actor(DESIGNER2), text="客户喜欢北欧风"))
         assert s.notes[-1].text == "客户喜欢北欧风"
-        s = await h.execute_update(IntakeWorkflow.reassign, Reassign(
+        s = await upd(h, IntakeWorkflow.reassign, Reassign(
             actor=actor(MANAGER), role="designer", staff=DESIGNER, reason="刘洋请假"))
         assert s.designer == DESIGNER
         assert next(o for o in s.open_steps if o.step == StepName.contact).owner == DESIGNER
         new_at = soon(10800)
-        s = await h.execute_update(IntakeWorkflow.reschedule, Reschedule(
+        s = await upd(h, IntakeWorkflow.reschedule, Reschedule(
             actor=actor(DESIGNER), target="meeting", at=new_at, reason="客户出差"))
         assert s.meeting("meeting").at == new_at  # type: ignore[union-attr]
-        s = await h.execute_update(IntakeWorkflow.close, CloseCase(actor=actor(MANAGER), outcome=Outcome.duplicate))
+        s = await upd(h, IntakeWorkflow.close, CloseCase(actor=actor(MANAGER), outcome=Outcome.duplicate))
         assert s.stage == "duplicate"
         # the workflow has finished: the server refuses further updates (the API answers 409 case_closed)
         await h.result()
@@ -135,23 +141,33 @@ async def test_rejections_leave_no_trace(client: Client, task_queue: str) -> Non
         assert {a.kind for a in fakes.assignments} == {"assign", "reassign"}
 
 
-async def test_orphan_workflow_without_case_row_ends(client: Client, task_queue: str) -> None:
-    """A workflow whose case row never appears (the API rolled back) ends instead of retrying forever."""
-    fakes = FakeActivities()
-    attempts: list[int] = []
+async def test_a_database_that_is_down_delays_the_projection_not_the_timers(
+    client: Client, task_queue: str
+) -> None:
+    """Every write fails: the callback still escalates on time (owner, then the director 5 s later);
+    once the database answers again, every decided notice is written once."""
+    fakes = FakeActivities(fail_writes=True)
+    async with worker(client, task_queue, fakes):
+        h = await start_case(client, task_queue, Scenario.remote)
+        s = await h.query(IntakeWorkflow.state)
+        due = s.open_steps[0].due_at
+        assert due is not None
 
-    @activity.defn(name="sync_projection")
-    async def missing(req: SyncProjection) -> None:
-        attempts.append(req.state.version)
-        raise ApplicationError("案例不存在", type="case_missing")
+        async def level(n: int) -> bool:
+            st = await h.query(IntakeWorkflow.state)
+            return st.escalation_level >= n
 
-    acts = [a for a in fakes.all() if getattr(a, "__name__", "") != "sync_projection"] + [missing]
-    policy = fast_policy()
-    policy.case_row_wait = timedelta(seconds=3)
-    async with Worker(client, task_queue=task_queue, workflows=[IntakeWorkflow], activities=acts):
-        h = await start_case(client, task_queue, Scenario.remote, policy=policy)
-        final = await asyncio.wait_for(h.result(), timeout=60)
-        assert final.status.value == "open" and final.version == 1 and len(attempts) >= 2
+        await until(lambda: level(2), timeout=40, what="escalation level 2")
+        s = await h.query(IntakeWorkflow.state)
+        fired = [e.at for e in s.events if e.kind == "escalation"]
+        # on time: the superior's rung fired at due + 5 s (fast policy), not after the writes recovered
+        assert (fired[1] - (due + timedelta(seconds=5))).total_seconds() < 3
+        assert fakes.calls["apply_change"] >= 1 and not fakes.notices
+        fakes.fail_writes = False
+        await until(lambda: {"esc:callback#1:1", "esc:callback#1:2"} <= {n.purpose for n in fakes.notices},
+                    timeout=90, what="notices written after recovery")
+        purposes = [n.purpose for n in fakes.notices]
+        assert len(purposes) == len(set(purposes))
 
 
 async def test_moving_an_office_visit_moves_what_is_due_before_it(client: Client, task_queue: str) -> None:
@@ -160,7 +176,7 @@ async def test_moving_an_office_visit_moves_what_is_due_before_it(client: Client
         h = await start_case(client, task_queue, Scenario.office_visit)
         await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at": soon(7 * 86400).isoformat()})
         sooner = soon(12)
-        s = await h.execute_update(IntakeWorkflow.reschedule, Reschedule(
+        s = await upd(h, IntakeWorkflow.reschedule, Reschedule(
             actor=actor(MANAGER), target="meeting", at=sooner, reason="客户提前来"))
         due = {o.step: o.due_at for o in s.open_steps}
         assert due[StepName.assign_designer] == sooner and due[StepName.assign_assistant] == sooner
