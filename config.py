@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     # attempt and the provider's delay before a message can be looked up).
     outbox_confirm_after_seconds: float = Field(default=120.0, gt=0)
 
+    # Reconciler (in the worker): a case row still `starting` after this long has lost its API request;
+    # its workflow is started (or found) and the row opened. Then again every interval.
+    reconcile_settle_seconds: float = Field(default=30.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+
     # Staff notifications (reminders, escalations)
     notify_channel: Literal["log", "sms", "wecom"] = "log"
     wecom_webhook_url: SecretStr | None = None

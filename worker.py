@@ -1,4 +1,12 @@
-"""The one place that wires everything together: pool, providers, activities, workflows, worker."""
+"""The one place that wires everything together: pool, providers, activities, workflows, worker.
+
+A worker process runs three things side by side:
+* the Temporal worker (IntakeWorkflow and its two activities: writing changes, suggesting designers);
+* the outbox dispatcher, which delivers decided messages (SMS, staff notices) on its own, so a
+  provider that is down or hangs never holds up a case;
+* the reconciler, which repairs at start and then periodically what a crash left between
+  PostgreSQL and Temporal.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,9 @@ from temporalio.worker import Worker
 from config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from activities.outbox import OutboxDispatcher
     from activities.providers import SmsProvider, StaffNotifier
+    from activities.reconciler import Reconciler
 
 log = logging.getLogger("intake.worker")
 
@@ -25,45 +35,61 @@ def build_worker(
     settings: Settings,
     *,
     task_queue: str | None = None,
-    sms_provider: SmsProvider | None = None,
-    staff_notifier: StaffNotifier | None = None,
 ) -> Worker:
-    """A worker with IntakeWorkflow and every activity, bound to their dependencies."""
+    """A Temporal worker with IntakeWorkflow and its activities, bound to their dependencies."""
     from activities.allocation import AllocationActivities
-    from activities.messaging import MessagingActivities
     from activities.projection import ProjectionActivities
-    from activities.providers import build_sms_provider, build_staff_notifier
-    from domain.templates import Company
+    from api.writes import projection_writer
     from workflows.intake import IntakeWorkflow
 
-    messaging = MessagingActivities(
-        pool,
-        sms_provider if sms_provider is not None else build_sms_provider(settings),
-        staff_notifier if staff_notifier is not None else build_staff_notifier(settings),
-        Company(name=settings.company_name, short_name=settings.company_short_name),
-        confirm_after=timedelta(seconds=settings.outbox_confirm_after_seconds),
-    )
-    projection = ProjectionActivities(pool)
+    projection = ProjectionActivities(pool, projection_writer(settings))
     allocation = AllocationActivities(pool)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[IntakeWorkflow],
-        activities=[
-            projection.sync_projection,
-            messaging.send_sms,
-            messaging.notify_staff,
-            allocation.suggest_designers,
-            allocation.suggest_assistants,
-            allocation.record_assignment,
-        ],
+        activities=[projection.apply_change, allocation.suggest_designers],
+    )
+
+
+def build_dispatcher(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    sms_provider: SmsProvider | None = None,
+    staff_notifier: StaffNotifier | None = None,
+) -> OutboxDispatcher:
+    """The outbox dispatcher for this configuration (providers from settings unless given)."""
+    from activities import outbox
+
+    return outbox.build_dispatcher(pool, settings, sms_provider=sms_provider, staff_notifier=staff_notifier)
+
+
+def build_reconciler(client: Client, pool: asyncpg.Pool, settings: Settings, *, task_queue: str | None = None) -> Reconciler:
+    """The reconciler for this configuration."""
+    from activities.reconciler import Reconciler
+    from api.writes import projection_writer
+
+    return Reconciler(
+        pool,
+        client,
+        projection_writer(settings),
+        task_queue=task_queue or settings.task_queue,
+        settle=timedelta(seconds=settings.reconcile_settle_seconds),
+        interval=timedelta(seconds=settings.reconcile_interval_seconds),
     )
 
 
 async def run_worker(
-    settings: Settings, *, stop: asyncio.Event | None = None, client: Client | None = None
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    client: Client | None = None,
+    task_queue: str | None = None,
+    sms_provider: SmsProvider | None = None,
+    staff_notifier: StaffNotifier | None = None,
 ) -> None:
-    """Run the intake worker until `stop` is set (or forever); `client` reuses a connected one."""
+    """Run worker, dispatcher and reconciler until `stop` is set (or forever)."""
     from activities.db import create_pool
     from connections import connect_temporal
 
@@ -73,11 +99,14 @@ async def run_worker(
         raise RuntimeError("INTAKE_DATABASE_URL is not set")
     client = client or await connect_temporal(settings)
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    stop = stop or asyncio.Event()
     try:
-        worker = build_worker(client, pool, settings)
+        worker = build_worker(client, pool, settings, task_queue=task_queue)
+        dispatcher = build_dispatcher(pool, settings, sms_provider=sms_provider, staff_notifier=staff_notifier)
+        reconciler = build_reconciler(client, pool, settings, task_queue=task_queue)
         log.info("worker started on task queue %s", worker.task_queue)
         async with worker:
-            await (stop.wait() if stop else asyncio.Event().wait())
+            await asyncio.gather(dispatcher.run(stop), reconciler.run(stop), stop.wait())
     finally:
         await pool.close()
 

@@ -1,54 +1,88 @@
-"""Projection activity: the workflow's CaseState copied into PostgreSQL for lists, tasks and reports.
+"""The case projection: what a decision changed, written to PostgreSQL for lists, tasks and reports.
 
-The workflow is the source of truth; `cases`, `case_steps` and `case_events` are a read model. Syncs can
-arrive twice (activity retries) or out of order (a slow older attempt finishing after a newer one), so the
-write is guarded by the state's monotonic `version`: only a newer state changes anything, and events are
-keyed by (case_id, seq).
+The workflow is the source of truth; `cases`, `case_steps` and `case_events` are a read model, and the
+outbox and the allocation ledger are written in the same transaction. Two writers apply the same
+:class:`CaseChange`: the API, right after an update answered (so a 200 is already visible in every
+list), and the workflow a little later or at once after a timer (so nothing is lost when the API
+dies in between). Changes can therefore arrive twice or out of order; every write is idempotent:
+
+* the case row and the open steps only move forward (guarded by the change's `version`);
+* finished steps, events (by seq), ledger rows (by event key) and outbox rows (by purpose) are
+  inserted once and never changed by an older change.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import asyncpg
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.models import CaseState, SyncProjection
+from domain import engine
+from domain.models import CaseChange, CaseState, NotifyStaff, RecordAssignment, SendSms
 
 
-class ProjectionActivities:
-    """Activity `sync_projection`."""
+class MessageQueue(Protocol):
+    """Where decided messages go (the outbox), inside the caller's transaction."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    async def enqueue(
+        self, conn: asyncpg.Connection, *, sms: list[SendSms], notices: list[NotifyStaff]
+    ) -> None: ...
 
-    @activity.defn(name="sync_projection")
-    async def sync_projection(self, req: SyncProjection) -> None:
-        """Upsert the case row, its steps and new events from a CaseState (newer versions only)."""
-        state = req.state
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                # The row lock serialises concurrent syncs of one case, so the version comparison and the
-                # writes below see the same stored version (no lost update between two attempts).
-                stored = await conn.fetchval(
-                    "SELECT version FROM cases WHERE id = $1 FOR UPDATE", state.case_id
-                )
-                if stored is None:
-                    # Retryable: the API commits the case row right after starting the workflow, so the
-                    # first sync may run a moment before the row is visible. The workflow bounds the
-                    # retries of its first sync and ends an orphan whose row never appears.
-                    raise ApplicationError(f"案例 {state.case_id} 不存在", type="case_missing")
-                if state.version <= stored:
-                    return  # a repeated or older state: the projection already shows this or newer
-                await self._update_case(conn, state)
-                await self._upsert_steps(conn, state)
-                await self._insert_events(conn, state)
-        except (asyncpg.ForeignKeyViolationError, asyncpg.CheckViolationError) as exc:
-            # A staff id that doesn't exist or a value the schema refuses: retrying cannot help.
-            raise ApplicationError(
-                f"案例 {state.case_id} 的状态无法写入: {exc}", type="projection_invalid", non_retryable=True
-            ) from exc
 
-    async def _update_case(self, conn: asyncpg.Connection, state: CaseState) -> None:
+class CaseMissing(Exception):
+    """The change names a case that has no row."""
+
+
+class ProjectionWriter:
+    """Applies CaseChanges to the projection, the ledger and the outbox (one transaction each)."""
+
+    def __init__(self, outbox: MessageQueue) -> None:
+        self._outbox = outbox
+
+    async def apply(self, conn: asyncpg.Connection, change: CaseChange, *, confirm: bool = True) -> CaseState:
+        """Write one change inside the caller's transaction; returns the projection's full state.
+
+        `confirm` marks a case still `starting` as open (its workflow is known to run); the API's
+        first write at creation passes False.
+        """
+        row = await conn.fetchrow("SELECT version, status, state FROM cases WHERE id = $1 FOR UPDATE", change.case_id)
+        if row is None:
+            raise CaseMissing(change.case_id)
+        stored: CaseState | None = None
+        if row["state"]:
+            try:
+                stored = CaseState.model_validate(row["state"])
+            except ValidationError:
+                stored = None  # written by an older shape: rebuilt from this change
+        merged = engine.merge(stored, change)
+        newer = change.version > row["version"]
+        status = merged.status.value
+        if row["status"] == "starting" and not confirm:
+            status = "starting"
+        if newer:
+            await self._update_case(conn, merged, status)
+            await self._upsert_open_steps(conn, change)
+        elif change.finished or any(e.kind == "note" for e in change.events) or (
+            row["status"] == "starting" and confirm
+        ):
+            await conn.execute(
+                "UPDATE cases SET state = $2, status = CASE WHEN status = 'starting' THEN $3 ELSE status END"
+                " WHERE id = $1",
+                change.case_id,
+                merged.model_dump(mode="json"),
+                status,
+            )
+        await self._insert_finished(conn, change)
+        await self._insert_events(conn, change)
+        await self._insert_assignments(conn, change.effects.assignments)
+        if change.effects.sms or change.effects.notices:
+            await self._outbox.enqueue(conn, sms=change.effects.sms, notices=change.effects.notices)
+        return merged
+
+    async def _update_case(self, conn: asyncpg.Connection, state: CaseState, status: str) -> None:
         meeting = state.meeting("meeting")
         measure = state.meeting("measure")
         await conn.execute(
@@ -63,7 +97,7 @@ class ProjectionActivities:
             """,
             state.case_id,
             state.stage,
-            state.status.value,
+            status,
             state.outcome.value if state.outcome else None,
             state.outcome_reason,
             meeting.at if meeting else None,
@@ -80,93 +114,60 @@ class ProjectionActivities:
             state.closed_at,
         )
 
-    async def _upsert_steps(self, conn: asyncpg.Connection, state: CaseState) -> None:
-        # Only what changed: a finished step never changes again, so those already stored are skipped
-        # (a long case would otherwise rewrite its whole history at every sync).
-        stored_done = {
-            r["step_key"]
-            for r in await conn.fetch(
-                "SELECT step_key FROM case_steps WHERE case_id = $1 AND status = 'done'", state.case_id
-            )
-        }
-        new_done = [s for s in state.done_steps if s.key not in stored_done]
-        if state.open_steps:
+    async def _upsert_open_steps(self, conn: asyncpg.Connection, change: CaseChange) -> None:
+        head = change.head
+        if head.open_steps:
             await conn.executemany(
                 """
                 INSERT INTO case_steps (case_id, step_key, step, attempt, owner_role, owner_id, status,
                                         opened_at, due_at, overdue, escalation_level)
                 VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10)
                 ON CONFLICT (case_id, step_key) DO UPDATE SET
-                    step = EXCLUDED.step, attempt = EXCLUDED.attempt, owner_role = EXCLUDED.owner_role,
-                    owner_id = EXCLUDED.owner_id, status = 'open', result = NULL, opened_at = EXCLUDED.opened_at,
-                    due_at = EXCLUDED.due_at, completed_at = NULL, completed_by = NULL,
-                    overdue = EXCLUDED.overdue, escalation_level = EXCLUDED.escalation_level
-                """,
-                [
-                    (
-                        state.case_id,
-                        s.key,
-                        s.step.value,
-                        s.attempt,
-                        s.owner_role.value,
-                        s.owner.id if s.owner else None,
-                        s.opened_at,
-                        s.due_at,
-                        s.overdue,
-                        s.escalation_level,
-                    )
-                    for s in state.open_steps
-                ],
-            )
-        if new_done:
-            await conn.executemany(
-                """
-                INSERT INTO case_steps (case_id, step_key, step, attempt, owner_role, status, result,
-                                        opened_at, due_at, completed_at, completed_by, overdue,
-                                        escalation_level)
-                VALUES ($1, $2, $3, $4, $5, 'done', $6, $7, $8, $9, $10, $11, $12)
-                ON CONFLICT (case_id, step_key) DO UPDATE SET
-                    step = EXCLUDED.step, attempt = EXCLUDED.attempt, owner_role = EXCLUDED.owner_role,
-                    status = 'done', result = EXCLUDED.result, opened_at = EXCLUDED.opened_at,
-                    due_at = EXCLUDED.due_at, completed_at = EXCLUDED.completed_at,
-                    completed_by = EXCLUDED.completed_by, overdue = EXCLUDED.overdue,
+                    owner_id = EXCLUDED.owner_id, due_at = EXCLUDED.due_at, overdue = EXCLUDED.overdue,
                     escalation_level = EXCLUDED.escalation_level
+                WHERE case_steps.status = 'open'
                 """,
                 [
-                    (
-                        state.case_id,
-                        s.key,
-                        s.step.value,
-                        s.attempt,
-                        s.owner_role.value,
-                        s.result,
-                        s.opened_at,
-                        s.due_at,
-                        s.completed_at,
-                        s.completed_by,
-                        not s.on_time,
-                        s.escalation_level,
-                    )
-                    for s in new_done
+                    (head.case_id, s.key, s.step.value, s.attempt, s.owner_role.value,
+                     s.owner.id if s.owner else None, s.opened_at, s.due_at, s.overdue, s.escalation_level)
+                    for s in head.open_steps
                 ],
             )
-        # A step the projection still shows open but the state neither has open nor reports done (done
-        # steps trimmed at continue-as-new, steps dropped when the case closed) must leave the task lists.
+        # A step the projection still shows open that this newer state no longer has open is done
+        # (its finished row may come with this change or has come already).
         await conn.execute(
             """
             UPDATE case_steps SET status = 'done', result = COALESCE(result, 'cancelled'),
                                   completed_at = COALESCE(completed_at, now())
             WHERE case_id = $1 AND status = 'open' AND NOT (step_key = ANY($2::text[]))
             """,
-            state.case_id,
-            [s.key for s in state.open_steps],
+            head.case_id,
+            [s.key for s in head.open_steps],
         )
 
-    async def _insert_events(self, conn: asyncpg.Connection, state: CaseState) -> None:
-        # Events are append-only and numbered: only those after the last stored one are new.
-        last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM case_events WHERE case_id = $1", state.case_id)
-        new = [e for e in state.events if e.seq > last]
-        if not new:
+    async def _insert_finished(self, conn: asyncpg.Connection, change: CaseChange) -> None:
+        if not change.finished:
+            return
+        await conn.executemany(
+            """
+            INSERT INTO case_steps (case_id, step_key, step, attempt, owner_role, status, result,
+                                    opened_at, due_at, completed_at, completed_by, overdue, escalation_level)
+            VALUES ($1, $2, $3, $4, $5, 'done', $6, $7, $8, $9, $10, $11, $12)
+            ON CONFLICT (case_id, step_key) DO UPDATE SET
+                status = 'done', result = EXCLUDED.result, due_at = EXCLUDED.due_at,
+                completed_at = EXCLUDED.completed_at, completed_by = EXCLUDED.completed_by,
+                overdue = EXCLUDED.overdue, escalation_level = EXCLUDED.escalation_level
+            WHERE case_steps.status = 'open' OR case_steps.result = 'cancelled'
+            """,
+            [
+                (change.case_id, s.key, s.step.value, s.attempt, s.owner_role.value, s.result, s.opened_at,
+                 s.due_at, s.completed_at, s.completed_by, not s.on_time, s.escalation_level)
+                for s in change.finished
+            ],
+        )
+
+    async def _insert_events(self, conn: asyncpg.Connection, change: CaseChange) -> None:
+        if not change.events:
             return
         await conn.executemany(
             """
@@ -175,16 +176,46 @@ class ProjectionActivities:
             ON CONFLICT (case_id, seq) DO NOTHING
             """,
             [
-                (
-                    state.case_id,
-                    e.seq,
-                    e.at,
-                    e.kind,
-                    e.step.value if e.step else None,
-                    e.actor_id,
-                    e.text,
-                    e.data,
-                )
-                for e in new
+                (change.case_id, e.seq, e.at, e.kind, e.step.value if e.step else None, e.actor_id, e.text, e.data)
+                for e in change.events
             ],
         )
+
+    async def _insert_assignments(self, conn: asyncpg.Connection, rows: list[RecordAssignment]) -> None:
+        for a in rows:
+            if a.role == "designer":
+                await conn.execute(
+                    "INSERT INTO allocation_ledger (case_id, event_key, designer_id, kind, suggested_id,"
+                    " decided_by, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (case_id, event_key) DO NOTHING",
+                    a.case_id, a.event_key, a.staff_id, a.kind, a.suggested_id, a.decided_by, a.reason,
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO assistant_registrations (case_id, event_key, assistant_id, kind,"
+                    " registered_by, reason) VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT (case_id, event_key) DO NOTHING",
+                    a.case_id, a.event_key, a.staff_id, a.kind, a.decided_by, a.reason,
+                )
+
+
+class ProjectionActivities:
+    """Activity `apply_change`: the workflow's own (idempotent) write of what it decided."""
+
+    def __init__(self, pool: asyncpg.Pool, writer: ProjectionWriter) -> None:
+        self._pool = pool
+        self._writer = writer
+
+    @activity.defn(name="apply_change")
+    async def apply_change(self, change: CaseChange) -> None:
+        """Write a change to the projection, the ledger and the outbox (a repeat does nothing)."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._writer.apply(conn, change)
+        except CaseMissing:
+            # The row is written before the workflow starts; a missing one was deleted by hand.
+            raise ApplicationError(f"案例 {change.case_id} 不存在", type="case_missing", non_retryable=True) from None
+        except (asyncpg.ForeignKeyViolationError, asyncpg.CheckViolationError) as exc:
+            raise ApplicationError(
+                f"案例 {change.case_id} 的变更无法写入: {exc}", type="projection_invalid", non_retryable=True
+            ) from exc

@@ -79,7 +79,7 @@ async def case_assignments(conn: asyncpg.Pool | asyncpg.Connection, case_id: int
 async def open_case_for_phone(conn: asyncpg.Pool | asyncpg.Connection, phone: str) -> int | None:
     """The id of the open case of a client phone, if any."""
     v: int | None = await conn.fetchval(
-        "SELECT id FROM cases WHERE client_phone = $1 AND status = 'open'", phone
+        "SELECT id FROM cases WHERE client_phone = $1 AND status IN ('open', 'starting')", phone
     )
     return v
 

@@ -29,17 +29,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, unavailable, workflow_rejection
 from domain.constants import workflow_id
-from domain.models import CaseState
+from domain.models import CaseChange, CaseState
 
 if TYPE_CHECKING:
     from workflows.intake import IntakeWorkflow
 
 log = logging.getLogger("intake.api")
 T = TypeVar("T")
-
-# Keep references to background clean-ups so they are not garbage-collected mid-flight.
-_background: set[asyncio.Task[None]] = set()
-
 
 def intake_workflow() -> type[IntakeWorkflow]:
     """The workflow class (imported on first use so the API starts even while workflows/ is rebuilt)."""
@@ -88,13 +84,13 @@ async def execute_update(
     arg: Any,
     timeout: float,
     update_id: str | None = None,
-) -> CaseState:
-    """Run one update of the case's workflow and return the new case state."""
+) -> CaseChange:
+    """Run one update of the case's workflow and return what it decided."""
     handle = client.get_workflow_handle(workflow_id(case_id))
 
-    async def call() -> CaseState:
+    async def call() -> CaseChange:
         typed_update: Any = update  # a typed workflow update method (IntakeWorkflow.complete_step, ...)
-        result: CaseState = await handle.execute_update(
+        result: CaseChange = await handle.execute_update(
             typed_update, arg, id=update_id, rpc_timeout=timedelta(seconds=timeout)
         )
         return result
@@ -121,32 +117,3 @@ async def query_state(client: Client, *, case_id: int, timeout: float) -> CaseSt
     ) as exc:
         log.info("live state of case %s unavailable: %r", case_id, exc)
         return None
-
-
-def terminate_orphan_later(client: Client, wf_id: str, reason: str) -> None:
-    """Best effort, in the background: end a workflow whose case row was rolled back.
-
-    Starting a workflow and committing the case row are two systems; when the start's answer is lost
-    (timeout) or the commit fails after it, the workflow may exist without its case. It is
-    terminated here as soon as Temporal answers again (a few tries over about two minutes).
-    """
-
-    async def run() -> None:
-        for attempt in range(8):
-            try:
-                await client.get_workflow_handle(wf_id).terminate(
-                    reason=reason, rpc_timeout=timedelta(seconds=5)
-                )
-                log.warning("terminated orphan workflow %s", wf_id)
-                return
-            except RPCError as exc:
-                if exc.status == RPCStatusCode.NOT_FOUND:
-                    return  # never started, or already gone: nothing to clean
-            except Exception as exc:  # keep trying: Temporal may be coming back
-                log.info("orphan %s not terminated yet (%r)", wf_id, exc)
-            await asyncio.sleep(min(2**attempt, 30))
-        log.error("could not terminate orphan workflow %s; terminate it by hand", wf_id)
-
-    task = asyncio.get_running_loop().create_task(run())
-    _background.add(task)
-    task.add_done_callback(_background.discard)

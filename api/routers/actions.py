@@ -12,6 +12,7 @@ request returns the first one's result instead of acting twice.
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from typing import Annotated, Any
 
@@ -35,11 +36,13 @@ from api.schemas import (
 )
 from api.temporal import execute_update, intake_workflow
 from api.views import case_view, timeline
+from api.writes import write_change
 from domain.enums import ROLE_LABELS, STEP_LABELS, Outcome, Role, StaffStatus, StepName
 from domain.graph import GRAPHS, OWNER_ROLES
 from domain.models import (
     STEP_PAYLOADS,
     AddNote,
+    CaseChange,
     CaseState,
     CloseCase,
     CompleteStep,
@@ -47,6 +50,8 @@ from domain.models import (
     Reschedule,
     StaffRef,
 )
+
+log = logging.getLogger("intake.api")
 
 router = APIRouter(prefix="/intakes", tags=["actions"])
 
@@ -88,6 +93,25 @@ async def _staff_ref(res: Resources, staff_id: int, role: Role, field: str) -> S
     return staff.ref()
 
 
+async def _first_suggestion(res: Resources, row: asyncpg.Record, step: StepName) -> StaffRef | None:
+    """The first of the ranked suggestions for an assignment step, as the manager sees them now."""
+    if step not in (StepName.assign_designer, StepName.assign_assistant):
+        return None
+    from api.routers.intakes import assistant_ranking, designer_ranking
+
+    pool = await res.pool()
+    try:
+        ranked = await (designer_ranking(res, pool, row) if step == StepName.assign_designer
+                        else assistant_ranking(res, pool, row["id"]))
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - without suggestions the owner simply has to choose
+        log.warning("suggestions for case %s unavailable: %r", row["id"], exc)
+        return None
+    eligible = [s for s in ranked if getattr(s, "eligible", True)]
+    return eligible[0].staff if eligible else None
+
+
 def _update_id(user: CurrentUser, kind: str, key: str | None) -> str | None:
     return f"api:{user.id}:{kind}:{key}" if key else None
 
@@ -95,16 +119,23 @@ def _update_id(user: CurrentUser, kind: str, key: str | None) -> str | None:
 async def _act(
     res: Resources, row: asyncpg.Record, update: Any, arg: BaseModel, update_id: str | None
 ) -> CaseView:
+    """One update; then what it decided is written (projection, outbox, ledger) before the answer."""
     client = await res.client()
-    state: CaseState = await execute_update(
+    change: CaseChange = await execute_update(
         client, case_id=row["id"], update=update, arg=arg, timeout=res.timeout, update_id=update_id
     )
     pool = await res.pool()
+    state: CaseState = change.head
     try:
-        events = await bounded(res, queries.case_events(pool, row["id"]))
-        assignments = await bounded(res, queries.case_assignments(pool, row["id"]))
-    except Exception:  # noqa: BLE001 - the action is done: never turn its answer into an error
-        events, assignments = [], []  # the timeline then comes from the state alone
+        async with pool.acquire(timeout=res.timeout) as conn:
+            state = await bounded(res, write_change(conn, res.settings, change))
+            events = await bounded(res, queries.case_events(conn, row["id"]))
+            assignments = await bounded(res, queries.case_assignments(conn, row["id"]))
+    except Exception as exc:  # noqa: BLE001 - the action is decided and durable: never turn it into an error
+        # The workflow writes the same change within its grace period; answer from the decision.
+        log.warning("case %s: change v%s not written by the API now: %r", row["id"], change.version, exc)
+        events, assignments = [], []
+        state = state.model_copy(update={"events": change.events})
     return case_view(row, state, timeline(events, state), "workflow", assignments=assignments)
 
 
@@ -182,9 +213,14 @@ def _add_step_route(step: StepName) -> None:
             staff.append(await _staff_ref(res, int(payload["designer_id"]), Role.designer, "designer_id"))
         elif step == StepName.assign_assistant and payload.get("assistant_id") is not None:
             staff.append(await _staff_ref(res, int(payload["assistant_id"]), Role.assistant, "assistant_id"))
-        req = CompleteStep(actor=user.actor(), step=step, payload=payload, notes=body.notes, staff=staff)
+        first = await _first_suggestion(res, row, step)
+        update_id = _update_id(user, f"step:{step.value}", idempotency_key)
+        req = CompleteStep(
+            actor=user.actor(), step=step, payload=payload, notes=body.notes, staff=staff,
+            first_suggestion=first, request_id=update_id,
+        )
         wf = intake_workflow()
-        return await _act(res, row, wf.complete_step, req, _update_id(user, f"step:{step.value}", idempotency_key))
+        return await _act(res, row, wf.complete_step, req, update_id)
 
     # The body type differs per step, so the signature FastAPI reads is built here with real types
     # (string annotations could not name the per-step model).
@@ -247,9 +283,10 @@ async def reschedule(
 ) -> CaseView:
     """Move the first meeting or the measure; the manager or the case's designer or assistant."""
     row = await _case_row(res, case_id)
-    req = Reschedule(actor=user.actor(), target=body.target, at=body.at, reason=body.reason)
+    update_id = _update_id(user, "reschedule", idempotency_key)
+    req = Reschedule(actor=user.actor(), target=body.target, at=body.at, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.reschedule, req, _update_id(user, "reschedule", idempotency_key))
+    return await _act(res, row, wf.reschedule, req, update_id)
 
 
 @router.post(
@@ -269,9 +306,10 @@ async def reassign(
     row = await _case_row(res, case_id)
     role = Role.designer if body.role == "designer" else Role.assistant
     ref = await _staff_ref(res, body.staff_id, role, "staff_id")
-    req = Reassign(actor=user.actor(), role=body.role, staff=ref, reason=body.reason)
+    update_id = _update_id(user, "reassign", idempotency_key)
+    req = Reassign(actor=user.actor(), role=body.role, staff=ref, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.reassign, req, _update_id(user, "reassign", idempotency_key))
+    return await _act(res, row, wf.reassign, req, update_id)
 
 
 @router.post(
@@ -291,9 +329,10 @@ async def close(
     if body.outcome == Outcome.lost and not (body.reason and body.reason.strip()):
         raise ApiError(422, "reason_required", "流失请填写原因 reason", details={"field": "reason"})
     row = await _case_row(res, case_id)
-    req = CloseCase(actor=user.actor(), outcome=body.outcome, reason=body.reason)
+    update_id = _update_id(user, "close", idempotency_key)
+    req = CloseCase(actor=user.actor(), outcome=body.outcome, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.close, req, _update_id(user, "close", idempotency_key))
+    return await _act(res, row, wf.close, req, update_id)
 
 
 @router.post(
@@ -313,7 +352,8 @@ async def add_note(
     if not body.text.strip():
         raise ApiError(422, "invalid_payload", "备注不能为空", details={"field": "text"})
     row = await _case_row(res, case_id)
-    req = AddNote(actor=user.actor(), text=body.text)
+    update_id = _update_id(user, "note", idempotency_key)
+    req = AddNote(actor=user.actor(), text=body.text, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.add_note, req, _update_id(user, "note", idempotency_key))
+    return await _act(res, row, wf.add_note, req, update_id)
 

@@ -11,12 +11,14 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities.allocation import AllocationActivities, DesignerSuggestion
 from activities.cases import CaseRepository
 from activities.staff import Staff, StaffRepository
 from api import idempotency, queries
 from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, require_roles
-from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses
+from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses, unavailable
 from api.schemas import (
     MAX_ID,
     CaseList,
@@ -29,12 +31,14 @@ from api.schemas import (
     SuggestionList,
     query_time,
 )
-from api.temporal import bounded_temporal, intake_workflow, query_state, terminate_orphan_later
+from api.temporal import bounded_temporal, intake_workflow, query_state
+from api.writes import projection_writer
 from api.views import case_summary, case_view, state_from_row, timeline
 from domain.constants import workflow_id
-from domain.enums import Role, Scenario, Source, StaffStatus
+from domain.enums import Level, Role, Scenario, Source, StaffStatus
 from domain.graph import initial_stage
-from domain.models import IntakeInput, StaffRef
+from domain import engine
+from domain.models import CaseState, IntakeInput, StaffRef, SuggestAssistants, Suggestion
 from domain.policy import Policy
 from domain.tracking import initial_search_attributes, static_summary
 
@@ -136,14 +140,14 @@ async def create_intake(
     director = await bounded(res, repo.first_active(role=Role.director))
     policy = res.policy()
     now = datetime.now(UTC)
-    wf = intake_workflow()
 
     def ref(s: Staff | None) -> StaffRef | None:
         return s.ref() if s else None
 
     case_id: int | None = None
-    start_attempted = False
     try:
+        # The row first, as `starting`, with everything the workflow will be started with: a crash
+        # after this commit leaves a row the reconciler completes, never a workflow without its row.
         async with pool.acquire(timeout=res.timeout) as conn, conn.transaction():
             if idempotency_key:
                 # Written first: a concurrent request with the same key waits here for this one.
@@ -160,13 +164,31 @@ async def create_intake(
             )
             assert case_id is not None
             c = body.client
+            # No client data in the workflow input: name, phone and address stay in PostgreSQL.
+            inp = IntakeInput(
+                case_id=case_id,
+                source=body.source,
+                scenario=body.scenario,
+                created_at=now,
+                created_by=user.staff.ref(),
+                manager=ref(manager),
+                director=ref(director),
+                received_by=ref(received),
+                compound=c.compound,
+                budget=c.budget,
+                meeting_at=body.meeting_at,
+                meeting_kind=body.meeting_kind,
+                policy=policy,
+            )
+            opening = engine.start(inp)
             # The open-phone unique index makes concurrent creations for one phone wait here for the
             # first one's commit (or rollback): exactly one of them gets the case.
             await conn.execute(
-                "INSERT INTO cases (id, workflow_id, source, scenario, stage, client_name, client_phone,"
+                "INSERT INTO cases (id, workflow_id, source, scenario, stage, status, client_name, client_phone,"
                 " client_gender, client_age_range, compound, address, area_m2, budget, notes, meeting_at,"
-                " meeting_kind, created_by, received_by, manager_id, created_at, policy)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
+                " meeting_kind, created_by, received_by, manager_id, created_at, policy, workflow_input)"
+                " VALUES ($1,$2,$3,$4,$5,'starting',$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
+                "$21,$22)",
                 case_id,
                 workflow_id(case_id),
                 body.source.value,
@@ -188,8 +210,12 @@ async def create_intake(
                 manager.id if manager else None,
                 now,
                 policy.model_dump(mode="json"),
+                inp.model_dump(mode="json"),
                 timeout=res.timeout,
             )
+            # The opening (steps, timeline, the manager's "call back now" notice) in the same commit;
+            # the outbox holds messages of a `starting` case until its workflow runs.
+            await projection_writer(res.settings).apply(conn, opening.change, confirm=False)
             if idempotency_key:
                 # Final within this transaction: the key commits with its case or not at all. The
                 # stored body is completed after the commit; until then a replay rebuilds it.
@@ -201,36 +227,6 @@ async def create_intake(
                     {"case_id": case_id, "partial": True},
                     timeout=res.timeout,
                 )
-            # No client data in the workflow input: name, phone and address stay in PostgreSQL.
-            inp = IntakeInput(
-                case_id=case_id,
-                source=body.source,
-                scenario=body.scenario,
-                created_at=now,
-                created_by=user.staff.ref(),
-                manager=ref(manager),
-                director=ref(director),
-                received_by=ref(received),
-                compound=c.compound,
-                budget=c.budget,
-                meeting_at=body.meeting_at,
-                meeting_kind=body.meeting_kind,
-                policy=policy,
-            )
-            start_attempted = True
-            await bounded_temporal(
-                res.timeout,
-                lambda: client.start_workflow(
-                    wf.run,
-                    inp,
-                    id=workflow_id(case_id),
-                    task_queue=res.settings.task_queue,
-                    search_attributes=initial_search_attributes(inp),
-                    static_summary=static_summary(inp),
-                    rpc_timeout=res.rpc_timeout,
-                ),
-            )
-            # Commit right after the start: the workflow's first projection sync waits for this row.
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "cases_open_phone_uq":
             return await _duplicate(res, pool, body, user, idempotency_key, req_hash)
@@ -241,14 +237,14 @@ async def create_intake(
             if stored is not None:
                 return await _replay(res, pool, stored)
         raise
-    except BaseException:
-        if start_attempted and case_id is not None:
-            # The start's answer may have been lost, or the commit failed after it: no workflow may
-            # outlive its rolled-back case.
-            terminate_orphan_later(client, workflow_id(case_id), "case creation rolled back")
-        raise
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+        raise unavailable("database_unavailable", "数据库暂时无法访问，请稍后重试") from exc
 
-    view = await _created_view(res, pool, client, case_id)
+    await _start(res, client, pool, inp, opening.state, idempotency_key=idempotency_key, staff_id=user.id)
+    row = await bounded(res, queries.case_row(pool, case_id))
+    if row is None:
+        raise not_found_case(case_id)
+    view = case_view(row, opening.state, timeline([], opening.state), "workflow")
     body_json = jsonable_encoder(view)
     if idempotency_key:
         try:
@@ -264,6 +260,61 @@ async def create_intake(
         except Exception as exc:  # the key still replays (rebuilt from the case)
             log.warning("idempotency answer for case %s not stored: %r", case_id, exc)
     return JSONResponse(status_code=201, content=body_json)
+
+
+async def _start(
+    res: Resources,
+    client: Client,
+    pool: asyncpg.Pool,
+    inp: IntakeInput,
+    opening: CaseState,
+    *,
+    idempotency_key: str | None,
+    staff_id: int,
+) -> None:
+    """Start the committed case's workflow and mark the row open.
+
+    Temporal refused outright (unreachable): nothing started, so the row is removed again and the
+    request changed nothing. No answer in time: the start may have happened; the row stays
+    `starting` and the reconciler completes it (a retry with the same Idempotency-Key returns it).
+    """
+    wf = intake_workflow()
+    try:
+        await bounded_temporal(
+            res.timeout,
+            lambda: client.start_workflow(
+                wf.run,
+                inp,
+                id=workflow_id(inp.case_id),
+                task_queue=res.settings.task_queue,
+                search_attributes=initial_search_attributes(inp, opening),
+                static_summary=static_summary(inp),
+                rpc_timeout=res.rpc_timeout,
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # started by a concurrent reconciler: the same input, the same case
+    except ApiError as exc:
+        if exc.code == "temporal_unavailable":
+            try:
+                await bounded(res, _undo_starting(pool, inp.case_id, staff_id, idempotency_key))
+            except ApiError:
+                log.warning("case %s stays starting: the reconciler will start it", inp.case_id)
+        raise
+    try:
+        await bounded(
+            res, pool.execute("UPDATE cases SET status = 'open' WHERE id = $1 AND status = 'starting'", inp.case_id)
+        )
+    except ApiError:
+        # The workflow runs; its own first write (or the reconciler) marks the row open.
+        log.warning("case %s started; marking it open is left to the workflow", inp.case_id)
+
+
+async def _undo_starting(pool: asyncpg.Pool, case_id: int, staff_id: int, key: str | None) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM cases WHERE id = $1 AND status = 'starting'", case_id)
+        if key:
+            await conn.execute("DELETE FROM idempotency_keys WHERE staff_id = $1 AND key = $2", staff_id, key)
 
 
 async def _created_view(res: Resources, pool: asyncpg.Pool, client: Client | None, case_id: int) -> CaseView:
@@ -310,6 +361,53 @@ async def _duplicate(
             idempotency.store(pool, staff_id=user.id, key=key, req_hash=req_hash, status_code=409, body=err.body()),
         )
     raise err
+
+
+# --- allocation (shared with the assignment steps) --------------------------------------------
+
+
+def _case_policy(res: Resources, row: asyncpg.Record) -> Policy:
+    # The policy the case started with (SPEC §4), not today's file.
+    return Policy.model_validate(row["policy"]) if row["policy"] else res.policy()
+
+
+def _required_level(res: Resources, row: asyncpg.Record) -> Level:
+    state = state_from_row(row)
+    return (state.designer_level if state else None) or _case_policy(res, row).level_for_budget(row["budget"])
+
+
+async def designer_ranking(
+    res: Resources, pool: asyncpg.Pool, row: asyncpg.Record, *, include_ineligible: bool = False
+) -> list[DesignerSuggestion]:
+    """Designers for a case in rotation order (轮单) with their reasons, from the projection's state."""
+    state = state_from_row(row)
+    policy = _case_policy(res, row)
+    meeting_at = row["meeting_at"]
+    if state is not None and (m := state.meeting("meeting")) is not None:
+        meeting_at = m.at
+    ranked: list[DesignerSuggestion] = await bounded(
+        res,
+        AllocationActivities(pool).designer_suggestions(
+            case_id=row["id"],
+            scenario=Scenario(row["scenario"]),
+            required_level=_required_level(res, row),
+            meeting_at=meeting_at,
+            compound=row["compound"],
+            exclude_case_from_counts=True,
+            max_open_by_level=policy.max_open_cases,
+            tz=policy.calendar.timezone,
+            include_ineligible=include_ineligible,
+        ),
+    )
+    return ranked
+
+
+async def assistant_ranking(res: Resources, pool: asyncpg.Pool, case_id: int) -> list[Suggestion]:
+    """Assistants for a case, fewest open cases first."""
+    ranked: list[Suggestion] = await bounded(
+        res, AllocationActivities(pool).suggest_assistants(SuggestAssistants(case_id=case_id))
+    )
+    return ranked
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -426,33 +524,12 @@ async def designer_suggestions(
     include_ineligible: Annotated[bool, Query(description="同时列出不符合条件的设计师及原因")] = False,
 ) -> SuggestionList:
     """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only."""
-    from activities.allocation import AllocationActivities
-
     pool = await res.pool()
     row = await bounded(res, queries.case_row(pool, case_id))
     if row is None:
         raise not_found_case(case_id)
-    state = state_from_row(row)
-    # The policy the case started with (SPEC §4), not today's file.
-    policy = Policy.model_validate(row["policy"]) if row["policy"] else res.policy()
-    level = (state.designer_level if state else None) or policy.level_for_budget(row["budget"])
-    meeting_at = row["meeting_at"]
-    if state is not None and (m := state.meeting("meeting")) is not None:
-        meeting_at = m.at
-    ranked = await bounded(
-        res,
-        AllocationActivities(pool).designer_suggestions(
-            case_id=case_id,
-            scenario=Scenario(row["scenario"]),
-            required_level=level,
-            meeting_at=meeting_at,
-            compound=row["compound"],
-            exclude_case_from_counts=True,
-            max_open_by_level=policy.max_open_cases,
-            tz=policy.calendar.timezone,
-            include_ineligible=include_ineligible,
-        ),
-    )
+    level = _required_level(res, row)
+    ranked = await designer_ranking(res, pool, row, include_ineligible=include_ineligible)
     items = [
         SuggestionItem(
             staff=s.staff,

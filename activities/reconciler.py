@@ -1,0 +1,181 @@
+"""The reconciler: repairs what a crash left between PostgreSQL and Temporal (SPEC §10).
+
+Creation writes the case row first (`starting`), then starts the workflow, then marks the row open.
+Whatever single fault interrupts that (database or Temporal down or hung, the API killed between the
+writes, the worker away for minutes), one of these holds afterwards, and the reconciler repairs it at
+worker start and then periodically:
+
+* a `starting` row older than the settle time: its workflow is started with the input stored in the
+  row (or found running already) and the row is marked open;
+* an open row whose workflow is no longer running: a completed workflow's final state is written; a
+  terminated, failed or timed-out one is started again from the projection's last state, so the case
+  goes on.
+
+Every repair is logged, kept in `case_repairs`, and shows on the case's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.projection import ProjectionWriter
+from domain import engine
+from domain.constants import WORKFLOW_TYPE, case_id_from_workflow_id, workflow_id
+from domain.models import CaseChange, CaseEvent, CaseState, IntakeInput
+from domain.tracking import initial_search_attributes, static_summary
+
+log = logging.getLogger("intake.reconciler")
+
+
+class Reconciler:
+    """Finds half-created and orphaned cases and completes them."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: Client,
+        writer: ProjectionWriter,
+        *,
+        task_queue: str,
+        settle: timedelta = timedelta(seconds=30),
+        interval: timedelta = timedelta(seconds=60),
+        workflow_type: str = WORKFLOW_TYPE,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._writer = writer
+        self._task_queue = task_queue
+        self._settle = settle
+        self._interval = interval
+        self._workflow_type = workflow_type
+        self._checked_closed_since: datetime | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Repair now, then every `interval`, until `stop` is set; never crashes the worker."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # a database or Temporal outage: try again next round
+                log.warning("reconciler round failed: %r", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), self._interval.total_seconds())
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> list[int]:
+        """One round; returns the ids of the cases it repaired."""
+        repaired = await self._start_stuck()
+        repaired += await self._revive_orphans()
+        return repaired
+
+    async def _start_stuck(self) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT id, workflow_input FROM cases WHERE status = 'starting' AND workflow_input IS NOT NULL"
+            " AND created_at < now() - $1::interval ORDER BY id LIMIT 500",
+            self._settle,
+        )
+        done: list[int] = []
+        for row in rows:
+            inp = IntakeInput.model_validate(row["workflow_input"]).model_copy(update={"repaired": True})
+            opening = engine.start(inp).state
+            try:
+                await self._client.start_workflow(
+                    WORKFLOW_TYPE,  # by name: activities/ never import workflows/
+                    inp,
+                    id=workflow_id(inp.case_id),
+                    task_queue=self._task_queue,
+                    search_attributes=initial_search_attributes(inp, opening),
+                    static_summary=static_summary(inp),
+                )
+                kind, detail = "started", "建档时流程未能启动：已按原始输入启动流程"
+            except WorkflowAlreadyStartedError:
+                kind, detail = "confirmed", "建档时流程已启动但未确认：已确认并开放案件"
+            await self._mark(row["id"], kind, detail, status_from="starting")
+            done.append(row["id"])
+        return done
+
+    async def _revive_orphans(self) -> list[int]:
+        """Open rows whose workflow closed (terminated by hand, failed, timed out, or completed unwritten)."""
+        since = self._checked_closed_since
+        now = datetime.now(UTC)
+        query = f'WorkflowType = "{self._workflow_type}" AND ExecutionStatus != "Running"'
+        if since is not None:
+            query += f' AND CloseTime > "{(since - timedelta(minutes=5)).isoformat()}"'
+        closed: dict[int, WorkflowExecutionStatus | None] = {}
+        async for wf in self._client.list_workflows(query, limit=2000):
+            try:
+                closed.setdefault(case_id_from_workflow_id(wf.id), wf.status)
+            except ValueError:
+                continue
+        self._checked_closed_since = now
+        if not closed:
+            return []
+        rows = await self._pool.fetch(
+            "SELECT id, state FROM cases WHERE status = 'open' AND id = ANY($1::bigint[])", list(closed)
+        )
+        done: list[int] = []
+        for row in rows:
+            case_id = row["id"]
+            handle = self._client.get_workflow_handle(workflow_id(case_id))
+            desc = await handle.describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                continue  # a newer run is going (continued as new or restarted)
+            if desc.status == WorkflowExecutionStatus.COMPLETED:
+                final: CaseState = await handle.result(result_type=CaseState)
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await self._writer.apply(conn, CaseChange(case_id=case_id, version=final.version, head=final))
+                await self._mark(case_id, "final_written", "流程已结束但结果未写入：已补写结案状态")
+                done.append(case_id)
+                continue
+            if not row["state"]:
+                continue
+            state = CaseState.model_validate(row["state"])
+            inp_row = await self._pool.fetchval("SELECT workflow_input FROM cases WHERE id = $1", case_id)
+            if inp_row is None:
+                continue
+            inp = IntakeInput.model_validate(inp_row)
+            state.event_seq = max(state.event_seq, await self._last_seq(case_id))
+            note = CaseEvent(seq=state.event_seq + 1, at=datetime.now(UTC), kind="repaired",
+                             text=f"流程意外结束（{desc.status.name if desc.status else '未知'}）：系统已从最近状态恢复，案件继续")
+            state.event_seq += 1
+            state.events = [note]
+            try:
+                await self._client.start_workflow(
+                    WORKFLOW_TYPE,  # by name: activities/ never import workflows/
+                    inp.model_copy(update={"state": state}),
+                    id=workflow_id(case_id),
+                    task_queue=self._task_queue,
+                    search_attributes=initial_search_attributes(inp, state),
+                    static_summary=static_summary(inp),
+                )
+            except WorkflowAlreadyStartedError:
+                continue
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO case_events (case_id, seq, at, kind, text, data) VALUES ($1, $2, $3, $4, $5, '{}')"
+                    " ON CONFLICT (case_id, seq) DO NOTHING",
+                    case_id, note.seq, note.at, note.kind, note.text,
+                )
+            await self._mark(case_id, "restarted", note.text)
+            done.append(case_id)
+        return done
+
+    async def _last_seq(self, case_id: int) -> int:
+        v = await self._pool.fetchval("SELECT coalesce(max(seq), 0) FROM case_events WHERE case_id = $1", case_id)
+        return int(v or 0)
+
+    async def _mark(self, case_id: int, kind: str, detail: str, *, status_from: str | None = None) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if status_from:
+                await conn.execute(
+                    "UPDATE cases SET status = 'open' WHERE id = $1 AND status = $2", case_id, status_from
+                )
+            await conn.execute("INSERT INTO case_repairs (case_id, kind, detail) VALUES ($1, $2, $3)",
+                               case_id, kind, detail)
+        log.warning("reconciler repaired case %s: %s (%s)", case_id, kind, detail)

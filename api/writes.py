@@ -1,0 +1,47 @@
+"""The API's half of writing a case: what an update decided goes to PostgreSQL before staff get a 200.
+
+The same :class:`ProjectionWriter` as the workflow's activity (idempotent, version-guarded), so the
+two writers can race or repeat each other harmlessly. When the database cannot take the write now,
+the action still answers (the decision is durable in Temporal) and the workflow writes it within
+`projection_grace`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from activities.outbox import OutboxWriter
+from activities.projection import ProjectionWriter
+from config import Settings
+from domain.models import CaseChange, CaseState
+from domain.templates import Company
+
+log = logging.getLogger("intake.api")
+
+
+_writers: dict[int, tuple[Settings, ProjectionWriter]] = {}
+
+
+def projection_writer(settings: Settings) -> ProjectionWriter:
+    """The writer for this configuration (company name and providers as the outbox records them)."""
+    hit = _writers.get(id(settings))
+    if hit is not None and hit[0] is settings:
+        return hit[1]
+    outbox = OutboxWriter(
+        Company(name=settings.company_name, short_name=settings.company_short_name),
+        sms_provider=settings.sms_provider,
+        staff_channel=settings.notify_channel,
+    )
+    writer = ProjectionWriter(outbox)
+    _writers[id(settings)] = (settings, writer)
+    return writer
+
+
+async def write_change(
+    conn: asyncpg.Connection, settings: Settings, change: CaseChange, *, confirm: bool = True
+) -> CaseState:
+    """Apply one change inside a transaction on `conn`; returns the projection's full state."""
+    async with conn.transaction():
+        return await projection_writer(settings).apply(conn, change, confirm=confirm)
