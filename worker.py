@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -28,21 +27,15 @@ def build_worker(
     sms_provider: SmsProvider | None = None,
     staff_notifier: StaffNotifier | None = None,
 ) -> Worker:
-    """A worker with IntakeWorkflow and every activity, bound to their dependencies."""
+    """A worker with IntakeWorkflow and every activity, bound to their dependencies.
+
+    Messages are no longer activities: the outbox dispatcher (activities.outbox.build_dispatcher)
+    delivers them; `sms_provider` / `staff_notifier` are kept for it until the worker is rewired.
+    """
     from activities.allocation import AllocationActivities
-    from activities.messaging import MessagingActivities
     from activities.projection import ProjectionActivities
-    from activities.providers import build_sms_provider, build_staff_notifier
-    from domain.templates import Company
     from workflows.intake import IntakeWorkflow
 
-    messaging = MessagingActivities(
-        pool,
-        sms_provider if sms_provider is not None else build_sms_provider(settings),
-        staff_notifier if staff_notifier is not None else build_staff_notifier(settings),
-        Company(name=settings.company_name, short_name=settings.company_short_name),
-        confirm_after=timedelta(seconds=settings.outbox_confirm_after_seconds),
-    )
     projection = ProjectionActivities(pool)
     allocation = AllocationActivities(pool)
     return Worker(
@@ -51,8 +44,6 @@ def build_worker(
         workflows=[IntakeWorkflow],
         activities=[
             projection.sync_projection,
-            messaging.send_sms,
-            messaging.notify_staff,
             allocation.suggest_designers,
             allocation.suggest_assistants,
             allocation.record_assignment,
