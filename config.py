@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     # left alone this long before the provider is asked whether it arrived (covers a still-running
     # attempt and the provider's delay before a message can be looked up).
     outbox_confirm_after_seconds: float = Field(default=120.0, gt=0)
+    # The outbox dispatcher (beside the worker): how often it looks for due messages, how many it
+    # delivers at once per channel (SMS, staff), how long one provider call may take before it is
+    # abandoned (and treated as "may have arrived"), and the retry backoff (doubling, capped).
+    outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    outbox_concurrency: int = Field(default=16, ge=1)
+    outbox_attempt_timeout_seconds: float = Field(default=15.0, gt=0)
+    outbox_backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
 
     # Reconciler (in the worker): a case row still `starting` after this long has lost its API request;
     # its workflow is started (or found) and the row opened. Then again every interval.

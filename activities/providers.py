@@ -3,7 +3,7 @@
 Shaped like Netflix/dispatch plugins: a small Protocol per kind, a harmless default that only records
 (`outbox`, `log`), and real implementations (Aliyun SMS through the official SDK, WeCom group robot).
 Providers know nothing about PostgreSQL or Temporal: the exactly-once discipline lives in
-:mod:`activities.messaging`, which keys every call with the outbox key so a provider can be asked later
+:mod:`activities.outbox`, which keys every call with the outbox key so a provider can be asked later
 whether a message already went out.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import aiohttp
 import httpx
 from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client as DysmsClient
@@ -160,16 +161,43 @@ def classify_aliyun_code(code: str | None, status: int | None = None) -> Provide
     return ProviderError("阿里云拒绝了短信请求", retryable=False, code=code)
 
 
+# No connection was ever made (refused, DNS, TLS handshake, connect timeout): the request never left.
+_NEVER_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, httpx.ConnectError,
+                    httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether an exception (or one it wraps) says the connection was never made, so nothing was sent."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, _NEVER_CONNECTED):
+            return True
+        # The Aliyun SDK wraps the aiohttp error in a RetryError (raised while handling it), wrapped in
+        # turn in an UnretryableException (`inner_exception`).
+        inner = getattr(e, "inner_exception", None)
+        todo += [e.__cause__, e.__context__, inner if isinstance(inner, BaseException) else None]
+    return False
+
+
 def _aliyun_exc_to_provider_error(exc: BaseException) -> ProviderError:
     """SDK exceptions: AlibabaCloudException carries code/status; anything else is the network."""
     if isinstance(exc, AlibabaCloudException):
         err = classify_aliyun_code(exc.code, exc.status_code)
         err.message = f"{err.message}: {mask_phone(str(exc.message or ''))}"
         return err
-    # Timeouts, refused or reset connections (the SDK wraps them in UnretryableException, meaning only
-    # "the SDK itself won't retry"). The request may have reached Aliyun: ambiguous.
+    # Network trouble (the SDK wraps it in UnretryableException, meaning only "the SDK itself won't
+    # retry"). Never connected: definitely not sent. Otherwise (timeout, reset) it may have reached
+    # Aliyun: ambiguous.
     return ProviderError(
-        f"网络错误: {mask_phone(str(exc))[:300]}", retryable=True, code=type(exc).__name__, ambiguous=True
+        f"网络错误: {mask_phone(str(exc))[:300]}",
+        retryable=True,
+        code=type(exc).__name__,
+        ambiguous=not never_connected(exc),
     )
 
 
@@ -409,8 +437,12 @@ class WeComNotifier:
         try:
             response = await self._client.post(self._url, json=self.payload(msg), timeout=self._timeout)
         except (TimeoutError, httpx.TransportError) as exc:
+            # Never connected: the robot never saw it. Anything later may have been posted: ambiguous.
             raise ProviderError(
-                mask_phone(f"企业微信网络错误: {exc!r}")[:300], retryable=True, code=type(exc).__name__, ambiguous=True
+                mask_phone(f"企业微信网络错误: {exc!r}")[:300],
+                retryable=True,
+                code=type(exc).__name__,
+                ambiguous=not never_connected(exc),
             ) from exc
         if response.status_code >= 500:
             raise ProviderError(

@@ -109,10 +109,10 @@ def _handler(peer: HttpPeer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def http_peer(respond: Responder) -> Iterator[HttpPeer]:
-    """Start a peer on a free port for the duration of the block."""
-    peer = HttpPeer(host="127.0.0.1", port=0, respond=respond)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(peer))
+def http_peer(respond: Responder, port: int = 0) -> Iterator[HttpPeer]:
+    """Start a peer for the duration of the block, on `port` (a provider coming back) or a free one."""
+    peer = HttpPeer(host="127.0.0.1", port=port, respond=respond)
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(peer))
     peer.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
@@ -167,3 +167,20 @@ class FakeAliyun:
                 "SmsSendDetailDTOs": {"SmsSendDetailDTO": found},
             }
         return 404, {"Code": "InvalidAction.NotFound", "Message": f"unknown action {action}"}
+
+
+class HoldingAliyun(FakeAliyun):
+    """Takes a SendSms for one OutId (the provider has it), then holds the answer until released."""
+
+    def __init__(self, hold_out_id: str) -> None:
+        super().__init__()
+        self.hold_out_id = hold_out_id
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, req: PeerRequest) -> tuple[int, Any]:
+        answer = super().__call__(req)
+        if req.headers.get("x-acs-action") == "SendSms" and req.params.get("OutId") == self.hold_out_id:
+            self.holding.set()
+            self.release.wait(timeout=60)
+        return answer

@@ -100,12 +100,34 @@ async def test_aliyun_errors_are_classified(
     assert info.value.ambiguous is ambiguous
 
 
-async def test_aliyun_network_failure_is_retryable_and_ambiguous() -> None:
+def _closed_port() -> int:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+async def test_aliyun_refused_connection_is_retryable_and_surely_not_sent() -> None:
     with pytest.raises(ProviderError) as info:
-        await _aliyun(f"127.0.0.1:{port}").send(_sms())
+        await _aliyun(f"127.0.0.1:{_closed_port()}").send(_sms())
+    # the request never left: retried later without asking Aliyun first
+    assert info.value.retryable and not info.value.ambiguous
+
+
+async def test_aliyun_read_timeout_is_retryable_and_ambiguous() -> None:
+    import time
+
+    def slow(req: PeerRequest) -> tuple[int, Any]:
+        time.sleep(0.6)
+        return FakeAliyun()(req)
+
+    with http_peer(slow) as peer:
+        provider = AliyunSmsProvider(
+            access_key_id="k", access_key_secret="s", sign_name="城市人家", templates={"T1_NO_ASSISTANT": "SMS_1"},
+            endpoint=peer.endpoint, protocol="http", read_timeout_ms=200,
+        )
+        with pytest.raises(ProviderError) as info:
+            await provider.send(_sms())
+    # Aliyun got the request and may have accepted it: the outbox must ask before sending again
     assert info.value.retryable and info.value.ambiguous
 
 
@@ -214,6 +236,12 @@ async def test_wecom_timeout_is_retryable() -> None:
         with pytest.raises(ProviderError) as info:
             await WeComNotifier(f"{peer.url}/send", timeout=0.1).notify(_notice())
     assert info.value.retryable and info.value.ambiguous
+
+
+async def test_wecom_refused_connection_is_retryable_and_surely_not_posted() -> None:
+    with pytest.raises(ProviderError) as info:
+        await WeComNotifier(f"http://127.0.0.1:{_closed_port()}/send").notify(_notice())
+    assert info.value.retryable and not info.value.ambiguous
 
 
 def test_factories_default_to_harmless_providers() -> None:

@@ -1,8 +1,9 @@
-"""A worker killed mid-case and mid-SMS-send: the case goes on and every SMS reaches the provider once.
+"""A dispatcher killed mid-send: every SMS reaches the provider once, and the others were never held up.
 
-The worker runs as a real subprocess (so it can be killed with SIGKILL) against the real Temporal dev
-server and PostgreSQL; the SMS provider is Aliyun's official SDK talking HTTP to a local peer that
-counts SendSms calls per OutId.
+The outbox dispatcher runs as a real subprocess (so it can be killed with SIGKILL), built from settings
+as a deployment builds it, against PostgreSQL and the Aliyun SMS provider (the official SDK) talking
+HTTP to a local peer that counts SendSms calls per OutId. The peer takes T1, then holds its answer; the
+process dies before hearing back, and its restart asks Aliyun instead of sending T1 again.
 """
 
 from __future__ import annotations
@@ -12,57 +13,59 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-from temporalio.client import Client
+import pytest_asyncio
 
+from activities.db import create_pool
+from activities.outbox import OutboxWriter
 from activities.staff import StaffRepository
-from domain.constants import workflow_id
-from domain.enums import Level, Role, Scenario, Source, StepName
-from domain.models import IntakeInput
-from domain.policy import fast_policy
-from domain.tracking import initial_search_attributes, static_summary
-from tests.activities.peer import FakeAliyun, PeerRequest, http_peer
+from domain.enums import Level, Role
+from domain.models import SendSms
+from domain.templates import Company
+from tests.activities.peer import HoldingAliyun, http_peer
 from tests.support.data import unique_phone
+from tests.support.infra import database_beside
 from tests.support.wait import until
-from tests.workflows.fakes import complete
-from workflows.intake import IntakeWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# What a worker process does beside its Temporal worker: the dispatcher, built from the settings.
+DISPATCHER = """
+import asyncio, logging
+from activities.db import create_pool
+from activities.outbox import build_dispatcher
+from config import get_settings
 
-class StallingAliyun(FakeAliyun):
-    """Accepts the first SendSms, then holds the answer until released (the worker dies meanwhile)."""
+async def main() -> None:
+    settings = get_settings()
+    pool = await create_pool(settings.database_url)
+    await build_dispatcher(pool, settings).run(asyncio.Event())
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.stalled = threading.Event()
-        self.release = threading.Event()
-        self._stalled_once = False
+logging.basicConfig(level=logging.INFO)
+asyncio.run(main())
+"""
 
-    def __call__(self, req: PeerRequest) -> tuple[int, Any]:
-        answer = super().__call__(req)
-        if req.headers.get("x-acs-action") == "SendSms" and not self._stalled_once:
-            self._stalled_once = True
-            self.stalled.set()
-            self.release.wait(timeout=60)
-        return answer
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_dsn(pg_dsn: str) -> AsyncIterator[str]:
+    """A database of this test's own: the dispatcher delivers every due row it finds."""
+    async with database_beside(pg_dsn) as dsn:
+        yield dsn
 
 
 @contextmanager
-def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def dispatcher_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import worker; worker.main()"],
+            [sys.executable, "-c", DISPATCHER],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        )  # fmt: skip
     try:
         yield proc
     finally:
@@ -75,32 +78,46 @@ def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
                 proc.wait()
 
 
-async def test_worker_killed_mid_send_sends_each_sms_once(
-    client: Client, pool: asyncpg.Pool, pg_dsn: str, task_queue: str, tmp_path: Path
-) -> None:
+async def test_dispatcher_killed_mid_send_sends_each_sms_once(own_dsn: str, tmp_path: Path) -> None:
+    pool = await create_pool(own_dsn)
+    try:
+        await _scenario(pool, own_dsn, tmp_path)
+    finally:
+        await pool.close()
+
+
+async def _scenario(pool: asyncpg.Pool, dsn: str, tmp_path: Path) -> None:
     repo = StaffRepository(pool)
     manager = await repo.add(name="陈经理", phone=unique_phone(), role=Role.manager)
-    director = await repo.add(name="赵总", phone=unique_phone(), role=Role.director)
-    lead = await repo.add(name="孙组长", phone=unique_phone(), role=Role.assistant_lead)
     designer = await repo.add(name="张伟", phone=unique_phone(), role=Role.designer, level=Level.senior)
     assistant = await repo.add(name="李娜", phone=unique_phone(), role=Role.assistant)
     consultant = await repo.add(name="周顾问", phone=unique_phone(), role=Role.consultant)
-    client_phone = unique_phone()
     case_id = await pool.fetchval(
         "INSERT INTO cases (workflow_id, source, scenario, stage, client_name, client_phone, client_gender,"
-        " created_by, manager_id) VALUES ('pending', 'online', 'remote', 'callback', '王建国', $1, 'male', $2, $3)"
+        " created_by, manager_id) VALUES ($1, 'online', 'remote', 'contact', '王建国', $2, 'male', $3, $4)"
         " RETURNING id",
-        client_phone, consultant.id, manager.id,
-    )
-    await pool.execute("UPDATE cases SET workflow_id = $2 WHERE id = $1", case_id, workflow_id(case_id))
+        f"crash-{unique_phone()}", unique_phone(), consultant.id, manager.id,
+    )  # fmt: skip
+    other_case = await pool.fetchval(
+        "INSERT INTO cases (workflow_id, source, scenario, stage, client_name, client_phone, client_gender,"
+        " created_by) VALUES ($1, 'online', 'remote', 'contact', '李梅', $2, 'female', $3) RETURNING id",
+        f"crash-{unique_phone()}", unique_phone(), consultant.id,
+    )  # fmt: skip
+    measure_at = datetime.now(UTC) + timedelta(days=3)
+    d, a = designer.id, assistant.id
+    decided = [
+        SendSms(case_id=case_id, purpose="T1", template="T1", designer_id=d, assistant_id=a),
+        SendSms(case_id=case_id, purpose="T2", template="T2", designer_id=d, assistant_id=a, at=measure_at),
+        SendSms(case_id=case_id, purpose="T3", template="T3", designer_id=d, assistant_id=a, manager_id=manager.id),
+        SendSms(case_id=other_case, purpose="T1", template="T1", designer_id=d, assistant_id=a),
+    ]
+    expected = {f"{m.case_id}:{m.purpose}" for m in decided}
 
-    fake = StallingAliyun()
+    fake = HoldingAliyun(hold_out_id=f"{case_id}:T1")
     with http_peer(fake) as peer:
         env = {
             **os.environ,
-            "INTAKE_DATABASE_URL": pg_dsn,
-            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "INTAKE_TASK_QUEUE": task_queue,
+            "INTAKE_DATABASE_URL": dsn,
             "INTAKE_SMS_PROVIDER": "aliyun",
             "INTAKE_ALIYUN_ACCESS_KEY_ID": "test-key",
             "INTAKE_ALIYUN_ACCESS_KEY_SECRET": "test-secret",
@@ -114,68 +131,47 @@ async def test_worker_killed_mid_send_sends_each_sms_once(
             "INTAKE_ALIYUN_TEMPLATE_T3": "SMS_T3",
             "INTAKE_ALIYUN_TEMPLATE_T3_NO_ASSISTANT": "SMS_T3N",
             "INTAKE_ALIYUN_TEMPLATE_T4": "SMS_T4",
-            # the restarted worker may ask the provider about the interrupted send after 3 s
+            "INTAKE_OUTBOX_POLL_INTERVAL_SECONDS": "0.1",
+            # the restarted dispatcher may ask about the interrupted send once it is 3 s old and the
+            # dead process's claim (attempt timeout + a margin) has run out
             "INTAKE_OUTBOX_CONFIRM_AFTER_SECONDS": "3",
+            "INTAKE_OUTBOX_ATTEMPT_TIMEOUT_SECONDS": "2",
         }
-        log = tmp_path / "worker.log"
-        policy = fast_policy()
-        policy.send_attempt_timeout = timedelta(seconds=4)
-        inp = IntakeInput(
-            case_id=case_id, source=Source.online, scenario=Scenario.remote, created_at=datetime.now(UTC),
-            created_by=consultant.ref(), manager=manager.ref(), director=director.ref(), budget=300_000,
-            policy=policy,
-        )
+        log = tmp_path / "dispatcher.log"
+        # T1 first, so it is the one in flight when the process dies
+        writer = OutboxWriter(Company(), sms_provider="aliyun", staff_channel="log")
+        async with pool.acquire() as conn, conn.transaction():
+            await writer.enqueue(conn, sms=decided[:1])
 
-        meet = datetime.now(UTC) + timedelta(days=2)
-        with worker_process(env, log) as proc:
-            h = await client.start_workflow(
-                IntakeWorkflow.run, inp, id=workflow_id(case_id), task_queue=task_queue,
-                search_attributes=initial_search_attributes(inp), static_summary=static_summary(inp),
-            )
-            await complete(h, manager.ref(), StepName.callback, {"reached": True, "meeting_at": meet.isoformat()})
-            await complete(h, lead.ref(), StepName.assign_assistant, {"assistant_id": assistant.id}, [assistant.ref()])
-            await complete(h, manager.ref(), StepName.assign_designer, {"designer_id": designer.id, "reason": "指定"},
-                           [designer.ref()])
-            await complete(h, designer.ref(), StepName.contact, {"meeting_at": meet.isoformat(), "meeting_kind": "office_visit"})
-            # T1 is on its way: the provider has it, and the worker dies before hearing back.
-            assert await asyncio.to_thread(fake.stalled.wait, 30), "SendSms never reached the provider"
+        async def statuses() -> dict[str, str]:
+            rows = await pool.fetch("SELECT case_id, purpose, status FROM outbox")
+            return {f"{r['case_id']}:{r['purpose']}": r["status"] for r in rows}
+
+        async def all_sent(wanted: set[str]) -> bool:
+            got = await statuses()
+            return all(got.get(k) == "sent" for k in wanted)
+
+        with dispatcher_process(env, log) as proc:
+            assert await asyncio.to_thread(fake.holding.wait, 30), "SendSms never reached the provider"
+            async with pool.acquire() as conn, conn.transaction():
+                await writer.enqueue(conn, sms=decided[1:])
+            # the held T1 holds up nothing else
+            await until(lambda: all_sent(expected - {f"{case_id}:T1"}), 10, "the others while T1 hangs")
+            # T1 is with the provider, and the dispatcher dies before hearing back
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
             fake.release.set()
-        status = await pool.fetchval("SELECT status FROM outbox WHERE case_id = $1 AND purpose = 'T1'", case_id)
-        assert status == "sending"  # the worker died between handing it over and recording the answer
+        assert (await statuses())[f"{case_id}:T1"] == "sending"  # handed over, answer never recorded
 
-        with worker_process(env, log):
-            async def t1_sent() -> bool:
-                row = await pool.fetchrow(
-                    "SELECT status FROM outbox WHERE case_id = $1 AND purpose = 'T1'", case_id)
-                return row is not None and row["status"] == "sent"
+        with dispatcher_process(env, log):
+            await until(lambda: all_sent(expected), 40, "every SMS sent after the restart")
 
-            await until(t1_sent, 40, "T1 recorded as sent after the restart")
-            # the case goes on after the crash
-            await complete(h, designer.ref(), StepName.first_meeting,
-                           {"true_needs": "三居室", "measure_at": (meet + timedelta(days=1)).isoformat()})
-            await complete(h, designer.ref(), StepName.measure, {"result": "done"})
-            await complete(h, manager.ref(), StepName.debrief, {"findings": "好"})
-            await complete(h, manager.ref(), StepName.outcome, {"outcome": "signed"})
-            final = await h.result()
-            assert final.stage == "signed"
-
-            async def all_sent() -> bool:
-                rows = await pool.fetch("SELECT purpose, status FROM outbox WHERE case_id = $1 AND channel = 'sms'",
-                                        case_id)
-                return {r["purpose"] for r in rows if r["status"] == "sent"} >= {"T1", "T2", "T3"}
-
-            await until(all_sent, 30, "T1, T2, T3 sent")
-
-    per_out_id = Counter(p.get("OutId") for p in fake.sent)
-    assert per_out_id[f"{case_id}:T1"] == 1, per_out_id
-    assert per_out_id[f"{case_id}:T2"] == 1, per_out_id
-    assert per_out_id[f"{case_id}:T3"] == 1, per_out_id
-    assert all(n == 1 for n in per_out_id.values()), per_out_id
-    t1 = next(p for p in fake.sent if p.get("OutId") == f"{case_id}:T1")
+    per_out_id = Counter(p.params.get("OutId") for p in peer.actions("SendSms"))
+    assert per_out_id == Counter(expected), per_out_id  # every OutId exactly once
+    t1 = next(p.params for p in peer.actions("SendSms") if p.params.get("OutId") == f"{case_id}:T1")
     assert t1["TemplateCode"] == "SMS_T1" and "李娜" in t1["TemplateParam"]
-    # the query after the crash asked instead of sending again
-    assert peer.actions("QuerySendDetails"), "the retry should have asked the provider first"
-    projection = await pool.fetchrow("SELECT stage, status FROM cases WHERE id = $1", case_id)
-    assert dict(projection) == {"stage": "signed", "status": "closed"}
+    # the restart asked instead of sending again
+    assert peer.actions("QuerySendDetails"), "the restarted dispatcher should have asked the provider first"
+    row = await pool.fetchrow("SELECT provider_id, attempts FROM outbox WHERE case_id = $1 AND purpose = 'T1'", case_id)
+    assert (row["provider_id"], row["attempts"]) == (f"aliyun-outid:{case_id}:T1", 1)
+

@@ -15,7 +15,7 @@ import asyncpg
 
 from devstack import temporal_binary
 
-__all__ = ["fresh_database", "pgserver_uri", "temporal_binary"]
+__all__ = ["database_beside", "fresh_database", "pgserver_uri", "temporal_binary"]
 
 
 def pgserver_uri(data_dir: Path) -> str:
@@ -64,3 +64,29 @@ async def fresh_database() -> AsyncIterator[str]:
             server.cleanup()  # stops the embedded server (and deletes its data) now, not at exit
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@asynccontextmanager
+async def database_beside(dsn: str) -> AsyncIterator[str]:
+    """A new, migrated database on the same server as `dsn`, dropped afterwards.
+
+    For tests that must be alone in a table: an outbox dispatcher claims every due row it finds.
+    """
+    from activities.db import migrate
+
+    dbname = f"intake_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{dbname}"')
+    finally:
+        await conn.close()
+    own = _with_database(dsn, dbname)
+    try:
+        await migrate(own)
+        yield own
+    finally:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        finally:
+            await conn.close()
