@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from temporalio.client import Client
@@ -37,19 +38,25 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     """A Temporal worker with IntakeWorkflow and its activities, bound to their dependencies."""
-    from activities.allocation import AllocationActivities
-    from activities.projection import ProjectionActivities
-    from api.writes import projection_writer
     from workflows.intake import IntakeWorkflow
 
-    projection = ProjectionActivities(pool, projection_writer(settings))
-    allocation = AllocationActivities(pool)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[IntakeWorkflow],
-        activities=[projection.apply_change, allocation.suggest_designers],
+        activities=worker_activities(pool, settings),
     )
+
+
+def worker_activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any]]:
+    """The workflow's activities, bound to the pool: writing changes, suggesting designers."""
+    from activities.allocation import AllocationActivities
+    from activities.projection import ProjectionActivities
+    from api.writes import projection_writer
+
+    projection = ProjectionActivities(pool, projection_writer(settings))
+    allocation = AllocationActivities(pool)
+    return [projection.apply_change, allocation.suggest_designers]
 
 
 def build_dispatcher(

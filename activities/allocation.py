@@ -12,7 +12,6 @@ from datetime import datetime
 
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.staff import schedule_from_db
 from domain.allocation import (
@@ -22,7 +21,7 @@ from domain.allocation import (
     rank_designers,
 )
 from domain.enums import Level, Role, Scenario, StaffStatus
-from domain.models import RecordAssignment, StaffRef, SuggestAssistants, SuggestDesigners, Suggestion
+from domain.models import StaffRef, SuggestAssistants, SuggestDesigners, Suggestion
 from domain.policy import Policy
 
 
@@ -33,7 +32,7 @@ class DesignerSuggestion(Suggestion):
 
 
 class AllocationActivities:
-    """Activities `suggest_designers`, `suggest_assistants`, `record_assignment`; suggestions for the API."""
+    """Activity `suggest_designers` (automatic assignment); suggestions for the API (designers, assistants)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -91,77 +90,6 @@ class AllocationActivities:
             )
             for a in ranked
         ]
-
-    @activity.defn(name="record_assignment")
-    async def record_assignment(self, req: RecordAssignment) -> StaffRef:
-        """Write the allocation ledger row (designer) or the registration row (assistant), once."""
-        table, staff_col = (
-            ("allocation_ledger", "designer_id")
-            if req.role == "designer"
-            else ("assistant_registrations", "assistant_id")
-        )
-        async with self._pool.acquire() as conn, conn.transaction():
-            # A retry after the first attempt committed returns what was recorded, even if the staff
-            # member's status changed in between.
-            done = await conn.fetchrow(
-                f"SELECT s.id, s.name, s.role, s.level FROM {table} t JOIN staff s ON s.id = t.{staff_col}"
-                " WHERE t.case_id = $1 AND t.event_key = $2",
-                req.case_id,
-                req.event_key,
-            )
-            if done is not None:
-                return _ref(done)
-            staff = await conn.fetchrow(
-                "SELECT id, name, role, level, status FROM staff WHERE id = $1", req.staff_id
-            )
-            if staff is None:
-                raise ApplicationError(
-                    f"员工 {req.staff_id} 不存在", type="invalid_assignee", non_retryable=True
-                )
-            if staff["role"] != req.role:
-                raise ApplicationError(
-                    f"{staff['name']} 不是{'设计师' if req.role == 'designer' else '助理设计师'}",
-                    type="invalid_assignee",
-                    non_retryable=True,
-                )
-            if staff["status"] != StaffStatus.active.value:
-                raise ApplicationError(
-                    f"{staff['name']} 当前不在岗（{staff['status']}）",
-                    type="invalid_assignee",
-                    non_retryable=True,
-                )
-            try:
-                if req.role == "designer":
-                    await conn.execute(
-                        "INSERT INTO allocation_ledger (case_id, event_key, designer_id, kind, suggested_id,"
-                        " decided_by, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                        " ON CONFLICT (case_id, event_key) DO NOTHING",
-                        req.case_id,
-                        req.event_key,
-                        req.staff_id,
-                        req.kind,
-                        req.suggested_id,
-                        req.decided_by,
-                        req.reason,
-                    )
-                else:
-                    await conn.execute(
-                        "INSERT INTO assistant_registrations (case_id, event_key, assistant_id, kind,"
-                        " registered_by, reason) VALUES ($1, $2, $3, $4, $5, $6)"
-                        " ON CONFLICT (case_id, event_key) DO NOTHING",
-                        req.case_id,
-                        req.event_key,
-                        req.staff_id,
-                        req.kind,
-                        req.decided_by,
-                        req.reason,
-                    )
-            except asyncpg.ForeignKeyViolationError as exc:
-                # No such case, or decided_by / suggested_id name nobody: retrying cannot fix it.
-                raise ApplicationError(
-                    f"分配记录无法写入: {exc.detail or exc}", type="invalid_assignment", non_retryable=True
-                ) from exc
-        return _ref(staff)
 
     # --- plain methods for the API (no Temporal) ----------------------------------------------
 

@@ -560,7 +560,9 @@ class OutboxDispatcher:
             " SELECT id, status FROM outbox"
             " WHERE channel = '{channel}' AND provider = ${provider} AND status IN ('pending', 'sending')"
             " AND next_attempt_at <= now() AND (status = 'pending' OR sending_at < now() - $1::interval)"
-            " ORDER BY next_attempt_at, id LIMIT ${limit} FOR UPDATE SKIP LOCKED"
+            # A case still `starting` may yet be undone (its workflow never started): hold its messages.
+            " AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.id = outbox.case_id AND c.status = 'starting')"
+            " ORDER BY next_attempt_at, id LIMIT ${limit} FOR UPDATE OF outbox SKIP LOCKED"
         )
         return await self._fetch(
             f"WITH sms AS ({due.format(channel='sms', provider=5, limit=2)}),"

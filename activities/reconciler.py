@@ -127,7 +127,7 @@ class Reconciler:
             if desc.status == WorkflowExecutionStatus.RUNNING:
                 continue  # a newer run is going (continued as new or restarted)
             if desc.status == WorkflowExecutionStatus.COMPLETED:
-                final: CaseState = await handle.result(result_type=CaseState)
+                final = CaseState.model_validate(await handle.result())
                 async with self._pool.acquire() as conn, conn.transaction():
                     await self._writer.apply(conn, CaseChange(case_id=case_id, version=final.version, head=final))
                 await self._mark(case_id, "final_written", "流程已结束但结果未写入：已补写结案状态")

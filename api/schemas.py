@@ -264,7 +264,7 @@ class CaseView(BaseModel):
     scenario: Scenario
     stage: str = Field(description="当前阶段（最早的未完成主线步骤）")
     stage_label: str
-    status: Literal["open", "closed"]
+    status: Literal["starting", "open", "closed"] = Field(description="starting 建档中（流程启动中） / open 未结案 / closed 已结案")
     outcome: Outcome | None = None
     outcome_reason: str | None = None
     client: ClientOut
@@ -305,7 +305,7 @@ class CaseSummary(BaseModel):
     scenario: Scenario
     stage: str
     stage_label: str
-    status: Literal["open", "closed"]
+    status: Literal["starting", "open", "closed"] = Field(description="starting 建档中（流程启动中） / open 未结案 / closed 已结案")
     outcome: Outcome | None = None
     client_name: str
     client_phone: str

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -899,7 +900,7 @@ class _Engine:
             if o.next_escalation_at is not None and o.next_escalation:
                 verb = "到期" if o.escalation_level == 0 else "超时"
                 items.append((o.next_escalation_at, f"{STEP_LABELS[o.step]}{verb} → {o.next_escalation}",
-                              lambda key=o.key: self.escalate(key)))
+                              partial(self.escalate, o.key)))
         if s.callback_retry_at is not None:
             items.append((s.callback_retry_at, f"回访未接通 → 第{s.callback_attempts + 1}次回访", self.retry_callback))
         # Reminders before meetings; a rescheduled meeting has a new time, hence new purposes.
@@ -913,8 +914,8 @@ class _Engine:
             if s.designer is not None and not (m.which == "meeting" and contact_pending) and purpose not in s.sent:
                 at = cal.latest_business_moment_at_or_before(p.calendar, m.at - p.client_reminder_before)
                 items.append((max(at, now), "见面前一天 → 短信提醒客户",
-                              lambda purpose=purpose, m=m: self.client_sms("T4", "见面前提醒客户", purpose=purpose,
-                                                                           at=m.at, kind=m.kind)))
+                              partial(self.client_sms, "T4", "见面前提醒客户", purpose=purpose, at=m.at,
+                                      kind=m.kind)))
             for who, before in (("designer", p.staff_reminder_before), ("assistant", p.staff_reminder_before),
                                 ("manager", p.manager_reminder_before)):
                 purpose = f"remind:{m.which}:{when}:{who}"
@@ -922,7 +923,7 @@ class _Engine:
                     continue  # the manager receives office visits only
                 if purpose not in s.sent and (who == "manager" or getattr(s, who) is not None):
                     items.append((max(m.at - before, now), f"见面前提醒{_WHO[who]}",
-                                  lambda purpose=purpose, m=m, who=who: self.remind_staff(purpose, m, who)))
+                                  partial(self.remind_staff, purpose, m, who)))
         outcome = self.find_open(StepName.outcome)
         if outcome is not None and s.designer is not None:
             for i, after in enumerate(p.followups, start=1):
@@ -930,9 +931,8 @@ class _Engine:
                 if purpose not in s.sent:
                     summary = f"等待签单 → 第{i}次跟进提醒设计师"
                     items.append((self.business(outcome.opened_at + after, False), summary,
-                                  lambda purpose=purpose, i=i, summary=summary: self.notify(
-                                      purpose, notices.followup(s.case_id, i), recipient=s.designer,
-                                      role=Role.designer, summary=summary)))
+                                  partial(self.notify, purpose, notices.followup(s.case_id, i),
+                                          recipient=s.designer, role=Role.designer, summary=summary)))
         return items
 
     def fire_due(self) -> None:

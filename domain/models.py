@@ -374,12 +374,6 @@ class CaseChange(_Model):
 # --- activity inputs ---------------------------------------------------------------------------
 
 
-class SyncProjection(_Model):
-    """Upsert the case projection, its steps and new events (idempotent by version and seq)."""
-
-    state: CaseState
-
-
 class SendSms(_Model):
     """Send one client SMS of a template, exactly once per (case, purpose)."""
 

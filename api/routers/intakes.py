@@ -32,12 +32,12 @@ from api.schemas import (
     query_time,
 )
 from api.temporal import bounded_temporal, intake_workflow, query_state
-from api.writes import projection_writer
 from api.views import case_summary, case_view, state_from_row, timeline
+from api.writes import projection_writer
+from domain import engine
 from domain.constants import workflow_id
 from domain.enums import Level, Role, Scenario, Source, StaffStatus
 from domain.graph import initial_stage
-from domain import engine
 from domain.models import CaseState, IntakeInput, StaffRef, SuggestAssistants, Suggestion
 from domain.policy import Policy
 from domain.tracking import initial_search_attributes, static_summary

@@ -1,161 +1,108 @@
-"""sync_projection: the case row, its steps and events follow the workflow's state, newest version wins."""
+"""The projection writer: a decision's change lands once, newest version wins, in any order, twice."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.projection import ProjectionActivities
-from domain.enums import MeetingKind, Outcome, Role, Scenario, Source, StepName
-from domain.models import CaseEvent, CaseState, DoneStep, Meeting, OpenStep, StaffRef, SyncProjection
+from activities.outbox import OutboxWriter
+from activities.projection import ProjectionActivities, ProjectionWriter
+from domain import engine
+from domain.enums import Role, Scenario, Source, StepName
+from domain.models import Actor, CompleteStep, IntakeInput, StaffRef
+from domain.policy import fast_policy
+from domain.templates import Company
 from tests.activities.conftest import MakeCase, MakeStaff
 
-T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+T0 = datetime(2030, 3, 4, 1, 0, tzinfo=UTC)
 
 
-def _state(case_id: int, version: int, **kw: object) -> CaseState:
-    base: dict[str, object] = {
-        "case_id": case_id,
-        "workflow_id": f"intake-{case_id}",
-        "source": Source.marketing,
-        "scenario": Scenario.remote,
-        "stage": "callback",
-        "created_at": T0,
-        "version": version,
-    }
-    base.update(kw)
-    return CaseState.model_validate(base)
+def writer() -> ProjectionWriter:
+    return ProjectionWriter(OutboxWriter(Company(name="城市人家装饰公司", short_name="城市人家"),
+                                         sms_provider="outbox", staff_channel="log"))
 
 
-def _ev(seq: int, text: str) -> CaseEvent:
-    return CaseEvent(seq=seq, at=T0 + timedelta(minutes=seq), kind="step_opened", text=text)
+async def _decisions(make_staff: MakeStaff, case_id: int) -> tuple[StaffRef, StaffRef, list[engine.Decision]]:
+    manager = (await make_staff("刘强", Role.manager)).ref()
+    designer = (await make_staff("张伟", Role.designer)).ref()
+    creator = (await make_staff("孙丽", Role.consultant)).ref()
+    d1 = engine.start(IntakeInput(case_id=case_id, source=Source.marketing, scenario=Scenario.remote, created_at=T0,
+                                  created_by=creator, manager=manager, policy=fast_policy()))
+    act = Actor(staff_id=manager.id, role=Role.manager, name=manager.name)
+    now = T0 + timedelta(seconds=3)
+    d2 = engine.decide(d1.state, CompleteStep(actor=act, step=StepName.callback, payload={"reached": True}),
+                       now=now, policy=fast_policy())
+    d3 = engine.decide(d2.state, CompleteStep(actor=act, step=StepName.assign_designer, payload={},
+                                              first_suggestion=designer), now=now, policy=fast_policy())
+    return manager, designer, [d1, d2, d3]
 
 
-async def test_sync_projection_is_monotonic_and_idempotent(
+async def _apply(pool: asyncpg.Pool, d: engine.Decision, *, confirm: bool = True) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await writer().apply(conn, d.change, confirm=confirm)
+
+
+async def _rows(pool: asyncpg.Pool, case_id: int) -> tuple[Any, ...]:
+    case = await pool.fetchrow("SELECT stage, version, designer_id, status FROM cases WHERE id = $1", case_id)
+    steps = await pool.fetch("SELECT step_key, status, result FROM case_steps WHERE case_id = $1 ORDER BY step_key",
+                             case_id)
+    events = await pool.fetch("SELECT seq, kind FROM case_events WHERE case_id = $1 ORDER BY seq", case_id)
+    ledger = await pool.fetch("SELECT designer_id, kind FROM allocation_ledger WHERE case_id = $1", case_id)
+    outbox = await pool.fetch("SELECT purpose FROM outbox WHERE case_id = $1 ORDER BY purpose", case_id)
+    return (tuple(case), [tuple(r) for r in steps], [tuple(r) for r in events], [tuple(r) for r in ledger],
+            [r["purpose"] for r in outbox])
+
+
+async def test_changes_land_once_in_any_order(pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase) -> None:
+    a, b = await make_case(), await make_case()
+    _, designer, forward = await _decisions(make_staff, a)
+    _, designer_b, backward = await _decisions(make_staff, b)
+    for d in forward:
+        await _apply(pool, d)
+        await _apply(pool, d)  # the workflow writes what the API wrote already: nothing changes
+    await _apply(pool, forward[0])  # late and old: ignored
+    for d in reversed(backward):
+        await _apply(pool, d)
+    case, steps, events, ledger, outbox = await _rows(pool, a)
+    assert case == ("contact", 3, designer.id, "open")
+    assert steps == [("assign_assistant#1", "open", None), ("assign_designer#1", "done", "done"),
+                     ("callback#1", "done", "done"), ("contact#1", "open", None)]
+    assert [k for _, k in events].count("designer_assigned") == 1
+    assert ledger == [(designer.id, "assign")]
+    assert outbox == sorted(["open:callback#1", "open:assign_designer#1", "open:assign_assistant#1",
+                             f"assigned:designer:{designer.id}"])
+    # the other case, written newest first, ends the same way
+    case_b, steps_b, events_b, ledger_b, _ = await _rows(pool, b)
+    assert case_b == ("contact", 3, designer_b.id, "open")
+    assert steps_b == steps and [k for _, k in events_b] == [k for _, k in events]
+
+
+async def test_a_starting_case_opens_only_when_its_workflow_is_known_to_run(
     pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase
 ) -> None:
-    manager = await make_staff("刘强", Role.manager)
-    designer = await make_staff("张伟", Role.designer)
-    case_id = await make_case()
-    acts = ProjectionActivities(pool)
-    callback = OpenStep(
-        key="callback#1",
-        step=StepName.callback,
-        label="经理回访",
-        owner_role=Role.manager,
-        owner=manager.ref(),
-        opened_at=T0,
-        due_at=T0 + timedelta(minutes=15),
-    )
-    v1 = _state(
-        case_id,
-        1,
-        manager=manager.ref(),
-        open_steps=[callback],
-        events=[_ev(1, "案例创建"), _ev(2, "回访开始")],
-        step_due_at=callback.due_at,
-    )
-    await acts.sync_projection(SyncProjection(state=v1))
-    await acts.sync_projection(SyncProjection(state=v1))  # a retry: harmless
-
-    meeting_at = T0 + timedelta(days=2)
-    v2 = _state(
-        case_id,
-        2,
-        stage="assign_designer",
-        manager=manager.ref(),
-        designer=StaffRef(id=designer.id, name="张伟", role=Role.designer),
-        meetings=[Meeting(which="meeting", kind=MeetingKind.measure, at=meeting_at)],
-        open_steps=[
-            OpenStep(
-                key="assign_designer",
-                step=StepName.assign_designer,
-                label="分配设计师",
-                owner_role=Role.manager,
-                opened_at=T0 + timedelta(minutes=5),
-                overdue=True,
-                escalation_level=1,
-            )
-        ],
-        done_steps=[
-            DoneStep(
-                key="callback#1",
-                step=StepName.callback,
-                label="经理回访",
-                owner_role=Role.manager,
-                opened_at=T0,
-                due_at=T0 + timedelta(minutes=15),
-                completed_at=T0 + timedelta(minutes=5),
-                completed_by=manager.id,
-            )
-        ],
-        events=[_ev(1, "案例创建"), _ev(2, "回访开始"), _ev(3, "回访完成")],
-        overdue=True,
-        escalation_level=1,
-    )
-    await acts.sync_projection(SyncProjection(state=v2))
-    await acts.sync_projection(SyncProjection(state=v1))  # late, older: ignored
-
-    case = await pool.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
-    assert case["version"] == 2 and case["stage"] == "assign_designer"
-    assert case["designer_id"] == designer.id and case["manager_id"] == manager.id
-    assert (
-        case["meeting_at"] == meeting_at and case["meeting_kind"] == "measure" and case["measure_at"] is None
-    )
-    assert case["overdue"] is True and case["escalation_level"] == 1
-    assert case["state"]["version"] == 2 and case["state"]["stage"] == "assign_designer"
-
-    steps = {
-        r["step_key"]: r for r in await pool.fetch("SELECT * FROM case_steps WHERE case_id = $1", case_id)
-    }
-    assert set(steps) == {"callback#1", "assign_designer"}
-    assert steps["callback#1"]["status"] == "done" and steps["callback#1"]["completed_by"] == manager.id
-    assert steps["callback#1"]["owner_id"] == manager.id  # kept from when it was open
-    assert steps["callback#1"]["result"] == "done"
-    assert steps["assign_designer"]["status"] == "open" and steps["assign_designer"]["escalation_level"] == 1
-
-    events = await pool.fetch("SELECT seq, text FROM case_events WHERE case_id = $1 ORDER BY seq", case_id)
-    assert [(e["seq"], e["text"]) for e in events] == [(1, "案例创建"), (2, "回访开始"), (3, "回访完成")]
-
-    # closing: the open step the state no longer lists leaves the task lists
-    v3 = _state(
-        case_id,
-        3,
-        stage="closed",
-        status="closed",
-        outcome=Outcome.lost,
-        outcome_reason="预算不足",
-        closed_at=T0 + timedelta(days=1),
-        events=[_ev(4, "案例关闭")],
-    )
-    await acts.sync_projection(SyncProjection(state=v3))
-    case = await pool.fetchrow(
-        "SELECT status, outcome, outcome_reason, closed_at FROM cases WHERE id = $1", case_id
-    )
-    assert (case["status"], case["outcome"], case["outcome_reason"]) == ("closed", "lost", "预算不足")
-    step = await pool.fetchrow(
-        "SELECT status, result FROM case_steps WHERE case_id = $1 AND step_key = 'assign_designer'", case_id
-    )
-    assert (step["status"], step["result"]) == ("done", "cancelled")
-    assert await pool.fetchval("SELECT count(*) FROM case_events WHERE case_id = $1", case_id) == 4
+    case_id = await make_case(status="starting")
+    _, _, ds = await _decisions(make_staff, case_id)
+    await _apply(pool, ds[0], confirm=False)
+    assert await pool.fetchval("SELECT status FROM cases WHERE id = $1", case_id) == "starting"
+    await _apply(pool, ds[0])  # the workflow's own write: it runs
+    assert await pool.fetchval("SELECT status FROM cases WHERE id = $1", case_id) == "open"
 
 
-async def test_sync_projection_without_case_row_is_retried(pool: asyncpg.Pool) -> None:
-    # Retryable: the API may commit the row a moment after the workflow's first sync.
-    with pytest.raises(ApplicationError) as info:
-        await ProjectionActivities(pool).sync_projection(SyncProjection(state=_state(987_654_321, 1)))
-    assert info.value.type == "case_missing" and not info.value.non_retryable
-
-
-async def test_sync_projection_with_unknown_staff_is_not_retried(
-    pool: asyncpg.Pool, make_case: MakeCase
+async def test_apply_change_refuses_for_good_what_cannot_be_written(
+    pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase
 ) -> None:
+    _, _, ds = await _decisions(make_staff, 987_654_321)
+    with pytest.raises(ApplicationError) as exc:
+        await ProjectionActivities(pool, writer()).apply_change(ds[0].change)
+    assert exc.value.type == "case_missing" and exc.value.non_retryable
     case_id = await make_case()
-    state = _state(case_id, 1, designer=StaffRef(id=987_654_321, name="无此人", role=Role.designer))
-    with pytest.raises(ApplicationError) as info:
-        await ProjectionActivities(pool).sync_projection(SyncProjection(state=state))
-    assert info.value.type == "projection_invalid" and info.value.non_retryable
-    assert await pool.fetchval("SELECT version FROM cases WHERE id = $1", case_id) == 0  # nothing written
+    _, _, ds = await _decisions(make_staff, case_id)
+    ghost = StaffRef(id=987_654_321, name="无此人", role=Role.designer)
+    bad = ds[0].change.model_copy(update={"head": ds[0].change.head.model_copy(update={"designer": ghost})})
+    with pytest.raises(ApplicationError) as exc:
+        await ProjectionActivities(pool, writer()).apply_change(bad)
+    assert exc.value.type == "projection_invalid" and exc.value.non_retryable

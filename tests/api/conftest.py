@@ -6,6 +6,7 @@ assume they are alone in a table (other suites add staff and cases too).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from domain.enums import Level, Role
 from domain.policy import fast_policy
 from tests.support import data
 from tests.support.wait import until
-from worker import build_worker
+from worker import build_dispatcher, build_worker
 
 
 def unique_phone() -> str:
@@ -160,5 +161,13 @@ async def api(client: Client, pool: asyncpg.Pool, pg_dsn: str, people: dict[str,
     settings = Settings(task_queue=tq, database_url=pg_dsn, request_timeout_seconds=5.0)
     app = create_app(settings, temporal_client=client, pool=pool, policy=fast_policy())
     worker = build_worker(client, pool, settings, task_queue=tq)
-    async with worker, make_http(app) as http:
-        yield Api(http=http, people=people, settings=settings, client=client, pool=pool)
+    # Messages go out through the outbox dispatcher, as in the worker process.
+    dispatcher = build_dispatcher(pool, settings)
+    stop = asyncio.Event()
+    sending = asyncio.create_task(dispatcher.run(stop))
+    try:
+        async with worker, make_http(app) as http:
+            yield Api(http=http, people=people, settings=settings, client=client, pool=pool)
+    finally:
+        stop.set()
+        await sending

@@ -19,6 +19,7 @@ from config import Settings
 from domain.policy import fast_policy
 from tests.api.conftest import Api, future, make_http, open_steps, unique_phone
 from tests.api.proxy import TcpProxy
+from worker import build_reconciler
 
 TIMEOUT = 2.0
 
@@ -59,12 +60,18 @@ async def test_temporal_unreachable_then_back(api: Api, client: Client, temporal
             r = await http.post(f"/intakes/{cid}/steps/callback", json=payload, headers=h)
             assert_503(r, "temporal_unavailable", "temporal_timeout")
             assert time.monotonic() - t0 < TIMEOUT + 3, "answered within the time bound"
-            # a creation while Temporal is away leaves no case behind (the row is rolled back)
+            # a creation while Temporal is away: 503; either nothing was kept (Temporal refused for
+            # sure) or the row waits as `starting`, its messages held, for the reconciler
             phone = unique_phone()
-            r = await http.post("/intakes", json=api.intake_body("remote", client={"phone": phone}),
-                                headers=api.h("consultant"))
+            key = {**api.h("consultant"), "Idempotency-Key": f"outage-{phone}"}
+            body = api.intake_body("remote", client={"phone": phone})
+            r = await http.post("/intakes", json=body, headers=key)
             assert_503(r, "temporal_unavailable", "temporal_timeout")
-            assert await api.pool.fetchval("SELECT count(*) FROM cases WHERE client_phone = $1", phone) == 0
+            rows = await api.pool.fetch("SELECT id, status FROM cases WHERE client_phone = $1", phone)
+            assert [x["status"] for x in rows] in ([], ["starting"])
+            if rows:
+                held = await api.pool.fetch("SELECT status FROM outbox WHERE case_id = $1", rows[0]["id"])
+                assert held and all(x["status"] == "pending" for x in held), "messages of a starting case wait"
             # reads from PostgreSQL still work
             r = await http.get(f"/intakes/{cid}", headers=h)
             assert r.status_code == 200 and r.json()["state_source"] == "projection"
@@ -88,10 +95,22 @@ async def test_temporal_unreachable_then_back(api: Api, client: Client, temporal
                     return (await http.get("/readyz")).status_code == 200
 
                 await api.until(ready, timeout=10, what="/readyz after the outage")
-                # the phone refused during the outage can be created now: no half-made case blocks it
-                r = await http.post("/intakes", json=api.intake_body("remote", client={"phone": phone}),
-                                    headers=api.h("consultant"))
+                # the reconciler completes what the outage left; the retry with the same key gets the case
+                reconciler = build_reconciler(
+                    api.client, api.pool, settings.model_copy(update={"reconcile_settle_seconds": 0.001}),
+                    task_queue=settings.task_queue,
+                )
+                repaired = await reconciler.run_once()
+                assert repaired == [x["id"] for x in rows]
+                r = await http.post("/intakes", json=body, headers=key)
                 assert r.status_code == 201, r.text
+                new_id = r.json()["id"]
+                assert await api.pool.fetchval("SELECT status FROM cases WHERE id = $1", new_id) == "open"
+                desc = await api.client.get_workflow_handle(f"intake-{new_id}").describe()
+                assert desc.status is not None and desc.status.name == "RUNNING"
+                if rows:
+                    timeline = (await api.case(new_id))["timeline"]
+                    assert any(e["kind"] == "repaired" for e in timeline), "the repair shows on the case"
                 continue
             s = await api.until(completes, timeout=20, what="callback completes after Temporal is back")
             assert open_steps(s) == {"assign_designer", "assign_assistant"}

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain import engine
-from domain.enums import CaseStatus, Level, MeetingKind, Role, Scenario, Source, StepName
+from domain.enums import CaseStatus, Level, MeetingKind, Outcome, Role, Scenario, Source, StepName
 from domain.models import (
     Actor,
     AddNote,
@@ -108,7 +108,7 @@ def test_rejections_change_nothing() -> None:
         (CompleteStep(actor=actor(MANAGER), step=StepName.callback,
                       payload={"reached": True, "meeting_at": (T0 - timedelta(days=1)).isoformat()}), "time_in_past"),
         (CompleteStep(actor=actor(MANAGER), step=StepName.callback, payload={"reached": "maybe"}), "invalid_payload"),
-        (CloseCase(actor=actor(MANAGER), outcome="lost"), "reason_required"),
+        (CloseCase(actor=actor(MANAGER), outcome=Outcome.lost), "reason_required"),
         (Reschedule(actor=actor(CONSULTANT), target="meeting", at=T0 + timedelta(days=1)), "wrong_role"),
     ]
     for cmd, code in cases:

@@ -111,7 +111,8 @@ def test_non_mapping_and_invalid_calendars_are_rejected() -> None:
 def test_fast_policy_is_always_open_and_short() -> None:
     p = fast_policy()
     assert p.calendar.always_open
-    assert all(d <= timedelta(minutes=1) for d in p.durations.values())
+    assert all(d <= timedelta(minutes=1) for s, d in p.durations.items() if s != StepName.outcome)
+    assert p.duration(StepName.outcome) <= timedelta(minutes=5)
     assert p.duration(StepName.callback) == timedelta(seconds=10)
     assert p.walk_in_assignment < timedelta(minutes=1)
 
