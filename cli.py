@@ -139,6 +139,29 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cases_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    """Move running cases of the first workflow version onto the case engine's workflow."""
+    from activities.db import create_pool
+    from activities.reconciler import upgrade_v1_cases
+    from api.writes import projection_writer
+    from connections import connect_temporal
+
+    resolved = resolved_settings(settings)
+
+    async def main() -> list[int]:
+        assert resolved.database_url
+        client = await connect_temporal(resolved)
+        pool = await create_pool(resolved.database_url)
+        try:
+            return await upgrade_v1_cases(client, pool, projection_writer(resolved), task_queue=resolved.task_queue)
+        finally:
+            await pool.close()
+
+    moved = asyncio.run(main())
+    print(f"upgraded {len(moved)} case(s)" + (f": {', '.join(map(str, moved))}" if moved else ""))
+    return 0
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP API with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
@@ -305,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="run a Temporal worker").set_defaults(func=cmd_worker)
     sub.add_parser("api", help="serve the HTTP API (uvicorn)").set_defaults(func=cmd_api)
+
+    cases = sub.add_parser("cases", help="operate on running cases")
+    csub = cases.add_subparsers(dest="cases_command", required=True)
+    csub.add_parser(
+        "upgrade", help="move running cases of the first version (IntakeWorkflow) onto IntakeCase"
+    ).set_defaults(func=cmd_cases_upgrade)
 
     staff = sub.add_parser("staff", help="manage staff and their bearer tokens")
     ssub = staff.add_subparsers(dest="staff_command", required=True, metavar="STAFF_COMMAND")

@@ -82,6 +82,13 @@ class ProjectionWriter:
             await self._outbox.enqueue(conn, sms=change.effects.sms, notices=change.effects.notices)
         return merged
 
+    async def enqueue_messages(
+        self, conn: asyncpg.Connection, *, sms: list[SendSms], notices: list[NotifyStaff]
+    ) -> None:
+        """Messages decided outside a change (an upgrade of old cases), into the outbox."""
+        if sms or notices:
+            await self._outbox.enqueue(conn, sms=sms, notices=notices)
+
     async def _update_case(self, conn: asyncpg.Connection, state: CaseState, status: str) -> None:
         meeting = state.meeting("meeting")
         measure = state.meeting("measure")

@@ -179,3 +179,69 @@ class Reconciler:
             await conn.execute("INSERT INTO case_repairs (case_id, kind, detail) VALUES ($1, $2, $3)",
                                case_id, kind, detail)
         log.warning("reconciler repaired case %s: %s (%s)", case_id, kind, detail)
+
+
+OLD_WORKFLOW_TYPE = "IntakeWorkflow"
+
+
+async def upgrade_v1_cases(
+    client: Client, pool: asyncpg.Pool, writer: ProjectionWriter, *, task_queue: str
+) -> list[int]:
+    """Move running cases of the first version (type "IntakeWorkflow") onto the engine's workflow.
+
+    The first version copied its whole state into `cases.state` after every change, so that copy is
+    where the case stands. For each running one: messages it had decided but not yet handed on go to
+    the outbox, the old run is terminated, and an "IntakeCase" run starts from that state (timers are
+    derived from the state, so due times and escalations carry on). Safe to run again.
+    """
+    done: list[int] = []
+    query = f'WorkflowType = "{OLD_WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
+    async for wf in client.list_workflows(query):
+        try:
+            case_id = case_id_from_workflow_id(wf.id)
+        except ValueError:
+            continue
+        row = await pool.fetchrow(
+            "SELECT c.*, s.name AS creator_name, s.role AS creator_role FROM cases c"
+            " JOIN staff s ON s.id = c.created_by WHERE c.id = $1", case_id,
+        )
+        if row is None or not row["state"]:
+            log.warning("upgrade: case %s has no projected state; left on the old workflow", case_id)
+            continue
+        state = CaseState.model_validate(row["state"])
+        policy = row["policy"]
+        inp = IntakeInput.model_validate({
+            "case_id": case_id, "source": row["source"], "scenario": row["scenario"],
+            "created_at": row["created_at"],
+            "created_by": {"id": row["created_by"], "name": row["creator_name"], "role": row["creator_role"]},
+            "manager": state.manager, "director": state.director, "received_by": state.received_by,
+            "compound": row["compound"], "budget": row["budget"], "meeting_at": row["meeting_at"],
+            "meeting_kind": row["meeting_kind"], "policy": policy if policy else {},
+        })
+        pending = state.pending_effects
+        last_seq = int(await pool.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM case_events WHERE case_id = $1", case_id) or 0)
+        state = state.model_copy(update={
+            "pending_effects": [], "events": [], "event_seq": max(state.event_seq, last_seq,
+                                                                   max((e.seq for e in state.events), default=0)),
+        })
+        async with pool.acquire() as conn, conn.transaction():
+            await writer.enqueue_messages(
+                conn, sms=[p.sms for p in pending if p.sms], notices=[p.notify for p in pending if p.notify]
+            )
+            await conn.execute("UPDATE cases SET workflow_input = $2 WHERE id = $1", case_id,
+                               inp.model_dump(mode="json"))
+        await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate(reason="upgraded to IntakeCase")
+        await client.start_workflow(
+            WORKFLOW_TYPE,
+            inp.model_copy(update={"state": state}),
+            id=wf.id,
+            task_queue=task_queue,
+            search_attributes=initial_search_attributes(inp, state),
+            static_summary=static_summary(inp),
+        )
+        await pool.execute("INSERT INTO case_repairs (case_id, kind, detail) VALUES ($1, 'upgraded', $2)",
+                           case_id, "流程升级：由第一版 IntakeWorkflow 迁到 IntakeCase，从最近状态继续")
+        log.warning("upgraded case %s to %s", case_id, WORKFLOW_TYPE)
+        done.append(case_id)
+    return done

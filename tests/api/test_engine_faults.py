@@ -1,0 +1,145 @@
+"""The case engine under faults, as staff and operators see them through the API and the outbox.
+
+* every staff notice fails (the WeCom robot is unreachable): escalations still climb on time, each
+  failure is visible in the outbox and retried with backoff;
+* no worker for a while: creation and reads answer at once, the case goes on when a worker returns;
+* a workflow terminated by hand: the reconciler starts it again from the projection, the case goes on;
+* a step answered 200 is visible in lists and tasks at once (the API wrote it before answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from pydantic import SecretStr
+
+from api.app import create_app
+from domain.enums import StepName
+from domain.policy import EscalationChain, EscalationStage, fast_policy
+from tests.api.conftest import Api, future, make_http, open_steps
+from worker import build_dispatcher, build_reconciler, build_worker
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+async def test_failing_notice_channel_delays_no_escalation(api: Api) -> None:
+    """Every notice fails; the callback escalates to level 2 on time; the outbox shows the failures."""
+    policy = fast_policy().model_copy(update={
+        "durations": {**fast_policy().durations, StepName.callback: timedelta(seconds=3)},
+        "escalation": EscalationChain(stages=[EscalationStage(after=timedelta(0), target="owner"),
+                                              EscalationStage(after=timedelta(seconds=3), target="superior")],
+                                      repeat_every=timedelta(seconds=30)),
+    })
+    tq = f"wecom-{uuid.uuid4().hex[:8]}"
+    settings = api.settings.model_copy(update={
+        "task_queue": tq, "notify_channel": "wecom",
+        "wecom_webhook_url": SecretStr(f"http://127.0.0.1:{_closed_port()}/cgi-bin/webhook/send?key=x"),
+        "outbox_backoff_initial_seconds": 0.2, "outbox_poll_interval_seconds": 0.1,
+    })
+    app = create_app(settings, temporal_client=api.client, pool=api.pool, policy=policy)
+    stop = asyncio.Event()
+    dispatching = asyncio.create_task(build_dispatcher(api.pool, settings).run(stop))
+    try:
+        async with build_worker(api.client, api.pool, settings, task_queue=tq), make_http(app) as http:
+            r = await http.post("/intakes", json=api.intake_body("remote"), headers=api.h("consultant"))
+            assert r.status_code == 201, r.text
+            case = r.json()
+            due = datetime.fromisoformat(case["open_steps"][0]["due_at"])
+
+            async def escalated() -> list[dict[str, object]] | None:
+                rows = await api.pool.fetch(
+                    "SELECT seq, at, data FROM case_events WHERE case_id = $1 AND kind = 'escalation' ORDER BY seq",
+                    case["id"],
+                )
+                return [dict(x) for x in rows] if len(rows) >= 2 else None
+
+            rows = await api.until(escalated, timeout=30, what="two escalations written")
+            # level 1 at due, level 2 three seconds later: on time although no notice got through
+            assert abs((rows[0]["at"] - due).total_seconds()) < 2  # type: ignore[operator]
+            assert abs((rows[1]["at"] - (due + timedelta(seconds=3))).total_seconds()) < 2  # type: ignore[operator]
+            got = await http.get(f"/intakes/{case['id']}", headers=api.h("manager"))
+            assert got.json()["escalation_level"] >= 2 and got.json()["overdue"]
+
+            async def failures_visible() -> list[dict[str, object]] | None:
+                out = await api.pool.fetch(
+                    "SELECT purpose, status, failures, last_error, next_attempt_at FROM outbox"
+                    " WHERE case_id = $1 AND channel = 'staff'", case["id"],
+                )
+                esc = [dict(x) for x in out if str(x["purpose"]).startswith("esc:")]
+                return esc if len(esc) >= 2 and all(int(x["failures"]) >= 2 for x in esc) else None  # type: ignore[call-overload]
+
+            esc = await api.until(failures_visible, timeout=30, what="notice failures recorded")
+            for row in esc:
+                assert row["status"] in ("pending", "sending") and row["last_error"], row
+                assert row["next_attempt_at"] > datetime.now(UTC) - timedelta(seconds=1)  # type: ignore[operator]
+    finally:
+        stop.set()
+        await dispatching
+
+
+async def test_no_worker_for_a_while_then_the_case_goes_on(api: Api) -> None:
+    """Creation answers without any worker polling; once one starts, the case proceeds."""
+    tq = f"late-{uuid.uuid4().hex[:8]}"
+    settings = api.settings.model_copy(update={"task_queue": tq})
+    app = create_app(settings, temporal_client=api.client, pool=api.pool, policy=fast_policy())
+    async with make_http(app) as http:
+        r = await http.post("/intakes", json=api.intake_body("remote"), headers=api.h("consultant"))
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        assert open_steps(r.json()) == {"callback"}
+        # lists and tasks have the case at once, from the API's own write
+        tasks = (await http.get("/me/tasks", headers=api.h("manager"))).json()
+        assert any(t["case_id"] == cid for t in tasks["items"])
+        async with build_worker(api.client, api.pool, settings, task_queue=tq):
+            payload = {"reached": True, "meeting_at": future(), "meeting_kind": "measure"}
+            r = await http.post(f"/intakes/{cid}/steps/callback", json=payload, headers=api.h("manager"))
+            assert r.status_code == 200, r.text
+            assert open_steps(r.json()) == {"assign_designer", "assign_assistant"}
+        assert await api.pool.fetchval("SELECT status FROM cases WHERE id = $1", cid) == "open"
+
+
+async def test_terminated_workflow_is_restarted_by_the_reconciler(api: Api) -> None:
+    c = await api.create("consultant", "remote")
+    await api.ok_step(c["id"], "callback", "manager", {"reached": True, "meeting_at": future(),
+                                                       "meeting_kind": "measure"})
+    handle = api.client.get_workflow_handle(f"intake-{c['id']}")
+    await handle.terminate(reason="test: an operator ended it by mistake")
+    reconciler = build_reconciler(api.client, api.pool, api.settings, task_queue=api.settings.task_queue)
+
+    async def repaired() -> bool:
+        return c["id"] in await reconciler.run_once()
+
+    await api.until(repaired, timeout=20, what="reconciler restarts the case")
+    desc = await handle.describe()
+    assert desc.status is not None and desc.status.name == "RUNNING"
+    case = await api.case(c["id"])
+    assert open_steps(case) == {"assign_designer", "assign_assistant"}
+    assert any(e["kind"] == "repaired" for e in case["timeline"])
+    # and it goes on: the assistant lead registers an assistant
+    body = await api.ok_step(c["id"], "assign_assistant", "assistant_lead", {})
+    assert "assign_assistant" not in open_steps(body)
+    kinds = await api.pool.fetch("SELECT kind FROM case_repairs WHERE case_id = $1", c["id"])
+    assert [k["kind"] for k in kinds] == ["restarted"]
+
+
+async def test_a_200_is_in_every_list_at_once(api: Api) -> None:
+    c = await api.create("consultant", "remote")
+    body = await api.ok_step(c["id"], "callback", "manager", {"reached": True, "meeting_at": future(),
+                                                              "meeting_kind": "measure"})
+    assert body["stage"] == "assign_designer"
+    lst = (await api.http.get("/intakes", params={"stage": "assign_designer", "limit": 200},
+                              headers=api.h("manager"))).json()
+    assert any(i["id"] == c["id"] for i in lst["items"])
+    tasks = (await api.http.get("/me/tasks", headers=api.h("assistant_lead"))).json()
+    assert any(t["case_id"] == c["id"] and t["step"] == "assign_assistant" for t in tasks["items"])
+    got = await api.http.get(f"/intakes/{c['id']}", headers=api.h("manager"))
+    assert got.json()["stage"] == "assign_designer" and got.json()["state_source"] == "projection"
