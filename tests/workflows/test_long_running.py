@@ -78,7 +78,8 @@ async def test_continue_as_new_keeps_the_case(client: Client, task_queue: str) -
         h = await start_case(client, task_queue, Scenario.remote, policy=p)
         first = await h.describe()
         for i in range(45):
-            await h.execute_update(IntakeWorkflow.add_note, AddNote(actor=actor(MANAGER), text=f"备注 {i}"))
+            await h.execute_update(IntakeWorkflow.add_note,
+                                   AddNote(actor=actor(MANAGER), text=f"备注 {i}", request_id=f"note-{i}"))
 
         async def new_run() -> bool:
             d = await client.get_workflow_handle(h.id).describe()
@@ -88,6 +89,15 @@ async def test_continue_as_new_keeps_the_case(client: Client, task_queue: str) -
         s = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
         assert [n.text for n in s.notes] == [f"备注 {i}" for i in range(45)]
         assert {o.step for o in s.open_steps} == {StepName.callback}
+        # the state stays bounded: timeline entries already written live in PostgreSQL only
+        assert len(s.events) <= p.events_kept
+        assert sum(1 for c in fakes.changes for e in c.events if e.kind == "note") == 45
+        # an Idempotency-Key from before continue-as-new is still recognised: answered, not applied
+        again = await client.get_workflow_handle(h.id).execute_update(
+            IntakeWorkflow.add_note, AddNote(actor=actor(MANAGER), text="备注 0", request_id="note-0"))
+        assert again.duplicate
+        s = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
+        assert len(s.notes) == 45
         # the case goes on in the new run
         h2 = client.get_workflow_handle_for(IntakeWorkflow.run, h.id)
         s = await complete(h2, MANAGER, StepName.callback, {"reached": True, "meeting_at": soon(7200).isoformat()})
