@@ -42,10 +42,10 @@ def _note(text: str) -> None:
 
 def resolve_database(settings: Settings, *, create: bool = False) -> tuple[str, bool]:
     """The database URL for a command, and whether it is the embedded one (configured first)."""
-    import devstack
-
     if settings.database_url:
         return settings.database_url, False
+    import devstack  # the embedded database is the dev stack's: only without a configured URL
+
     if not devstack.has_embedded_database(settings):
         if not create:
             raise CliError(
@@ -73,18 +73,18 @@ async def _database(settings: Settings) -> AsyncIterator[Any]:
 
 def resolved_settings(settings: Settings) -> Settings:
     """Settings with a concrete database URL and Temporal address (for the worker and the API)."""
-    import devstack
     from activities.db import migrate
+    from connections import temporal_address
 
     dsn, embedded = resolve_database(settings)
     if embedded:
         asyncio.run(migrate(dsn))
     if not settings.temporal_address:
         _note(
-            f"No INTAKE_TEMPORAL_ADDRESS set: using the dev server at {devstack.temporal_address(settings)}"
+            f"No INTAKE_TEMPORAL_ADDRESS set: using the dev server at {temporal_address(settings)}"
         )
     return settings.model_copy(
-        update={"database_url": dsn, "temporal_address": devstack.temporal_address(settings)}
+        update={"database_url": dsn, "temporal_address": temporal_address(settings)}
     )
 
 

@@ -1,12 +1,9 @@
-"""Connection helpers everyone imports, and the one-command dev stack behind `intake dev`.
+"""The one-command dev stack behind `intake dev`, and the dev-only helpers around it.
 
-Helpers (import these, don't rebuild them):
+The dev stack imports deployed code (connections.py, the worker, the API), never the reverse: the
+connection helpers live in connections.py.
 
-- :func:`connect_temporal` - the only place a Temporal client is built (pydantic data converter,
-  namespace, TLS or API key).
-- :func:`temporal_address` - the configured address, else the local dev server's.
 - :func:`database_url` - the configured URL, else the embedded pgserver instance under ``data_dir``.
-- :func:`load_policy` - the policy file from settings, else the SPEC defaults.
 
 The dev stack (:func:`run_dev`) starts, in order: PostgreSQL (configured, else pgserver under
 ``data_dir/pg``), Temporal (configured, else ``temporal server start-dev`` with a SQLite file under
@@ -40,13 +37,11 @@ import asyncpg
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import TLSConfig
 
-from config import PROJECT_ROOT, Settings
+from config import Settings
+from connections import connect_temporal, load_policy, temporal_address
 from domain.constants import SEARCH_ATTRIBUTE_CLI_TYPES
 from domain.enums import Level, Role
-from domain.policy import Policy, parse_policy
 
 log = logging.getLogger("intake.dev")
 
@@ -72,53 +67,8 @@ class DevStackError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------------
-# Helpers others import
+# Dev-only helpers the `intake` commands use (the embedded database)
 # --------------------------------------------------------------------------------------------------
-
-
-def temporal_address(settings: Settings) -> str:
-    """The configured Temporal address, else the local dev server (127.0.0.1:temporal_port)."""
-    return settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
-
-
-def _read_bytes(path: Path | None) -> bytes | None:
-    return path.expanduser().read_bytes() if path else None
-
-
-def _tls_config(settings: Settings) -> bool | TLSConfig:
-    cert = _read_bytes(settings.temporal_tls_client_cert)
-    key = _read_bytes(settings.temporal_tls_client_key)
-    ca = _read_bytes(settings.temporal_tls_server_ca)
-    if bool(cert) != bool(key):
-        raise ValueError("set both INTAKE_TEMPORAL_TLS_CLIENT_CERT and INTAKE_TEMPORAL_TLS_CLIENT_KEY (mTLS)")
-    if cert or ca:
-        return TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
-    # Temporal Cloud with an API key always speaks TLS.
-    return settings.temporal_tls or settings.temporal_api_key is not None
-
-
-async def connect_temporal(settings: Settings) -> Client:
-    """Connect to Temporal: pydantic data converter, namespace, and mTLS or API key from settings."""
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
-    return await Client.connect(
-        temporal_address(settings),
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        tls=_tls_config(settings),
-        api_key=api_key,
-    )
-
-
-def load_policy(settings: Settings) -> Policy:
-    """The policy from settings.policy_file (relative paths: cwd, then the project), else Policy()."""
-    if settings.policy_file is None:
-        return Policy()
-    path = settings.policy_file.expanduser()
-    if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).exists():
-        path = PROJECT_ROOT / path
-    if not path.exists():
-        raise FileNotFoundError(f"policy file not found: {settings.policy_file} (INTAKE_POLICY_FILE)")
-    return parse_policy(path.read_text(encoding="utf-8"))
 
 
 def database_url(settings: Settings) -> str:

@@ -65,7 +65,7 @@ async def run_worker(
 ) -> None:
     """Run the intake worker until `stop` is set (or forever); `client` reuses a connected one."""
     from activities.db import create_pool
-    from devstack import connect_temporal
+    from connections import connect_temporal
 
     if not settings.database_url:
         # Only `intake dev` / `intake worker` resolve the embedded dev database; a deployed worker

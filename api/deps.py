@@ -63,7 +63,7 @@ class Resources:
     def policy(self) -> Policy:
         """The policy new cases start with (injected in tests, else the configured file)."""
         if self._policy is None:
-            from devstack import load_policy
+            from connections import load_policy
 
             self._policy = load_policy(self.settings)
         return self._policy
@@ -96,7 +96,7 @@ class Resources:
             return self._client
         async with self._client_lock:
             if self._client is None:
-                from devstack import connect_temporal
+                from connections import connect_temporal
 
                 try:
                     self._client = await asyncio.wait_for(connect_temporal(self.settings), self.timeout)

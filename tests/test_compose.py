@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any
 
 import pytest
@@ -126,6 +127,10 @@ def test_dockerfile_installs_the_project() -> None:
     assert re.search(r"pip install (-e )?\.", dockerfile)
     for needed in ("migrations", "policies", "domain", "workflows", "activities", "api"):
         assert f"COPY {needed} " in dockerfile, f"the image lacks {needed}/"
+    copied = {w for line in dockerfile.splitlines() if line.startswith("COPY ") for w in line.split()[1:-1]}
+    modules = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    missing = sorted(f"{m}.py" for m in modules["py-modules"] if f"{m}.py" not in copied)
+    assert not missing, f"the image lacks {missing}"
     ignored = (PROJECT_ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert ".venv" in ignored and ".data" in ignored
 

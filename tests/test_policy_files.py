@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from config import PROJECT_ROOT, Settings
-from devstack import load_policy
+from connections import load_policy
 from domain.policy import Policy, fast_policy, parse_policy
 
 POLICIES = PROJECT_ROOT / "policies"

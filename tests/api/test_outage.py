@@ -173,7 +173,7 @@ async def test_app_starts_without_database_or_temporal(dead_database: TcpProxy) 
 
 
 async def test_app_connects_by_itself(api: Api, client: Client, pg_dsn: str) -> None:
-    """create_app(settings) with nothing injected: the lifespan connects (devstack) and is ready."""
+    """create_app(settings) with nothing injected: the lifespan connects (connections.py) and is ready."""
     settings = Settings(
         database_url=pg_dsn,
         temporal_address=client.service_client.config.target_host,

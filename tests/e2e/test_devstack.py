@@ -20,16 +20,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from pydantic import SecretStr
 
 from config import Settings
 from devstack import (
     DEMO_STAFF,
     TOKENS_FILE_NAME,
     EmbeddedPostgres,
-    _tls_config,
     read_demo_tokens,
-    temporal_address,
     temporal_dev_command,
 )
 from domain.constants import SEARCH_ATTRIBUTE_CLI_TYPES
@@ -259,31 +256,3 @@ def test_start_dev_registers_every_search_attribute(tmp_path: Path) -> None:
     assert registered == SEARCH_ATTRIBUTE_CLI_TYPES
     assert cmd[cmd.index("--db-filename") + 1] == str(tmp_path / "temporal.db")
     assert cmd[cmd.index("--port") + 1] == "17001" and cmd[cmd.index("--ui-port") + 1] == "17002"
-
-
-def test_temporal_address_falls_back_to_the_dev_server() -> None:
-    assert temporal_address(Settings(temporal_address=None, temporal_port=7999)) == "127.0.0.1:7999"
-    assert (
-        temporal_address(Settings(temporal_address="ns.acct.tmprl.cloud:7233")) == "ns.acct.tmprl.cloud:7233"
-    )
-
-
-def test_tls_from_settings(tmp_path: Path) -> None:
-    plain = Settings(temporal_tls=False, temporal_api_key=None)
-    assert _tls_config(plain) is False
-    assert _tls_config(plain.model_copy(update={"temporal_tls": True})) is True
-    assert _tls_config(plain.model_copy(update={"temporal_api_key": SecretStr("k")})) is True
-    cert, key, ca = (tmp_path / n for n in ("c.pem", "k.pem", "ca.pem"))
-    for f in (cert, key, ca):
-        f.write_bytes(f.name.encode())
-    tls = _tls_config(
-        Settings(temporal_tls_client_cert=cert, temporal_tls_client_key=key, temporal_tls_server_ca=ca)
-    )
-    assert not isinstance(tls, bool)
-    assert (tls.client_cert, tls.client_private_key, tls.server_root_ca_cert) == (
-        b"c.pem",
-        b"k.pem",
-        b"ca.pem",
-    )
-    with pytest.raises(ValueError, match="both"):
-        _tls_config(Settings(temporal_tls_client_cert=cert))

@@ -1,0 +1,68 @@
+"""How deployed code reaches the outside: the Temporal client, the PostgreSQL pool, the policy file.
+
+The API, the worker and the `intake` commands import these; so does the dev stack (devstack.py),
+never the other way round: deployed code imports nothing from the dev stack.
+
+- :func:`connect_temporal` - the only place a Temporal client is built (pydantic data converter,
+  namespace, TLS or API key).
+- :func:`temporal_address` - the configured address, else the local dev server's.
+- :func:`tls_config` - TLS / mTLS for the Temporal client, from settings.
+- :func:`load_policy` - the policy file from settings, else the SPEC defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from config import PROJECT_ROOT, Settings
+from domain.policy import Policy, parse_policy
+
+
+def temporal_address(settings: Settings) -> str:
+    """The configured Temporal address, else the local dev server (127.0.0.1:temporal_port)."""
+    return settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
+
+
+def _read_bytes(path: Path | None) -> bytes | None:
+    return path.expanduser().read_bytes() if path else None
+
+
+def tls_config(settings: Settings) -> bool | TLSConfig:
+    """The client's TLS setting: mTLS / a private CA from files, plain TLS, or none."""
+    cert = _read_bytes(settings.temporal_tls_client_cert)
+    key = _read_bytes(settings.temporal_tls_client_key)
+    ca = _read_bytes(settings.temporal_tls_server_ca)
+    if bool(cert) != bool(key):
+        raise ValueError("set both INTAKE_TEMPORAL_TLS_CLIENT_CERT and INTAKE_TEMPORAL_TLS_CLIENT_KEY (mTLS)")
+    if cert or ca:
+        return TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
+    # Temporal Cloud with an API key always speaks TLS.
+    return settings.temporal_tls or settings.temporal_api_key is not None
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """Connect to Temporal: pydantic data converter, namespace, and mTLS or API key from settings."""
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        temporal_address(settings),
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls_config(settings),
+        api_key=api_key,
+    )
+
+
+def load_policy(settings: Settings) -> Policy:
+    """The policy from settings.policy_file (relative paths: cwd, then the project), else Policy()."""
+    if settings.policy_file is None:
+        return Policy()
+    path = settings.policy_file.expanduser()
+    if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).exists():
+        path = PROJECT_ROOT / path
+    if not path.exists():
+        raise FileNotFoundError(f"policy file not found: {settings.policy_file} (INTAKE_POLICY_FILE)")
+    return parse_policy(path.read_text(encoding="utf-8"))
