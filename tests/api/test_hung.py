@@ -13,7 +13,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ async def serving(settings: Settings, **inject: Any) -> AsyncIterator[httpx.Asyn
         yield http
 
 
-def postgres_proxy(dsn: str) -> tuple[TcpProxy, Any]:
+def postgres_proxy(dsn: str) -> tuple[TcpProxy, Callable[[], str]]:
     """A proxy in front of the server of `dsn` (TCP or pgserver's unix socket) and the DSN through it."""
     u = urlsplit(dsn)
     query = parse_qs(u.query)
