@@ -7,6 +7,8 @@ client, pool and a fast policy.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,10 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors
+from api.bounds import abandon
 from api.deps import Resources
 from api.routers import actions, health, intakes, me, reports
 from config import Settings, get_settings
 from domain.policy import Policy
+
+log = logging.getLogger("intake.api")
 
 DESCRIPTION = """
 客户接待流程（家装公司设计部）的员工接口。每位员工使用自己的令牌：`Authorization: Bearer <令牌>`。
@@ -32,8 +37,9 @@ DESCRIPTION = """
 错误一律为 JSON：`{"code": "...", "message": "..."}`。常见代码：`unauthenticated`、`invalid_token`（401），
 `wrong_role`、`not_your_case`（403），`case_not_found`（404），`step_not_open`、`case_closed`、
 `duplicate_open_case`（409），`invalid_payload`、`time_in_past`、`reason_required`、`invalid_assignee`、
-`scenario_source_mismatch`（422），`temporal_unavailable`、`temporal_timeout`、`database_unavailable`（503，
-带 `Retry-After`）。失败的请求不改变任何数据；超时（`temporal_timeout`）时用同一个 `Idempotency-Key` 重试是安全的。
+`scenario_source_mismatch`（422），`temporal_unavailable`、`temporal_timeout`、`database_unavailable`、
+`request_timeout`（503，带 `Retry-After`）。每个请求都在 `INTAKE_REQUEST_TIMEOUT_SECONDS`（另加至多 1 秒）内应答。
+失败的请求不改变任何数据；超时（`temporal_timeout`、`request_timeout`）时用同一个 `Idempotency-Key` 重试是安全的。
 
 没有时区的时间按北京时间（Asia/Shanghai）理解。
 
@@ -87,6 +93,54 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+# The last-resort answer comes this long after the request bound: calls bounded on their own answer
+# first, with their own code; this one only catches what still overruns (a hung clean-up, a sum of
+# waits), and still within the bound + 1 s that SPEC §10 allows.
+REQUEST_TIMEOUT_MARGIN_SECONDS = 0.75
+
+
+class RequestDeadline:
+    """Answer 503 ``request_timeout`` when a request overruns `limit` seconds before its answer began.
+
+    The app runs in its own task; past the limit that task is cancelled and abandoned (not awaited:
+    its clean-up may be waiting on a hung server), and whatever it still sends is dropped. An answer
+    that has begun (a stream, a large body) is never cut: the bound is on the start of the answer.
+    """
+
+    def __init__(self, app: ASGIApp, limit: float) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = given_up = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if given_up:
+                return  # the 503 was sent instead
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        try:
+            await asyncio.wait({task}, timeout=self.limit)
+        except asyncio.CancelledError:
+            abandon(task)
+            raise
+        if task.done() or started:
+            await task
+            return
+        given_up = True
+        abandon(task)
+        log.warning("%s %s: no answer within %.2f s, answered 503", scope.get("method"), scope.get("path"), self.limit)
+        err = errors.unavailable("request_timeout", "请求未能在规定时间内完成，请稍后重试")
+        await JSONResponse(status_code=err.status, content=err.body(), headers=err.headers)(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -114,6 +168,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    # Outermost but for Starlette's error middleware: bounds everything below, the body limit included.
+    app.add_middleware(RequestDeadline, limit=settings.request_timeout_seconds + REQUEST_TIMEOUT_MARGIN_SECONDS)
     # Set here, not in the lifespan: an ASGI transport without lifespan (tests) still finds them.
     app.state.resources = resources
     errors.install(app)

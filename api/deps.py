@@ -3,13 +3,17 @@
 The pool and the client are created once per process (the lifespan warms them up; see
 :class:`Resources`). When PostgreSQL or Temporal is down at start, the API still starts and answers
 503 (and `/readyz` says which part is missing) until they come back: each request tries to connect
-again, within the request's time bound.
+again, within the request's time bound. Every wait on either service is bounded by
+``request_timeout_seconds`` with :func:`api.bounds.within`, which abandons a call that overran
+instead of waiting for its clean-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from activities.staff import Staff, StaffRepository
+from api.bounds import abandon, within
 from api.errors import ApiError, unavailable
 from config import Settings
 from domain.enums import ROLE_LABELS, Role
@@ -31,7 +36,11 @@ log = logging.getLogger("intake.api")
 
 
 class Resources:
-    """The process-wide pool and Temporal client; injected ones are used as given and never closed."""
+    """The process-wide pool and Temporal client; injected ones are used as given and never closed.
+
+    Connecting is single-flight: one attempt at a time, bounded by the request timeout, which every
+    request waiting for it follows for at most its own bound (no lock to queue behind).
+    """
 
     def __init__(
         self,
@@ -47,8 +56,10 @@ class Resources:
         self._policy = policy
         self._owns_client = temporal_client is None
         self._owns_pool = pool is None
-        self._client_lock = asyncio.Lock()
-        self._pool_lock = asyncio.Lock()
+        self._client_attempt: asyncio.Task[Client] | None = None
+        self._pool_attempt: asyncio.Task[asyncpg.Pool] | None = None
+        self._expired_at = -math.inf
+        self._closed = False
 
     @property
     def timeout(self) -> float:
@@ -72,38 +83,63 @@ class Resources:
         """The pool, created on first use; 503 when PostgreSQL cannot be reached in time."""
         if self._pool is not None:
             return self._pool
-        async with self._pool_lock:
-            if self._pool is None:
-                from activities.db import create_pool
+        if self._pool_attempt is None or self._pool_attempt.done():
+            self._pool_attempt = asyncio.create_task(self._create_pool())
+        try:
+            # shield: a request that stops waiting does not stop the attempt the others wait for.
+            return await within(asyncio.shield(self._pool_attempt), self.timeout)
+        except Exception as exc:
+            log.warning("cannot connect to PostgreSQL: %r", exc)
+            raise unavailable("database_unavailable", "数据库暂时无法访问，请稍后重试") from exc
 
-                try:
-                    # Resolved by `intake dev` / `intake api`; a deployed API never starts a database.
-                    dsn = self.settings.database_url
-                    if not dsn:
-                        raise RuntimeError("INTAKE_DATABASE_URL is not set")
-                    self._pool = await asyncio.wait_for(
-                        create_pool(dsn, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max),
-                        self.timeout,
-                    )
-                except Exception as exc:
-                    log.warning("cannot connect to PostgreSQL: %r", exc)
-                    raise unavailable("database_unavailable", "数据库暂时无法访问，请稍后重试") from exc
-        return self._pool
+    async def _create_pool(self) -> asyncpg.Pool:
+        from connections import create_pool
+
+        # Resolved by `intake dev` / `intake api`; a deployed API never starts a database.
+        dsn = self.settings.database_url
+        if not dsn:
+            raise RuntimeError("INTAKE_DATABASE_URL is not set")
+        # The pool's own timeouts (connect, statements, cancellation) are the request bound too:
+        # a connection whose server hangs is terminated instead of staying checked out.
+        pool = await within(
+            create_pool(dsn, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max,
+                        timeout=self.timeout),
+            self.timeout,
+        )
+        if self._closed:  # the app stopped while this attempt ran
+            pool.terminate()
+            raise RuntimeError("the API is stopping")
+        self._pool = pool
+        return pool
 
     async def client(self) -> Client:
         """The Temporal client, connected on first use; 503 when Temporal cannot be reached in time."""
         if self._client is not None:
             return self._client
-        async with self._client_lock:
-            if self._client is None:
-                from connections import connect_temporal
+        if self._client_attempt is None or self._client_attempt.done():
+            self._client_attempt = asyncio.create_task(self._connect_client())
+        try:
+            return await within(asyncio.shield(self._client_attempt), self.timeout)
+        except Exception as exc:
+            log.warning("cannot connect to Temporal: %r", exc)
+            raise unavailable("temporal_unavailable", "流程引擎暂时无法访问，请稍后重试") from exc
 
-                try:
-                    self._client = await asyncio.wait_for(connect_temporal(self.settings), self.timeout)
-                except Exception as exc:
-                    log.warning("cannot connect to Temporal: %r", exc)
-                    raise unavailable("temporal_unavailable", "流程引擎暂时无法访问，请稍后重试") from exc
-        return self._client
+    async def _connect_client(self) -> Client:
+        from connections import connect_temporal
+
+        client = await within(connect_temporal(self.settings), self.timeout)
+        self._client = client
+        return client
+
+    async def database_overran(self) -> None:
+        """A database call overran its bound: the pool's other connections may be stuck on the same
+        server, so they are replaced on their next use (at most once per time bound)."""
+        now = time.monotonic()
+        if self._pool is None or now - self._expired_at < self.timeout:
+            return
+        self._expired_at = now
+        log.warning("PostgreSQL did not answer within %.1f s: replacing the pool's connections", self.timeout)
+        await self._pool.expire_connections()
 
     async def warm_up(self) -> None:
         """Load the policy (a broken policy file stops the start) and connect both services when possible."""
@@ -117,9 +153,13 @@ class Resources:
 
     async def aclose(self) -> None:
         """Close what this process created (never what was injected)."""
+        self._closed = True
+        for attempt in (self._pool_attempt, self._client_attempt):
+            if attempt is not None:
+                abandon(attempt)
         if self._owns_pool and self._pool is not None:
             try:
-                await asyncio.wait_for(self._pool.close(), self.timeout)
+                await within(self._pool.close(), self.timeout)
             except Exception:  # closing is best effort; the process is going away
                 self._pool.terminate()
             self._pool = None
@@ -202,8 +242,12 @@ def require_roles(*roles: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser
 
 
 async def bounded(res: Resources, aw: Awaitable[Any]) -> Any:
-    """Await a database call within the request time bound (503 database_unavailable when exceeded)."""
+    """Await a database call within the request time bound (503 database_unavailable when exceeded).
+
+    A call that overruns is abandoned, not awaited: its clean-up may wait on the hung server.
+    """
     try:
-        return await asyncio.wait_for(aw, res.timeout)
+        return await within(aw, res.timeout)
     except TimeoutError as exc:
+        await res.database_overran()
         raise unavailable("database_unavailable", "数据库响应超时，请稍后重试") from exc

@@ -121,7 +121,9 @@ R403: Responses = {403: _resp("wrong_role：角色无权操作；not_your_case�
 R404: Responses = {404: _resp("case_not_found：没有该案例")}
 R409: Responses = {409: _resp("step_not_open / case_closed / no_meeting / duplicate_open_case / idempotency_in_progress")}
 R422: Responses = {422: _resp("invalid_payload / time_in_past / reason_required / invalid_assignee / …")}
-R503: Responses = {503: _resp("temporal_unavailable / database_unavailable：稍后重试（见 Retry-After）")}
+R503: Responses = {
+    503: _resp("temporal_unavailable / temporal_timeout / database_unavailable / request_timeout：稍后重试（见 Retry-After）")
+}
 
 
 def responses(*parts: Responses) -> Responses:

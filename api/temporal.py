@@ -1,7 +1,7 @@
 """Calls from the API to the intake workflow: bounded in time, errors mapped to API answers.
 
 Every call is bounded by ``settings.request_timeout_seconds`` (as the RPC timeout and as an outer
-guard). Outcomes:
+guard that abandons the call, see :mod:`api.bounds`). Outcomes:
 
 * rejected by an update validator -> 409/403/422 with the validator's code (see api.errors);
 * the server cannot be reached -> 503 ``temporal_unavailable`` (nothing happened);
@@ -12,7 +12,6 @@ guard). Outcomes:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -27,6 +26,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.bounds import within
 from api.errors import ApiError, unavailable, workflow_rejection
 from domain.constants import workflow_id
 from domain.models import CaseChange, CaseState
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("intake.api")
 T = TypeVar("T")
+
+# The outer guard fires this long after the RPC's own deadline (which gives the more precise error),
+# and well before the app's last-resort answer (api.app.REQUEST_TIMEOUT_MARGIN_SECONDS).
+GUARD_MARGIN_SECONDS = 0.25
+
 
 def intake_workflow() -> type[IntakeWorkflow]:
     """The workflow class (imported on first use so the API starts even while workflows/ is rebuilt)."""
@@ -58,8 +63,8 @@ def _timeout() -> ApiError:
 async def bounded_temporal(timeout: float, call: Callable[[], Awaitable[T]]) -> T:
     """Run one Temporal call within `timeout` seconds (plus a small margin for the RPC's own deadline)."""
     try:
-        async with asyncio.timeout(timeout + 0.5):
-            return await call()
+        # Past the bound the call is abandoned, not awaited (see api.bounds).
+        return await within(call(), timeout + GUARD_MARGIN_SECONDS)
     except WorkflowUpdateFailedError as exc:
         raise workflow_rejection(exc.cause) from exc
     except (RPCTimeoutOrCancelledError, TimeoutError) as exc:
@@ -103,9 +108,10 @@ async def query_state(client: Client, *, case_id: int, timeout: float) -> CaseSt
     wf = intake_workflow()
     handle = client.get_workflow_handle(workflow_id(case_id))
     try:
-        async with asyncio.timeout(timeout + 0.5):
-            state: CaseState = await handle.query(wf.state, rpc_timeout=timedelta(seconds=timeout))
-            return state
+        state: CaseState = await within(
+            handle.query(wf.state, rpc_timeout=timedelta(seconds=timeout)), timeout + GUARD_MARGIN_SECONDS
+        )
+        return state
     except (
         TimeoutError,
         RPCError,

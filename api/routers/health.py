@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from fastapi import APIRouter
 
+from api.bounds import within
 from api.deps import ResourcesDep
 from api.errors import ApiError, ErrorBody, unavailable
 from api.schemas import Health
@@ -30,29 +32,30 @@ async def readyz(res: ResourcesDep) -> Health:
     """Readiness: PostgreSQL and Temporal both answer within the request time bound."""
     checks: dict[str, str] = {}
 
-    async def database() -> None:
-        try:
-            pool = await res.pool()
-            await asyncio.wait_for(pool.fetchval("SELECT 1"), res.timeout)
-            checks["database"] = "ok"
-        except ApiError as exc:
-            checks["database"] = exc.code
-        except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
+    async def database() -> str:
+        pool = await res.pool()
+        await pool.fetchval("SELECT 1")
+        return "ok"
 
-    async def temporal() -> None:
-        try:
-            client = await res.client()
-            ok = await asyncio.wait_for(
-                client.service_client.check_health(timeout=timedelta(seconds=res.timeout)), res.timeout + 0.5
-            )
-            checks["temporal"] = "ok" if ok else "not_serving"
-        except ApiError as exc:
-            checks["temporal"] = exc.code
-        except Exception as exc:
-            checks["temporal"] = f"error: {type(exc).__name__}"
+    async def temporal() -> str:
+        client = await res.client()
+        ok = await client.service_client.check_health(timeout=timedelta(seconds=res.timeout))
+        return "ok" if ok else "not_serving"
 
-    await asyncio.gather(database(), temporal())
+    async def check(name: str, probe: Callable[[], Awaitable[str]], timeout_code: str) -> None:
+        # Each check as a whole (connecting included) within the bound; a hung one is abandoned.
+        try:
+            checks[name] = await within(probe(), res.timeout)
+        except ApiError as exc:
+            checks[name] = exc.code
+        except TimeoutError:
+            checks[name] = timeout_code
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}"
+
+    await asyncio.gather(
+        check("database", database, "database_unavailable"), check("temporal", temporal, "temporal_timeout")
+    )
     if all(v == "ok" for v in checks.values()):
         return Health(status="ready", checks=checks)
     err = unavailable("not_ready", "服务尚未就绪：" + "，".join(f"{k}={v}" for k, v in checks.items()))
