@@ -36,6 +36,7 @@ from domain.policy import fast_policy
 from tests.api.conftest import Api, future, make_http, open_steps, unique_phone
 from tests.api.proxy import TcpProxy
 from tests.support.infra import pgserver_uri
+from worker import build_reconciler
 
 TIMEOUT = 1.5
 BOUND = TIMEOUT + 1.0  # SPEC §10: INTAKE_REQUEST_TIMEOUT_SECONDS + 1 s
@@ -313,11 +314,14 @@ async def test_temporal_hangs_then_resumes(api: Api, client: Client, temporal_pr
         r, elapsed = await timed(http.post(f"/intakes/{cid}/steps/callback", json=CALLBACK, headers=step_key))
         assert_503(r, ("temporal_timeout", "temporal_unavailable", "request_timeout"))
         assert elapsed <= BOUND, f"step answered after {elapsed:.2f} s"
-        r, elapsed = await timed(http.post("/intakes", json=api.intake_body("remote", client={"phone": phone}),
-                                           headers=api.h("consultant")))
+        create_key = {**api.h("consultant"), "Idempotency-Key": f"hung-create-{phone}"}
+        body = api.intake_body("remote", client={"phone": phone})
+        r, elapsed = await timed(http.post("/intakes", json=body, headers=create_key))
         assert_503(r, ("temporal_timeout", "temporal_unavailable", "request_timeout"))
         assert elapsed <= BOUND, f"creation answered after {elapsed:.2f} s"
-        assert await api.pool.fetchval("SELECT count(*) FROM cases WHERE client_phone = $1", phone) == 0
+        # No answer from Temporal: the row waits as `starting` (or was never kept) for the reconciler.
+        rows = await api.pool.fetch("SELECT status FROM cases WHERE client_phone = $1", phone)
+        assert [x["status"] for x in rows] in ([], ["starting"])
         # Reads come from PostgreSQL; a fresh read falls back to the projection within the bound.
         r, elapsed = await timed(http.get(f"/intakes/{cid}", params={"fresh": True}, headers=h))
         assert r.status_code == 200 and r.json()["state_source"] == "projection" and elapsed <= BOUND
@@ -339,6 +343,10 @@ async def test_temporal_hangs_then_resumes(api: Api, client: Client, temporal_pr
         s = await api.until(completes, timeout=20, what="the step completes after Temporal resumes")
         assert open_steps(s) == {"assign_designer", "assign_assistant"}
         assert [e["kind"] for e in s["timeline"]].count("step_done") == 1
-        r = await http.post("/intakes", json=api.intake_body("remote", client={"phone": phone}),
-                            headers=api.h("consultant"))
+        reconciler = build_reconciler(api.client, api.pool,
+                                      settings.model_copy(update={"reconcile_settle_seconds": 0.001}),
+                                      task_queue=settings.task_queue)
+        await reconciler.run_once()
+        r = await http.post("/intakes", json=body, headers=create_key)
         assert r.status_code == 201, r.text
+        assert await api.pool.fetchval("SELECT status FROM cases WHERE id = $1", r.json()["id"]) == "open"
