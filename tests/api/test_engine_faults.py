@@ -81,6 +81,10 @@ async def test_failing_notice_channel_delays_no_escalation(api: Api) -> None:
             for row in esc:
                 assert row["status"] in ("pending", "sending") and row["last_error"], row
                 assert row["next_attempt_at"] > datetime.now(UTC) - timedelta(seconds=1)  # type: ignore[operator]
+            r = await http.post(f"/intakes/{case['id']}/close", json={"outcome": "duplicate"},
+                                headers=api.h("manager"))
+            assert r.status_code == 200, r.text
+            await api.client.get_workflow_handle(f"intake-{case['id']}").result()  # ends while its worker is here
     finally:
         stop.set()
         await dispatching
@@ -96,15 +100,22 @@ async def test_no_worker_for_a_while_then_the_case_goes_on(api: Api) -> None:
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
         assert open_steps(r.json()) == {"callback"}
-        # lists and tasks have the case at once, from the API's own write
-        tasks = (await http.get("/me/tasks", headers=api.h("manager"))).json()
-        assert any(t["case_id"] == cid for t in tasks["items"])
+        # the case is readable at once, from the API's own write: the manager's callback is waiting
+        got = (await http.get(f"/intakes/{cid}", headers=api.h("manager"))).json()
+        assert got["stage"] == "callback" and open_steps(got) == {"callback"}
+        owner = await api.pool.fetchval(
+            "SELECT owner_id FROM case_steps WHERE case_id = $1 AND status = 'open'", cid)
+        assert owner is not None
         async with build_worker(api.client, api.pool, settings, task_queue=tq):
             payload = {"reached": True, "meeting_at": future(), "meeting_kind": "measure"}
             r = await http.post(f"/intakes/{cid}/steps/callback", json=payload, headers=api.h("manager"))
             assert r.status_code == 200, r.text
             assert open_steps(r.json()) == {"assign_designer", "assign_assistant"}
-        assert await api.pool.fetchval("SELECT status FROM cases WHERE id = $1", cid) == "open"
+            # closed while its worker is there: no case is left without a worker for later tests
+            r = await http.post(f"/intakes/{cid}/close", json={"outcome": "duplicate"}, headers=api.h("manager"))
+            assert r.status_code == 200, r.text
+            await api.client.get_workflow_handle(f"intake-{cid}").result()  # ends while its worker is here
+        assert await api.pool.fetchval("SELECT status FROM cases WHERE id = $1", cid) == "closed"
 
 
 async def test_terminated_workflow_is_restarted_by_the_reconciler(api: Api) -> None:

@@ -36,6 +36,12 @@ async def test_running_first_version_cases_move_onto_the_engine(api: Api) -> Non
     old_tq = f"v1-{uuid.uuid4().hex[:8]}"
     async with Worker(api.client, task_queue=old_tq, workflows=[FirstVersionStandIn]):
         await api.client.start_workflow("IntakeWorkflow", {"case_id": c["id"]}, id=wf_id, task_queue=old_tq)
+
+        async def visible() -> bool:  # the list comes from visibility, which lags a moment behind
+            query = f'WorkflowType = "IntakeWorkflow" AND ExecutionStatus = "Running" AND WorkflowId = "{wf_id}"'
+            return bool([w async for w in api.client.list_workflows(query)])
+
+        await api.until(visible, timeout=20, what="the old run is listed")
         moved = await upgrade_v1_cases(api.client, api.pool, projection_writer(api.settings),
                                        task_queue=api.settings.task_queue)
     assert c["id"] in moved
