@@ -13,7 +13,8 @@ Starts nothing of the stack: it measures a running one (``intake dev``, docker-c
   Temporal client: number of events and size in bytes (serialized proto).
 
 Raw and API phases alternate (start/create, update/step at N, update/step at 1) so that a noisy shared
-machine hits both sides alike; the SPEC judges ratios measured in the same run. Every case it opened
+machine hits both sides alike, and each phase starts once the task queues have drained what the last
+one left behind (projections, messages); the SPEC judges ratios measured in the same run. Every case it opened
 is closed at the end (``duplicate``), every raw workflow terminated, so a re-run is never refused.
 Prints a table with PASS/FAIL per target and exits 0 either way (it is a report, not a test).
 
@@ -53,8 +54,10 @@ if not workflow.unsafe.in_sandbox():
 with workflow.unsafe.imports_passed_through():
     import httpx
     from pydantic import BaseModel
-    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.enums.v1 import EventType, TaskQueueType
     from temporalio.api.history.v1 import History
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
     from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
     from temporalio.service import RPCError, RPCStatusCode
     from temporalio.worker import Worker
@@ -65,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         StaffToken,
         at_least,
         at_most,
+        close_case,
         collect_tokens,
         first_of,
         fmt,
@@ -278,10 +282,36 @@ class Bench:
     async def callback(self, case_id: int) -> None:
         await self.api.call("POST", f"/intakes/{case_id}/steps/callback", self.manager, 200, json=callback_body())
 
+    async def backlog(self, queue: str) -> int:
+        """Workflow and activity tasks waiting in a task queue (the server's approximate count)."""
+        total = 0
+        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+            r = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=self.client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind,
+                report_stats=True))  # fmt: skip
+            total += int(r.stats.approximate_backlog_count)
+        return total
+
     async def settle(self) -> None:
-        """Let the background work of the last phase (first workflow tasks, projections) drain."""
+        """Let the background work of the last phase (first workflow tasks, projections, messages) drain.
+
+        Waits until the stack's task queue and the raw one have no backlog (at most --drain-timeout),
+        then --settle seconds more; prints how long that took when it was more than a moment.
+        """
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < self.args.drain_timeout:
+            try:
+                waiting = await self.backlog(self.args.task_queue) + await self.backlog(self.queue)
+            except RPCError:
+                break  # a server without task queue stats: the fixed pause only
+            if waiting == 0:
+                break
+            await asyncio.sleep(0.5)
         if self.args.settle > 0:
             await asyncio.sleep(self.args.settle)
+        took = time.monotonic() - t0
+        if took > self.args.settle + 1:
+            print(f"  (the stack drained its backlog in {took:.1f} s)", flush=True)
 
     async def measure(self) -> dict[str, Phase]:
         """Warm up both sides, then the alternating phases."""
@@ -377,12 +407,8 @@ class Bench:
         raws = list(self.raw_ids)
 
         async def close(i: int) -> None:
-            try:
-                await api.call("POST", f"/intakes/{cases[i]}/close", self.manager, 200,
-                               json={"outcome": "duplicate", "reason": "基准测试数据（bench_api_vs_raw）"})
-            except ApiError as exc:
-                if "case_closed" not in str(exc):
-                    raise
+            await close_case(api.http, cases[i], self.manager.token, "基准测试数据（bench_api_vs_raw）",
+                             f"bench-close-{self.queue}-{cases[i]}")
 
         async def finish(i: int) -> None:
             try:
@@ -472,7 +498,11 @@ async def main() -> int:
     ap.add_argument("--serial", type=int, default=30, help="operations per phase at 1 caller (30)")
     ap.add_argument("--concurrency", type=int, default=20, help="concurrent callers (20)")
     ap.add_argument("--warmup", type=int, default=10, help="warm-up operations per side (10)")
-    ap.add_argument("--settle", type=float, default=2.0, help="pause between phases, seconds (2)")
+    ap.add_argument("--task-queue", default=settings.task_queue,
+                    help="the stack's task queue, drained between phases (default: INTAKE_TASK_QUEUE, intake)")
+    ap.add_argument("--drain-timeout", type=float, default=60.0,
+                    help="longest wait for the task queues to drain between phases (60 s)")
+    ap.add_argument("--settle", type=float, default=1.0, help="pause after draining, seconds (1)")
     ap.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout per request, seconds (30)")
     ap.add_argument("--history-wait", type=float, default=30.0,
                     help="how long to wait for the signed case's workflow to close (30 s)")
@@ -522,7 +552,7 @@ async def main() -> int:
         await api.close()
     failed = sum(len(p.errors) for p in res.values())
     if failed:
-        print(f"note: {failed} operations failed; the figures count the successful ones only")
+        print(f"note: {failed} calls failed: per s counts the successful ones, p50/p99 include the failed calls")
     return 0
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from benchmarks.benchlib import (  # noqa: E402
     Phase,
     PhoneMaker,
     StaffToken,
+    close_case,
     collect_tokens,
     first_of,
     fmt,
@@ -185,12 +186,8 @@ class Scale:
         """Close cases as duplicates (benchmark data)."""
 
         async def close(i: int) -> None:
-            try:
-                await self.post(f"/intakes/{ids[i]}/close", self.manager,
-                                {"outcome": "duplicate", "reason": "基准测试数据（bench_scale）"}, 200)
-            except RuntimeError as exc:
-                if "case_closed" not in str(exc):
-                    raise
+            await close_case(self.http, ids[i], self.manager.token, "基准测试数据（bench_scale）",
+                             f"bench-close-{self.run}-{ids[i]}")
 
         t0 = time.perf_counter()
         ph = await run_phase("close", len(ids), self.args.concurrency, close)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 
 def percentile(samples: Sequence[float], p: float) -> float:
     """The nearest-rank percentile `p` (0..100) of `samples`; NaN when there are none."""
@@ -36,6 +38,7 @@ class Phase:
     concurrency: int
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    error_latencies_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
 
     @property
@@ -49,8 +52,8 @@ class Phase:
         return self.ok / self.wall_s if self.wall_s > 0 else math.nan
 
     def p(self, q: float) -> float:
-        """Latency percentile in milliseconds."""
-        return percentile(self.latencies_ms, q)
+        """Latency percentile in milliseconds over every call, failed ones too (a 503 took that long)."""
+        return percentile(self.latencies_ms + self.error_latencies_ms, q)
 
 
 async def run_phase(
@@ -58,7 +61,8 @@ async def run_phase(
 ) -> Phase:
     """Run `op(0)` … `op(count - 1)` with `concurrency` callers; each call is timed on its own.
 
-    A call that raises counts as an error (its message is kept), not as a latency sample.
+    A call that raises counts as an error (its message is kept): not in the throughput, but its time
+    is in the percentiles.
     """
     phase = Phase(name=name, concurrency=concurrency)
     next_index = 0
@@ -73,6 +77,7 @@ async def run_phase(
                 await op(i)
             except Exception as exc:  # noqa: BLE001 - a report: count it and go on
                 phase.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                phase.error_latencies_ms.append((time.perf_counter() - t0) * 1000)
                 continue
             phase.latencies_ms.append((time.perf_counter() - t0) * 1000)
 
@@ -196,3 +201,26 @@ def width(text: str) -> int:
 def pad(text: str, columns: int) -> str:
     """`text` left-aligned in `columns` terminal columns."""
     return text + " " * max(0, columns - width(text))
+
+
+async def close_case(
+    http: httpx.AsyncClient, case_id: int, token: str, reason: str, key: str, attempts: int = 6
+) -> None:
+    """Close a benchmark case as a duplicate (manager's token); already closed is fine.
+
+    A 503 (the API's request timeout: the update may or may not have happened) is retried with the
+    same Idempotency-Key, which makes the retry the same action (SPEC §7).
+    """
+    for attempt in range(attempts):
+        r = await http.post(
+            f"/intakes/{case_id}/close",
+            json={"outcome": "duplicate", "reason": reason},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        )
+        if r.status_code == 200:
+            return
+        if r.status_code == 409 and r.json().get("code") == "case_closed":
+            return
+        if r.status_code != 503 or attempt == attempts - 1:
+            raise RuntimeError(f"close #{case_id}: {r.status_code} {r.text[:300]}")
+        await asyncio.sleep(min(float(r.headers.get("Retry-After", "1") or 1), 5.0))

@@ -70,6 +70,7 @@ async def test_run_phase_counts_errors_apart() -> None:
 
     ph = await run_phase("x", 20, 4, op)
     assert ph.ok == 16 and len(ph.errors) == 4 and ph.throughput > 0
+    assert len(ph.latencies_ms) + len(ph.error_latencies_ms) == 20
 
 
 def test_pad_counts_wide_characters() -> None:
