@@ -220,6 +220,11 @@ def validate_payload(step: StepName, payload: dict[str, Any]) -> BaseModel:
 # --- helpers --------------------------------------------------------------------------------------
 
 
+def head(state: CaseState) -> CaseState:
+    """The case as it stands, without its history (done steps, events, notes, sent purposes)."""
+    return _head(state)
+
+
 def _head(state: CaseState) -> CaseState:
     return state.model_copy(update={"done_steps": [], "events": [], "notes": [], "sent": [], "handled": []})
 

@@ -108,7 +108,7 @@ class IntakeWorkflow:
 
     @workflow.run
     async def run(self, inp: IntakeInput) -> CaseState:
-        """Drive the case until it is closed and written; returns its final head."""
+        """Drive the case until it is closed and written; returns its final head (without its history)."""
         self._show()
         while self.s.status != CaseStatus.closed:
             now = workflow.now()
@@ -144,7 +144,7 @@ class IntakeWorkflow:
             self._maybe_write(workflow.now())
             self._dirty = False
             await workflow.wait_condition(lambda: self._dirty)
-        return self.s.model_copy(update={"events": []})
+        return engine.head(self.s)
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
@@ -322,20 +322,21 @@ class IntakeWorkflow:
         self._dirty = True
 
     def _show(self) -> None:
-        """Search attributes (only when one changed: each upsert is an event) and the UI's details."""
+        """Search attributes (only those that changed: each upsert is an event) and the UI's details."""
         s = self.s
         values = _sa_values(s)
-        if values != self._last_sa:
+        before = self._last_sa or (None,) * len(values)
+        if values != before:
             self._last_sa = values
-            designer, assistant = values[5], values[6]
-            workflow.upsert_search_attributes([
-                SA_STAGE.value_set(s.stage),
-                SA_SOURCE.value_set(s.source.value),
-                SA_SCENARIO.value_set(s.scenario.value),
-                SA_OVERDUE.value_set(s.overdue),
-                SA_ESCALATION_LEVEL.value_set(s.escalation_level),
-                SA_DESIGNER.value_set(designer) if designer else SA_DESIGNER.value_unset(),
-                SA_ASSISTANT.value_set(assistant) if assistant else SA_ASSISTANT.value_unset(),
-                SA_STEP_DUE_AT.value_set(s.step_due_at) if s.step_due_at else SA_STEP_DUE_AT.value_unset(),
-            ])
+            keys: tuple[Any, ...] = (SA_STAGE, SA_SOURCE, SA_SCENARIO, SA_OVERDUE, SA_ESCALATION_LEVEL, SA_DESIGNER, SA_ASSISTANT,
+                    SA_STEP_DUE_AT)
+            updates: list[Any] = []
+            for key, new, old in zip(keys, values, before, strict=True):
+                if new == old:
+                    continue
+                if new is None:
+                    updates.append(key.value_unset())
+                else:
+                    updates.append(key.value_set(new.value if hasattr(new, "value") else new))
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(current_details(s, self.policy.calendar.timezone))
