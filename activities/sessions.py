@@ -93,10 +93,10 @@ class SessionRepository:
     async def by_token(self, *, token: str) -> Session | None:
         """The live session of a cookie token (not expired, not revoked, staff not inactive)."""
         row = await self._pool.fetchrow(
-            f"SELECT cs.id AS session_id, cs.expires_at AS session_expires_at, {_COLUMNS}"
-            " FROM console_sessions cs JOIN staff ON staff.id = cs.staff_id"
-            " WHERE cs.token_hash = $1 AND cs.revoked_at IS NULL AND cs.expires_at > now()"
-            " AND staff.status <> 'inactive'",
+            "SELECT cs.id AS session_id, cs.expires_at AS session_expires_at, s.*"
+            f" FROM console_sessions cs, LATERAL (SELECT {_COLUMNS} FROM staff"
+            "   WHERE staff.id = cs.staff_id AND staff.status <> 'inactive') s"
+            " WHERE cs.token_hash = $1 AND cs.revoked_at IS NULL AND cs.expires_at > now()",
             hash_token(token),
         )
         if row is None:
