@@ -299,6 +299,8 @@ def api_errors(err: ApiError, *, prefix: str = "") -> FormState:
         full = prefix + name
         label = label_for(full)
         state.errors[full] = err.message.replace(f" {name}", "").replace(name, label)
+    if state.errors and err.code != "duplicate_open_case":
+        state.message = "请检查标红的内容"
     if err.code == "duplicate_open_case" and err.extra.get("case_id"):
         state.case_link = int(err.extra["case_id"])
         state.errors.setdefault("client.phone", "该手机号已有未结案的案例")

@@ -103,8 +103,10 @@ def due_text(due: datetime | None, overdue: bool = False) -> str:
     if due is None:
         return "无时限"
     delta = (datetime.now(UTC) - due).total_seconds()
-    if overdue or delta > 0:
-        return f"超时 {span(max(delta, 0))}"
+    if delta >= 1:
+        return f"超时 {span(delta)}"
+    if overdue:
+        return "已超时"
     return f"还有 {span(delta)}"
 
 
@@ -312,11 +314,11 @@ async def _case_page(
                     pre = step.prefill.get("designer" if target == StepName.assign_designer else "assistant")
                     if not f.value and isinstance(pre, dict):
                         f.value = pre.get("id")
-                    if not f.value and f.required is False and step.step in (
-                        StepName.assign_designer, StepName.assign_assistant
-                    ):
+                    if step.step in (StepName.assign_designer, StepName.assign_assistant) and f.picks:
+                        # The assignment itself: someone is chosen; the first suggestion is the default.
+                        f.required = True
                         first = next((p for p in f.picks if p["eligible"]), None)
-                        f.value = first["id"] if first else None
+                        f.value = f.value or (first["id"] if first else None)
             entry.update(fields=fields, state=state)
         step_forms.append(entry)
     works = _works_case(user, view)
@@ -562,17 +564,23 @@ async def reports(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLRe
     def pct(v: float | None) -> float | None:
         return round(v * 100, 1) if v is not None else None
 
-    def minutes(v: float | None) -> float | None:
-        return round(v / 60, 1) if v is not None else None
-
     callback_rows = [r for r in by_source.rows if r.step == StepName.callback]
+    # Minutes as a rule; seconds when every figure is under two minutes (the fast demo policy).
+    in_seconds = all((r.p90_seconds or 0) < 120 for r in callback_rows)
+    unit = "秒" if in_seconds else "分钟"
+
+    def minutes(v: float | None) -> float | None:
+        if v is None:
+            return None
+        return round(v, 1) if in_seconds else round(v / 60, 1)
+
     charts = {
         "ontime": {"type": "bar", "labels": [r.step_label for r in sla.rows],
                    "series": [{"label": "按时完成率 %", "data": [pct(r.on_time_share) for r in sla.rows]}],
                    "max": 100},
         "callback": {"type": "bar", "labels": [r.group_label or "全部" for r in callback_rows],
-                     "series": [{"label": "中位数（分钟）", "data": [minutes(r.median_seconds) for r in callback_rows]},
-                                {"label": "P90（分钟）", "data": [minutes(r.p90_seconds) for r in callback_rows]}]},
+                     "series": [{"label": f"中位数（{unit}）", "data": [minutes(r.median_seconds) for r in callback_rows]},
+                                {"label": f"P90（{unit}）", "data": [minutes(r.p90_seconds) for r in callback_rows]}]},
         "escalations": {"type": "bar", "labels": [r.step_label for r in sla.rows],
                         "series": [{"label": "升级次数", "data": [r.escalations for r in sla.rows]},
                                    {"label": "发生升级的步骤", "data": [r.escalated for r in sla.rows]}]},

@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import uvicorn
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 from temporalio.client import Client
 
 from activities.sessions import SessionRepository
@@ -40,8 +40,8 @@ from worker import build_dispatcher, build_worker
 
 CHROMIUM = os.environ.get("INTAKE_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 900}
+PHONE = ViewportSize(width=375, height=812)
+DESKTOP = ViewportSize(width=1280, height=900)
 
 
 def _free_port() -> int:

@@ -181,7 +181,21 @@ async def test_office_visit_from_new_client_to_signed(console: Console) -> None:
     await form.locator("[name=designer_corrections]").fill("先问需求，再讲案例")
     await submit_step(manager, "debrief")
 
+    # the client moves the measure: the designer reschedules it, and adds a note
     await designer.goto(f"{c.base}/console/cases/{case_id}")
+    await designer.locator("summary", has_text="改期").click()
+    await designer.locator("#r-target").select_option("measure")
+    await designer.locator("#r-at").fill(local_input(timedelta(days=4)))
+    await designer.locator("#r-reason").fill("客户出差")
+    async with designer.expect_navigation():
+        await designer.get_by_role("button", name="改期", exact=True).click()
+    await expect(designer.get_by_test_id("flash")).to_contain_text("已改期")
+    await designer.locator("summary", has_text="添加备注").click()
+    await designer.locator("#n-text").fill("客户带了户型图")
+    async with designer.expect_navigation():
+        await designer.get_by_role("button", name="添加备注", exact=True).click()
+    await expect(designer.get_by_test_id("timeline")).to_contain_text("客户带了户型图")
+    await c.shot(designer, "10b-designer-rescheduled-and-noted")
     await designer.get_by_test_id("form-measure").locator("[name=result]").select_option("done")
     await submit_step(designer, "measure")
     assert await case_open_steps(c, case_id) == {"outcome"}
