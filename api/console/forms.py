@@ -25,6 +25,10 @@ from domain.enums import (
     OUTCOME_LABELS,
     SCENARIO_LABELS,
     SOURCE_LABELS,
+    Level,
+    MeetingKind,
+    Scenario,
+    Source,
 )
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -68,12 +72,19 @@ FIELD_LABELS: dict[str, str] = {
     "client.budget": "装修预算（元）",
 }
 
+# Labels of an enum's values, by enum (the same value can mean two things: office_visit).
+ENUM_LABELS: dict[type[Enum], dict[Any, str]] = {
+    MeetingKind: MEETING_KIND_LABELS,
+    Level: LEVEL_LABELS,
+    Source: SOURCE_LABELS,
+    Scenario: SCENARIO_LABELS,
+}
+
 VALUE_LABELS: dict[str, str] = {
-    **{k.value: v for k, v in MEETING_KIND_LABELS.items()},
     **{k.value: v for k, v in LEVEL_LABELS.items()},
     **{k.value: v for k, v in OUTCOME_LABELS.items()},
     **{k.value: v for k, v in SOURCE_LABELS.items()},
-    **{k.value: v for k, v in SCENARIO_LABELS.items()},
+    **{k.value: v for k, v in MEETING_KIND_LABELS.items()},
     "signed": "签单",
     "lost": "流失",
     "done": "已完成",
@@ -141,7 +152,8 @@ def _kind(annotation: Any) -> tuple[str, list[tuple[str, str]], str | None]:
     if ann is datetime:
         return "datetime", [], None
     if isinstance(ann, type) and issubclass(ann, Enum):
-        return "select", [(m.value, VALUE_LABELS.get(m.value, m.value)) for m in ann], None
+        labels = ENUM_LABELS.get(ann, {})
+        return "select", [(m.value, labels.get(m) or VALUE_LABELS.get(m.value, m.value)) for m in ann], None
     if get_origin(ann) is Literal:
         return "select", [(str(v), VALUE_LABELS.get(str(v), str(v))) for v in get_args(ann)], None
     if ann is int:

@@ -47,6 +47,7 @@ from api.schemas import (
 from api.views import task_item
 from domain.enums import (
     LEVEL_LABELS,
+    MEETING_KIND_LABELS,
     OUTCOME_LABELS,
     ROLE_LABELS,
     SCENARIO_LABELS,
@@ -130,6 +131,7 @@ TEMPLATES.env.globals.update(
     SCENARIO_LABELS=SCENARIO_LABELS,
     LEVEL_LABELS=LEVEL_LABELS,
     OUTCOME_LABELS=OUTCOME_LABELS,
+    MEETING_KIND_LABELS=MEETING_KIND_LABELS,
 )
 
 
