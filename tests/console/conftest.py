@@ -135,6 +135,11 @@ async def console(
     for key, (name, role, level) in PEOPLE.items():
         s = await repo.add(name=f"{name}{suffix}", phone=data.unique_phone("17"), role=role, level=level)
         people[key] = Staffer(key=key, id=s.id, name=s.name, role=role)
+    # New cases go to the longest-serving active manager (other suites may have added one first):
+    # the console's manager is that person, so the callback is theirs.
+    first = await repo.first_active(role=Role.manager)
+    assert first is not None
+    people["manager"] = Staffer(key="manager", id=first.id, name=first.name, role=Role.manager)
 
     port = _free_port()
     tq = f"console-{uuid.uuid4().hex[:10]}"
