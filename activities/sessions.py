@@ -117,7 +117,8 @@ class SessionRepository:
                 "UPDATE console_links SET used_at = now() WHERE staff_id = $1 AND used_at IS NULL", staff_id
             )
             result = await conn.execute(
-                "UPDATE console_sessions SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL",
+                "UPDATE console_sessions SET revoked_at = now()"
+                " WHERE staff_id = $1 AND revoked_at IS NULL AND expires_at > now()",
                 staff_id,
             )
         return int(result.split()[-1])

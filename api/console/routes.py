@@ -323,6 +323,10 @@ async def _case_page(
                         f.value = f.value or (first["id"] if first else None)
             entry.update(fields=fields, state=state)
         step_forms.append(entry)
+    # A refusal for a step that shows no form here (not this person's, no longer open): said at the top.
+    shown = {e["step"].step.value for e in step_forms if e["mine"]}
+    page_error = next((st.message for key, st in failed.items()
+                       if key in StepName.__members__ and key not in shown and st.message), None)
     works = _works_case(user, view)
     phone = view.client.phone if works else mask_phone(view.client.phone)
     staff_lists: dict[str, list[Any]] = {}
@@ -353,6 +357,7 @@ async def _case_page(
         messages=messages.items,
         step_forms=step_forms,
         failed=failed,
+        page_error=page_error,
         can=can,
         staff_lists=staff_lists,
         stage_label=stage_label(view.stage),

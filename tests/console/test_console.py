@@ -86,6 +86,14 @@ async def test_office_visit_from_new_client_to_signed(console: Console) -> None:
     assert await consultant.get_by_test_id("form-callback").count() == 0
     await expect(consultant.get_by_test_id("not-mine-callback")).to_contain_text("设计部经理")
     await c.shot(consultant, "03-case-created-consultant-view")
+    # a post made by hand (a stale page, a guessed address) is refused by the same service: a clear
+    # message, and the step stays open
+    csrf = await consultant.locator("form.who input[name=csrf]").get_attribute("value")
+    forged = await consultant.request.post(
+        f"{c.base}/console/cases/{case_id}/steps/callback", form={"csrf": csrf or "", "reached": "on"}
+    )
+    assert forged.status == 403 and "由设计部经理完成" in await forged.text()
+    assert await case_open_steps(c, case_id) == {"callback"}
 
     # a second lead with the same phone answers with a link to the open case
     await new_client(consultant, c, phone, name)
