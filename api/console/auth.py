@@ -59,7 +59,12 @@ def check_csrf(user: ConsoleUser, submitted: str | None) -> None:
         raise ApiError(403, "csrf_failed", "表单已过期或来源不明，请刷新页面后重试")
 
 
-def set_session_cookie(response: Response, request: Request, token: str, hours: float) -> None:
+def served_over_https(request: Request, base_url: str) -> bool:
+    """Whether staff reach the console over https (directly, or behind a TLS proxy named in the base URL)."""
+    return request.url.scheme == "https" or base_url.startswith("https://")
+
+
+def set_session_cookie(response: Response, request: Request, token: str, hours: float, *, secure: bool) -> None:
     """The session cookie: HttpOnly, SameSite=Lax, Secure when served over https."""
     response.set_cookie(
         COOKIE,
@@ -68,12 +73,10 @@ def set_session_cookie(response: Response, request: Request, token: str, hours: 
         path=COOKIE_PATH,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=secure,
     )
 
 
-def clear_session_cookie(response: Response, request: Request) -> None:
+def clear_session_cookie(response: Response, request: Request, *, secure: bool) -> None:
     """Forget the cookie in the browser."""
-    response.delete_cookie(
-        COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=request.url.scheme == "https"
-    )
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=secure)

@@ -32,6 +32,7 @@ from api.console.auth import (
     SignedIn,
     check_csrf,
     clear_session_cookie,
+    served_over_https,
     set_session_cookie,
 )
 from api.deps import ResourcesDep, bounded, ensure_role
@@ -213,7 +214,8 @@ async def login(request: Request, code: str, res: ResourcesDep) -> Response:
                       message="登录链接无效、已使用或已过期，请向经理或管理员索取新的链接")
     token, _ = got
     response = see("/console")
-    set_session_cookie(response, request, token, res.settings.console_session_hours)
+    set_session_cookie(response, request, token, res.settings.console_session_hours,
+                       secure=served_over_https(request, res.settings.console_base()))
     return response
 
 
@@ -225,7 +227,7 @@ async def logout(request: Request, user: SignedIn, res: ResourcesDep) -> Respons
     pool = await res.pool()
     await bounded(res, SessionRepository(pool).revoke(token=user.token))
     response = see("/console/login")
-    clear_session_cookie(response, request)
+    clear_session_cookie(response, request, secure=served_over_https(request, res.settings.console_base()))
     return response
 
 

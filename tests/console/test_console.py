@@ -276,6 +276,7 @@ async def test_sign_in_sign_out_csrf_docs_and_bearer_beside(console: Console) ->
     page = await c.sign_in(c.people["consultant"].id)
     cookie = next(k for k in await page.context.cookies() if k["name"] == "intake_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/console"
+    assert not cookie["secure"]  # plain http here; Secure over https
     token_hash = await c.pool.fetchval(
         "SELECT token_hash FROM console_sessions WHERE staff_id = $1 ORDER BY id DESC LIMIT 1",
         c.people["consultant"].id,
