@@ -106,7 +106,7 @@ class Field:
 
     name: str
     label: str
-    kind: str  # checkbox | datetime | number | select | textarea | text | pick
+    kind: str  # checkbox | datetime | number | select | textarea | text | tel | pick
     required: bool = False
     value: Any = None
     options: list[tuple[str, str]] = field(default_factory=list)
@@ -163,6 +163,13 @@ def _kind(annotation: Any) -> tuple[str, list[tuple[str, str]], str | None]:
     return "textarea", [], None
 
 
+def _max_length(info: FieldInfo) -> int | None:
+    for m in info.metadata:
+        if getattr(m, "max_length", None) is not None:
+            return int(m.max_length)
+    return None
+
+
 def input_value(value: Any) -> Any:
     """A model value as an input shows it (datetimes as datetime-local in Beijing time)."""
     if isinstance(value, datetime):
@@ -197,6 +204,8 @@ def model_fields(
             options = [("", "—"), *options]
         if full.endswith("designer_id") or full.endswith("assistant_id"):
             kind = "pick"
+        elif kind == "textarea" and _max_length(info) is not None and (_max_length(info) or 0) <= 200:
+            kind = "tel" if "phone" in name else "text"  # short texts: one line
         out.append(
             Field(
                 name=full,

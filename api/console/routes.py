@@ -126,6 +126,8 @@ def label(value: Any) -> str:
 TEMPLATES.env.filters.update(localtime=local_time, label=label, span=span)
 TEMPLATES.env.globals.update(
     due_text=due_text,
+    # A fresh Idempotency-Key per rendered form: a double tap on 完成 is one action, not two.
+    new_key=lambda: uuid.uuid4().hex,
     ROLE_LABELS=ROLE_LABELS,
     STEP_LABELS=STEP_LABELS,
     SOURCE_LABELS=SOURCE_LABELS,
