@@ -364,9 +364,12 @@ async def board_cases(
         SELECT * FROM (
           SELECT c.id, c.workflow_id, c.stage, c.source, c.scenario, c.client_name, c.compound,
             c.designer_id, d.name AS designer_name, c.assistant_id, a.name AS assistant_name,
-            c.escalation_level, c.step_due_at, c.created_at,
-            (c.overdue OR coalesce(c.step_due_at < now(), false)) AS overdue
+            c.escalation_level, f.step_due_at, c.created_at,
+            (c.overdue OR coalesce(f.step_due_at < now(), false)) AS overdue
           FROM cases c
+          -- the earliest due open step (how late the case is), by the steps' primary key
+          LEFT JOIN LATERAL (SELECT min(s.due_at) AS step_due_at FROM case_steps s
+                             WHERE s.case_id = c.id AND s.status = 'open') f ON true
           LEFT JOIN staff d ON d.id = c.designer_id
           LEFT JOIN staff a ON a.id = c.assistant_id
           WHERE c.status = 'open'
