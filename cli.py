@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import time
+from datetime import time, timedelta
 from typing import Any
 
 from config import Settings, get_settings
@@ -288,6 +288,44 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
     return _run(main())
 
 
+def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a personal one-time sign-in link to the staff console (网页工作台)."""
+    from activities.sessions import SessionRepository
+    from activities.staff import StaffRepository
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            staff = await StaffRepository(pool).get(staff_id=args.id)
+            if staff is None:
+                raise CliError(f"no staff member #{args.id}")
+            code = await SessionRepository(pool).issue_link(
+                staff_id=staff.id, ttl=timedelta(minutes=settings.console_link_minutes)
+            )
+        hours = settings.console_link_minutes / 60
+        print(f"sign-in link for #{staff.id} {staff.name} ({staff.role.value}); works once, for {hours:g} h:")
+        print(settings.sign_in_url(code))
+        return 0
+
+    return _run(main())
+
+
+def cmd_staff_signout(args: argparse.Namespace, settings: Settings) -> int:
+    """End every console session and unused sign-in link of a staff member (a lost phone)."""
+    from activities.sessions import SessionRepository
+    from activities.staff import StaffRepository
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            staff = await StaffRepository(pool).get(staff_id=args.id)
+            if staff is None:
+                raise CliError(f"no staff member #{args.id}")
+            ended = await SessionRepository(pool).revoke_all(staff_id=staff.id)
+        print(f"#{staff.id} {staff.name}: {ended} console session(s) ended, unused sign-in links revoked")
+        return 0
+
+    return _run(main())
+
+
 def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings], int]:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         from activities.staff import StaffRepository
@@ -363,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-label", default="cli", help="a note stored with the token")
     p.add_argument("--revoke-others", action="store_true", help="revoke every earlier token of this person")
     p.set_defaults(func=cmd_staff_token)
+
+    p = ssub.add_parser("link", help="print a personal one-time sign-in link to the staff console")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_staff_link)
+
+    p = ssub.add_parser("signout", help="end every console session of a staff member (lost phone)")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_staff_signout)
 
     p = ssub.add_parser("leave", help="mark a staff member on leave (no new cases)")
     p.add_argument("id", type=int)

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     api_port: int = 8000
     request_timeout_seconds: float = 5.0
 
+    # Staff console (网页工作台, /console): the address staff open (in sign-in links; empty means
+    # http://<api_host>:<api_port>), how long a session lasts, how long a sign-in link stays valid,
+    # and the Temporal Web UI each case links to (empty means http://127.0.0.1:<temporal_ui_port>).
+    console_base_url: str | None = None
+    console_session_hours: float = Field(default=72.0, gt=0)
+    console_link_minutes: float = Field(default=1440.0, gt=0)
+    temporal_ui_url: str | None = None
+
     # Policy (durations, escalation, calendar, allocation): YAML file; empty means SPEC defaults.
     policy_file: Path | None = None
 
@@ -97,6 +105,22 @@ class Settings(BaseSettings):
     notify_channel: Literal["log", "sms", "wecom"] = "log"
     wecom_webhook_url: SecretStr | None = None
     aliyun_template_staff: str | None = None
+
+    def console_base(self) -> str:
+        """The public base address of the API and the console, without a trailing slash."""
+        if self.console_base_url:
+            return self.console_base_url.rstrip("/")
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    def sign_in_url(self, code: str) -> str:
+        """The personal sign-in link carrying a one-time code."""
+        return f"{self.console_base()}/console/login/{code}"
+
+    def temporal_workflow_url(self, workflow_id: str) -> str:
+        """The page of one workflow in the Temporal Web UI."""
+        base = (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+        return f"{base}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
 
     def aliyun_templates(self) -> dict[str, str | None]:
         """Template codes by template name, as approved in the Aliyun console."""

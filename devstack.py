@@ -30,6 +30,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -440,6 +441,19 @@ async def seed_demo_staff(dsn: str, tokens_file: Path) -> list[DemoToken] | None
         await pool.close()
 
 
+async def issue_sign_in_links(dsn: str, staff_ids: list[int], ttl: timedelta) -> dict[int, str]:
+    """A fresh one-time console sign-in code per staff member (printed in the banner)."""
+    from activities.db import create_pool
+    from activities.sessions import SessionRepository
+
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        repo = SessionRepository(pool)
+        return {sid: await repo.issue_link(staff_id=sid, ttl=ttl) for sid in staff_ids}
+    finally:
+        await pool.close()
+
+
 def format_demo_tokens(tokens: list[DemoToken]) -> str:
     """The demo token table as printed by `intake dev`."""
     rows = [f"    {t.staff_id:>3}  {t.role:<15} {t.level:<9} {t.name}\t{t.token}" for t in tokens]
@@ -620,7 +634,18 @@ class DevStack:
         await asyncio.wait(tasks | {listening}, return_when=asyncio.FIRST_COMPLETED)
         listening.cancel()
         if server.started:
-            self._banner(settings)
+            links: dict[int, str] = {}
+            tokens = read_demo_tokens(settings.data_dir / TOKENS_FILE_NAME)
+            if tokens and settings.database_url:
+                try:
+                    links = await issue_sign_in_links(
+                        settings.database_url,
+                        [t.staff_id for t in tokens],
+                        timedelta(minutes=settings.console_link_minutes),
+                    )
+                except Exception as link_error:  # noqa: BLE001 - the stack runs; links come from the CLI too
+                    log.warning("could not issue console sign-in links: %r", link_error)
+            self._banner(settings, links)
 
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         code = 0
@@ -648,7 +673,7 @@ class DevStack:
                 pass
         return code
 
-    def _banner(self, settings: Settings) -> None:
+    def _banner(self, settings: Settings, links: dict[int, str] | None = None) -> None:
         s = settings
         host = "127.0.0.1" if s.api_host in ("0.0.0.0", "::") else s.api_host
         tokens_file = s.data_dir / TOKENS_FILE_NAME
@@ -657,6 +682,7 @@ class DevStack:
             "",
             "=" * 78,
             "Client intake is running.",
+            f"  Staff console       {s.console_base()}/console   (网页工作台: sign in with a link below)",
             f"  API (OpenAPI docs)  http://{host}:{s.api_port}/docs",
         ]
         if self.temporal is not None:
@@ -672,6 +698,12 @@ class DevStack:
         if tokens:
             lines += ["", f"Demo staff bearer tokens (kept in {tokens_file}):", format_demo_tokens(tokens)]
             lines += [f'  e.g. curl -H "Authorization: Bearer <token>" http://{host}:{s.api_port}/me/tasks']
+            if links:
+                hours = s.console_link_minutes / 60
+                lines += ["", f"Console sign-in links (one per person, each works once, for {hours:g} h;"
+                              " new one: intake staff link <id>):"]
+                lines += [f"    {t.staff_id:>3}  {t.role:<15} {t.name}\t{s.sign_in_url(links[t.staff_id])}"
+                          for t in tokens if t.staff_id in links]
         else:
             lines += ["", f"No demo tokens in {tokens_file}; issue one with: intake staff token <id>"]
         lines += ["", "Press Ctrl-C to stop.", "=" * 78]

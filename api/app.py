@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from api import errors
+from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
 from api.routers import actions, health, intakes, me, reports
@@ -166,6 +166,9 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # /docs is served from vendored Swagger UI files (api.console.install); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     # Outermost but for Starlette's error middleware: bounds everything below, the body limit included.
@@ -178,4 +181,5 @@ def create_app(
     app.include_router(actions.router)
     app.include_router(me.router)
     app.include_router(reports.router)
+    console.install(app)
     return app

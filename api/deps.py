@@ -228,14 +228,18 @@ async def get_current_user(
 CurrentStaff = Annotated[CurrentUser, Depends(get_current_user)]
 
 
+def ensure_role(user: CurrentUser, *roles: Role) -> None:
+    """403 wrong_role unless the user has one of the roles (the one rule for routes and the console)."""
+    if user.role not in roles:
+        names = "、".join(ROLE_LABELS[r] for r in roles)
+        raise ApiError(403, "wrong_role", f"仅限{names}（你是{ROLE_LABELS[user.role]}）")
+
+
 def require_roles(*roles: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]]:
     """A dependency admitting only the given roles (403 wrong_role otherwise)."""
-    allowed = frozenset(roles)
-    names = "、".join(ROLE_LABELS[r] for r in roles)
 
     async def dep(user: CurrentStaff) -> CurrentUser:
-        if user.role not in allowed:
-            raise ApiError(403, "wrong_role", f"仅限{names}（你是{ROLE_LABELS[user.role]}）")
+        ensure_role(user, *roles)
         return user
 
     return dep

@@ -344,3 +344,72 @@ async def allocation_report(
         period_from,
         period_to,
     )
+
+
+# --- staff console: manager board and the lead funnel -------------------------------------------
+
+
+async def board_cases(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    *,
+    designer_id: int | None = None,
+    source: str | None = None,
+    scenario: str | None = None,
+    overdue: bool | None = None,
+    limit: int = 300,
+) -> list[asyncpg.Record]:
+    """Open cases for the manager's board: overdue first, then the most escalated, then soonest due."""
+    return await conn.fetch(
+        """
+        SELECT * FROM (
+          SELECT c.id, c.workflow_id, c.stage, c.source, c.scenario, c.client_name, c.compound,
+            c.designer_id, d.name AS designer_name, c.assistant_id, a.name AS assistant_name,
+            c.escalation_level, f.step_due_at, c.created_at,
+            (c.overdue OR coalesce(f.step_due_at < now(), false)) AS overdue
+          FROM cases c
+          -- the earliest due open step (how late the case is), by the steps' primary key
+          LEFT JOIN LATERAL (SELECT min(s.due_at) AS step_due_at FROM case_steps s
+                             WHERE s.case_id = c.id AND s.status = 'open') f ON true
+          LEFT JOIN staff d ON d.id = c.designer_id
+          LEFT JOIN staff a ON a.id = c.assistant_id
+          WHERE c.status = 'open'
+            AND ($1::bigint IS NULL OR c.designer_id = $1)
+            AND ($2::text IS NULL OR c.source = $2)
+            AND ($3::text IS NULL OR c.scenario = $3)
+        ) b
+        WHERE ($4::boolean IS NULL OR b.overdue = $4)
+        ORDER BY b.overdue DESC, b.escalation_level DESC, b.step_due_at NULLS LAST, b.id
+        LIMIT $5
+        """,
+        designer_id,
+        source,
+        scenario,
+        overdue,
+        limit,
+    )
+
+
+async def funnel(
+    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime, group_by: str
+) -> list[asyncpg.Record]:
+    """Lead → first meeting held → signed, for cases created in the period, by source or by designer."""
+    key, label = {
+        "source": ("c.source", "c.source"),
+        "designer": ("c.designer_id::text", "coalesce(st.name, '未分配')"),
+    }[group_by]
+    return await conn.fetch(
+        f"""
+        SELECT {key} AS grp, {label} AS label,
+          count(*) AS leads,
+          count(*) FILTER (WHERE EXISTS (
+            SELECT 1 FROM case_steps s WHERE s.case_id = c.id AND s.step = 'first_meeting'
+              AND s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled')) AS first_meeting,
+          count(*) FILTER (WHERE c.outcome = 'signed') AS signed
+        FROM cases c LEFT JOIN staff st ON st.id = c.designer_id
+        WHERE c.created_at >= $1 AND c.created_at < $2 AND c.status <> 'starting'
+        GROUP BY 1, 2
+        ORDER BY leads DESC, label
+        """,
+        period_from,
+        period_to,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import stat
@@ -193,6 +194,20 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert len({t.level for t in tokens if t.role == "designer"}) == 3
     assert (data_dir / "temporal.db").exists()
 
+    # The staff console: its address and one personal sign-in link per demo person in the banner.
+    base = "http://127.0.0.1:" + dev_env["INTAKE_API_PORT"]
+    assert f"Staff console       {base}/console" in output
+    links = re.findall(rf"{re.escape(base)}/console/login/\S+", output)
+    assert len(links) == len(tokens), output
+    manager_id = next(t.staff_id for t in tokens if t.role == "manager")
+    manager_link = next(line.split()[-1] for line in output.splitlines()
+                        if line.split()[:2] == [str(manager_id), "manager"] and "/console/login/" in line)
+    assert "陈建国" in httpx.get(manager_link, timeout=10).text
+    signed_in = httpx.post(manager_link, timeout=10)
+    assert signed_in.status_code == 303 and "intake_session=" in signed_in.headers["set-cookie"]
+    home = httpx.get(f"{base}/console", cookies={"intake_session": signed_in.cookies["intake_session"]}, timeout=10)
+    assert home.status_code == 200 and "我的待办" in home.text
+
     # A case in flight: created by the consultant, called back by the manager.
     by_role = {t.role: t.token for t in tokens}
     consultant = {"Authorization": f"Bearer {by_role['consultant']}"}
@@ -221,6 +236,9 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert read_demo_tokens(tokens_file) == tokens
     for t in tokens:
         assert t.token in second.output()
+    link = subprocess.run([str(INTAKE), "staff", "link", str(tokens[0].staff_id)], env=dev_env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert link.returncode == 0 and "/console/login/" in link.stdout, link.stderr
     staff = _staff_list(dev_env)  # the CLI reuses the running embedded database
     assert len(staff) == 10
     assert sorted(int(row[0]) for row in staff) == sorted(t.staff_id for t in tokens)

@@ -1,0 +1,622 @@
+"""The staff console's pages (网页工作台, SPEC §11): server-rendered, Chinese, mobile first.
+
+Every form posts to a route here that calls the same service as the JSON API (api.services): the
+permissions, the validation and the error codes are the API's own; this module only turns form fields
+into the API's input and the service's refusal into a message beside the field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from activities.sessions import SessionRepository
+from activities.staff import StaffRepository
+from api import queries, services
+from api.console import forms
+from api.console.auth import (
+    ConsoleUser,
+    NeedSignIn,
+    SignedIn,
+    check_csrf,
+    clear_session_cookie,
+    served_over_https,
+    set_session_cookie,
+)
+from api.deps import ResourcesDep, bounded, ensure_role
+from api.errors import ApiError
+from api.schemas import (
+    CaseView,
+    CloseRequest,
+    IntakeCreate,
+    NoteRequest,
+    ReassignRequest,
+    RescheduleRequest,
+)
+from api.views import task_item
+from domain.enums import (
+    LEVEL_LABELS,
+    MEETING_KIND_LABELS,
+    OUTCOME_LABELS,
+    ROLE_LABELS,
+    SCENARIO_LABELS,
+    SOURCE_LABELS,
+    STEP_LABELS,
+    Role,
+    Scenario,
+    Source,
+    StepName,
+)
+from domain.models import STEP_PAYLOADS, OpenStep
+from domain.tracking import stage_label
+
+log = logging.getLogger("intake.console")
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+# Who sees the case's full phone number: those working the case (SPEC §11/§12); others see it masked.
+PHONE_ROLES = frozenset({Role.manager, Role.director})
+NEW_CLIENT_ROLES = (Role.consultant, Role.site_lead, Role.manager)
+BOARD_ROLES = (Role.manager, Role.director)
+BOARD_REFRESH_SECONDS = 15
+
+
+# --- formatting helpers (Jinja filters) ---------------------------------------------------------
+
+
+def local_time(value: datetime | None) -> str:
+    """A time as staff read it: Beijing time, month-day hour:minute (year when not this year)."""
+    if value is None:
+        return "—"
+    t = value.astimezone(forms.TZ)
+    now = datetime.now(forms.TZ)
+    return t.strftime("%m-%d %H:%M") if t.year == now.year else t.strftime("%Y-%m-%d %H:%M")
+
+
+def span(seconds: float) -> str:
+    """A duration in Chinese: 3 分钟, 2 小时 5 分, 1 天 3 小时."""
+    s = int(abs(seconds))
+    if s < 60:
+        return f"{s} 秒"
+    m = s // 60
+    if m < 60:
+        return f"{m} 分钟"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h} 小时 {m} 分" if m else f"{h} 小时"
+    d, h = divmod(h, 24)
+    return f"{d} 天 {h} 小时" if h else f"{d} 天"
+
+
+def due_text(due: datetime | None, overdue: bool = False) -> str:
+    """"超时 5 分钟" or "还有 10 分钟"."""
+    if due is None:
+        return "无时限"
+    delta = (datetime.now(UTC) - due).total_seconds()
+    if delta >= 1:
+        return f"超时 {span(delta)}"
+    if overdue:
+        return "已超时"
+    return f"还有 {span(delta)}"
+
+
+def mask_phone(phone: str) -> str:
+    """138****5678."""
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 7 else "****"
+
+
+def label(value: Any) -> str:
+    """The Chinese label of an enum value."""
+    v = getattr(value, "value", value)
+    return forms.VALUE_LABELS.get(str(v), str(v)) if v is not None else "—"
+
+
+TEMPLATES.env.filters.update(localtime=local_time, label=label, span=span)
+TEMPLATES.env.globals.update(
+    due_text=due_text,
+    # A fresh Idempotency-Key per rendered form: a double tap on 完成 is one action, not two.
+    new_key=lambda: uuid.uuid4().hex,
+    ROLE_LABELS=ROLE_LABELS,
+    STEP_LABELS=STEP_LABELS,
+    SOURCE_LABELS=SOURCE_LABELS,
+    SCENARIO_LABELS=SCENARIO_LABELS,
+    LEVEL_LABELS=LEVEL_LABELS,
+    OUTCOME_LABELS=OUTCOME_LABELS,
+    MEETING_KIND_LABELS=MEETING_KIND_LABELS,
+)
+
+
+# --- the route class: HTML answers for refusals and missing sessions ----------------------------
+
+
+class ConsoleRoute(APIRoute):
+    """Console routes answer refusals as pages (the API's own code and message), never as JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the handler: no session → the sign-in page; ApiError → an error page with its status."""
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NeedSignIn:
+                return RedirectResponse("/console/login", status_code=303)
+            except ApiError as err:
+                return error_page(request, err.status, err.message, err.code)
+            except RequestValidationError:
+                return error_page(request, 404, "没有这个页面", "not_found")
+
+        return route
+
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+
+
+def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    """A page; every page is private (no caching) and never framed."""
+    response = TEMPLATES.TemplateResponse(request, name, ctx, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def error_page(request: Request, status: int, message: str, code: str, user: ConsoleUser | None = None) -> HTMLResponse:
+    """A refusal as a page: what happened, in Chinese, and a way back."""
+    return render(request, "error.html", status=status, message=message, code=code, user=user)
+
+
+def see(url: str) -> RedirectResponse:
+    """After a successful post: back to a page (303, so a reload does not post again)."""
+    return RedirectResponse(url, status_code=303)
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_help(request: Request) -> HTMLResponse:
+    """How to sign in: a personal link from the manager or the command line."""
+    return render(request, "login.html", owner=None, code=None)
+
+
+@router.get("/login/{code}", response_class=HTMLResponse)
+async def login_confirm(request: Request, code: str, res: ResourcesDep) -> HTMLResponse:
+    """The page a sign-in link opens: whose link it is and one button (a link preview cannot sign in)."""
+    pool = await res.pool()
+    owner = await bounded(res, SessionRepository(pool).link_owner(code=code[:100]))
+    if owner is None:
+        return render(request, "login.html", status=404, owner=None, code=None,
+                      message="登录链接无效、已使用或已过期，请向经理或管理员索取新的链接（intake staff link <编号>）")
+    return render(request, "login.html", owner=owner, code=code, role_label=ROLE_LABELS[owner.role])
+
+
+@router.post("/login/{code}")
+async def login(request: Request, code: str, res: ResourcesDep) -> Response:
+    """Redeem a sign-in link once: open a session and set its cookie."""
+    pool = await res.pool()
+    ttl = timedelta(hours=res.settings.console_session_hours)
+    got = await bounded(
+        res, SessionRepository(pool).redeem_link(code=code[:100], ttl=ttl, user_agent=request.headers.get("user-agent"))
+    )
+    if got is None:
+        return render(request, "login.html", status=404, owner=None, code=None,
+                      message="登录链接无效、已使用或已过期，请向经理或管理员索取新的链接")
+    token, _ = got
+    response = see("/console")
+    set_session_cookie(response, request, token, res.settings.console_session_hours,
+                       secure=served_over_https(request, res.settings.console_base()))
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, user: SignedIn, res: ResourcesDep) -> Response:
+    """Sign out: the session is revoked in the database and the cookie forgotten."""
+    form = await request.form()
+    check_csrf(user, _str(form.get("csrf")))
+    pool = await res.pool()
+    await bounded(res, SessionRepository(pool).revoke(token=user.token))
+    response = see("/console/login")
+    clear_session_cookie(response, request, secure=served_over_https(request, res.settings.console_base()))
+    return response
+
+
+# --- 我的待办 -------------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+async def home(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
+    """我的待办: the person's open steps, soonest due first, overdue in red with how late."""
+    pool = await res.pool()
+    rows, total = await bounded(res, queries.my_tasks(pool, staff_id=user.id, role=user.role.value, limit=200, offset=0))
+    now = datetime.now(UTC)
+    tasks = [task_item(r, now) for r in rows]
+    return render(request, "home.html", user=user, tasks=tasks, total=total, nav="home")
+
+
+# --- the case page ---------------------------------------------------------------------------------
+
+
+def _works_case(user: ConsoleUser, view: CaseView) -> bool:
+    if user.role in PHONE_ROLES:
+        return True
+    ids = {p.id for p in (view.created_by, view.designer, view.assistant) if p is not None}
+    return user.id in ids
+
+
+def _owns(user: ConsoleUser, step: OpenStep, view: CaseView) -> bool:
+    """Whether the form of a step is shown to this person (the workflow's validator still decides)."""
+    if user.role != step.owner_role:
+        return False
+    if step.owner_role == Role.designer:
+        return view.designer is not None and view.designer.id == user.id
+    return True
+
+
+def _owner_text(step: OpenStep, view: CaseView) -> str:
+    who = step.owner.name if step.owner else None
+    if step.owner_role == Role.designer and view.designer:
+        who = view.designer.name
+    role = ROLE_LABELS[step.owner_role]
+    return f"{role} {who}" if who else role
+
+
+async def _picks(res: Any, view: CaseView, step: StepName) -> list[dict[str, Any]]:
+    """Suggestions with reasons for an assignment field (designers by rotation, assistants by load)."""
+    pool = await res.pool()
+    row = await services.case_row(res, view.id)
+    out: list[dict[str, Any]] = []
+    if step == StepName.assign_assistant:
+        for s in await services.assistant_ranking(res, pool, view.id):
+            out.append({"id": s.staff.id, "name": s.staff.name, "level": None, "reasons": s.reasons,
+                        "eligible": True, "open_cases": s.open_cases})
+        return out
+    for d in await services.designer_ranking(res, pool, row, include_ineligible=True):
+        out.append({"id": d.staff.id, "name": d.staff.name,
+                    "level": LEVEL_LABELS.get(d.staff.level) if d.staff.level else None,  # type: ignore[call-overload]
+                    "reasons": list(d.reasons), "eligible": d.eligible, "open_cases": d.open_cases})
+    return out
+
+
+async def _case_page(
+    request: Request,
+    user: ConsoleUser,
+    res: Any,
+    case_id: int,
+    *,
+    failed: dict[str, forms.FormState] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    view = await services.get_case(res, case_id)
+    messages = await services.case_messages(res, case_id)
+    failed = failed or {}
+    step_forms: list[dict[str, Any]] = []
+    for step in view.open_steps:
+        entry: dict[str, Any] = {"step": step, "owner_text": _owner_text(step, view), "mine": _owns(user, step, view)}
+        if entry["mine"] and step.step in STEP_PAYLOADS:
+            state = failed.get(step.step.value) or forms.FormState()
+            # Prefilled answers (e.g. the on-duty designer) first, then what was just typed.
+            values = {**{k: v for k, v in step.prefill.items() if not isinstance(v, dict)}, **state.values}
+            fields = forms.model_fields(services.step_body_model(step.step), values=values, errors=state.errors)
+            for f in fields:
+                if f.kind == "pick":
+                    target = StepName.assign_assistant if f.name.endswith("assistant_id") else StepName.assign_designer
+                    try:
+                        f.picks = await _picks(res, view, target)
+                    except ApiError:
+                        f.picks = []
+                    pre = step.prefill.get("designer" if target == StepName.assign_designer else "assistant")
+                    if not f.value and isinstance(pre, dict):
+                        f.value = pre.get("id")
+                    if step.step in (StepName.assign_designer, StepName.assign_assistant) and f.picks:
+                        # The assignment itself: someone is chosen; the first suggestion is the default.
+                        f.required = True
+                        first = next((p for p in f.picks if p["eligible"]), None)
+                        f.value = f.value or (first["id"] if first else None)
+            entry.update(fields=fields, state=state)
+        step_forms.append(entry)
+    # A refusal for a step that shows no form here (not this person's, no longer open): said at the top.
+    shown = {e["step"].step.value for e in step_forms if e["mine"]}
+    page_error = next((st.message for key, st in failed.items()
+                       if key in StepName.__members__ and key not in shown and st.message), None)
+    works = _works_case(user, view)
+    phone = view.client.phone if works else mask_phone(view.client.phone)
+    staff_lists: dict[str, list[Any]] = {}
+    if user.role == Role.manager and view.status != "closed":
+        pool = await res.pool()
+        repo = StaffRepository(pool)
+        staff_lists = {
+            "designer": await bounded(res, repo.list(role=Role.designer, active_only=True)),
+            "assistant": await bounded(res, repo.list(role=Role.assistant, active_only=True)),
+        }
+    member = any(p is not None and p.id == user.id for p in (view.designer, view.assistant))
+    can = {
+        "reschedule": view.status == "open" and (user.role == Role.manager or member),
+        "reassign": view.status == "open" and user.role == Role.manager,
+        "close": view.status == "open" and user.role == Role.manager,
+        "note": view.status == "open"
+        and (user.role in (Role.manager, Role.director, Role.assistant_lead) or member),
+    }
+    done = request.query_params.get("done")
+    return render(
+        request,
+        "case.html",
+        status=status,
+        user=user,
+        view=view,
+        phone=phone,
+        phone_full=works,
+        messages=messages.items,
+        step_forms=step_forms,
+        failed=failed,
+        page_error=page_error,
+        can=can,
+        staff_lists=staff_lists,
+        stage_label=stage_label(view.stage),
+        temporal_url=res.settings.temporal_workflow_url(view.workflow_id),
+        done=STEP_LABELS[StepName(done)] if done and done in StepName.__members__ else None,
+        action_done={"reschedule": "已改期", "reassign": "已更换", "close": "已结案", "note": "已添加备注"}.get(
+            request.query_params.get("ok", "")
+        ),
+    )
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+async def case_page(request: Request, case_id: int, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
+    """The case: stage, client, open steps with their forms, suggestions, timeline, SMS, meetings."""
+    if not 1 <= case_id <= 2**53:
+        raise ApiError(404, "case_not_found", f"没有编号为 {case_id} 的案例")
+    return await _case_page(request, user, res, case_id)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@router.post("/cases/{case_id}/steps/{step}")
+async def complete_step(request: Request, case_id: int, step: str, user: SignedIn, res: ResourcesDep) -> Response:
+    """Complete a step from its form: the JSON API's service with the form's values."""
+    form = await request.form()
+    check_csrf(user, _str(form.get("csrf")))
+    try:
+        name = StepName(step)
+    except ValueError:
+        raise ApiError(404, "unknown_step", f"没有这个步骤：{step[:40]}") from None
+    if name not in STEP_PAYLOADS:
+        raise ApiError(404, "unknown_step", f"没有这个步骤：{step[:40]}")
+    model = services.step_body_model(name)
+    values = forms.form_values(form)
+    try:
+        body = model.model_validate(forms.form_to_data(model, form))
+        await services.complete_step(res, user, case_id, name, body, _str(form.get("idempotency_key")))
+    except ValidationError as exc:
+        state = forms.validation_errors(exc)
+        state.values = values
+        return await _case_page(request, user, res, case_id, failed={name.value: state}, status=422)
+    except ApiError as err:
+        if err.status in (401, 404, 503):
+            raise
+        state = forms.api_errors(err)
+        state.values = values
+        return await _case_page(request, user, res, case_id, failed={name.value: state}, status=err.status)
+    return see(f"/console/cases/{case_id}?done={name.value}")
+
+
+_ACTIONS: dict[str, tuple[type[Any], Callable[..., Any]]] = {
+    "reschedule": (RescheduleRequest, services.reschedule),
+    "reassign": (ReassignRequest, services.reassign),
+    "close": (CloseRequest, services.close_case),
+    "note": (NoteRequest, services.add_note),
+}
+
+
+@router.post("/cases/{case_id}/{action}")
+async def case_action(request: Request, case_id: int, action: str, user: SignedIn, res: ResourcesDep) -> Response:
+    """Reschedule, reassign, close or add a note: the JSON API's services with the form's values."""
+    if action not in _ACTIONS:
+        raise ApiError(404, "not_found", "没有这个操作")
+    form = await request.form()
+    check_csrf(user, _str(form.get("csrf")))
+    model, service = _ACTIONS[action]
+    values = forms.form_values(form)
+    try:
+        body = model.model_validate(forms.form_to_data(model, form))
+        await service(res, user, case_id, body, _str(form.get("idempotency_key")))
+    except ValidationError as exc:
+        state = forms.validation_errors(exc)
+        state.values = values
+        return await _case_page(request, user, res, case_id, failed={action: state}, status=422)
+    except ApiError as err:
+        if err.status in (401, 404, 503):
+            raise
+        state = forms.api_errors(err)
+        state.values = values
+        return await _case_page(request, user, res, case_id, failed={action: state}, status=err.status)
+    return see(f"/console/cases/{case_id}?ok={action}")
+
+
+# --- new client ------------------------------------------------------------------------------------
+
+
+async def _new_page(
+    request: Request, user: ConsoleUser, res: Any, state: forms.FormState | None = None, status: int = 200
+) -> HTMLResponse:
+    state = state or forms.FormState(values={"source": "online", "scenario": "office_visit"})
+    pool = await res.pool()
+    receivers = [
+        s for s in await bounded(res, StaffRepository(pool).list(active_only=True))
+        if s.role in (Role.site_lead, Role.designer, Role.assistant)
+    ]
+    top = forms.model_fields(IntakeCreate, values=state.values, errors=state.errors)
+    top = [f for f in top if f.name not in ("client", "received_by")]
+    client_fields = forms.model_fields(
+        IntakeCreate.model_fields["client"].annotation,  # type: ignore[arg-type]
+        values=state.values, errors=state.errors, prefix="client.",
+    )
+    return render(
+        request, "new.html", status=status, user=user, state=state, top=top, client_fields=client_fields,
+        receivers=receivers, key=uuid.uuid4().hex, nav="new",
+    )
+
+
+@router.get("/new", response_class=HTMLResponse)
+async def new_client_form(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
+    """The new-client form (业务顾问、小区负责人、经理)."""
+    ensure_role(user, *services.CREATOR_ROLES)
+    return await _new_page(request, user, res)
+
+
+@router.post("/new")
+async def new_client(request: Request, user: SignedIn, res: ResourcesDep) -> Response:
+    """Create the case through the API's creation service; a duplicate phone links to the open case."""
+    form = await request.form()
+    check_csrf(user, _str(form.get("csrf")))
+    values = forms.form_values(form)
+    data = forms.form_to_data(IntakeCreate, form)
+    data.pop("client", None)
+    client_model = IntakeCreate.model_fields["client"].annotation
+    data["client"] = forms.form_to_data(client_model, form, prefix="client.")  # type: ignore[arg-type]
+    try:
+        body = IntakeCreate.model_validate(data)
+        out = await services.create_case(res, body, user, _str(form.get("idempotency_key")))
+    except ValidationError as exc:
+        state = forms.validation_errors(exc)
+        state.values = values
+        return await _new_page(request, user, res, state, status=422)
+    except ApiError as err:
+        if err.status in (401, 503):
+            raise
+        state = forms.api_errors(err)
+        state.values = values
+        return await _new_page(request, user, res, state, status=err.status)
+    if out.status != 201:  # a replayed refusal (the same form sent twice)
+        body_json = out.body if isinstance(out.body, dict) else {}
+        state = forms.FormState(values=values, message=str(body_json.get("message", "建档失败")))
+        if body_json.get("case_id"):
+            state.case_link = int(body_json["case_id"])
+        return await _new_page(request, user, res, state, status=out.status)
+    return see(f"/console/cases/{out.body['id']}")
+
+
+# --- manager board ---------------------------------------------------------------------------------
+
+
+async def _board_data(request: Request, res: Any) -> dict[str, Any]:
+    q = request.query_params
+    designer = q.get("designer_id") or None
+    source = q.get("source") if q.get("source") in Source.__members__ else None
+    scenario = q.get("scenario") if q.get("scenario") in Scenario.__members__ else None
+    overdue = {"1": True, "0": False}.get(q.get("overdue", ""))
+    pool = await res.pool()
+    rows = await bounded(res, queries.board_cases(
+        pool,
+        designer_id=int(designer) if designer and designer.isdigit() and len(designer) < 16 else None,
+        source=source, scenario=scenario, overdue=overdue,
+    ))
+    stages: dict[str, list[Any]] = {}
+    for r in rows:
+        stages.setdefault(r["stage"], []).append(r)
+    return {
+        "groups": [(stage, stage_label(stage), items) for stage, items in stages.items()],
+        "count": len(rows),
+        "overdue_count": sum(1 for r in rows if r["overdue"]),
+        "filters": {"designer_id": designer or "", "source": source or "", "scenario": scenario or "",
+                    "overdue": q.get("overdue", "")},
+        "temporal": res.settings.temporal_workflow_url,
+        "refreshed": local_time(datetime.now(UTC)),
+    }
+
+
+@router.get("/board", response_class=HTMLResponse)
+async def board(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
+    """Open cases by stage, overdue and escalated first, with filters; refreshes by itself."""
+    ensure_role(user, *BOARD_ROLES)
+    data = await _board_data(request, res)
+    pool = await res.pool()
+    designers = await bounded(res, StaffRepository(pool).list(role=Role.designer))
+    if request.headers.get("HX-Request") == "true":
+        return render(request, "_board_rows.html", user=user, **data)
+    return render(request, "board.html", user=user, designers=designers, nav="board",
+                  refresh=BOARD_REFRESH_SECONDS, query=str(request.url.query), **data)
+
+
+# --- reports ---------------------------------------------------------------------------------------
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def reports(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
+    """Charts for the manager and the director: on time, callback time, escalations, rotation, funnel."""
+    ensure_role(user, *services.REPORT_ROLES)
+    try:
+        days = max(1, min(400, int(request.query_params.get("days", "30"))))
+    except ValueError:
+        days = 30
+    to = datetime.now(UTC)
+    frm = to - timedelta(days=days)
+    sla = await services.sla_report(res, user, period_from=frm, period_to=to)
+    by_source = await services.sla_report(res, user, group_by="source", period_from=frm, period_to=to)
+    allocation = await services.allocation_report(res, user, period_from=frm, period_to=to)
+    pool = await res.pool()
+    funnel_source = await bounded(res, queries.funnel(pool, period_from=frm, period_to=to, group_by="source"))
+    funnel_designer = await bounded(res, queries.funnel(pool, period_from=frm, period_to=to, group_by="designer"))
+
+    def pct(v: float | None) -> float | None:
+        return round(v * 100, 1) if v is not None else None
+
+    callback_rows = [r for r in by_source.rows if r.step == StepName.callback]
+    # Minutes as a rule; seconds when every figure is under two minutes (the fast demo policy).
+    in_seconds = all((r.p90_seconds or 0) < 120 for r in callback_rows)
+    unit = "秒" if in_seconds else "分钟"
+
+    def minutes(v: float | None) -> float | None:
+        if v is None:
+            return None
+        return round(v, 1) if in_seconds else round(v / 60, 1)
+
+    charts = {
+        "ontime": {"type": "bar", "labels": [r.step_label for r in sla.rows],
+                   "series": [{"label": "按时完成率 %", "data": [pct(r.on_time_share) for r in sla.rows]}],
+                   "max": 100},
+        "callback": {"type": "bar", "labels": [r.group_label or "全部" for r in callback_rows],
+                     "series": [{"label": f"中位数（{unit}）", "data": [minutes(r.median_seconds) for r in callback_rows]},
+                                {"label": f"P90（{unit}）", "data": [minutes(r.p90_seconds) for r in callback_rows]}]},
+        "escalations": {"type": "bar", "labels": [r.step_label for r in sla.rows],
+                        "series": [{"label": "升级次数", "data": [r.escalations for r in sla.rows]},
+                                   {"label": "发生升级的步骤", "data": [r.escalated for r in sla.rows]}]},
+        "rotation": {"type": "bar", "labels": [r.designer.name for r in allocation.rows],
+                     "series": [{"label": "分到的案例", "data": [r.assigned for r in allocation.rows]},
+                                {"label": "首推被跳过", "data": [r.passed_over for r in allocation.rows]},
+                                {"label": "当前在手", "data": [r.open_cases for r in allocation.rows]}]},
+        "funnel_source": _funnel_chart(funnel_source, source_labels=True),
+        "funnel_designer": _funnel_chart(funnel_designer, source_labels=False),
+    }
+    return render(
+        request, "reports.html", user=user, nav="reports", days=days, sla=sla, callback_rows=callback_rows,
+        allocation=allocation, funnel_source=funnel_source, funnel_designer=funnel_designer,
+        charts_json=json.dumps(charts, ensure_ascii=False).replace("</", "<\\/"), minutes=minutes, pct=pct,
+        source_label=lambda v: SOURCE_LABELS.get(Source(v), v) if v in Source.__members__ else v,
+    )
+
+
+def _funnel_chart(rows: list[Any], *, source_labels: bool) -> dict[str, Any]:
+    def name(r: Any) -> str:
+        if source_labels and r["label"] in Source.__members__:
+            return SOURCE_LABELS[Source(r["label"])]
+        return str(r["label"])
+
+    return {"type": "bar", "labels": [name(r) for r in rows],
+            "series": [{"label": "线索", "data": [r["leads"] for r in rows]},
+                       {"label": "首次见面", "data": [r["first_meeting"] for r in rows]},
+                       {"label": "签单", "data": [r["signed"] for r in rows]}]}
