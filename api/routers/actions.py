@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -37,8 +38,8 @@ from api.schemas import (
 from api.temporal import execute_update, intake_workflow
 from api.views import case_view, timeline
 from api.writes import write_change
-from domain.enums import ROLE_LABELS, STEP_LABELS, Outcome, Role, StaffStatus, StepName
-from domain.graph import GRAPHS, OWNER_ROLES
+from domain.enums import ROLE_LABELS, STEP_LABELS, Level, Outcome, Role, StaffStatus, StepName
+from domain.graph import GRAPHS, OWNER_ROLES, STATIC_OWNERS
 from domain.models import (
     STEP_PAYLOADS,
     AddNote,
@@ -57,9 +58,10 @@ router = APIRouter(prefix="/intakes", tags=["actions"])
 
 Manager = Annotated[CurrentUser, Depends(require_roles(Role.manager))]
 
-# The owner role of each step (the same in every scenario's graph).
+# The owner role of each step (the same in every scenario's graph); a correction's acknowledgement
+# belongs to whoever was corrected, which only the case knows.
 STEP_OWNER_ROLE: dict[StepName, Role] = {
-    spec.step: OWNER_ROLES[spec.owner] for g in GRAPHS.values() for spec in g.steps
+    spec.step: OWNER_ROLES[spec.owner] for g in GRAPHS.values() for spec in g.steps if spec.owner in STATIC_OWNERS
 }
 
 ACTION_ERRORS = responses(R401, R403, R404, R409, R422, R503)
@@ -93,16 +95,29 @@ async def _staff_ref(res: Resources, staff_id: int, role: Role, field: str) -> S
     return staff.ref()
 
 
-async def _first_suggestion(res: Resources, row: asyncpg.Record, step: StepName) -> StaffRef | None:
-    """The first of the ranked suggestions for an assignment step, as the manager sees them now."""
-    if step not in (StepName.assign_designer, StepName.assign_assistant):
+async def _first_suggestion(
+    res: Resources, row: asyncpg.Record, step: StepName, payload: dict[str, Any] | None = None
+) -> StaffRef | None:
+    """The first of the ranked suggestions for an assignment step, as the manager sees them now.
+
+    A callback that names the designer is ranked against what it agrees (level, meeting time).
+    """
+    payload = payload or {}
+    callback_choice = step == StepName.callback and payload.get("designer_id") is not None
+    if step not in (StepName.assign_designer, StepName.assign_assistant) and not callback_choice:
         return None
     from api.routers.intakes import assistant_ranking, designer_ranking
 
     pool = await res.pool()
+    ranked: list[Any]
     try:
-        ranked = await (designer_ranking(res, pool, row) if step == StepName.assign_designer
-                        else assistant_ranking(res, pool, row["id"]))
+        if callback_choice:
+            level = Level(payload["designer_level"]) if payload.get("designer_level") else None
+            at = datetime.fromisoformat(payload["meeting_at"]) if payload.get("meeting_at") else None
+            ranked = await designer_ranking(res, pool, row, level=level, meeting_at=at)
+        else:
+            ranked = await (designer_ranking(res, pool, row) if step == StepName.assign_designer
+                            else assistant_ranking(res, pool, row["id"]))
     except ApiError:
         raise
     except Exception as exc:  # noqa: BLE001 - without suggestions the owner simply has to choose
@@ -142,24 +157,31 @@ async def _act(
 # --- steps: one route per step, so /docs shows each step's own payload -----------------------------
 
 _EXAMPLES: dict[StepName, dict[str, Any]] = {
-    StepName.reception_review: {"report": "客户在阳光花园小区办公室咨询，三室两厅，想年底入住", "notes": ""},
+    StepName.reception_review: {"report": "客户在阳光花园小区办公室咨询，三室两厅，想年底入住",
+                                "corrections": "接待时先递名片，再介绍样板间", "notes": ""},
     StepName.callback: {
         "reached": True,
         "meeting_at": "2030-05-01T10:00:00+08:00",
         "meeting_kind": "measure",
         "designer_level": "senior",
+        "designer_id": 12,
+        "reason": "客户点名要这位设计师",
         "notes": "客户希望上午量房",
     },
     StepName.assign_designer: {"designer_id": 12, "reason": None},
     StepName.assign_assistant: {"assistant_id": 21},
     StepName.contact: {"meeting_at": "2030-05-01T10:00:00+08:00", "meeting_kind": "measure"},
-    StepName.arrival: {},
+    StepName.arrival: {"gum": True, "recorder": True, "greeted_at_door": True, "business_card": True, "water": True},
     StepName.first_meeting: {
         "true_needs": "两个孩子，需要儿童房和大储物空间",
+        "measure_agreed": True,
         "measure_at": "2030-05-03T14:00:00+08:00",
         "visited_site": True,
-        "visited_material_store": True,
+        "visited_material_store": False,
+        "material_store_reason": "客户赶时间，约定量房后再来",
+        "seen_off": True,
     },
+    StepName.acknowledge: {"note": "已记录，下次先问需求再讲案例"},
     StepName.measure: {"result": "done"},
     StepName.debrief: {
         "findings": "设计师介绍作品时间过长，客户需求追问不够",
@@ -209,11 +231,11 @@ def _add_step_route(step: StepName) -> None:
         row = await _case_row(res, case_id)
         payload = body.model_dump(mode="json", exclude={"notes"})
         staff: list[StaffRef] = []
-        if step == StepName.assign_designer and payload.get("designer_id") is not None:
+        if step in (StepName.assign_designer, StepName.callback) and payload.get("designer_id") is not None:
             staff.append(await _staff_ref(res, int(payload["designer_id"]), Role.designer, "designer_id"))
         elif step == StepName.assign_assistant and payload.get("assistant_id") is not None:
             staff.append(await _staff_ref(res, int(payload["assistant_id"]), Role.assistant, "assistant_id"))
-        first = await _first_suggestion(res, row, step)
+        first = await _first_suggestion(res, row, step, payload)
         update_id = _update_id(user, f"step:{step.value}", idempotency_key)
         req = CompleteStep(
             actor=user.actor(), step=step, payload=payload, notes=body.notes, staff=staff,

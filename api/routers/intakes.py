@@ -68,8 +68,9 @@ SCENARIO_SOURCES: dict[Scenario, frozenset[Source]] = {
     Scenario.site_office: frozenset({Source.site_office}),
     Scenario.walk_in: frozenset({Source.walk_in}),
 }
-# Who can have received a client at a compound office.
-SITE_RECEIVERS = frozenset({Role.site_lead, Role.designer})
+# Who can have received a client at a compound office (seed 情况三 a/b: site lead, on-duty designer or
+# an assistant designer).
+SITE_RECEIVERS = frozenset({Role.site_lead, Role.designer, Role.assistant})
 # A live query right after the start: short, the answer falls back to the row.
 QUERY_AFTER_START_SECONDS = 2.0
 
@@ -96,7 +97,7 @@ async def _received_by(repo: StaffRepository, body: IntakeCreate, user: CurrentU
         raise ApiError(
             422,
             "invalid_assignee",
-            "小区办公室的接待人员应为小区负责人或值班设计师",
+            "小区办公室的接待人员应为小区负责人、值班设计师或助理设计师",
             details={"field": "received_by"},
         )
     return staff
@@ -124,6 +125,11 @@ async def create_intake(
             f"情况 {body.scenario.value} 的来源应为 {allowed}，而不是 {body.source.value}",
         )
     _check_future(body.meeting_at, "meeting_at")
+    if body.reception is not None and body.scenario != Scenario.walk_in:
+        raise ApiError(
+            422, "invalid_payload", "接待清单在建档时只用于自然客户（其他情况在「客户到店」步骤填写）",
+            details={"field": "reception"},
+        )
 
     pool = await res.pool()
     req_hash = idempotency.request_hash(body.model_dump_json())
@@ -178,6 +184,7 @@ async def create_intake(
                 budget=c.budget,
                 meeting_at=body.meeting_at,
                 meeting_kind=body.meeting_kind,
+                reception=body.reception,
                 policy=policy,
             )
             opening = engine.start(inp)
@@ -371,26 +378,36 @@ def _case_policy(res: Resources, row: asyncpg.Record) -> Policy:
     return Policy.model_validate(row["policy"]) if row["policy"] else res.policy()
 
 
-def _required_level(res: Resources, row: asyncpg.Record) -> Level:
+def _required_level(res: Resources, row: asyncpg.Record, level: Level | None = None) -> Level:
     state = state_from_row(row)
-    return (state.designer_level if state else None) or _case_policy(res, row).level_for_budget(row["budget"])
+    return level or (state.designer_level if state else None) or _case_policy(res, row).level_for_budget(row["budget"])
 
 
 async def designer_ranking(
-    res: Resources, pool: asyncpg.Pool, row: asyncpg.Record, *, include_ineligible: bool = False
+    res: Resources,
+    pool: asyncpg.Pool,
+    row: asyncpg.Record,
+    *,
+    include_ineligible: bool = False,
+    level: Level | None = None,
+    meeting_at: datetime | None = None,
 ) -> list[DesignerSuggestion]:
-    """Designers for a case in rotation order (轮单) with their reasons, from the projection's state."""
+    """Designers for a case in rotation order (轮单) with their reasons, from the projection's state.
+
+    `level` and `meeting_at` stand for what the manager is agreeing with the client during the callback.
+    """
     state = state_from_row(row)
     policy = _case_policy(res, row)
-    meeting_at = row["meeting_at"]
-    if state is not None and (m := state.meeting("meeting")) is not None:
-        meeting_at = m.at
+    if meeting_at is None:
+        meeting_at = row["meeting_at"]
+        if state is not None and (m := state.meeting("meeting")) is not None:
+            meeting_at = m.at
     ranked: list[DesignerSuggestion] = await bounded(
         res,
         AllocationActivities(pool).designer_suggestions(
             case_id=row["id"],
             scenario=Scenario(row["scenario"]),
-            required_level=_required_level(res, row),
+            required_level=_required_level(res, row, level),
             meeting_at=meeting_at,
             compound=row["compound"],
             exclude_case_from_counts=True,
@@ -502,12 +519,21 @@ async def get_intake(
     summary="发给客户的短信",
     responses=responses(R401, R404, R422, R503),
 )
-async def list_messages(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> MessageList:
-    """The SMS sent (or being sent) to the client of the case: purpose, text, status."""
+async def list_messages(
+    case_id: CaseId,
+    user: CurrentStaff,
+    res: ResourcesDep,
+    channel: Annotated[
+        Literal["sms", "staff"],
+        Query(description="sms 发给客户的短信 / staff 员工通知（经理、总经理看全部，其他人只看发给自己的）"),
+    ] = "sms",
+) -> MessageList:
+    """The SMS sent (or being sent) to the client of the case: purpose, text, status; or its staff notices."""
     pool = await res.pool()
     if not await bounded(res, CaseRepository(pool).exists(case_id=case_id)):
         raise not_found_case(case_id)
-    rows = await bounded(res, queries.case_messages(pool, case_id))
+    mine = None if user.role in (Role.manager, Role.director) or channel == "sms" else user.id
+    rows = await bounded(res, queries.case_messages(pool, case_id, channel, mine))
     return MessageList(case_id=case_id, items=[MessageItem(**dict(r)) for r in rows])
 
 
@@ -522,14 +548,21 @@ async def designer_suggestions(
     user: Manager,
     res: ResourcesDep,
     include_ineligible: Annotated[bool, Query(description="同时列出不符合条件的设计师及原因")] = False,
+    level: Annotated[
+        Level | None, Query(description="回访中正与客户商定的级别（默认：已约定的级别或按预算）")
+    ] = None,
 ) -> SuggestionList:
-    """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only."""
+    """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only.
+
+    Readable at any open stage, also while the callback is open: the manager agrees level and name
+    with the client on the phone (seed 一a/三d).
+    """
     pool = await res.pool()
     row = await bounded(res, queries.case_row(pool, case_id))
     if row is None:
         raise not_found_case(case_id)
-    level = _required_level(res, row)
-    ranked = await designer_ranking(res, pool, row, include_ineligible=include_ineligible)
+    level = _required_level(res, row, level)
+    ranked = await designer_ranking(res, pool, row, include_ineligible=include_ineligible, level=level)
     items = [
         SuggestionItem(
             staff=s.staff,

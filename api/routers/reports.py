@@ -121,6 +121,7 @@ async def allocation_report(
                 reassigned_to=r["reassigned_to"],
                 chosen_over_suggestion=r["chosen_over_suggestion"],
                 passed_over=r["passed_over"],
+                lapses=r["lapses"],
                 open_cases=r["open_cases"],
                 last_assigned_at=r["last_assigned_at"],
             )

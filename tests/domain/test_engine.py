@@ -308,7 +308,7 @@ def test_remote_contact_waits_for_the_assistant_so_t1_names_both() -> None:
 
 @pytest.mark.parametrize("scenario", [Scenario.office_visit, Scenario.walk_in])
 def test_first_meeting_waits_for_designer_and_assistant(scenario: Scenario) -> None:
-    meeting = {"meeting_at": T0 + timedelta(hours=5)} if scenario == Scenario.office_visit else {}
+    meeting: dict[str, Any] = {"meeting_at": T0 + timedelta(hours=5)} if scenario == Scenario.office_visit else {}
     s = new_case(scenario, **meeting).state
     now = T0 + timedelta(seconds=1)
     if scenario == Scenario.office_visit:

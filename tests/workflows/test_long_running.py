@@ -9,6 +9,7 @@ from temporalio.client import Client
 from domain.enums import Scenario, StepName
 from domain.models import AddNote
 from domain.policy import fast_policy
+from tests.support.data import musts
 from tests.support.wait import until
 from tests.workflows.fakes import (
     ASSISTANT,
@@ -59,7 +60,7 @@ async def test_meeting_reminders_and_followups(client: Client, task_queue: str) 
             assert fakes.notice_times[notice.purpose] >= visit - before - slack, who
 
         await complete(h, MANAGER, StepName.arrival)
-        await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "两居室"})
+        await complete(h, DESIGNER, StepName.first_meeting, musts("两居室", measure_agreed=False, measure_reason="下次再约"))
         s = await complete(h, MANAGER, StepName.debrief, {"findings": "ok"})
         assert s.stage == "outcome"
         await until(lambda: {"followup:1", "followup:2"} <= {n.purpose for n in fakes.notices})
