@@ -93,8 +93,8 @@ class AssignAssistantPayload(_Model):
 class ContactPayload(_Model):
     """设计师联系客户：确认的见面时间与方式（完成后发送 T1 短信）。"""
 
-    meeting_at: datetime
-    meeting_kind: MeetingKind
+    meeting_at: datetime = Field(description="与客户确认的见面时间")
+    meeting_kind: MeetingKind = Field(description="量房 measure / 到店 office_visit")
 
 
 # The manager's reception checklist for a client at the company (seed 二a/c, B a), in the order done.
