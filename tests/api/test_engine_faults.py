@@ -81,6 +81,11 @@ async def test_failing_notice_channel_delays_no_escalation(api: Api) -> None:
             for row in esc:
                 assert row["status"] in ("pending", "sending") and row["last_error"], row
                 assert row["next_attempt_at"] > datetime.now(UTC) - timedelta(seconds=1)  # type: ignore[operator]
+            # Closed while its worker still runs: no open case is left on a queue nobody polls (later
+            # suites, the schema fuzzer among them, act on whatever case ids exist).
+            closed = await http.post(f"/intakes/{case['id']}/close", json={"outcome": "duplicate"},
+                                     headers=api.h("manager"))
+            assert closed.status_code == 200, closed.text
     finally:
         stop.set()
         await dispatching
@@ -106,7 +111,10 @@ async def test_no_worker_for_a_while_then_the_case_goes_on(api: Api) -> None:
             r = await http.post(f"/intakes/{cid}/steps/callback", json=payload, headers=api.h("manager"))
             assert r.status_code == 200, r.text
             assert open_steps(r.json()) == {"assign_designer", "assign_assistant"}
-        assert await api.pool.fetchval("SELECT status FROM cases WHERE id = $1", cid) == "open"
+            assert await api.pool.fetchval("SELECT status FROM cases WHERE id = $1", cid) == "open"
+            # closed while its worker runs: no open case is left on a queue nobody polls
+            r = await http.post(f"/intakes/{cid}/close", json={"outcome": "duplicate"}, headers=api.h("manager"))
+            assert r.status_code == 200, r.text
 
 
 async def test_terminated_workflow_is_restarted_by_the_reconciler(api: Api) -> None:

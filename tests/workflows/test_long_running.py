@@ -74,6 +74,9 @@ async def test_meeting_reminders_and_followups(client: Client, task_queue: str) 
 async def test_continue_as_new_keeps_the_case(client: Client, task_queue: str) -> None:
     p = fast_policy()
     p.continue_as_new_after_events = 200
+    # No escalation while the notes pile up: on a loaded machine the callback's timers would add
+    # timeline entries to the new run before it is looked at.
+    p.durations = {**p.durations, StepName.callback: timedelta(minutes=10)}
     fakes = FakeActivities()
     async with worker(client, task_queue, fakes):
         h = await start_case(client, task_queue, Scenario.remote, policy=p)
@@ -90,8 +93,14 @@ async def test_continue_as_new_keeps_the_case(client: Client, task_queue: str) -
         s = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
         assert [n.text for n in s.notes] == [f"备注 {i}" for i in range(45)]
         assert {o.step for o in s.open_steps} == {StepName.callback}
-        # the state stays bounded: timeline entries already written live in PostgreSQL only
-        assert len(s.events) <= p.events_kept
+        # the state stays bounded: timeline entries already written live in PostgreSQL only (on a loaded
+        # machine the first continue-as-new may come early, and the new run trims once it has written)
+
+        async def bounded() -> bool:
+            st = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
+            return len(st.events) <= p.events_kept
+
+        await until(bounded, timeout=30, what="events trimmed to events_kept")
         assert sum(1 for c in fakes.changes for e in c.events if e.kind == "note") == 45
         # an Idempotency-Key from before continue-as-new is still recognised: answered, not applied
         again = await client.get_workflow_handle(h.id).execute_update(
