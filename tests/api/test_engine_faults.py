@@ -86,6 +86,7 @@ async def test_failing_notice_channel_delays_no_escalation(api: Api) -> None:
             closed = await http.post(f"/intakes/{case['id']}/close", json={"outcome": "duplicate"},
                                      headers=api.h("manager"))
             assert closed.status_code == 200, closed.text
+            await asyncio.wait_for(api.client.get_workflow_handle(f"intake-{case['id']}").result(), 30)
     finally:
         stop.set()
         await dispatching
@@ -115,6 +116,7 @@ async def test_no_worker_for_a_while_then_the_case_goes_on(api: Api) -> None:
             # closed while its worker runs: no open case is left on a queue nobody polls
             r = await http.post(f"/intakes/{cid}/close", json={"outcome": "duplicate"}, headers=api.h("manager"))
             assert r.status_code == 200, r.text
+            await asyncio.wait_for(api.client.get_workflow_handle(f"intake-{cid}").result(), 30)
 
 
 async def test_terminated_workflow_is_restarted_by_the_reconciler(api: Api) -> None:

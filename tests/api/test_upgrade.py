@@ -36,9 +36,12 @@ async def test_running_first_version_cases_move_onto_the_engine(api: Api) -> Non
     old_tq = f"v1-{uuid.uuid4().hex[:8]}"
     async with Worker(api.client, task_queue=old_tq, workflows=[FirstVersionStandIn]):
         await api.client.start_workflow("IntakeWorkflow", {"case_id": c["id"]}, id=wf_id, task_queue=old_tq)
-        moved = await upgrade_v1_cases(api.client, api.pool, projection_writer(api.settings),
-                                       task_queue=api.settings.task_queue)
-    assert c["id"] in moved
+        # the workflow list (visibility) catches up with the start a moment later on a loaded server
+        async def moved() -> bool:
+            return c["id"] in await upgrade_v1_cases(api.client, api.pool, projection_writer(api.settings),
+                                                     task_queue=api.settings.task_queue)
+
+        await api.until(moved, timeout=20, what="the first-version case is moved")
     desc = await api.client.get_workflow_handle(wf_id).describe()
     assert desc.workflow_type == "IntakeCase" and desc.status is not None and desc.status.name == "RUNNING"
     assert await api.pool.fetchval("SELECT count(*) FROM outbox WHERE case_id = $1 AND purpose = 'v1:pending'",
