@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # Company, as clients read it in SMS
     company_name: str = "城市人家装饰公司"
     company_short_name: str = "城市人家"
+    # Where clients come for office visits: named in their reminder (T4_OFFICE). Empty: not named.
+    company_address: str = ""
 
     # SMS to clients
     sms_provider: Literal["outbox", "aliyun"] = "outbox"
@@ -82,6 +84,7 @@ class Settings(BaseSettings):
     aliyun_template_t3: str | None = None
     aliyun_template_t3_no_assistant: str | None = None
     aliyun_template_t4: str | None = None
+    aliyun_template_t4_office: str | None = None  # needed once INTAKE_COMPANY_ADDRESS is set
 
     # A message whose delivery attempt got no clear answer (the worker died, the provider timed out) is
     # left alone this long before the provider is asked whether it arrived (covers a still-running
@@ -100,6 +103,21 @@ class Settings(BaseSettings):
     # its workflow is started (or found) and the row opened. Then again every interval.
     reconcile_settle_seconds: float = Field(default=30.0, gt=0)
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+
+    # Recordings of first meetings (debrief): where the files are kept and how large one may be.
+    # local: a directory (default <data_dir>/recordings); s3: an S3-compatible bucket (AWS S3, MinIO,
+    # Aliyun OSS in S3 mode, ...).
+    recordings_store: Literal["local", "s3"] = "local"
+    recordings_dir: Path | None = None
+    recordings_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    # An upload may take this long (a phone on a slow network); every other request keeps request_timeout.
+    recordings_upload_timeout_seconds: float = Field(default=600.0, gt=0)
+    s3_endpoint_url: str | None = None  # empty: AWS itself
+    s3_region: str = "us-east-1"
+    s3_bucket: str | None = None
+    s3_prefix: str = "recordings/"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
 
     # Staff notifications (reminders, escalations)
     notify_channel: Literal["log", "sms", "wecom"] = "log"
@@ -132,6 +150,7 @@ class Settings(BaseSettings):
             "T3": self.aliyun_template_t3,
             "T3_NO_ASSISTANT": self.aliyun_template_t3_no_assistant,
             "T4": self.aliyun_template_t4,
+            "T4_OFFICE": self.aliyun_template_t4_office,
             "STAFF": self.aliyun_template_staff,
         }
 

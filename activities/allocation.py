@@ -114,7 +114,7 @@ class AllocationActivities:
                    (SELECT count(*) FROM cases c
                      WHERE c.designer_id = s.id AND c.status = 'open'
                        AND ($1::bigint IS NULL OR c.id <> $1)) AS open_cases,
-                   (SELECT max(l.at) FROM allocation_ledger l WHERE l.designer_id = s.id) AS last_at
+                   (SELECT max(l.at) FROM allocation_ledger l WHERE l.designer_id = s.id AND l.kind <> 'lapse') AS last_at
             FROM staff s
             WHERE s.role = 'designer' AND s.status <> 'inactive'
             ORDER BY s.id

@@ -78,9 +78,11 @@ from activities.providers import (
     mask_phone,
 )
 from config import Settings
+from domain import notices as notice_texts
 from domain import templates
-from domain.enums import ROLE_LABELS, Gender, Role
-from domain.models import NotifyStaff, SendSms
+from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role
+from domain.models import CaseState, NotifyStaff, SendSms
+from domain.tracking import local_time
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,7 @@ class OutboxWriter:
         }
         by_id, by_role = await self._staff(conn, sms, notices)
         names = {i: r["name"] for i, r in by_id.items()}
+        details = await self._details(conn, [n for n in notices if n.template == "designer_assigned"])
         rows: list[_NewRow] = []
         seen: set[tuple[int, str]] = set()
         for msg in messages:
@@ -186,6 +189,8 @@ class OutboxWriter:
                 # Nothing can be recorded against a case that does not exist (and nobody could read it).
                 log.warning("outbox: case %s does not exist; message %s not recorded", msg.case_id, msg.purpose)
                 continue
+            if isinstance(msg, NotifyStaff) and msg.template and msg.case_id in details:
+                msg = msg.model_copy(update={"text": details[msg.case_id]})
             row = (
                 self._sms_row(msg, case, names)
                 if isinstance(msg, SendSms)
@@ -198,6 +203,52 @@ class OutboxWriter:
             rows.append(row)
         if rows:
             await self._insert(conn, rows)
+
+    async def _details(self, conn: asyncpg.Connection, notices: Sequence[NotifyStaff]) -> dict[int, str]:
+        """将客户的详细情况告诉设计师: the designer's notice, from PostgreSQL (never from the workflow).
+
+        Read in the caller's transaction, after the change's projection and events were written, so the
+        agreed times and the callback's notes are those of the same decision.
+        """
+        case_ids = sorted({n.case_id for n in notices})
+        if not case_ids:
+            return {}
+        rows = await conn.fetch(
+            "SELECT c.id, c.client_name, c.client_gender, c.compound, c.area_m2, c.budget, c.state,"
+            " c.policy->'calendar'->>'timezone' AS tz,"
+            " (SELECT e.data->>'notes' FROM case_events e WHERE e.case_id = c.id AND e.step = 'callback'"
+            "  AND e.kind = 'step_done' ORDER BY e.seq DESC LIMIT 1) AS callback_notes"
+            " FROM cases c WHERE c.id = ANY($1::bigint[])",
+            case_ids,
+        )
+        out: dict[int, str] = {}
+        for r in rows:
+            state: CaseState | None = None
+            raw = r["state"]
+            if raw:
+                try:
+                    state = CaseState.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+                except ValueError:
+                    state = None
+            tz = r["tz"] or "Asia/Shanghai"
+            if state is not None:
+                meeting, measure = state.meeting("meeting"), state.meeting("measure")
+            else:
+                meeting = measure = None
+            out[r["id"]] = notice_texts.designer_details(
+                r["id"],
+                salutation=templates.salutation(r["client_name"], Gender(r["client_gender"])),
+                compound=r["compound"],
+                area_m2=float(r["area_m2"]) if r["area_m2"] is not None else None,
+                budget=r["budget"],
+                meeting_kind=MeetingKind(meeting.kind) if meeting else None,
+                meeting_at=local_time(meeting.at, tz) if meeting else None,
+                measure_at=local_time(measure.at, tz) if measure else None,
+                level=Level(state.designer_level) if state and state.designer_level else None,
+                callback_notes=r["callback_notes"],
+                car=state.car if state else None,
+            )
+        return out
 
     async def _staff(
         self, conn: asyncpg.Connection, sms: Sequence[SendSms], notices: Sequence[NotifyStaff]
@@ -295,10 +346,15 @@ class OutboxWriter:
             else:
                 if req.meeting_kind is None:
                     raise _Unrenderable("sms_invalid", "短信 T4 需要见面类型")
-                variables = templates.t4_variables(
-                    **common, at=need_at(), kind=req.meeting_kind, tz=req.timezone
-                )
+                if req.meeting_kind == MeetingKind.office_visit and self._company.address:
+                    variables = templates.t4_office_variables(**common, at=need_at(), tz=req.timezone)
+                else:
+                    variables = templates.t4_variables(
+                        **common, at=need_at(), kind=req.meeting_kind, tz=req.timezone
+                    )
             template_name = templates.template_id(req.template, assistant=assistant)
+            if "address" in variables:
+                template_name = "T4_OFFICE"
             text = templates.substitute(templates.TEMPLATES[template_name], variables)
         except (KeyError, ValueError) as exc:
             raise _Unrenderable("sms_invalid", f"短信无法生成: {exc}") from exc
@@ -377,7 +433,9 @@ class OutboxWriter:
 def build_writer(settings: Settings) -> OutboxWriter:
     """The writer for this deployment: company names and provider names from the settings."""
     return OutboxWriter(
-        templates.Company(name=settings.company_name, short_name=settings.company_short_name),
+        templates.Company(
+            name=settings.company_name, short_name=settings.company_short_name, address=settings.company_address
+        ),
         sms_provider=settings.sms_provider,
         staff_channel=settings.notify_channel,
     )

@@ -482,7 +482,9 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
     if settings.sms_provider == "aliyun":
         provider = AliyunSmsProvider.from_settings(settings)
         # Every variant a case can send (with and without the assistant's name) must be approved.
-        missing = [n for n in TEMPLATES if not provider.templates.get(n)]
+        # T4_OFFICE is only sent when the company address is configured.
+        needed = [n for n in TEMPLATES if n != "T4_OFFICE" or settings.company_address]
+        missing = [n for n in needed if not provider.templates.get(n)]
         if missing:
             raise ValueError(
                 "Aliyun SMS needs an approved template code for "

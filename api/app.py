@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,10 +19,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
+from activities.storage import RecordingStore
 from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
-from api.routers import actions, health, intakes, me, reports
+from api.routers import actions, health, intakes, me, recordings, reports
 from config import Settings, get_settings
 from domain.policy import Policy
 
@@ -57,24 +59,35 @@ TAGS = [
 
 # Request bodies are small forms; anything bigger is a mistake or an attack.
 MAX_BODY_BYTES = 64 * 1024
+# A recording upload: the file, the multipart framing around it.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+_UPLOAD_PATH = re.compile(r"^/intakes/[^/]+/recordings/?$")
+
+
+def is_upload(scope: Scope) -> bool:
+    """A recording upload (POST /intakes/{id}/recordings): large body, slow phone networks."""
+    return scope.get("method") == "POST" and bool(_UPLOAD_PATH.match(scope.get("path", "")))
 
 
 class BodyLimit:
     """Refuse request bodies over `max_bytes` with a JSON 413 (Starlette's own limit answers in plain text)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Recording uploads (and only they) may be as large as the recording limit plus the form around it.
+        self.upload_bytes = upload_bytes if upload_bytes is not None else max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_bytes if is_upload(scope) else self.max_bytes
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
+        if length.isdigit() and int(length) > limit:
             response = JSONResponse(
                 status_code=413,
-                content={"code": "payload_too_large", "message": f"请求体过大（上限 {self.max_bytes // 1024} KB）"},
+                content={"code": "payload_too_large", "message": f"请求体过大（上限 {limit // 1024} KB）"},
             )
             await response(scope, receive, send)
             return
@@ -85,7 +98,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     # A streamed body without Content-Length: FastAPI answers 400 bad_request (JSON).
                     raise ValueError("request body too large")
             return message
@@ -107,9 +120,11 @@ class RequestDeadline:
     that has begun (a stream, a large body) is never cut: the bound is on the start of the answer.
     """
 
-    def __init__(self, app: ASGIApp, limit: float) -> None:
+    def __init__(self, app: ASGIApp, limit: float, upload_limit: float | None = None) -> None:
         self.app = app
         self.limit = limit
+        # An upload's body arrives as fast as the phone can send it: its own, longer bound.
+        self.upload_limit = upload_limit if upload_limit is not None else limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,7 +142,7 @@ class RequestDeadline:
 
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         try:
-            await asyncio.wait({task}, timeout=self.limit)
+            await asyncio.wait({task}, timeout=self.upload_limit if is_upload(scope) else self.limit)
         except asyncio.CancelledError:
             abandon(task)
             raise
@@ -147,10 +162,13 @@ def create_app(
     temporal_client: Client | None = None,
     pool: asyncpg.Pool | None = None,
     policy: Policy | None = None,
+    recording_store: RecordingStore | None = None,
 ) -> FastAPI:
     """Build the app; the Temporal client and pool are injected (tests) or created once in the lifespan."""
     settings = settings or get_settings()
-    resources = Resources(settings, temporal_client=temporal_client, pool=pool, policy=policy)
+    resources = Resources(
+        settings, temporal_client=temporal_client, pool=pool, policy=policy, recording_store=recording_store
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -170,9 +188,15 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit, max_bytes=MAX_BODY_BYTES, upload_bytes=settings.recordings_max_bytes + UPLOAD_OVERHEAD_BYTES
+    )
     # Outermost but for Starlette's error middleware: bounds everything below, the body limit included.
-    app.add_middleware(RequestDeadline, limit=settings.request_timeout_seconds + REQUEST_TIMEOUT_MARGIN_SECONDS)
+    app.add_middleware(
+        RequestDeadline,
+        limit=settings.request_timeout_seconds + REQUEST_TIMEOUT_MARGIN_SECONDS,
+        upload_limit=settings.recordings_upload_timeout_seconds,
+    )
     # Set here, not in the lifespan: an ASGI transport without lifespan (tests) still finds them.
     app.state.resources = resources
     errors.install(app)
@@ -181,5 +205,6 @@ def create_app(
     app.include_router(actions.router)
     app.include_router(me.router)
     app.include_router(reports.router)
+    app.include_router(recordings.router)
     console.install(app)
     return app

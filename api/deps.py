@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from activities.staff import Staff, StaffRepository
+from activities.storage import RecordingStore
 from api.bounds import abandon, within
 from api.errors import ApiError, unavailable
 from config import Settings
@@ -49,11 +50,13 @@ class Resources:
         temporal_client: Client | None = None,
         pool: asyncpg.Pool | None = None,
         policy: Policy | None = None,
+        recording_store: RecordingStore | None = None,
     ) -> None:
         self.settings = settings
         self._client = temporal_client
         self._pool = pool
         self._policy = policy
+        self._recordings = recording_store
         self._owns_client = temporal_client is None
         self._owns_pool = pool is None
         self._client_attempt: asyncio.Task[Client] | None = None
@@ -78,6 +81,14 @@ class Resources:
 
             self._policy = load_policy(self.settings)
         return self._policy
+
+    def recordings(self) -> RecordingStore:
+        """Where recordings are kept (injected in tests, else from the settings)."""
+        if self._recordings is None:
+            from activities.storage import build_recording_store
+
+            self._recordings = build_recording_store(self.settings)
+        return self._recordings
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created on first use; 503 when PostgreSQL cannot be reached in time."""

@@ -234,14 +234,17 @@ async def my_tasks(
 
 
 async def case_messages(
-    conn: asyncpg.Pool | asyncpg.Connection, case_id: int, channel: str = "sms"
+    conn: asyncpg.Pool | asyncpg.Connection, case_id: int, channel: str = "sms", recipient_id: int | None = None
 ) -> list[asyncpg.Record]:
-    """The messages of a case on a channel (SMS to the client by default), oldest first."""
+    """The messages of a case on a channel (SMS to the client by default), oldest first; staff notices
+    of one recipient when `recipient_id` is given."""
     return await conn.fetch(
-        "SELECT purpose, template, text, status, recipient, provider, provider_id, attempts, error_code,"
-        " last_error, created_at, sent_at FROM outbox WHERE case_id = $1 AND channel = $2 ORDER BY created_at, id",
+        "SELECT purpose, template, text, status, recipient, recipient_id, provider, provider_id, attempts,"
+        " error_code, last_error, created_at, sent_at FROM outbox WHERE case_id = $1 AND channel = $2"
+        " AND ($3::bigint IS NULL OR recipient_id = $3) ORDER BY created_at, id",
         case_id,
         channel,
+        recipient_id,
     )
 
 
@@ -310,12 +313,13 @@ async def allocation_report(
         """
         WITH l AS (
           SELECT designer_id,
-            count(*) AS assigned,
+            count(*) FILTER (WHERE kind <> 'lapse') AS assigned,
+            count(*) FILTER (WHERE kind = 'lapse') AS lapses,
             count(*) FILTER (WHERE kind = 'auto') AS auto,
             count(*) FILTER (WHERE kind = 'reassign') AS reassigned_to,
             count(*) FILTER (WHERE kind = 'assign' AND suggested_id IS NOT NULL
                              AND suggested_id <> designer_id) AS chosen_over_suggestion,
-            max(at) AS last_assigned_at
+            max(at) FILTER (WHERE kind <> 'lapse') AS last_assigned_at
           FROM allocation_ledger WHERE at >= $1 AND at < $2 GROUP BY designer_id
         ), passed AS (
           SELECT suggested_id AS designer_id, count(*) AS passed_over
@@ -328,12 +332,13 @@ async def allocation_report(
           GROUP BY designer_id
         )
         SELECT s.id, s.name, s.level, s.status,
-          coalesce(l.assigned, 0) AS assigned, coalesce(l.auto, 0) AS auto,
+          coalesce(l.assigned, 0) AS assigned, coalesce(l.lapses, 0) AS lapses, coalesce(l.auto, 0) AS auto,
           coalesce(l.reassigned_to, 0) AS reassigned_to,
           coalesce(l.chosen_over_suggestion, 0) AS chosen_over_suggestion,
           coalesce(p.passed_over, 0) AS passed_over,
           coalesce(o.open_cases, 0) AS open_cases,
-          (SELECT max(at) FROM allocation_ledger a WHERE a.designer_id = s.id) AS last_assigned_at
+          (SELECT max(at) FROM allocation_ledger a WHERE a.designer_id = s.id AND a.kind <> 'lapse')
+            AS last_assigned_at
         FROM staff s
         LEFT JOIN l ON l.designer_id = s.id
         LEFT JOIN passed p ON p.designer_id = s.id

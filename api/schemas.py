@@ -26,7 +26,7 @@ from domain.enums import (
     StaffStatus,
     StepName,
 )
-from domain.models import CaseEvent, DoneStep, Meeting, OpenStep, StaffRef
+from domain.models import CaseEvent, DoneStep, Meeting, OpenStep, ReceptionChecklist, StaffRef
 
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -167,7 +167,12 @@ class IntakeCreate(RequestModel):
     meeting_at: datetime | None = Field(default=None, description="已约定的见面时间（须在将来）")
     meeting_kind: MeetingKind | None = Field(default=None, description="measure 量房 / office_visit 到店")
     received_by: Id | None = Field(
-        default=None, description="接待人员（员工ID）；小区办公室为小区负责人或值班设计师，省略则为创建人"
+        default=None,
+        description="接待人员（员工ID）；小区办公室为小区负责人、值班设计师或助理设计师，省略则为创建人",
+    )
+    reception: ReceptionChecklist | None = Field(
+        default=None,
+        description="自然客户到店时的接待清单（口香糖清口、录音笔、门口迎接、递名片、安排前台倒水）；仅 walk_in",
     )
     notes: str | None = Field(default=None, max_length=2000, description="备注")
 
@@ -248,7 +253,9 @@ class AssignmentOut(BaseModel):
 
     role: Literal["designer", "assistant"]
     staff: StaffBrief
-    kind: Literal["assign", "reassign", "auto"] = Field(description="assign 分配 / reassign 更换 / auto 系统自动")
+    kind: Literal["assign", "reassign", "auto", "lapse"] = Field(
+        description="assign 分配 / reassign 更换 / auto 系统自动 / lapse 超时收回（掉保，计入该设计师）"
+    )
     suggested_id: int | None = Field(default=None, description="当时的首位推荐（设计师）")
     decided_by: StaffBrief
     reason: str | None = None
@@ -279,6 +286,8 @@ class CaseView(BaseModel):
     assistant: StaffRef | None = None
     designer_level: Level | None = None
     car: str | None = None
+    reception: ReceptionChecklist | None = Field(default=None, description="客户到店时的接待清单（做到了哪几项）")
+    recordings: list[int] = Field(default_factory=list, description="已上传的录音编号（GET /intakes/{id}/recordings）")
     overdue: bool = Field(description="是否有超时未完成的步骤")
     escalation_level: int = Field(description="最高升级级别")
     step_due_at: datetime | None = Field(default=None, description="最近一个未完成步骤的到期时间")
@@ -371,11 +380,14 @@ class TaskList(BaseModel):
 class MessageItem(BaseModel):
     """One SMS to the client, as the outbox keeps it."""
 
-    purpose: str = Field(description="用途：T1 设计师介绍 / T2 量房确认 / T3 经理致谢 / T4:… 见面提醒")
+    purpose: str = Field(
+        description="用途：T1 设计师介绍 / T2 量房确认 / T3 经理致谢 / T4:… 见面提醒；员工通知如 assigned:designer:<id>"
+    )
     template: str | None = None
     text: str = Field(description="短信全文")
     status: Literal["pending", "sending", "sent", "failed"]
     recipient: str
+    recipient_id: int | None = Field(default=None, description="员工通知的接收人（员工ID）")
     provider: str
     provider_id: str | None = None
     attempts: int
@@ -455,6 +467,7 @@ class AllocationRow(BaseModel):
     reassigned_to: int = Field(description="其中因更换而转来")
     chosen_over_suggestion: int = Field(description="经理未按首位推荐、改选此人的次数")
     passed_over: int = Field(description="此人是首位推荐但经理另选他人的次数")
+    lapses: int = Field(default=0, description="期间因联系客户或首次见面超时被收回（掉保）的案例")
     open_cases: int = Field(description="当前在手案例")
     last_assigned_at: datetime | None = Field(default=None, description="最近一次分配（轮单依据）")
 

@@ -70,7 +70,7 @@ from domain.enums import (
     StaffStatus,
     StepName,
 )
-from domain.graph import GRAPHS, OWNER_ROLES, initial_stage
+from domain.graph import GRAPHS, OWNER_ROLES, STATIC_OWNERS, initial_stage
 from domain.models import (
     STEP_PAYLOADS,
     AddNote,
@@ -100,14 +100,16 @@ SCENARIO_SOURCES: dict[Scenario, frozenset[Source]] = {
     Scenario.site_office: frozenset({Source.site_office}),
     Scenario.walk_in: frozenset({Source.walk_in}),
 }
-# Who can have received a client at a compound office.
-SITE_RECEIVERS = frozenset({Role.site_lead, Role.designer})
+# Who can have received a client at a compound office (seed 情况三 a/b: site lead, on-duty designer or
+# an assistant designer).
+SITE_RECEIVERS = frozenset({Role.site_lead, Role.designer, Role.assistant})
 # A live query right after the start: short, the answer falls back to the row.
 QUERY_AFTER_START_SECONDS = 2.0
 
-# The owner role of each step (the same in every scenario's graph).
+# The owner role of each step (the same in every scenario's graph); a correction's acknowledgement
+# belongs to whoever was corrected, which only the case knows.
 STEP_OWNER_ROLE: dict[StepName, Role] = {
-    spec.step: OWNER_ROLES[spec.owner] for g in GRAPHS.values() for spec in g.steps
+    spec.step: OWNER_ROLES[spec.owner] for g in GRAPHS.values() for spec in g.steps if spec.owner in STATIC_OWNERS
 }
 
 DEFAULT_PERIOD = timedelta(days=30)
@@ -148,7 +150,7 @@ async def _received_by(repo: StaffRepository, body: IntakeCreate, user: CurrentU
         raise ApiError(
             422,
             "invalid_assignee",
-            "小区办公室的接待人员应为小区负责人或值班设计师",
+            "小区办公室的接待人员应为小区负责人、值班设计师或助理设计师",
             details={"field": "received_by"},
         )
     return staff
@@ -167,6 +169,11 @@ async def create_case(
             f"情况 {body.scenario.value} 的来源应为 {allowed}，而不是 {body.source.value}",
         )
     _check_future(body.meeting_at, "meeting_at")
+    if body.reception is not None and body.scenario != Scenario.walk_in:
+        raise ApiError(
+            422, "invalid_payload", "接待清单在建档时只用于自然客户（其他情况在「客户到店」步骤填写）",
+            details={"field": "reception"},
+        )
 
     pool = await res.pool()
     req_hash = idempotency.request_hash(body.model_dump_json())
@@ -221,6 +228,7 @@ async def create_case(
                 budget=c.budget,
                 meeting_at=body.meeting_at,
                 meeting_kind=body.meeting_kind,
+                reception=body.reception,
                 policy=policy,
             )
             opening = engine.start(inp)
@@ -441,12 +449,17 @@ async def get_case(res: Resources, case_id: int, *, fresh: bool = False) -> Case
     return case_view(row, state, timeline(events, state), source, assignments=assignments)
 
 
-async def case_messages(res: Resources, case_id: int) -> MessageList:
-    """The SMS sent (or being sent) to the client of the case: purpose, text, status."""
+async def case_messages(
+    res: Resources, case_id: int, *, user: CurrentUser | None = None, channel: str = "sms"
+) -> MessageList:
+    """The SMS sent (or being sent) to the client of the case; or its staff notices (managers and the
+    director see all of them, others only those sent to themselves)."""
     pool = await res.pool()
     if not await bounded(res, CaseRepository(pool).exists(case_id=case_id)):
         raise not_found_case(case_id)
-    rows = await bounded(res, queries.case_messages(pool, case_id))
+    everyone = user is None or user.role in (Role.manager, Role.director) or channel == "sms"
+    mine = None if everyone or user is None else user.id
+    rows = await bounded(res, queries.case_messages(pool, case_id, channel, mine))
     return MessageList(case_id=case_id, items=[MessageItem(**dict(r)) for r in rows])
 
 
@@ -458,27 +471,37 @@ def _case_policy(res: Resources, row: asyncpg.Record) -> Policy:
     return Policy.model_validate(row["policy"]) if row["policy"] else res.policy()
 
 
-def required_level(res: Resources, row: asyncpg.Record) -> Level:
-    """The designer level a case needs: agreed at the callback, else from the budget band."""
+def required_level(res: Resources, row: asyncpg.Record, level: Level | None = None) -> Level:
+    """The designer level a case needs: as being agreed now, agreed at the callback, else from the budget."""
     state = state_from_row(row)
-    return (state.designer_level if state else None) or _case_policy(res, row).level_for_budget(row["budget"])
+    return level or (state.designer_level if state else None) or _case_policy(res, row).level_for_budget(row["budget"])
 
 
 async def designer_ranking(
-    res: Resources, pool: asyncpg.Pool, row: asyncpg.Record, *, include_ineligible: bool = False
+    res: Resources,
+    pool: asyncpg.Pool,
+    row: asyncpg.Record,
+    *,
+    include_ineligible: bool = False,
+    level: Level | None = None,
+    meeting_at: datetime | None = None,
 ) -> list[DesignerSuggestion]:
-    """Designers for a case in rotation order (轮单) with their reasons, from the projection's state."""
+    """Designers for a case in rotation order (轮单) with their reasons, from the projection's state.
+
+    `level` and `meeting_at` stand for what the manager is agreeing with the client during the callback.
+    """
     state = state_from_row(row)
     policy = _case_policy(res, row)
-    meeting_at = row["meeting_at"]
-    if state is not None and (m := state.meeting("meeting")) is not None:
-        meeting_at = m.at
+    if meeting_at is None:
+        meeting_at = row["meeting_at"]
+        if state is not None and (m := state.meeting("meeting")) is not None:
+            meeting_at = m.at
     ranked: list[DesignerSuggestion] = await bounded(
         res,
         AllocationActivities(pool).designer_suggestions(
             case_id=row["id"],
             scenario=Scenario(row["scenario"]),
-            required_level=required_level(res, row),
+            required_level=required_level(res, row, level),
             meeting_at=meeting_at,
             compound=row["compound"],
             exclude_case_from_counts=True,
@@ -499,14 +522,18 @@ async def assistant_ranking(res: Resources, pool: asyncpg.Pool, case_id: int) ->
 
 
 async def designer_suggestions(
-    res: Resources, user: CurrentUser, case_id: int, *, include_ineligible: bool = False
+    res: Resources, user: CurrentUser, case_id: int, *, include_ineligible: bool = False,
+    level: Level | None = None,
 ) -> SuggestionList:
-    """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only."""
+    """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only.
+
+    Readable at any open stage, also while the callback is open (the level being agreed may be given).
+    """
     ensure_role(user, Role.manager)
     pool = await res.pool()
     row = await case_row(res, case_id)
-    level = required_level(res, row)
-    ranked = await designer_ranking(res, pool, row, include_ineligible=include_ineligible)
+    level = required_level(res, row, level)
+    ranked = await designer_ranking(res, pool, row, include_ineligible=include_ineligible, level=level)
     items = [
         SuggestionItem(
             staff=s.staff,
@@ -521,14 +548,27 @@ async def designer_suggestions(
     return SuggestionList(case_id=case_id, required_level=level, items=items)
 
 
-async def first_suggestion(res: Resources, row: asyncpg.Record, step: StepName) -> StaffRef | None:
-    """The first of the ranked suggestions for an assignment step, as the manager sees them now."""
-    if step not in (StepName.assign_designer, StepName.assign_assistant):
+async def first_suggestion(
+    res: Resources, row: asyncpg.Record, step: StepName, payload: dict[str, Any] | None = None
+) -> StaffRef | None:
+    """The first of the ranked suggestions for an assignment step, as the manager sees them now.
+
+    A callback that names the designer is ranked against what it agrees (level, meeting time).
+    """
+    payload = payload or {}
+    callback_choice = step == StepName.callback and payload.get("designer_id") is not None
+    if step not in (StepName.assign_designer, StepName.assign_assistant) and not callback_choice:
         return None
     pool = await res.pool()
+    ranked: list[Any]
     try:
-        ranked = await (designer_ranking(res, pool, row) if step == StepName.assign_designer
-                        else assistant_ranking(res, pool, row["id"]))
+        if callback_choice:
+            level = Level(payload["designer_level"]) if payload.get("designer_level") else None
+            at = datetime.fromisoformat(payload["meeting_at"]) if payload.get("meeting_at") else None
+            ranked = await designer_ranking(res, pool, row, level=level, meeting_at=at)
+        else:
+            ranked = await (designer_ranking(res, pool, row) if step == StepName.assign_designer
+                            else assistant_ranking(res, pool, row["id"]))
     except ApiError:
         raise
     except Exception as exc:  # noqa: BLE001 - without suggestions the owner simply has to choose
@@ -641,11 +681,11 @@ async def complete_step(
     payload = body.model_dump(mode="json", exclude={"notes"})
     notes = getattr(body, "notes", None)
     staff: list[StaffRef] = []
-    if step == StepName.assign_designer and payload.get("designer_id") is not None:
+    if step in (StepName.assign_designer, StepName.callback) and payload.get("designer_id") is not None:
         staff.append(await staff_ref(res, int(payload["designer_id"]), Role.designer, "designer_id"))
     elif step == StepName.assign_assistant and payload.get("assistant_id") is not None:
         staff.append(await staff_ref(res, int(payload["assistant_id"]), Role.assistant, "assistant_id"))
-    first = await first_suggestion(res, row, step)
+    first = await first_suggestion(res, row, step, payload)
     update_id = _update_id(user, f"step:{step.value}", idempotency_key)
     req = CompleteStep(
         actor=user.actor(), step=step, payload=payload, notes=notes, staff=staff,
@@ -796,6 +836,7 @@ async def allocation_report(
                 reassigned_to=r["reassigned_to"],
                 chosen_over_suggestion=r["chosen_over_suggestion"],
                 passed_over=r["passed_over"],
+                lapses=r["lapses"],
                 open_cases=r["open_cases"],
                 last_assigned_at=r["last_assigned_at"],
             )

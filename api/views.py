@@ -156,6 +156,8 @@ def case_view(
         assistant=state.assistant,
         designer_level=state.designer_level,
         car=state.car,
+        reception=state.reception,
+        recordings=state.recordings,
         overdue=any(s.overdue for s in open_steps),
         escalation_level=state.escalation_level,
         step_due_at=state.step_due_at,

@@ -12,11 +12,10 @@ import logging
 
 import asyncpg
 
-from activities.outbox import OutboxWriter
+from activities.outbox import build_writer
 from activities.projection import ProjectionWriter
 from config import Settings
 from domain.models import CaseChange, CaseState
-from domain.templates import Company
 
 log = logging.getLogger("intake.api")
 
@@ -29,12 +28,7 @@ def projection_writer(settings: Settings) -> ProjectionWriter:
     hit = _writers.get(id(settings))
     if hit is not None and hit[0] is settings:
         return hit[1]
-    outbox = OutboxWriter(
-        Company(name=settings.company_name, short_name=settings.company_short_name),
-        sms_provider=settings.sms_provider,
-        staff_channel=settings.notify_channel,
-    )
-    writer = ProjectionWriter(outbox)
+    writer = ProjectionWriter(build_writer(settings))
     _writers[id(settings)] = (settings, writer)
     return writer
 

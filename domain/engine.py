@@ -46,11 +46,14 @@ from domain.enums import (
 )
 from domain.graph import OWNER_ROLES, ScenarioGraph, StepSpec, graph, stage_of
 from domain.models import (
+    RECEPTION_ITEMS,
+    AcknowledgePayload,
     Actor,
     AddNote,
     ArrivalPayload,
     AssignAssistantPayload,
     AssignDesignerPayload,
+    AttachRecording,
     CallbackPayload,
     CaseChange,
     CaseEvent,
@@ -69,6 +72,7 @@ from domain.models import (
     OpenStep,
     OutcomePayload,
     Reassign,
+    ReceptionChecklist,
     ReceptionReviewPayload,
     RecordAssignment,
     Reschedule,
@@ -78,7 +82,10 @@ from domain.models import (
 from domain.policy import Policy
 from domain.tracking import local_time, step_label
 
-Command = CompleteStep | Reschedule | Reassign | AddNote | CloseCase
+Command = CompleteStep | Reschedule | Reassign | AddNote | CloseCase | AttachRecording
+
+# The designer's own steps that lapse (掉保) when late long enough: the case is reclaimed.
+RECLAIMABLE = (StepName.contact, StepName.first_meeting)
 
 # Request ids (Idempotency-Key) a case remembers, newest last: a repeat of one is answered, not applied.
 HANDLED_KEPT = 100
@@ -118,7 +125,8 @@ def start(inp: IntakeInput) -> Decision:
     eng = _Engine(_new_state(inp), inp.policy, inp.created_at)
     eng.event("created", "新客户建档", actor_id=inp.created_by.id)
     if inp.scenario == Scenario.walk_in:
-        eng.event("arrived", "自然客户到店（建档即到店）", actor_id=inp.created_by.id)
+        eng.event("arrived", "自然客户到店（建档即到店）" + _checklist_text(inp.reception), actor_id=inp.created_by.id,
+                  data={"reception": inp.reception.model_dump() if inp.reception else None})
     for spec in eng.g.roots():
         eng.open_step(spec)
     if inp.repaired:
@@ -242,6 +250,7 @@ def _new_state(inp: IntakeInput) -> CaseState:
         received_by=inp.received_by,
         compound=inp.compound,
         budget=inp.budget,
+        reception=inp.reception,
     )
     if inp.scenario == Scenario.walk_in:
         # The client is at the door: the first meeting is now, at the office.
@@ -255,6 +264,14 @@ def _new_state(inp: IntakeInput) -> CaseState:
 
 
 _WHO = {"designer": "设计师", "assistant": "助理设计师", "manager": "经理"}
+
+
+def _checklist_text(c: ReceptionChecklist | None) -> str:
+    if c is None:
+        return "；未记录接待清单"
+    done = [label for key, label in RECEPTION_ITEMS.items() if getattr(c, key)]
+    missed = c.missed()
+    return "；接待清单 已做：" + ("、".join(done) or "无") + ("；未做：" + "、".join(missed) if missed else "")
 # Steps whose owner is told the moment they open (designers hear of contact when assigned; meetings
 # have their own reminders; the outcome has follow-ups).
 _ANNOUNCED_STEPS = {
@@ -285,15 +302,45 @@ class StepRule:
     check: Checker = _no_check
 
 
+def _check_reception_review(
+    eng: _Engine, step: OpenStep, p: ReceptionReviewPayload, req: CompleteStep
+) -> StaffRef | None:
+    if p.corrections.strip() and eng.s.received_by is None:
+        raise Rejected("invalid_payload", "没有记录接待人员，无法发送纠正", field="corrections")
+    return None
+
+
+def _apply_reception_review(
+    eng: _Engine, step: OpenStep, p: ReceptionReviewPayload, req: CompleteStep, _: StaffRef | None
+) -> None:
+    payload = p.model_dump(mode="json")
+    eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload)
+    eng.event("step_done", eng.done_text(step, req), actor_id=req.actor.staff_id, step=step.step, data=payload)
+    received = eng.s.received_by
+    if p.corrections.strip() and received is not None:
+        # Seed 三c "纠正设计师的错误": whoever received the client hears it and confirms.
+        eng.open_acknowledge(received, p.corrections.strip(), StepName.reception_review)
+
+
 def _check_callback(eng: _Engine, step: OpenStep, p: CallbackPayload, req: CompleteStep) -> StaffRef | None:
     if p.reached:
         eng.future(p.meeting_at, "meeting_at")
         if eng.s.scenario == Scenario.office_visit and p.meeting_at is None and eng.s.meeting("meeting") is None:
             raise Rejected("invalid_payload", "客户来公司：请填写约定的到店时间 meeting_at", field="meeting_at")
+    if p.designer_id is not None:
+        # Seed 一a/三d: the level *and name* agreed with the client; the same rules as the assignment step.
+        if not p.reached:
+            raise Rejected("invalid_payload", "未接通时不能约定设计师", field="designer_id")
+        spec = eng.g.spec(StepName.assign_designer)
+        if spec is None or StepName.callback not in spec.after or eng.s.designer is not None:
+            raise Rejected("invalid_payload", "本案的设计师不在回访时确定", field="designer_id")
+        return eng.check_designer_choice(p.designer_id, p.reason, req, eng.designer_prefill() or req.first_suggestion)
     return None
 
 
-def _apply_callback(eng: _Engine, step: OpenStep, p: CallbackPayload, req: CompleteStep, _: StaffRef | None) -> None:
+def _apply_callback(
+    eng: _Engine, step: OpenStep, p: CallbackPayload, req: CompleteStep, chosen: StaffRef | None
+) -> None:
     s, actor, payload = eng.s, req.actor, p.model_dump(mode="json")
     if not p.reached:
         eng.finish_step(step, actor_id=actor.staff_id, result="not_reached", payload=payload)
@@ -325,7 +372,16 @@ def _apply_callback(eng: _Engine, step: OpenStep, p: CallbackPayload, req: Compl
         eng.set_meeting("meeting", kind, p.meeting_at)
     elif meeting is not None and meeting.kind != kind:
         meeting.kind = kind
-    eng.event("step_done", eng.done_text(step, req), actor_id=actor.staff_id, step=step.step, data=payload)
+    # The notes are kept with the event: the designer's notice reads them from PostgreSQL.
+    eng.event("step_done", eng.done_text(step, req), actor_id=actor.staff_id, step=step.step,
+              data=payload | {"notes": req.notes})
+    if p.designer_id is not None and chosen is not None:
+        # The agreed designer completes assign_designer at once (ledger row, notice, like the step).
+        eng.open_unlocked()
+        assign = eng.find_open(StepName.assign_designer)
+        assert assign is not None
+        _apply_assign_designer(eng, assign, AssignDesignerPayload(designer_id=chosen.id, reason=p.reason), req,
+                               chosen)
 
 
 def _check_assign(role: Literal["designer", "assistant"]) -> Checker:
@@ -334,16 +390,14 @@ def _check_assign(role: Literal["designer", "assistant"]) -> Checker:
 
     def check(eng: _Engine, step: OpenStep, p: Any, req: CompleteStep) -> StaffRef | None:
         first = eng.first_choice(step, req, role)
+        if role == "designer":
+            return eng.check_designer_choice(p.designer_id, p.reason, req, first)
         chosen = getattr(p, f"{role}_id") or (first.id if first else None)
         if chosen is None:
             raise Rejected("invalid_payload", f"请选择{label} {role}_id（暂无可推荐的{label}）", field=f"{role}_id")
         assignee = eng.staff_ref(req, chosen, staff_role, first)
         if assignee is None:
             raise Rejected("invalid_assignee", f"所选{label}不存在或不可分配", field=f"{role}_id")
-        reason = getattr(p, "reason", None)
-        if role == "designer" and first is not None and chosen != first.id and not (reason and reason.strip()):
-            raise Rejected("reason_required", "所选设计师与首位推荐不同，请填写理由 reason",
-                           suggested_designer_id=first.id)
         return assignee
 
     return check
@@ -395,6 +449,10 @@ def _apply_contact(eng: _Engine, step: OpenStep, p: ContactPayload, req: Complet
 
 def _check_first_meeting(eng: _Engine, step: OpenStep, p: FirstMeetingPayload, req: CompleteStep) -> StaffRef | None:
     eng.future(p.measure_at, "measure_at")
+    meeting = eng.s.meeting("meeting")
+    was_measure = meeting is not None and meeting.kind == MeetingKind.measure
+    if p.measure_agreed and p.measure_at is None and not was_measure:
+        raise Rejected("invalid_payload", "已约定量房，请填写量房时间 measure_at", field="measure_at")
     return None
 
 
@@ -406,7 +464,14 @@ def _apply_first_meeting(
     meeting = s.meeting("meeting")
     if meeting:
         meeting.status = "done"
-    eng.event("step_done", eng.done_text(step, req), actor_id=actor.staff_id, step=step.step, data=payload)
+    musts = "；".join(
+        f"{label}：{'是' if getattr(p, flag) else '否（' + (getattr(p, why) or '') + '）'}"
+        for flag, why, label in (("measure_agreed", "measure_reason", "约定量房"),
+                                 ("visited_site", "site_reason", "参观在施工地"),
+                                 ("visited_material_store", "material_store_reason", "参观材料库"))
+    )
+    eng.event("step_done", eng.done_text(step, req) + f"；{musts}；送客户到门外：{'是' if p.seen_off else '否'}",
+              actor_id=actor.staff_id, step=step.step, data=payload)
     spec = eng.g.spec(StepName.measure)
     assert spec is not None
     if meeting is not None and meeting.kind == MeetingKind.measure:
@@ -451,11 +516,44 @@ def _apply_measure(eng: _Engine, step: OpenStep, p: MeasurePayload, req: Complet
                    recipient=s.manager, role=Role.manager, summary="量房爽约 → 通知经理")
 
 
+def _check_debrief(eng: _Engine, step: OpenStep, p: DebriefPayload, req: CompleteStep) -> StaffRef | None:
+    if p.assistant_corrections.strip() and eng.s.assistant is None:
+        raise Rejected("invalid_payload", "本案还没有助理设计师，无法发送纠正", field="assistant_corrections")
+    return None
+
+
 def _apply_debrief(eng: _Engine, step: OpenStep, p: DebriefPayload, req: CompleteStep, _: StaffRef | None) -> None:
+    s, payload = eng.s, p.model_dump(mode="json")
+    eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload)
+    eng.event("step_done", eng.done_text(step, req), actor_id=req.actor.staff_id, step=step.step,
+              data=payload | {"recordings": list(s.recordings)})
+    eng.client_sms("T3", "经理感谢短信", manager_id=req.actor.staff_id)
+    # Seed 二h: each corrected person is told and confirms (做记录并改正).
+    if p.designer_corrections.strip() and s.designer is not None:
+        eng.open_acknowledge(s.designer, p.designer_corrections.strip(), StepName.debrief)
+    if p.assistant_corrections.strip() and s.assistant is not None:
+        eng.open_acknowledge(s.assistant, p.assistant_corrections.strip(), StepName.debrief)
+
+
+def _apply_acknowledge(
+    eng: _Engine, step: OpenStep, p: AcknowledgePayload, req: CompleteStep, _: StaffRef | None
+) -> None:
     payload = p.model_dump(mode="json")
     eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload)
-    eng.event("step_done", eng.done_text(step, req), actor_id=req.actor.staff_id, step=step.step, data=payload)
-    eng.client_sms("T3", "经理感谢短信", manager_id=req.actor.staff_id)
+    who = req.actor.name or ROLE_LABELS[req.actor.role]
+    eng.event("acknowledged", f"{who}确认纠正并改正" + (f"：{p.note}" if p.note else ""), actor_id=req.actor.staff_id,
+              step=step.step, data=payload | {"key": step.key})
+
+
+def _apply_arrival(eng: _Engine, step: OpenStep, p: ArrivalPayload, req: CompleteStep, _: StaffRef | None) -> None:
+    s, payload = eng.s, p.model_dump(mode="json")
+    eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload)
+    s.reception = ReceptionChecklist.model_validate(payload)
+    eng.event("step_done", eng.done_text(step, req) + _checklist_text(s.reception), actor_id=req.actor.staff_id,
+              step=step.step, data=payload)
+    m = s.meeting("meeting")
+    if m is not None and m.at > eng.now:
+        m.at = eng.now  # the client came early: the meeting is now
 
 
 def _check_outcome(eng: _Engine, step: OpenStep, p: OutcomePayload, req: CompleteStep) -> StaffRef | None:
@@ -469,26 +567,17 @@ def _apply_outcome(eng: _Engine, step: OpenStep, p: OutcomePayload, req: Complet
     eng.close(req.actor, Outcome(p.outcome), p.reason)
 
 
-def _apply_plain(eng: _Engine, step: OpenStep, p: BaseModel, req: CompleteStep, _: StaffRef | None) -> None:
-    payload = p.model_dump(mode="json")
-    eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload)
-    eng.event("step_done", eng.done_text(step, req), actor_id=req.actor.staff_id, step=step.step, data=payload)
-    if step.step == StepName.arrival:
-        m = eng.s.meeting("meeting")
-        if m is not None and m.at > eng.now:
-            m.at = eng.now  # the client came early: the meeting is now
-
-
 STEP_RULES: dict[StepName, StepRule] = {
-    StepName.reception_review: StepRule(ReceptionReviewPayload, _apply_plain),
+    StepName.reception_review: StepRule(ReceptionReviewPayload, _apply_reception_review, _check_reception_review),
     StepName.callback: StepRule(CallbackPayload, _apply_callback, _check_callback),
     StepName.assign_designer: StepRule(AssignDesignerPayload, _apply_assign_designer, _check_assign("designer")),
     StepName.assign_assistant: StepRule(AssignAssistantPayload, _apply_assign_assistant, _check_assign("assistant")),
     StepName.contact: StepRule(ContactPayload, _apply_contact, _check_contact),
-    StepName.arrival: StepRule(ArrivalPayload, _apply_plain),
+    StepName.arrival: StepRule(ArrivalPayload, _apply_arrival),
     StepName.first_meeting: StepRule(FirstMeetingPayload, _apply_first_meeting, _check_first_meeting),
     StepName.measure: StepRule(MeasurePayload, _apply_measure, _check_measure),
-    StepName.debrief: StepRule(DebriefPayload, _apply_debrief),
+    StepName.debrief: StepRule(DebriefPayload, _apply_debrief, _check_debrief),
+    StepName.acknowledge: StepRule(AcknowledgePayload, _apply_acknowledge),
     StepName.outcome: StepRule(OutcomePayload, _apply_outcome, _check_outcome),
 }
 
@@ -543,6 +632,11 @@ class _Engine:
             if not ok:
                 raise Rejected("not_your_case", "只有经理和本案人员可以添加备注")
             return None
+        if isinstance(cmd, AttachRecording):
+            self.require_manager(cmd.actor)
+            if cmd.recording_id in self.s.recordings:
+                raise Rejected("invalid_payload", "该录音已在案件中", field="recording_id")
+            return None
         self.require_manager(cmd.actor)
         if cmd.outcome == Outcome.lost:
             _require_reason(cmd.reason)
@@ -561,11 +655,23 @@ class _Engine:
         elif isinstance(cmd, AddNote):
             ev = self.event("note", cmd.text, actor_id=cmd.actor.staff_id, data={"by": cmd.actor.name})
             self.s.notes.append(ev)
+        elif isinstance(cmd, AttachRecording):
+            self.s.recordings.append(cmd.recording_id)
+            mb = cmd.size / (1024 * 1024)
+            self.event("recording", f"{cmd.actor.name or '经理'}上传录音 #{cmd.recording_id}（{mb:.1f} MB），可在案件中播放",
+                       actor_id=cmd.actor.staff_id,
+                       data={"recording_id": cmd.recording_id, "content_type": cmd.content_type, "size": cmd.size})
         else:
             self.close(cmd.actor, cmd.outcome, cmd.reason)
 
     def check_complete(self, req: CompleteStep) -> tuple[OpenStep, BaseModel, StaffRef | None]:
         open_step = self.find_open(req.step)
+        if req.step == StepName.acknowledge and open_step is not None:
+            # Several corrections may wait at once (designer and assistant): the caller's own one.
+            mine = [o for o in self.s.open_steps if o.step == req.step and o.owner and o.owner.id == req.actor.staff_id]
+            if not mine:
+                raise Rejected("not_your_case", "没有需要您确认的纠正")
+            open_step = mine[0]
         if open_step is None:
             raise Rejected("step_not_open", f"「{STEP_LABELS[req.step]}」现在不可办理",
                            open_steps=[s.step.value for s in self.s.open_steps])
@@ -605,6 +711,10 @@ class _Engine:
         if actor.role != step.owner_role:
             raise Rejected("wrong_role", f"「{step.label}」由{ROLE_LABELS[step.owner_role]}完成",
                            required_role=step.owner_role.value)
+        if step.step == StepName.acknowledge:
+            if step.owner is None or step.owner.id != actor.staff_id:
+                raise Rejected("not_your_case", "没有需要您确认的纠正")
+            return
         if step.owner_role == Role.designer:
             designer = self.s.designer
             if designer is None or designer.id != actor.staff_id:
@@ -622,6 +732,29 @@ class _Engine:
         if pre:
             return StaffRef.model_validate(pre)
         return req.first_suggestion
+
+    def check_designer_choice(self, designer_id: int | None, reason: str | None, req: CompleteStep,
+                              first: StaffRef | None) -> StaffRef:
+        """The designer chosen (or the first choice), known and with a reason when not the first choice."""
+        chosen = designer_id or (first.id if first else None)
+        if chosen is None:
+            raise Rejected("invalid_payload", "请选择设计师 designer_id（暂无可推荐的设计师）", field="designer_id")
+        assignee = self.staff_ref(req, chosen, Role.designer, first)
+        if assignee is None:
+            raise Rejected("invalid_assignee", "所选设计师不存在或不可分配", field="designer_id")
+        if first is not None and chosen != first.id and not (reason and reason.strip()):
+            raise Rejected("reason_required", "所选设计师与首位推荐不同，请填写理由 reason",
+                           suggested_designer_id=first.id)
+        return assignee
+
+    def designer_prefill(self) -> StaffRef | None:
+        """The on-duty designer who took the client at the compound office (unless they let it lapse)."""
+        s = self.s
+        received = s.received_by
+        if (s.scenario == Scenario.site_office and received is not None and received.role == Role.designer
+                and received.id not in s.lapsed):
+            return received
+        return None
 
     def staff_ref(self, req: CompleteStep, staff_id: int, role: Role, first: StaffRef | None) -> StaffRef | None:
         for ref in [*req.staff, *([first] if first else [])]:
@@ -743,14 +876,14 @@ class _Engine:
             return self.s.designer
         return None
 
-    def open_step(self, spec: StepSpec, *, attempt: int | None = None) -> OpenStep:
+    def open_step(self, spec: StepSpec, *, attempt: int | None = None, owner: StaffRef | None = None) -> OpenStep:
         n = attempt or self.instances(spec.step) + 1
         step = OpenStep(
             key=f"{spec.step.value}#{n}",
             step=spec.step,
             label=step_label(spec.step, n),
-            owner_role=OWNER_ROLES[spec.owner],
-            owner=self.owner_ref(spec),
+            owner_role=owner.role if owner is not None else OWNER_ROLES[spec.owner],
+            owner=owner or self.owner_ref(spec),
             attempt=n,
             opened_at=self.now,
             due_at=self.due_for(spec),
@@ -761,6 +894,8 @@ class _Engine:
         self.event("step_opened", f"开始：{step.label}", step=spec.step, data={"key": step.key})
         if spec.step == StepName.assign_designer:
             self.prefill_designer(step)
+        if spec.step == StepName.assign_assistant:
+            self.prefill_assistant(step)
         if spec.step in _ANNOUNCED_STEPS:
             self.notify(f"open:{step.key}", notices.step_opened(self.s, step, self.local),
                         recipient=step.owner, role=step.owner_role,
@@ -768,12 +903,51 @@ class _Engine:
         return step
 
     def prefill_designer(self, step: OpenStep) -> None:
-        s = self.s
-        received = s.received_by
-        if s.scenario == Scenario.site_office and received is not None and received.role == Role.designer:
+        received = self.designer_prefill()
+        if received is not None:
             # The on-duty designer who took the client at the compound office.
             step.prefill = {"designer_id": received.id, "designer": received.model_dump(mode="json"),
                             "reasons": ["小区办公室值班接待的设计师"]}
+
+    def prefill_assistant(self, step: OpenStep) -> None:
+        s = self.s
+        received = s.received_by
+        if s.scenario == Scenario.site_office and received is not None and received.role == Role.assistant:
+            # The assistant designer who received the client at the compound office (seed 三a/b).
+            step.prefill = {"assistant_id": received.id, "assistant": received.model_dump(mode="json"),
+                            "reasons": ["在小区办公室接待客户的助理设计师"]}
+
+    def open_acknowledge(self, person: StaffRef, text: str, source: StepName) -> OpenStep:
+        """A correction for one person: a notice, and a step of theirs to confirm it (due per policy)."""
+        spec = self.g.spec(StepName.acknowledge)
+        assert spec is not None
+        step = self.open_step(spec, owner=person)
+        self.event("correction", f"经理纠正{ROLE_LABELS[person.role]}{person.name}：{text}", step=source,
+                   data={"key": step.key, "staff_id": person.id, "source": source.value})
+        self.notify(f"correction:{step.key}", notices.correction(
+            self.s.case_id, source, text, self.local(step.due_at) if step.due_at else None),
+            recipient=person, summary=f"纠正 → 通知{person.name}")
+        return step
+
+    def reclaim(self, step: OpenStep) -> None:
+        """掉保/公海: the designer let their step lapse; the case goes back to the manager's assignment."""
+        s = self.s
+        designer = s.designer
+        assert designer is not None
+        self.finish_step(step, actor_id=None, result="reclaimed")
+        reason = f"「{step.label}」超时未办（升级{step.escalation_level}级），按规定收回"
+        self.record_assignment(role="designer", staff=designer, actor=None, kind="lapse", reason=reason)
+        s.lapsed = [*s.lapsed, designer.id]
+        s.designer = None
+        self.event("reclaimed", f"设计师{designer.name}{reason}（掉保），案件退回经理重新分配", step=step.step,
+                   data={"designer_id": designer.id, "key": step.key, "level": step.escalation_level})
+        self.notify(f"reclaimed:{step.key}", notices.reclaimed(s.case_id, step.label, designer), recipient=s.manager,
+                    role=Role.manager, summary="掉保 → 通知经理重新分配")
+        self.notify(f"reclaimed_from:{step.key}", notices.reclaimed_from(s.case_id, step.label), recipient=designer,
+                    summary="掉保 → 通知原设计师")
+        spec = self.g.spec(StepName.assign_designer)
+        assert spec is not None
+        self.open_step(spec)
 
     def finish_step(self, step: OpenStep, *, actor_id: int | None, result: str = "done",
                     payload: dict[str, Any] | None = None) -> DoneStep:
@@ -798,6 +972,9 @@ class _Engine:
             # A callback not reached waits for its retry timer, not for its dependencies.
             if spec.step == StepName.callback and self.s.callback_retry_at is not None:
                 continue
+            # The designer's own steps wait for a designer (after a reclaim, for the next one).
+            if spec.owner == "case_designer" and self.s.designer is None:
+                continue
             self.open_step(spec)
 
     def set_member(self, role: str, staff: StaffRef) -> None:
@@ -811,7 +988,7 @@ class _Engine:
             s.assistant = staff
 
     def record_assignment(self, *, role: Literal["designer", "assistant"], staff: StaffRef, actor: Actor | None,
-                          kind: Literal["assign", "reassign", "auto"], reason: str | None = None,
+                          kind: Literal["assign", "reassign", "auto", "lapse"], reason: str | None = None,
                           suggested_id: int | None = None) -> None:
         s = self.s
         decided_by = actor.staff_id if actor else (s.manager.id if s.manager else staff.id)
@@ -821,14 +998,14 @@ class _Engine:
         ))
 
     def notify(self, purpose: str, text: str, *, recipient: StaffRef | None = None, role: Role | None = None,
-               summary: str) -> None:
+               summary: str, template: Literal["designer_assigned"] | None = None) -> None:
         """A staff notice, decided once per purpose."""
         if purpose in self.s.sent:
             return
         self.s.sent.append(purpose)
         self.effects.notices.append(NotifyStaff(
             case_id=self.s.case_id, purpose=purpose, recipient_id=recipient.id if recipient else None,
-            recipient_role=None if recipient else (role or Role.manager), text=text,
+            recipient_role=None if recipient else (role or Role.manager), text=text, template=template,
         ))
 
     def client_sms(self, template: Literal["T1", "T2", "T3", "T4"], summary: str, *, purpose: str | None = None,
@@ -851,8 +1028,9 @@ class _Engine:
 
     def tell_designer(self, staff: StaffRef) -> None:
         m = self.s.meeting("meeting")
+        # Only a marker and ids here: the outbox writer adds the client's details from PostgreSQL.
         self.notify(f"assigned:designer:{staff.id}", notices.designer_assigned(self.s.case_id, m, self.local),
-                    recipient=staff, summary="通知设计师新客户")
+                    recipient=staff, summary="通知设计师新客户", template="designer_assigned")
 
     def set_meeting(self, which: str, kind: MeetingKind, at: datetime) -> None:
         m = self.s.meeting(which)
@@ -984,6 +1162,11 @@ class _Engine:
         self.notify(f"esc:{step.key}:{step.escalation_level}",
                     notices.escalation(s.case_id, step, target, self.local), recipient=recipient, role=role,
                     summary=ev_text)
+        reclaim_at = self.p.reclaim_at_level
+        if (step.step in RECLAIMABLE and reclaim_at is not None and step.escalation_level >= reclaim_at
+                and s.designer is not None):
+            self.reclaim(step)
+            return
         self._plan_after(step, fired_at)
 
     def _plan_after(self, step: OpenStep, fired_at: datetime) -> None:

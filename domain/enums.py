@@ -94,6 +94,7 @@ class StepName(StrEnum):
     first_meeting = "first_meeting"
     measure = "measure"
     debrief = "debrief"
+    acknowledge = "acknowledge"
     outcome = "outcome"
 
 
@@ -107,6 +108,7 @@ STEP_LABELS: dict[StepName, str] = {
     StepName.first_meeting: "首次见面",
     StepName.measure: "量房",
     StepName.debrief: "复盘讲评",
+    StepName.acknowledge: "确认纠正",
     StepName.outcome: "签单结果",
 }
 

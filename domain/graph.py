@@ -11,7 +11,9 @@ from typing import Literal
 
 from domain.enums import Role, Scenario, StepName
 
-Owner = Literal["manager", "assistant_lead", "case_designer"]
+# "corrected": the person a correction was sent to (set when the step opens: designer, assistant or
+# whoever received the client at the compound office).
+Owner = Literal["manager", "assistant_lead", "case_designer", "corrected"]
 # How the due time of a step is computed when it opens:
 #   duration — policy duration from opening (business time unless wall_clock)
 #   meeting  — the agreed meeting time (or the opening, whichever is later) plus the grace
@@ -47,7 +49,7 @@ class ScenarioGraph:
     client_present_at_start: bool = False
     # Where `measure` opens from: the first meeting's agreed measure time (all scenarios).
     side_steps: frozenset[StepName] = field(
-        default_factory=lambda: frozenset({StepName.assign_assistant, StepName.measure})
+        default_factory=lambda: frozenset({StepName.assign_assistant, StepName.measure, StepName.acknowledge})
     )
 
     def spec(self, step: StepName) -> StepSpec | None:
@@ -76,6 +78,8 @@ class ScenarioGraph:
 
 
 _S = StepName
+# Opened by a correction (reception review, debrief) for the corrected person: "做记录并改正".
+_ACK = StepSpec(_S.acknowledge, "corrected", triggered=True)
 
 GRAPHS: dict[Scenario, ScenarioGraph] = {
     # 情况一: lead from marketing/online; the client has never been to the company.
@@ -85,10 +89,12 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
             StepSpec(_S.callback, "manager"),
             StepSpec(_S.assign_designer, "manager", after=(_S.callback,)),
             StepSpec(_S.assign_assistant, "assistant_lead", after=(_S.callback,)),
-            StepSpec(_S.contact, "case_designer", after=(_S.assign_designer,)),
+            # Seed 一c before d: T1 introduces the designer *and* the assistant.
+            StepSpec(_S.contact, "case_designer", after=(_S.assign_designer, _S.assign_assistant)),
             StepSpec(_S.first_meeting, "case_designer", after=(_S.contact,), due="meeting"),
             StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
         ),
     ),
@@ -100,11 +106,14 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
             StepSpec(_S.assign_designer, "manager", after=(_S.callback,), before_meeting=True),
             StepSpec(_S.assign_assistant, "assistant_lead", after=(_S.callback,), before_meeting=True),
             StepSpec(_S.arrival, "manager", after=(_S.callback,), due="meeting"),
+            # Seed 二d/e: the manager introduces designer and assistant together.
             StepSpec(
-                _S.first_meeting, "case_designer", after=(_S.arrival, _S.assign_designer), due="meeting"
+                _S.first_meeting, "case_designer", after=(_S.arrival, _S.assign_designer, _S.assign_assistant),
+                due="meeting",
             ),
             StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
         ),
     ),
@@ -120,6 +129,7 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
             StepSpec(_S.first_meeting, "case_designer", after=(_S.contact,), due="meeting"),
             StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
         ),
         t1_names_assistant=False,
@@ -130,11 +140,14 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
         steps=(
             StepSpec(_S.assign_designer, "manager", wall_clock=True),
             StepSpec(_S.assign_assistant, "assistant_lead", wall_clock=True),
+            # The manager introduces designer and assistant together (as in 情况二).
             StepSpec(
-                _S.first_meeting, "case_designer", after=(_S.assign_designer,), due="meeting", wall_clock=True
+                _S.first_meeting, "case_designer", after=(_S.assign_designer, _S.assign_assistant), due="meeting",
+                wall_clock=True,
             ),
             StepSpec(_S.measure, "case_designer", due="measure", triggered=True),
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
+            _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
         ),
         client_present_at_start=True,
@@ -146,6 +159,8 @@ OWNER_ROLES: dict[Owner, Role] = {
     "assistant_lead": Role.assistant_lead,
     "case_designer": Role.designer,
 }
+# Owners whose role is known from the graph alone (a correction's owner is whoever was corrected).
+STATIC_OWNERS = frozenset(OWNER_ROLES)
 
 
 def graph(scenario: Scenario) -> ScenarioGraph:

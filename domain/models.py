@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.enums import (
     CaseStatus,
@@ -53,18 +53,27 @@ class StaffRef(_Model):
 
 
 class ReceptionReviewPayload(_Model):
-    """审核接待情况：接待人员汇报的情况。"""
+    """审核接待情况：接待人员汇报的情况；需要时纠正接待人员（通知对方并由其确认）。"""
 
     report: str = Field(default="", description="接待人员汇报的情况")
+    corrections: str = Field(
+        default="", max_length=2000,
+        description="对接待人员（小区负责人、值班设计师或助理设计师）的纠正；填写后通知对方并由其确认改正",
+    )
 
 
 class CallbackPayload(_Model):
-    """经理回访：是否接通；接通时约定的见面时间、方式、设计师级别、到店车辆。"""
+    """经理回访：是否接通；接通时约定的见面时间、方式、设计师级别和人选、到店车辆。"""
 
     reached: bool = Field(description="是否接通")
     meeting_at: datetime | None = Field(default=None, description="约定见面时间")
     meeting_kind: MeetingKind | None = Field(default=None, description="量房 measure / 到店 office_visit")
     designer_level: Level | None = Field(default=None, description="与客户约定的设计师级别")
+    designer_id: int | None = Field(
+        default=None, ge=1,
+        description="与客户约定的设计师ID；填写后同时完成「分配设计师」（与首位推荐不同时须说明理由）",
+    )
+    reason: str | None = Field(default=None, max_length=500, description="所选设计师与首位推荐不同的理由")
     car: str | None = Field(default=None, description="到店客户的车辆（车牌/车型），便于安排车位")
 
 
@@ -84,22 +93,69 @@ class AssignAssistantPayload(_Model):
 class ContactPayload(_Model):
     """设计师联系客户：确认的见面时间与方式（完成后发送 T1 短信）。"""
 
-    meeting_at: datetime
-    meeting_kind: MeetingKind
+    meeting_at: datetime = Field(description="与客户确认的见面时间")
+    meeting_kind: MeetingKind = Field(description="量房 measure / 到店 office_visit")
 
 
-class ArrivalPayload(_Model):
-    """客户到店：无需填写内容。"""
-    pass
+# The manager's reception checklist for a client at the company (seed 二a/c, B a), in the order done.
+RECEPTION_ITEMS: dict[str, str] = {
+    "gum": "口香糖清口",
+    "recorder": "录音笔",
+    "greeted_at_door": "门口迎接",
+    "business_card": "递名片",
+    "water": "安排前台倒水",
+}
+
+
+class ReceptionChecklist(_Model):
+    """接待清单：客户到店时经理做到了哪几项。"""
+
+    gum: bool = Field(default=False, description="口香糖清口")
+    recorder: bool = Field(default=False, description="打开录音笔")
+    greeted_at_door: bool = Field(default=False, description="门口迎接")
+    business_card: bool = Field(default=False, description="递名片")
+    water: bool = Field(default=False, description="安排前台倒水")
+
+    def missed(self) -> list[str]:
+        """The Chinese names of the items not done."""
+        return [label for key, label in RECEPTION_ITEMS.items() if not getattr(self, key)]
+
+
+class ArrivalPayload(ReceptionChecklist):
+    """客户到店：接待清单（口香糖清口、录音笔、门口迎接、递名片、安排前台倒水）做到了哪几项。"""
+
+
+# First meeting musts (seed 二f): each answered; a "no" needs its reason.
+_MUST_REASONS = (
+    ("measure_agreed", "measure_reason", "未约定量房时间"),
+    ("visited_site", "site_reason", "未参观在施工地"),
+    ("visited_material_store", "material_store_reason", "未参观材料库"),
+)
 
 
 class FirstMeetingPayload(_Model):
-    """首次见面：真正需求、约定量房时间、参观在施工地、参观材料库。"""
+    """首次见面四必须：真正需求、约定量房时间、参观在施工地、参观材料库（做不到须说明原因）；送客户到门外。"""
 
     true_needs: str = Field(min_length=1, description="客户真正需求")
-    measure_at: datetime | None = Field(default=None, description="约定的量房时间")
-    visited_site: bool = Field(default=False, description="参观在施工地")
-    visited_material_store: bool = Field(default=False, description="参观材料库")
+    measure_agreed: bool = Field(description="是否约定了量房时间（首次见面即量房时填“是”）")
+    measure_at: datetime | None = Field(default=None, description="约定的量房时间（约定时必填，首次见面即量房除外）")
+    measure_reason: str | None = Field(default=None, max_length=500, description="未约定量房时间的原因")
+    visited_site: bool = Field(description="是否参观在施工地")
+    site_reason: str | None = Field(default=None, max_length=500, description="未参观在施工地的原因")
+    visited_material_store: bool = Field(description="是否参观材料库")
+    material_store_reason: str | None = Field(default=None, max_length=500, description="未参观材料库的原因")
+    seen_off: bool = Field(description="是否送客户到门外")
+
+    @model_validator(mode="after")
+    def _reasons(self) -> FirstMeetingPayload:
+        if not self.true_needs.strip():
+            raise ValueError("请填写客户真正需求 true_needs")
+        for flag, reason, label in _MUST_REASONS:
+            if not getattr(self, flag) and not (getattr(self, reason) or "").strip():
+                raise ValueError(f"{label}，请填写原因 {reason}")
+        if not self.measure_agreed and self.measure_at is not None:
+            raise ValueError("未约定量房却填写了量房时间 measure_at")
+        return self
 
 
 class MeasurePayload(_Model):
@@ -110,11 +166,19 @@ class MeasurePayload(_Model):
 
 
 class DebriefPayload(_Model):
-    """复盘讲评：录音复盘发现，对设计师和助理的纠正（完成后发送 T3 短信）。"""
+    """复盘讲评：录音复盘发现，对设计师和助理的纠正（各自收到通知并确认改正；完成后发送 T3 短信）。"""
 
     findings: str = Field(min_length=1, description="录音复盘发现")
-    designer_corrections: str = Field(default="", description="对设计师的纠正")
-    assistant_corrections: str = Field(default="", description="对助理设计师的纠正")
+    designer_corrections: str = Field(default="", max_length=2000, description="对设计师的纠正（通知设计师并由其确认）")
+    assistant_corrections: str = Field(
+        default="", max_length=2000, description="对助理设计师的纠正（通知助理设计师并由其确认）"
+    )
+
+
+class AcknowledgePayload(_Model):
+    """确认纠正：被纠正的人记录并确认改正。"""
+
+    note: str = Field(default="", max_length=2000, description="记录与改正说明")
 
 
 class OutcomePayload(_Model):
@@ -134,6 +198,7 @@ STEP_PAYLOADS: dict[StepName, type[BaseModel]] = {
     StepName.first_meeting: FirstMeetingPayload,
     StepName.measure: MeasurePayload,
     StepName.debrief: DebriefPayload,
+    StepName.acknowledge: AcknowledgePayload,
     StepName.outcome: OutcomePayload,
 }
 
@@ -184,6 +249,19 @@ class AddNote(_Model):
     request_id: str | None = None
 
 
+class AttachRecording(_Model):
+    """A recording the API stored (file and metadata in PostgreSQL): put on the case's timeline.
+
+    Only its number, type and size enter the workflow; the file name (often the client's name) does not.
+    """
+
+    actor: Actor
+    recording_id: int
+    content_type: str
+    size: int
+    request_id: str | None = None
+
+
 class CloseCase(_Model):
     """Close the case: signed, lost (with reason) or duplicate (manager)."""
 
@@ -211,6 +289,8 @@ class IntakeInput(_Model):
     budget: int | None = None
     meeting_at: datetime | None = None
     meeting_kind: MeetingKind | None = None
+    # Walk-ins: the reception checklist as done when the client came in (the creation is the arrival).
+    reception: ReceptionChecklist | None = None
     policy: Policy
     state: CaseState | None = None
     # Started by the reconciler after the API could not (the case row was there, its workflow not).
@@ -308,6 +388,9 @@ class CaseState(_Model):
     budget: int | None = None
     designer_level: Level | None = None
     car: str | None = None
+    reception: ReceptionChecklist | None = None  # what the manager did when the client came in
+    recordings: list[int] = Field(default_factory=list)  # recording ids attached (files in PostgreSQL/storage)
+    lapsed: list[int] = Field(default_factory=list)  # designers whose case was reclaimed (掉保)
     meetings: list[Meeting] = Field(default_factory=list)
     open_steps: list[OpenStep] = Field(default_factory=list)
     done_steps: list[DoneStep] = Field(default_factory=list)
@@ -397,6 +480,9 @@ class NotifyStaff(_Model):
     recipient_id: int | None = None
     recipient_role: Role | None = None
     text: str
+    # Rendered by the outbox writer from PostgreSQL at enqueue time (client details stay out of Temporal);
+    # `text` is the fallback without client data.
+    template: Literal["designer_assigned"] | None = None
 
 
 class RecordAssignment(_Model):
@@ -407,7 +493,8 @@ class RecordAssignment(_Model):
     role: Literal["designer", "assistant"]
     staff_id: int
     decided_by: int
-    kind: Literal["assign", "reassign", "auto"]
+    # lapse: the designer let the case lapse (掉保) and it was reclaimed; counted against them.
+    kind: Literal["assign", "reassign", "auto", "lapse"]
     suggested_id: int | None = None
     reason: str | None = None
 

@@ -9,13 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from domain.enums import MEETING_KIND_LABELS, ROLE_LABELS, Scenario, StepName
-from domain.models import CaseState, Meeting, OpenStep, StaffRef
+from domain.enums import (
+    LEVEL_LABELS,
+    MEETING_KIND_LABELS,
+    ROLE_LABELS,
+    Level,
+    MeetingKind,
+    Scenario,
+    StepName,
+)
+from domain.models import RECEPTION_ITEMS, CaseState, Meeting, OpenStep, StaffRef
 
 Local = Callable[[datetime], str]
 
-# The manager's checklist before an office visit (SPEC §4).
-RECEPTION_CHECKLIST = "门口迎接、递名片、打开录音笔、备好茶水"
+# The manager's whole reception checklist before an office visit (seed 二a/c), in the order it is done.
+RECEPTION_CHECKLIST = "、".join(RECEPTION_ITEMS.values())
 
 
 def step_opened(s: CaseState, step: OpenStep, local: Local) -> str:
@@ -56,7 +64,8 @@ def callback_exhausted(case_id: int, attempts: int) -> str:
 
 
 def designer_assigned(case_id: int, meeting: Meeting | None, local: Local) -> str:
-    """A designer hears of a new client."""
+    """A designer hears of a new client (the engine's text, without client data: the outbox writer
+    renders :func:`designer_details` from PostgreSQL instead and keeps this one as the fallback)."""
     when = f"，约定{MEETING_KIND_LABELS[meeting.kind]} {local(meeting.at)}" if meeting is not None else ""
     return f"新客户 #{case_id} 已分配给您{when}，请尽快联系客户"
 
@@ -90,3 +99,56 @@ def meeting_reminder(case_id: int, m: Meeting, at: str) -> str:
 def followup(case_id: int, i: int) -> str:
     """The designer, while the case waits for its outcome."""
     return f"客户 #{case_id} 仍在等待签单结果（第{i}次跟进），请跟进客户并向经理汇报"
+
+
+def designer_details(
+    case_id: int,
+    *,
+    salutation: str,
+    compound: str | None,
+    area_m2: float | None,
+    budget: int | None,
+    meeting_kind: MeetingKind | None,
+    meeting_at: str | None,
+    measure_at: str | None,
+    level: Level | None,
+    callback_notes: str | None,
+    car: str | None,
+) -> str:
+    """将客户的详细情况告诉设计师 (seed 一b/三e): what the designer needs before calling the client."""
+    lines = [f"新客户 #{case_id} 已分配给您，请尽快联系客户。", f"客户：{salutation}"]
+    if compound:
+        lines.append(f"小区：{compound}")
+    if area_m2:
+        lines.append(f"面积：{area_m2:g} 平方米")
+    if budget is not None:
+        lines.append(f"预算：{budget / 10000:g} 万元")
+    if meeting_at:
+        kind = MEETING_KIND_LABELS[meeting_kind] if meeting_kind else "见面"
+        lines.append(f"约定{kind}：{meeting_at}")
+    if measure_at:
+        lines.append(f"约定量房：{measure_at}")
+    if level:
+        lines.append(f"客户约定的设计师级别：{LEVEL_LABELS[level]}")
+    if car:
+        lines.append(f"客户车辆：{car}")
+    if callback_notes:
+        lines.append(f"经理回访记录：{callback_notes}")
+    return "\n".join(lines)
+
+
+def correction(case_id: int, source: StepName, text: str, due: str | None) -> str:
+    """A correction from the manager's review or debrief: record it, change it, confirm (做记录并改正)."""
+    where = "审核接待情况" if source == StepName.reception_review else "录音复盘讲评"
+    by = f"，{due} 前确认" if due else ""
+    return f"客户 #{case_id} {where}中经理对您的纠正：{text}。请做记录并改正，在系统中确认{by}"
+
+
+def reclaimed(case_id: int, step_label: str, designer: StaffRef) -> str:
+    """The manager: a designer let a case lapse; it is back for assignment (掉保)."""
+    return f"客户 #{case_id} 设计师{designer.name}「{step_label}」超时未办，案件已收回（掉保），请重新分配设计师"
+
+
+def reclaimed_from(case_id: int, step_label: str) -> str:
+    """The designer who lost the case."""
+    return f"客户 #{case_id}「{step_label}」多次催办未完成，已按公司规定收回（掉保），计入您的分配记录"

@@ -82,6 +82,8 @@ def _default_durations() -> dict[StepName, timedelta]:
         StepName.assign_assistant: timedelta(minutes=60),
         StepName.contact: timedelta(hours=2),
         StepName.debrief: timedelta(hours=24),
+        # The corrected person confirms a correction (做记录并改正) within a working day.
+        StepName.acknowledge: timedelta(hours=9),
         # Waiting for the outcome: about three working weeks (9 h a day) before the manager is reminded.
         StepName.outcome: timedelta(hours=135),
     }
@@ -119,6 +121,10 @@ class Policy(_Model):
         default_factory=lambda: {Level.chief: 8, Level.senior: 10, Level.designer: 12, Level.junior: 6}
     )
     auto_assign_designer: bool = False
+    # Automatic reclaim (掉保/公海): when the designer's `contact` or `first_meeting` reaches this
+    # escalation level, the case goes back to the manager's `assign_designer` and the lapse is recorded
+    # against the designer. None turns it off. Level 1 = owner reminded, 2 = superior told, 3 = first repeat.
+    reclaim_at_level: int | None = Field(default=3, ge=1)
     # How long one attempt to hand a message to the provider may take before Temporal retries it
     # (a worker that died mid-send is noticed after this; the outbox makes the retry harmless).
     send_attempt_timeout: timedelta = timedelta(seconds=60)
@@ -175,6 +181,7 @@ def fast_policy() -> Policy:
             StepName.assign_assistant: timedelta(seconds=30),
             StepName.contact: timedelta(seconds=30),
             StepName.debrief: timedelta(seconds=60),
+            StepName.acknowledge: timedelta(seconds=60),
             StepName.outcome: timedelta(seconds=300),
         },
         walk_in_assignment=timedelta(seconds=20),

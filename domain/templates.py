@@ -51,7 +51,15 @@ T4_TEMPLATE = (
     "届时我们会准时与您见面。如需调整时间，请随时联系我。${short_name}设计师${designer}敬！"
 )
 
-TemplateId = Literal["T1", "T1_NO_ASSISTANT", "T2", "T2_NO_ASSISTANT", "T3", "T3_NO_ASSISTANT", "T4"]
+# Office visits (seed 二a): the reminder tells the client where the company is (configured address).
+T4_OFFICE_TEMPLATE = (
+    "${name}您好：我是${company}设计师${designer}，温馨提醒您，我们约定于${time}到店见面，"
+    "公司地址：${address}，届时我们在门口迎接您。如需调整时间，请随时联系我。${short_name}设计师${designer}敬！"
+)
+
+TemplateId = Literal[
+    "T1", "T1_NO_ASSISTANT", "T2", "T2_NO_ASSISTANT", "T3", "T3_NO_ASSISTANT", "T4", "T4_OFFICE"
+]
 
 # Template id → text; configuration maps each id to its approved Aliyun template code.
 TEMPLATES: dict[str, str] = {
@@ -62,6 +70,7 @@ TEMPLATES: dict[str, str] = {
     "T3": T3_TEMPLATE,
     "T3_NO_ASSISTANT": T3_NO_ASSISTANT_TEMPLATE,
     "T4": T4_TEMPLATE,
+    "T4_OFFICE": T4_OFFICE_TEMPLATE,
 }
 
 _NO_ASSISTANT: dict[str, TemplateId] = {
@@ -105,6 +114,7 @@ class Company:
 
     name: str = "城市人家装饰公司"
     short_name: str = "城市人家"
+    address: str = ""  # where clients come for office visits (T4); empty: T4 without an address
 
 
 def surname(full_name: str) -> str:
@@ -297,6 +307,28 @@ def t4_variables(
         "designer": designer,
         "time": format_meeting_time(at, tz),
         "kind": T4_KIND_TEXT[MeetingKind(kind)],
+        "short_name": company.short_name,
+    }
+
+
+def t4_office_variables(
+    *,
+    client_name: str,
+    gender: Gender,
+    company: Company,
+    designer: str,
+    at: datetime,
+    tz: str = "Asia/Shanghai",
+) -> dict[str, str]:
+    """Variables of T4_OFFICE (reminder before an office visit, with the company address)."""
+    if not company.address:
+        raise ValueError("T4_OFFICE needs the company address (INTAKE_COMPANY_ADDRESS)")
+    return {
+        "name": salutation(client_name, gender),
+        "company": company.name,
+        "designer": designer,
+        "time": format_meeting_time(at, tz),
+        "address": company.address,
         "short_name": company.short_name,
     }
 

@@ -6,7 +6,7 @@ and fired timers, records the result and hands on what it decided.
 Updates (each with a validator, so a rejected one leaves no trace in the history); each answers with
 the CaseChange it decided (the new head of the case, new events, the messages and ledger rows):
     complete_step(CompleteStep)   reschedule(Reschedule)   reassign(Reassign)
-    add_note(AddNote)             close(CloseCase)
+    add_note(AddNote)             close(CloseCase)         attach_recording(AttachRecording)
 Query:
     state() -> CaseState
 
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.enums import CaseStatus, Level
     from domain.models import (
         AddNote,
+        AttachRecording,
         CaseChange,
         CaseState,
         CloseCase,
@@ -195,6 +196,15 @@ class IntakeWorkflow:
 
     @add_note.validator
     def _validate_note(self, req: AddNote) -> None:
+        self._check(req)
+
+    @workflow.update
+    async def attach_recording(self, req: AttachRecording) -> CaseChange:
+        """Put a stored recording (its number only) on the case's timeline."""
+        return self._decide(req)
+
+    @attach_recording.validator
+    def _validate_recording(self, req: AttachRecording) -> None:
         self._check(req)
 
     @workflow.update

@@ -38,24 +38,31 @@ ACTION_ERRORS = responses(R401, R403, R404, R409, R422, R503)
 # --- steps: one route per step, so /docs shows each step's own payload -----------------------------
 
 _EXAMPLES: dict[StepName, dict[str, Any]] = {
-    StepName.reception_review: {"report": "客户在阳光花园小区办公室咨询，三室两厅，想年底入住", "notes": ""},
+    StepName.reception_review: {"report": "客户在阳光花园小区办公室咨询，三室两厅，想年底入住",
+                                "corrections": "接待时先递名片，再介绍样板间", "notes": ""},
     StepName.callback: {
         "reached": True,
         "meeting_at": "2030-05-01T10:00:00+08:00",
         "meeting_kind": "measure",
         "designer_level": "senior",
+        "designer_id": 12,
+        "reason": "客户点名要这位设计师",
         "notes": "客户希望上午量房",
     },
     StepName.assign_designer: {"designer_id": 12, "reason": None},
     StepName.assign_assistant: {"assistant_id": 21},
     StepName.contact: {"meeting_at": "2030-05-01T10:00:00+08:00", "meeting_kind": "measure"},
-    StepName.arrival: {},
+    StepName.arrival: {"gum": True, "recorder": True, "greeted_at_door": True, "business_card": True, "water": True},
     StepName.first_meeting: {
         "true_needs": "两个孩子，需要儿童房和大储物空间",
+        "measure_agreed": True,
         "measure_at": "2030-05-03T14:00:00+08:00",
         "visited_site": True,
-        "visited_material_store": True,
+        "visited_material_store": False,
+        "material_store_reason": "客户赶时间，约定量房后再来",
+        "seen_off": True,
     },
+    StepName.acknowledge: {"note": "已记录，下次先问需求再讲案例"},
     StepName.measure: {"result": "done"},
     StepName.debrief: {
         "findings": "设计师介绍作品时间过长，客户需求追问不够",

@@ -23,7 +23,7 @@ from api.schemas import (
     query_time,
 )
 from api.views import case_summary
-from domain.enums import Role, Scenario, Source
+from domain.enums import Level, Role, Scenario, Source
 
 log = logging.getLogger("intake.api")
 
@@ -136,9 +136,17 @@ async def get_intake(
     summary="发给客户的短信",
     responses=responses(R401, R404, R422, R503),
 )
-async def list_messages(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> MessageList:
-    """The SMS sent (or being sent) to the client of the case: purpose, text, status."""
-    return await services.case_messages(res, case_id)
+async def list_messages(
+    case_id: CaseId,
+    user: CurrentStaff,
+    res: ResourcesDep,
+    channel: Annotated[
+        Literal["sms", "staff"],
+        Query(description="sms 发给客户的短信 / staff 员工通知（经理、总经理看全部，其他人只看发给自己的）"),
+    ] = "sms",
+) -> MessageList:
+    """The SMS sent (or being sent) to the client of the case: purpose, text, status; or its staff notices."""
+    return await services.case_messages(res, case_id, user=user, channel=channel)
 
 
 @router.get(
@@ -152,6 +160,15 @@ async def designer_suggestions(
     user: Manager,
     res: ResourcesDep,
     include_ineligible: Annotated[bool, Query(description="同时列出不符合条件的设计师及原因")] = False,
+    level: Annotated[
+        Level | None, Query(description="回访中正与客户商定的级别（默认：已约定的级别或按预算）")
+    ] = None,
 ) -> SuggestionList:
-    """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only."""
-    return await services.designer_suggestions(res, user, case_id, include_ineligible=include_ineligible)
+    """Ranked eligible designers for the case (rotation 轮单), each with its reasons; managers only.
+
+    Readable at any open stage, also while the callback is open: the manager agrees level and name
+    with the client on the phone (seed 一a/三d).
+    """
+    return await services.designer_suggestions(
+        res, user, case_id, include_ineligible=include_ineligible, level=level
+    )

@@ -7,10 +7,12 @@ assume they are alone in a table (other suites add staff and cases too).
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,9 @@ from domain.policy import fast_policy
 from tests.support import data
 from tests.support.wait import until
 from worker import build_dispatcher, build_worker
+
+# Office-visit clients are told where to come (INTAKE_COMPANY_ADDRESS).
+COMPANY_ADDRESS = "江城市解放路88号城市人家大厦3楼"
 
 
 def unique_phone() -> str:
@@ -139,6 +144,21 @@ class Api:
         """Poll `fn` until it returns something truthy."""
         return await until(fn, timeout, what)
 
+    async def notices(self, case_id: int, who: str = "manager") -> dict[str, dict[str, Any]]:
+        """The staff notices of a case by purpose, as `who` may read them (GET messages?channel=staff)."""
+        r = await self.http.get(f"/intakes/{case_id}/messages", params={"channel": "staff"}, headers=self.h(who))
+        assert r.status_code == 200, r.text
+        return {m["purpose"]: m for m in r.json()["items"]}
+
+    async def notice(self, case_id: int, prefix: str, who: str = "manager", timeout: float = 15.0) -> dict[str, Any]:
+        """The first staff notice whose purpose starts with `prefix`, once it is in the outbox."""
+
+        async def get() -> dict[str, Any] | None:
+            return next((m for p, m in (await self.notices(case_id, who)).items() if p.startswith(prefix)), None)
+
+        found: dict[str, Any] = await self.until(get, timeout, what=f"notice {prefix}")
+        return found
+
 
 def open_steps(case: dict[str, Any]) -> set[str]:
     """Names of the open steps of a case body."""
@@ -158,7 +178,8 @@ async def api(client: Client, pool: asyncpg.Pool, pg_dsn: str, people: dict[str,
     worker (a case whose worker was gone would only answer 503 temporal_timeout).
     """
     tq = f"api-{uuid.uuid4().hex[:10]}"
-    settings = Settings(task_queue=tq, database_url=pg_dsn, request_timeout_seconds=5.0)
+    settings = Settings(task_queue=tq, database_url=pg_dsn, request_timeout_seconds=5.0,
+                        company_address=COMPANY_ADDRESS, recordings_dir=Path(tempfile.mkdtemp(prefix="recordings-")))
     app = create_app(settings, temporal_client=client, pool=pool, policy=fast_policy())
     worker = build_worker(client, pool, settings, task_queue=tq)
     # Messages go out through the outbox dispatcher, as in the worker process.

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from tests.api.conftest import Api, future, open_steps
+from tests.support.data import musts
 
 ACTORS = [
     "manager",
@@ -102,7 +103,7 @@ ROUTES: dict[str, Route] = {
     ),
     "step:arrival": ("POST", "/intakes/{id}/steps/arrival", lambda c: {}, only({"manager": 409})),
     "step:first_meeting": (
-        "POST", "/intakes/{id}/steps/first_meeting", lambda c: {"true_needs": "三室两厅"},
+        "POST", "/intakes/{id}/steps/first_meeting", lambda c: musts("三室两厅"),
         only({"designer": 409, "designer2": 409}),
     ),
     "step:measure": (

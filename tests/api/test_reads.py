@@ -20,9 +20,11 @@ async def cases(api: Api) -> dict[str, Any]:
     walk = await api.create("manager2", "walk_in")
     site = await api.create("manager2", "site_office", received_by=api.people["site_lead"].id)
     await api.ok_step(remote["id"], "callback", "manager2", {"reached": True, "meeting_at": future()})
-    s = await api.ok_step(
+    await api.ok_step(
         remote["id"], "assign_designer", "manager2", {"designer_id": api.people["designer2"].id, "reason": "测试"}
     )
+    # contact opens once the assistant is assigned too (T1 names both)
+    s = await api.ok_step(remote["id"], "assign_assistant", "assistant_lead", {"assistant_id": api.people["assistant"].id})
     assert "contact" in open_steps(s)
     return {"since": since, "remote": remote, "office": office, "walk": walk, "site": site}
 

@@ -162,8 +162,12 @@ async def test_office_visit_from_new_client_to_signed(console: Console) -> None:
     await expect(designer.locator("[data-testid=phone] a[href^='tel:']")).to_have_text(phone)
     form = designer.get_by_test_id("form-first_meeting")
     await form.locator("[name=true_needs]").fill("两个孩子，需要儿童房和大储物空间")
+    # the four musts (SPEC §3, seed 二f) and the send-off, each answered
+    await form.locator("[name=measure_agreed]").check()
     await form.locator("[name=measure_at]").fill(local_input(-timedelta(days=1)))
     await form.locator("[name=visited_site]").check()
+    await form.locator("[name=visited_material_store]").check()
+    await form.locator("[name=seen_off]").check()
     await submit_step(designer, "first_meeting")
     err = designer.locator("[data-testid=form-first_meeting] .field[data-field=measure_at] .error")
     await expect(err).to_contain_text("将来")
@@ -174,9 +178,11 @@ async def test_office_visit_from_new_client_to_signed(console: Console) -> None:
     )
     await c.shot(designer, "10-first-meeting-time-in-past")
     form = designer.get_by_test_id("form-first_meeting")
+    await form.locator("[name=measure_agreed]").check()
     await form.locator("[name=measure_at]").fill(local_input(timedelta(days=3)))
     await form.locator("[name=visited_site]").check()
     await form.locator("[name=visited_material_store]").check()
+    await form.locator("[name=seen_off]").check()
     await submit_step(designer, "first_meeting")
     assert await case_open_steps(c, case_id) == {"debrief", "measure"}
 
@@ -204,6 +210,10 @@ async def test_office_visit_from_new_client_to_signed(console: Console) -> None:
         await designer.get_by_role("button", name="添加备注", exact=True).click()
     await expect(designer.get_by_test_id("timeline")).to_contain_text("客户带了户型图")
     await c.shot(designer, "10b-designer-rescheduled-and-noted")
+    # the manager's correction reached the designer, who acknowledges it (做记录并改正)
+    form = designer.get_by_test_id("form-acknowledge")
+    await form.locator("[name=note]").fill("已记录，下次先问需求再讲案例")
+    await submit_step(designer, "acknowledge")
     await designer.get_by_test_id("form-measure").locator("[name=result]").select_option("done")
     await submit_step(designer, "measure")
     assert await case_open_steps(c, case_id) == {"outcome"}

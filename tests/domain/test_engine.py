@@ -62,6 +62,12 @@ def open_steps(state: CaseState) -> set[str]:
     return {o.step.value for o in state.open_steps}
 
 
+def _musts(**over: Any) -> dict[str, Any]:
+    """A first meeting where all four musts were done and the client was seen off."""
+    return {"true_needs": "儿童房", "measure_agreed": True, "visited_site": True, "visited_material_store": True,
+            "seen_off": True, **over}
+
+
 def test_remote_case_to_signed_decides_every_message_once() -> None:
     d = new_case(Scenario.remote)
     s = d.state
@@ -85,7 +91,7 @@ def test_remote_case_to_signed_decides_every_message_once() -> None:
     assert d.change.effects.sms[0].assistant_id == ASSISTANT.id
     later = meeting + timedelta(minutes=5)
     d = step(s, StepName.first_meeting, DESIGNER, later,
-             {"true_needs": "三房改两房", "measure_at": (later + timedelta(days=2)).isoformat()})
+             _musts(true_needs="三房改两房", measure_at=(later + timedelta(days=2)).isoformat()))
     s = d.state
     assert "T2" in [m.template for m in d.change.effects.sms]
     assert open_steps(s) == {"measure", "debrief"}
@@ -186,17 +192,22 @@ PEOPLE = [MANAGER, DIRECTOR, DESIGNER, OTHER_DESIGNER, ASSISTANT, LEAD, CONSULTA
 def _payload(name: StepName, now: datetime, rnd: st.DataObject) -> dict[str, Any]:
     later = (now + timedelta(minutes=rnd.draw(st.integers(1, 600)))).isoformat()
     options: dict[StepName, list[dict[str, Any]]] = {
-        StepName.reception_review: [{"report": "客户想年底入住"}],
+        StepName.reception_review: [{"report": "客户想年底入住"}, {"report": "好", "corrections": "先递名片"}],
         StepName.callback: [{"reached": False}, {"reached": True, "meeting_at": later, "meeting_kind": "measure"},
-                            {"reached": True, "meeting_at": later, "meeting_kind": "office_visit"}],
+                            {"reached": True, "meeting_at": later, "meeting_kind": "office_visit"},
+                            {"reached": True, "meeting_at": later, "designer_id": OTHER_DESIGNER.id, "reason": "客户点名"}],
         StepName.assign_designer: [{}, {"designer_id": OTHER_DESIGNER.id, "reason": "客户点名"}],
         StepName.assign_assistant: [{}],
         StepName.contact: [{"meeting_at": later, "meeting_kind": "measure"},
                            {"meeting_at": later, "meeting_kind": "office_visit"}],
-        StepName.arrival: [{}],
-        StepName.first_meeting: [{"true_needs": "儿童房"}, {"true_needs": "大储物", "measure_at": later}],
+        StepName.arrival: [{}, {"gum": True, "recorder": True, "greeted_at_door": True}],
+        StepName.first_meeting: [_musts(measure_agreed=False, measure_reason="客户要商量"),
+                                 _musts(true_needs="大储物", measure_at=later),
+                                 _musts(visited_site=False, site_reason="下雨", measure_at=later)],
         StepName.measure: [{"result": "done"}, {"result": "no_show"}, {"result": "rescheduled", "measure_at": later}],
-        StepName.debrief: [{"findings": "先问需求"}],
+        StepName.debrief: [{"findings": "先问需求"}, {"findings": "好", "designer_corrections": "少讲案例"},
+                           {"findings": "好", "designer_corrections": "先问需求", "assistant_corrections": "拍照"}],
+        StepName.acknowledge: [{}, {"note": "已改正"}],
         StepName.outcome: [{"outcome": "signed"}, {"outcome": "lost", "reason": "预算不够"}],
     }
     return rnd.draw(st.sampled_from(options[name]))
@@ -220,7 +231,8 @@ def _check_invariants(s: CaseState, policy: Policy, now: datetime) -> None:
 def test_any_sequence_keeps_the_case_sound(scenario: Scenario, data: st.DataObject) -> None:
     policy = fast_policy()
     meeting = {"meeting_at": T0 + timedelta(hours=5)} if scenario == Scenario.office_visit else {}
-    received = {"received_by": SITE_LEAD} if scenario == Scenario.site_office else {}
+    receiver = data.draw(st.sampled_from([SITE_LEAD, DESIGNER, ASSISTANT]))
+    received = {"received_by": receiver} if scenario == Scenario.site_office else {}
     d = new_case(scenario, policy, **meeting, **received)
     s, now = d.state, T0
     purposes: list[str] = [n.purpose for n in d.change.effects.notices]
@@ -236,6 +248,9 @@ def test_any_sequence_keeps_the_case_sound(scenario: Scenario, data: st.DataObje
             if kind == "step" and s.open_steps:
                 o = data.draw(st.sampled_from(s.open_steps))
                 owner = {Role.manager: MANAGER, Role.assistant_lead: LEAD}.get(o.owner_role, s.designer or DESIGNER)
+                if o.step == StepName.acknowledge:
+                    assert o.owner is not None
+                    owner = o.owner
                 cmd = CompleteStep(actor=actor(owner), step=o.step, payload=_payload(o.step, now, data),
                                    staff=[OTHER_DESIGNER], first_suggestion=DESIGNER if o.step == StepName.assign_designer
                                    else ASSISTANT)
@@ -271,8 +286,142 @@ def test_first_meeting_that_is_the_measure_opens_no_second_visit() -> None:
     s = step(s, StepName.assign_designer, MANAGER, now, first_suggestion=DESIGNER).state
     s = step(s, StepName.assign_assistant, LEAD, now, first_suggestion=ASSISTANT).state
     s = step(s, StepName.contact, DESIGNER, now, {"meeting_at": at.isoformat(), "meeting_kind": "measure"}).state
-    d = step(s, StepName.first_meeting, DESIGNER, at, {"true_needs": "儿童房"})
+    d = step(s, StepName.first_meeting, DESIGNER, at, _musts())
     assert open_steps(d.state) == {"debrief"}
     assert [x.template for x in d.change.effects.sms] == []
     assert any(x.step == StepName.measure and x.result == "auto" for x in d.state.done_steps)
     assert d.state.meeting("measure") is not None and d.state.meeting("measure").kind == MeetingKind.measure  # type: ignore[union-attr]
+
+
+# --- seed details (issue 9) ------------------------------------------------------------------------
+
+
+def test_remote_contact_waits_for_the_assistant_so_t1_names_both() -> None:
+    s = new_case(Scenario.remote).state
+    now = T0 + timedelta(seconds=1)
+    s = step(s, StepName.callback, MANAGER, now, {"reached": True, "meeting_at": (T0 + timedelta(days=2)).isoformat()}).state
+    s = step(s, StepName.assign_designer, MANAGER, now, first_suggestion=DESIGNER).state
+    assert open_steps(s) == {"assign_assistant"}
+    s = step(s, StepName.assign_assistant, LEAD, now, first_suggestion=ASSISTANT).state
+    assert open_steps(s) == {"contact"}
+
+
+@pytest.mark.parametrize("scenario", [Scenario.office_visit, Scenario.walk_in])
+def test_first_meeting_waits_for_designer_and_assistant(scenario: Scenario) -> None:
+    meeting: dict[str, Any] = {"meeting_at": T0 + timedelta(hours=5)} if scenario == Scenario.office_visit else {}
+    s = new_case(scenario, **meeting).state
+    now = T0 + timedelta(seconds=1)
+    if scenario == Scenario.office_visit:
+        s = step(s, StepName.callback, MANAGER, now, {"reached": True}).state
+        s = step(s, StepName.arrival, MANAGER, now, {"gum": True, "water": True}).state
+        assert s.reception is not None and s.reception.missed() == ["录音笔", "门口迎接", "递名片"]
+    s = step(s, StepName.assign_designer, MANAGER, now, first_suggestion=DESIGNER).state
+    assert "first_meeting" not in open_steps(s)
+    s = step(s, StepName.assign_assistant, LEAD, now, first_suggestion=ASSISTANT).state
+    assert "first_meeting" in open_steps(s)
+
+
+def test_callback_with_the_agreed_designer_completes_the_assignment() -> None:
+    s = new_case(Scenario.remote).state
+    now = T0 + timedelta(seconds=1)
+    at = (T0 + timedelta(days=2)).isoformat()
+    cb = {"reached": True, "meeting_at": at, "designer_level": "senior", "designer_id": OTHER_DESIGNER.id}
+    with pytest.raises(engine.Rejected) as exc:
+        step(s, StepName.callback, MANAGER, now, cb, staff=[OTHER_DESIGNER], first_suggestion=DESIGNER)
+    assert exc.value.code == "reason_required"
+    d = step(s, StepName.callback, MANAGER, now, cb | {"reason": "客户点名要吴佳"}, staff=[OTHER_DESIGNER],
+             first_suggestion=DESIGNER)
+    assert d.state.designer == OTHER_DESIGNER and open_steps(d.state) == {"assign_assistant"}
+    assert [a.kind for a in d.change.effects.assignments] == ["assign"]
+    assert d.change.effects.assignments[0].reason == "客户点名要吴佳"
+    told = [n for n in d.change.effects.notices if n.recipient_id == OTHER_DESIGNER.id]
+    assert told and told[0].template == "designer_assigned"
+
+
+def test_reception_review_corrects_the_assistant_who_received_the_client() -> None:
+    s = new_case(Scenario.site_office, received_by=ASSISTANT).state
+    now = T0 + timedelta(seconds=1)
+    d = step(s, StepName.reception_review, MANAGER, now, {"report": "客户看了样板间", "corrections": "要先递名片"})
+    s = d.state
+    ack = next(o for o in s.open_steps if o.step == StepName.acknowledge)
+    assert ack.owner == ASSISTANT and ack.due_at == now + fast_policy().duration(StepName.acknowledge)
+    assert any(n.recipient_id == ASSISTANT.id and "要先递名片" in n.text for n in d.change.effects.notices)
+    with pytest.raises(engine.Rejected) as exc:
+        step(s, StepName.acknowledge, DESIGNER, now, {})
+    assert exc.value.code in ("wrong_role", "not_your_case")
+    s = step(s, StepName.acknowledge, ASSISTANT, now, {"note": "已记录"}).state
+    assert "acknowledge" not in open_steps(s) and s.stage == "callback"
+    # the assistant who received the client is the assistant pre-filled later
+    s = step(s, StepName.callback, MANAGER, now, {"reached": True, "meeting_at": (T0 + timedelta(days=2)).isoformat()}).state
+    s = step(s, StepName.assign_designer, MANAGER, now, first_suggestion=DESIGNER).state
+    assert next(o for o in s.open_steps if o.step == StepName.assign_assistant).prefill["assistant_id"] == ASSISTANT.id
+
+
+def test_debrief_corrections_each_person_acknowledges_and_a_late_one_escalates() -> None:
+    s = new_case(Scenario.walk_in).state
+    now = T0 + timedelta(seconds=1)
+    s = step(s, StepName.assign_designer, MANAGER, now, first_suggestion=DESIGNER).state
+    s = step(s, StepName.assign_assistant, LEAD, now, first_suggestion=ASSISTANT).state
+    s = step(s, StepName.first_meeting, DESIGNER, now, _musts(measure_agreed=False, measure_reason="再商量")).state
+    d = step(s, StepName.debrief, MANAGER, now, {"findings": "f", "designer_corrections": "少讲", "assistant_corrections": "拍照"})
+    s = d.state
+    acks = {o.owner.id for o in s.open_steps if o.step == StepName.acknowledge and o.owner}
+    assert acks == {DESIGNER.id, ASSISTANT.id}
+    s = step(s, StepName.acknowledge, DESIGNER, now, {}).state
+    late = now + fast_policy().duration(StepName.acknowledge) + timedelta(seconds=1)
+    d = engine.tick(s, now=late, policy=fast_policy())
+    ack = next(o for o in d.state.open_steps if o.step == StepName.acknowledge)
+    assert ack.owner == ASSISTANT and ack.escalation_level == 1
+    assert any(n.recipient_id == ASSISTANT.id and n.purpose.startswith("esc:acknowledge") for n in d.change.effects.notices)
+
+
+@pytest.mark.parametrize("late_step", [StepName.contact, StepName.first_meeting])
+def test_a_lapsed_designer_step_returns_the_case_to_the_manager(late_step: StepName) -> None:
+    policy = fast_policy()
+    s = new_case(Scenario.remote).state
+    now = T0 + timedelta(seconds=1)
+    at = T0 + timedelta(minutes=5)
+    s = step(s, StepName.callback, MANAGER, now, {"reached": True, "meeting_at": at.isoformat()}).state
+    s = step(s, StepName.assign_designer, MANAGER, now, first_suggestion=DESIGNER).state
+    s = step(s, StepName.assign_assistant, LEAD, now, first_suggestion=ASSISTANT).state
+    if late_step == StepName.first_meeting:
+        s = step(s, StepName.contact, DESIGNER, now, {"meeting_at": at.isoformat(), "meeting_kind": "office_visit"}).state
+    t = now
+    lapses = []
+    for _ in range(400):
+        t += timedelta(seconds=5)
+        d = engine.tick(s, now=t, policy=policy)
+        s = d.state
+        lapses += [a for a in d.change.effects.assignments if a.kind == "lapse"]
+        if lapses:
+            assert d.change.effects.sms == [], "the client is untouched by a reclaim"
+            break
+    assert [a.staff_id for a in lapses] == [DESIGNER.id]
+    assert s.designer is None and open_steps(s) == {"assign_designer"} and s.stage == "assign_designer"
+    assert s.meeting("meeting") is not None and s.meeting("meeting").status == "scheduled"  # type: ignore[union-attr]
+    s = step(s, StepName.assign_designer, MANAGER, t, {"designer_id": OTHER_DESIGNER.id, "reason": "掉保重分"},
+             staff=[OTHER_DESIGNER], first_suggestion=DESIGNER).state
+    assert open_steps(s) == {late_step.value}
+    assert all(o.owner == OTHER_DESIGNER for o in s.open_steps)
+
+
+def test_first_meeting_musts_need_reasons() -> None:
+    s = new_case(Scenario.walk_in).state
+    now = T0 + timedelta(seconds=1)
+    s = step(s, StepName.assign_designer, MANAGER, now, first_suggestion=DESIGNER).state
+    s = step(s, StepName.assign_assistant, LEAD, now, first_suggestion=ASSISTANT).state
+    for bad in ({"true_needs": "x"}, _musts(visited_site=False), _musts(measure_agreed=True),
+                _musts(seen_off=None)):
+        with pytest.raises(engine.Rejected) as exc:
+            step(s, StepName.first_meeting, DESIGNER, now, bad)
+        assert exc.value.code == "invalid_payload", bad
+
+
+def test_walk_in_records_the_reception_checklist_at_creation() -> None:
+    from domain.models import ReceptionChecklist
+
+    d = new_case(Scenario.walk_in, reception=ReceptionChecklist(gum=True, recorder=True, greeted_at_door=True,
+                                                                business_card=True, water=False))
+    assert d.state.reception is not None and d.state.reception.missed() == ["安排前台倒水"]
+    arrived = next(e for e in d.change.events if e.kind == "arrived")
+    assert "未做：安排前台倒水" in arrived.text

@@ -16,6 +16,7 @@ from domain.models import AddNote, CaseState, CloseCase, CompleteStep, Reassign,
 from domain.policy import Policy
 from tests.support.wait import until
 from tests.workflows.fakes import (
+    ASSISTANT,
     CONSULTANT,
     DESIGNER,
     DESIGNER2,
@@ -107,6 +108,13 @@ async def test_rejections_leave_no_trace(client: Client, task_queue: str) -> Non
         assert e.type == "reason_required"
         await complete(h, MANAGER, StepName.assign_designer, {"designer_id": DESIGNER2.id, "reason": "客户点名"},
                        [DESIGNER2])
+        # the assistant lead must name an assistant, not a designer
+        e = await rejected(h, IntakeWorkflow.complete_step, CompleteStep(
+            actor=actor(LEAD), step=StepName.assign_assistant, payload={"assistant_id": DESIGNER.id},
+            staff=[DESIGNER]))
+        assert e.type == "invalid_assignee"
+        # contact opens once the assistant is assigned too
+        await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
         # another designer's case
         e = await rejected(h, IntakeWorkflow.complete_step, CompleteStep(
             actor=actor(DESIGNER), step=StepName.contact,
@@ -114,11 +122,6 @@ async def test_rejections_leave_no_trace(client: Client, task_queue: str) -> Non
         assert e.type == "not_your_case"
         e = await rejected(h, IntakeWorkflow.add_note, AddNote(actor=actor(DESIGNER), text="hi"))
         assert e.type == "not_your_case"
-        # the assistant lead must name an assistant, not a designer
-        e = await rejected(h, IntakeWorkflow.complete_step, CompleteStep(
-            actor=actor(LEAD), step=StepName.assign_assistant, payload={"assistant_id": DESIGNER.id},
-            staff=[DESIGNER]))
-        assert e.type == "invalid_assignee"
 
         # accepted operations still work afterwards
         s = await upd(h, IntakeWorkflow.add_note, AddNote(actor=actor(DESIGNER2), text="客户喜欢北欧风"))

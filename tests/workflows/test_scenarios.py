@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from domain.enums import CaseStatus, Outcome, Scenario, StepName
 from domain.models import CaseState, CloseCase
+from tests.support.data import musts
 from tests.support.wait import until
 from tests.workflows.fakes import (
     ASSISTANT,
@@ -74,8 +75,7 @@ async def test_remote_to_signed(client: Client, task_queue: str) -> None:
 
         measure = soon(86400 * 3)
         s = await complete(h, DESIGNER, StepName.first_meeting,
-                           {"true_needs": "三居室现代简约，预算30万", "measure_at": measure.isoformat(),
-                            "visited_site": True, "visited_material_store": True})
+                           musts("三居室现代简约，预算30万", measure_at=measure.isoformat()))
         assert open_steps(s) == {"debrief", "measure"}
         await until(lambda: "T2" in fakes.purposes())
 
@@ -103,9 +103,12 @@ async def test_walk_in_measure_at_first_meeting_then_lost(client: Client, task_q
         for o in s.open_steps:  # wall-clock, minutes: 20 s in the fast policy
             assert o.wall_clock and o.due_at is not None
         s = await complete(h, MANAGER, StepName.assign_designer, {"designer_id": DESIGNER.id}, [DESIGNER])
+        assert "first_meeting" not in open_steps(s)  # the manager introduces designer and assistant together
+        s = await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
         assert "first_meeting" in open_steps(s)
-        s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "老房翻新"})
-        assert open_steps(s) == {"assign_assistant", "debrief"}
+        s = await complete(h, DESIGNER, StepName.first_meeting,
+                           musts("老房翻新", measure_agreed=False, measure_reason="客户要和家人商量"))
+        assert open_steps(s) == {"debrief"}
         s = await complete(h, MANAGER, StepName.debrief, {"findings": "ok"})
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await h.execute_update(IntakeWorkflow.close, CloseCase(actor=actor(MANAGER), outcome=Outcome.lost))
@@ -138,7 +141,7 @@ async def test_site_office_prefilled_designer_and_t1_without_assistant(client: C
         t1 = next(m for m in fakes.sms if m.purpose == "T1")
         assert not t1.include_assistant and t1.assistant_id is None
         # first meeting at the house is the measure itself: measure completes with it, no T2
-        s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "婚房"})
+        s = await complete(h, DESIGNER, StepName.first_meeting, musts("婚房"))
         assert open_steps(s) == {"debrief"}
         assert any(d.step == StepName.measure for d in s.done_steps)
         await complete(h, MANAGER, StepName.debrief, {"findings": "很好"})
@@ -163,9 +166,11 @@ async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str
             if o.step in (StepName.assign_designer, StepName.assign_assistant):
                 assert o.due_at is not None and o.due_at <= visit
         await complete(h, MANAGER, StepName.assign_designer, {})
-        s = await complete(h, MANAGER, StepName.arrival)
+        s = await complete(h, MANAGER, StepName.arrival, {"gum": True, "recorder": True, "greeted_at_door": True})
+        assert "first_meeting" not in open_steps(s) and s.reception and s.reception.greeted_at_door
+        s = await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
         assert "first_meeting" in open_steps(s)
-        s = await complete(h, DESIGNER, StepName.first_meeting, {"true_needs": "别墅", "measure_at": soon(86400).isoformat()})
+        s = await complete(h, DESIGNER, StepName.first_meeting, musts("别墅", measure_at=soon(86400).isoformat()))
         assert {"measure", "debrief"} <= open_steps(s)
         assert s.car == "沪A12345"
         await complete(h, DESIGNER, StepName.measure, {"result": "no_show"})
@@ -197,9 +202,9 @@ async def test_suggested_assistant_and_automatic_designer(client: Client, task_q
 
         await until(assigned)
         s = await h.query(IntakeWorkflow.state)
-        assert s.designer == DESIGNER and "first_meeting" in open_steps(s)
+        assert s.designer == DESIGNER and "first_meeting" not in open_steps(s)
         await until(lambda: any(a.role == "designer" for a in fakes.assignments), what="ledger row written")
         auto = next(a for a in fakes.assignments if a.role == "designer")
         assert auto.kind == "auto"
         s = await complete(h, LEAD, StepName.assign_assistant, {})
-        assert s.assistant == ASSISTANT
+        assert s.assistant == ASSISTANT and "first_meeting" in open_steps(s)
