@@ -32,10 +32,12 @@ def test_every_payload_field_gets_an_input_of_its_kind() -> None:
 
 def test_a_form_becomes_the_json_the_api_takes() -> None:
     model = step_body_model(StepName.first_meeting)
-    data = form_to_data(model, {"true_needs": " 婚房 ", "measure_at": "2030-05-03T14:00", "visited_site": "on",
-                                "notes": ""})
-    assert data == {"true_needs": "婚房", "measure_at": "2030-05-03T14:00", "visited_site": True,
-                    "visited_material_store": False}
+    data = form_to_data(model, {"true_needs": " 婚房 ", "measure_agreed": "on", "measure_at": "2030-05-03T14:00",
+                                "visited_site": "on", "material_store_reason": "客户赶时间", "notes": ""})
+    # an unticked checkbox is a "no" (the four musts and the send-off are required answers)
+    assert data == {"true_needs": "婚房", "measure_agreed": True, "measure_at": "2030-05-03T14:00",
+                    "visited_site": True, "visited_material_store": False, "material_store_reason": "客户赶时间",
+                    "seen_off": False}
     body = model.model_validate(data)
     assert body.model_dump(mode="json")["measure_at"] == "2030-05-03T14:00:00+08:00"  # Beijing time
 
@@ -45,7 +47,8 @@ def test_errors_come_back_in_chinese_beside_the_field() -> None:
         step_body_model(StepName.first_meeting).model_validate({"measure_at": "soon"})
     except ValidationError as exc:
         state = validation_errors(exc)
-    assert state.errors == {"true_needs": "必填", "measure_at": "时间格式不正确"}
+    assert state.errors == {"true_needs": "必填", "measure_at": "时间格式不正确", "measure_agreed": "必填",
+                            "visited_site": "必填", "visited_material_store": "必填", "seen_off": "必填"}
     client = {"name": "王", "phone": "12345"}
     try:
         IntakeCreate.model_validate({"source": "online", "scenario": "office_visit", "client": client})
