@@ -188,9 +188,24 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+# A path id that cannot name anything (not a number, 0, beyond the id range) is answered like an
+# unknown one (SPEC §12): the caller learns nothing more from a malformed id than from a missing one.
+_PATH_IDS = {
+    "case_id": ("case_not_found", "没有编号为 {} 的案例"),
+    "staff_id": ("staff_not_found", "没有编号为 {} 的员工"),
+}
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = _clean_errors(exc.errors())
+    raw = exc.errors()
+    for e in raw:
+        loc = tuple(e.get("loc", ()))
+        if len(loc) >= 2 and loc[0] == "path" and loc[1] in _PATH_IDS:
+            code, text = _PATH_IDS[str(loc[1])]
+            shown = str(e.get("input", ""))[:40]
+            return _json(404, {"code": code, "message": text.format(shown)})
+    errors = _clean_errors(raw)
     first = errors[0] if errors else None
     where = ".".join(str(p) for p in first["loc"][1:]) if first else ""
     message = "请求内容不合格"
