@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     request_timeout_seconds: float = 5.0
+    # Security (SPEC §12): bearer tokens expire this many days after they are issued.
+    token_ttl_days: float = Field(default=90.0, gt=0)
 
     # Policy (durations, escalation, calendar, allocation): YAML file; empty means SPEC defaults.
     policy_file: Path | None = None

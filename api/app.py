@@ -21,7 +21,7 @@ from temporalio.client import Client
 from api import errors
 from api.bounds import abandon
 from api.deps import Resources
-from api.routers import actions, health, intakes, me, reports
+from api.routers import actions, audit, health, intakes, me, reports, staff
 from config import Settings, get_settings
 from domain.policy import Policy
 
@@ -52,6 +52,8 @@ TAGS = [
     {"name": "actions", "description": "办理：完成步骤、改期、更换人员、结案、备注"},
     {"name": "me", "description": "我的待办"},
     {"name": "reports", "description": "报表（经理、总经理）"},
+    {"name": "audit", "description": "审计：客户手机号查看记录（经理、总经理）"},
+    {"name": "staff", "description": "员工管理（管理员）：资料、在岗/休假/离职、令牌吊销"},
     {"name": "health", "description": "健康检查"},
 ]
 
@@ -178,4 +180,6 @@ def create_app(
     app.include_router(actions.router)
     app.include_router(me.router)
     app.include_router(reports.router)
+    app.include_router(audit.router)
+    app.include_router(staff.router)
     return app

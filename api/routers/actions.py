@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, create_model
 
 from activities.staff import StaffRepository
 from api import queries
-from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, require_roles
+from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, require_roles, shown_contact
 from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses
 from api.routers.intakes import CaseId, IdempotencyKey
 from api.schemas import (
@@ -117,7 +117,7 @@ def _update_id(user: CurrentUser, kind: str, key: str | None) -> str | None:
 
 
 async def _act(
-    res: Resources, row: asyncpg.Record, update: Any, arg: BaseModel, update_id: str | None
+    res: Resources, row: asyncpg.Record, update: Any, arg: BaseModel, update_id: str | None, user: CurrentUser
 ) -> CaseView:
     """One update; then what it decided is written (projection, outbox, ledger) before the answer."""
     client = await res.client()
@@ -136,7 +136,12 @@ async def _act(
         log.warning("case %s: change v%s not written by the API now: %r", row["id"], change.version, exc)
         events, assignments = [], []
         state = state.model_copy(update={"events": change.events})
-    return case_view(row, state, timeline(events, state), "workflow", assignments=assignments)
+    try:
+        contact = await shown_contact(res, user, [row], "action")
+    except Exception as exc:  # noqa: BLE001 - the action is done; unrecorded means not shown (masked)
+        log.warning("case %s: phone read not recorded, answer masked: %r", row["id"], exc)
+        contact = False
+    return case_view(row, state, timeline(events, state), "workflow", assignments=assignments, contact=contact)
 
 
 # --- steps: one route per step, so /docs shows each step's own payload -----------------------------
@@ -220,7 +225,7 @@ def _add_step_route(step: StepName) -> None:
             first_suggestion=first, request_id=update_id,
         )
         wf = intake_workflow()
-        return await _act(res, row, wf.complete_step, req, update_id)
+        return await _act(res, row, wf.complete_step, req, update_id, user)
 
     # The body type differs per step, so the signature FastAPI reads is built here with real types
     # (string annotations could not name the per-step model).
@@ -264,6 +269,8 @@ for _step in StepName:
 @router.post("/{case_id}/steps/{step}", include_in_schema=False)
 async def unknown_step(case_id: int, step: str, user: CurrentStaff) -> None:
     """Any other step name: 404 unknown_step (the known steps have their own routes above)."""
+    if not 1 <= case_id <= MAX_ID:
+        raise not_found_case(case_id)
     known = "、".join(s.value for s in STEP_PAYLOADS)
     raise ApiError(404, "unknown_step", f"没有这个步骤：{step[:40]}（可用：{known}）")
 
@@ -286,7 +293,7 @@ async def reschedule(
     update_id = _update_id(user, "reschedule", idempotency_key)
     req = Reschedule(actor=user.actor(), target=body.target, at=body.at, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.reschedule, req, update_id)
+    return await _act(res, row, wf.reschedule, req, update_id, user)
 
 
 @router.post(
@@ -309,7 +316,7 @@ async def reassign(
     update_id = _update_id(user, "reassign", idempotency_key)
     req = Reassign(actor=user.actor(), role=body.role, staff=ref, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.reassign, req, update_id)
+    return await _act(res, row, wf.reassign, req, update_id, user)
 
 
 @router.post(
@@ -332,7 +339,7 @@ async def close(
     update_id = _update_id(user, "close", idempotency_key)
     req = CloseCase(actor=user.actor(), outcome=body.outcome, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.close, req, update_id)
+    return await _act(res, row, wf.close, req, update_id, user)
 
 
 @router.post(
@@ -355,5 +362,5 @@ async def add_note(
     update_id = _update_id(user, "note", idempotency_key)
     req = AddNote(actor=user.actor(), text=body.text, request_id=update_id)
     wf = intake_workflow()
-    return await _act(res, row, wf.add_note, req, update_id)
+    return await _act(res, row, wf.add_note, req, update_id, user)
 

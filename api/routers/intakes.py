@@ -14,11 +14,20 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.allocation import AllocationActivities, DesignerSuggestion
-from activities.cases import CaseRepository
 from activities.staff import Staff, StaffRepository
 from api import idempotency, queries
-from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, require_roles
+from api.deps import (
+    CurrentStaff,
+    CurrentUser,
+    Resources,
+    ResourcesDep,
+    bounded,
+    contact_map,
+    require_roles,
+    shown_contact,
+)
 from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses, unavailable
+from api.privacy import mask_phone
 from api.schemas import (
     MAX_ID,
     CaseList,
@@ -132,7 +141,7 @@ async def create_intake(
             res, idempotency.lookup(pool, staff_id=user.id, key=idempotency_key, req_hash=req_hash)
         )
         if stored is not None:
-            return await _replay(res, pool, stored)
+            return await _replay(res, pool, stored, user)
     client = await res.client()
     repo = StaffRepository(pool)
     received = await bounded(res, _received_by(repo, body, user))
@@ -235,7 +244,7 @@ async def create_intake(
                 res, idempotency.lookup(pool, staff_id=user.id, key=idempotency_key, req_hash=req_hash)
             )
             if stored is not None:
-                return await _replay(res, pool, stored)
+                return await _replay(res, pool, stored, user)
         raise
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise unavailable("database_unavailable", "数据库暂时无法访问，请稍后重试") from exc
@@ -244,7 +253,9 @@ async def create_intake(
     row = await bounded(res, queries.case_row(pool, case_id))
     if row is None:
         raise not_found_case(case_id)
-    view = case_view(row, opening.state, timeline([], opening.state), "workflow")
+    # The creator typed the phone: the answer carries it in full (and the read is recorded).
+    contact = await shown_contact(res, user, [row], "POST /intakes")
+    view = case_view(row, opening.state, timeline([], opening.state), "workflow", contact=contact)
     body_json = jsonable_encoder(view)
     if idempotency_key:
         try:
@@ -317,19 +328,22 @@ async def _undo_starting(pool: asyncpg.Pool, case_id: int, staff_id: int, key: s
             await conn.execute("DELETE FROM idempotency_keys WHERE staff_id = $1 AND key = $2", staff_id, key)
 
 
-async def _created_view(res: Resources, pool: asyncpg.Pool, client: Client | None, case_id: int) -> CaseView:
+async def _created_view(
+    res: Resources, pool: asyncpg.Pool, client: Client | None, case_id: int, user: CurrentUser
+) -> CaseView:
     row = await bounded(res, queries.case_row(pool, case_id))
     if row is None:
         raise not_found_case(case_id)
+    contact = await shown_contact(res, user, [row], "POST /intakes")
     if client is not None:
         state = await query_state(client, case_id=case_id, timeout=min(res.timeout, QUERY_AFTER_START_SECONDS))
         if state is not None:
-            return case_view(row, state, timeline([], state), "workflow")
+            return case_view(row, state, timeline([], state), "workflow", contact=contact)
     projected = state_from_row(row)
-    return case_view(row, projected, [], "projection" if projected else "created")
+    return case_view(row, projected, [], "projection" if projected else "created", contact=contact)
 
 
-async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record) -> Any:
+async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record, user: CurrentUser) -> Any:
     resp = stored["response"]
     if stored["status_code"] == 201 and isinstance(resp, dict) and resp.get("partial"):
         # The case was committed but its answer not yet stored (or storing it failed): rebuild it.
@@ -337,7 +351,7 @@ async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record) ->
             client: Client | None = await res.client()
         except ApiError:
             client = None
-        view = await _created_view(res, pool, client, int(resp["case_id"]))
+        view = await _created_view(res, pool, client, int(resp["case_id"]), user)
         return idempotency.replay(201, jsonable_encoder(view))
     return idempotency.replay(stored["status_code"], resp)
 
@@ -450,7 +464,8 @@ async def list_intakes(
     keyset = queries.decode_cursor(cursor) if cursor else None
     pool = await res.pool()
     rows, total = await bounded(res, queries.list_cases(pool, flt, limit=limit, offset=offset, cursor=keyset))
-    items = [case_summary(r) for r in rows]
+    allowed = await contact_map(res, user, rows, "GET /intakes")
+    items = [case_summary(r, contact=ok) for r, ok in zip(rows, allowed, strict=True)]
     next_cursor = None
     if len(rows) == limit:
         last = rows[-1]
@@ -493,7 +508,8 @@ async def get_intake(
             state = state_from_row(row)
             source = "projection" if state is not None else "created"
     assignments = await bounded(res, queries.case_assignments(pool, case_id))
-    return case_view(row, state, timeline(events, state), source, assignments=assignments)
+    contact = await shown_contact(res, user, [row], "GET /intakes/{case_id}")
+    return case_view(row, state, timeline(events, state), source, assignments=assignments, contact=contact)
 
 
 @router.get(
@@ -505,10 +521,17 @@ async def get_intake(
 async def list_messages(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> MessageList:
     """The SMS sent (or being sent) to the client of the case: purpose, text, status."""
     pool = await res.pool()
-    if not await bounded(res, CaseRepository(pool).exists(case_id=case_id)):
+    row = await bounded(res, queries.case_row(pool, case_id))
+    if row is None:
         raise not_found_case(case_id)
     rows = await bounded(res, queries.case_messages(pool, case_id))
-    return MessageList(case_id=case_id, items=[MessageItem(**dict(r)) for r in rows])
+    # The recipient of an SMS is the client's phone: full only for those who may see it.
+    contact = bool(rows) and await shown_contact(res, user, [row], "GET /intakes/{case_id}/messages")
+    items = [
+        MessageItem(**{**dict(r), "recipient": r["recipient"] if contact else mask_phone(r["recipient"])})
+        for r in rows
+    ]
+    return MessageList(case_id=case_id, items=items)
 
 
 @router.get(
