@@ -28,7 +28,9 @@ class CliError(Exception):
 
 
 def _log_setup(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from observability import configure_logging
+
+    configure_logging(level, fmt=get_settings().log_format)
 
 
 def _note(text: str) -> None:
@@ -170,7 +172,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     _log_setup()
     resolved = resolved_settings(settings)
-    uvicorn.run(create_app(resolved), host=resolved.api_host, port=resolved.api_port, log_level="info")
+    uvicorn.run(
+        create_app(resolved), host=resolved.api_host, port=resolved.api_port, log_level="info",
+        log_config=None, access_log=False,  # JSON lines from our own handler and access middleware
+    )
     return 0
 
 

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = 5.0
     # Security (SPEC §12): bearer tokens expire this many days after they are issued.
     token_ttl_days: float = Field(default=90.0, gt=0)
+    # Operations (SPEC §12): logs as JSON lines (or text); /metrics on the API's port unless a port
+    # of its own is set; the worker's Temporal SDK metrics on worker_metrics_port (off when unset).
+    log_format: Literal["json", "text"] = "json"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Policy (durations, escalation, calendar, allocation): YAML file; empty means SPEC defaults.
     policy_file: Path | None = None

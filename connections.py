@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from config import PROJECT_ROOT, Settings
@@ -47,15 +48,36 @@ def tls_config(settings: Settings) -> bool | TLSConfig:
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    """Connect to Temporal: pydantic data converter, namespace, and mTLS or API key from settings."""
+_metrics_runtimes: dict[str, Runtime] = {}
+
+
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime exporting the SDK's metrics (workers, polls, task latency) for Prometheus at
+    `bind_address` (host:port); one per address and process (the exporter owns the port)."""
+    if bind_address not in _metrics_runtimes:
+        _metrics_runtimes[bind_address] = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address))
+        )
+    return _metrics_runtimes[bind_address]
+
+
+async def connect_temporal(settings: Settings, *, worker_metrics: bool = False) -> Client:
+    """Connect to Temporal: pydantic data converter, namespace, and mTLS or API key from settings.
+
+    `worker_metrics`: the client's runtime exports the SDK's Prometheus metrics on
+    ``worker_metrics_port`` (the worker process sets it; workers built on this client report there).
+    """
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    runtime = None
+    if worker_metrics and settings.worker_metrics_port:
+        runtime = metrics_runtime(f"{settings.api_host}:{settings.worker_metrics_port}")
     return await Client.connect(
         temporal_address(settings),
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         tls=tls_config(settings),
         api_key=api_key,
+        runtime=runtime,
     )
 
 

@@ -301,7 +301,7 @@ async def wait_for_temporal(
                 + server.log_tail()
             )
         try:
-            client = await connect_temporal(settings)
+            client = await connect_temporal(settings, worker_metrics=True)
             await client.operator_service.list_search_attributes(
                 ListSearchAttributesRequest(namespace=settings.temporal_namespace)
             )
@@ -513,7 +513,10 @@ def _api_server(app: Any, settings: Settings) -> Any:
             yield
 
     return Server(
-        uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info", lifespan="on")
+        uvicorn.Config(
+            app, host=settings.api_host, port=settings.api_port, log_level="info", lifespan="on",
+            log_config=None, access_log=False,
+        )
     )
 
 

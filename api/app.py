@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -22,6 +22,7 @@ from api import errors
 from api.bounds import abandon
 from api.deps import Resources
 from api.routers import actions, audit, health, intakes, me, reports, staff
+from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text
 from config import Settings, get_settings
 from domain.policy import Policy
 
@@ -154,12 +155,37 @@ def create_app(
     settings = settings or get_settings()
     resources = Resources(settings, temporal_client=temporal_client, pool=pool, policy=policy)
 
+    DB_GAUGES.max_age = settings.metrics_cache_seconds
+
+    async def refresh_db_gauges() -> None:
+        try:
+            pool = await resources.pool()
+        except errors.ApiError:
+            DB_GAUGES.up = 0
+            return
+        await DB_GAUGES.refresh(pool, resources.timeout)
+
+    async def refresh_forever() -> None:
+        # With a metrics port of its own, the scrape is answered from another thread: keep the
+        # database figures fresh from here instead.
+        while True:
+            await refresh_db_gauges()
+            await asyncio.sleep(max(settings.metrics_cache_seconds, 1.0))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await resources.warm_up()
+        refresher: asyncio.Task[None] | None = None
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port, addr=settings.api_host, registry=REGISTRY)
+            refresher = asyncio.create_task(refresh_forever())
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             await resources.aclose()
 
     app = FastAPI(
@@ -172,6 +198,8 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     # Outermost but for Starlette's error middleware: bounds everything below, the body limit included.
     app.add_middleware(RequestDeadline, limit=settings.request_timeout_seconds + REQUEST_TIMEOUT_MARGIN_SECONDS)
+    # Outermost: every answer (a 503 of the deadline too) carries the request id and is counted.
+    app.add_middleware(RequestTelemetry)
     # Set here, not in the lifespan: an ASGI transport without lifespan (tests) still finds them.
     app.state.resources = resources
     errors.install(app)
@@ -182,4 +210,13 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(audit.router)
     app.include_router(staff.router)
+
+    if not settings.metrics_port:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            """Prometheus metrics: HTTP requests, outbox, escalations, overdue steps, reconciler repairs."""
+            await refresh_db_gauges()
+            return Response(metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     return app

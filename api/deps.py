@@ -226,7 +226,7 @@ async def get_current_user(
         raise ApiError(401, "invalid_token", "令牌无效、已过期或已吊销", headers=_UNAUTH_HEADERS)
     from api import context
 
-    context.staff_id.set(staff.id)
+    context.set_staff(staff.id)
     return CurrentUser(staff)
 
 
@@ -280,7 +280,7 @@ async def contact_map(res: Resources, user: CurrentUser, rows: list[Any], route:
         await bounded(
             res,
             record_phone_reads(
-                pool, staff_id=user.id, case_ids=shown, route=route, request_id=context.request_id.get()
+                pool, staff_id=user.id, case_ids=shown, route=route, request_id=context.request_id()
             ),
         )
     return allowed

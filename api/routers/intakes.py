@@ -15,7 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.allocation import AllocationActivities, DesignerSuggestion
 from activities.staff import Staff, StaffRepository
-from api import idempotency, queries
+from api import context, idempotency, queries
 from api.deps import (
     CurrentStaff,
     CurrentUser,
@@ -172,6 +172,7 @@ async def create_intake(
                 "SELECT nextval(pg_get_serial_sequence('cases', 'id'))", timeout=res.timeout
             )
             assert case_id is not None
+            context.set_case(case_id)
             c = body.client
             # No client data in the workflow input: name, phone and address stay in PostgreSQL.
             inp = IntakeInput(
