@@ -81,6 +81,9 @@ def resolved_settings(settings: Settings) -> Settings:
     dsn, embedded = resolve_database(settings)
     if embedded:
         asyncio.run(migrate(dsn))
+        import devstack  # the embedded stack's payload key lives beside its database
+
+        settings = devstack.ensure_payload_keys(settings)
     if not settings.temporal_address:
         _note(
             f"No INTAKE_TEMPORAL_ADDRESS set: using the dev server at {temporal_address(settings)}"

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_cache_seconds: float = Field(default=5.0, ge=0)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Encrypted payloads (SPEC §12): "k2:<base64>,k1:<base64>", the first encrypts, all decrypt. No
+    # default: the dev stack generates one into data_dir; deployed code refuses to start without one
+    # unless payload_encryption is "off" (a deliberate choice, e.g. a throwaway test server).
+    payload_keys: SecretStr | None = None
+    payload_encryption: Literal["required", "off"] = "required"
+    # Origins allowed to call the codec endpoint (the Temporal UI); empty: the dev UI on temporal_ui_port.
+    codec_cors_origins: list[str] = Field(default_factory=list)
 
     # Policy (durations, escalation, calendar, allocation): YAML file; empty means SPEC defaults.
     policy_file: Path | None = None

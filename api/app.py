@@ -21,7 +21,7 @@ from temporalio.client import Client
 from api import errors
 from api.bounds import abandon
 from api.deps import Resources
-from api.routers import actions, audit, health, intakes, me, reports, staff
+from api.routers import actions, audit, codec, health, intakes, me, reports, staff
 from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text
 from config import Settings, get_settings
 from domain.policy import Policy
@@ -55,6 +55,7 @@ TAGS = [
     {"name": "reports", "description": "报表（经理、总经理）"},
     {"name": "audit", "description": "审计：客户手机号查看记录（经理、总经理）"},
     {"name": "staff", "description": "员工管理（管理员）：资料、在岗/休假/离职、令牌吊销"},
+    {"name": "codec", "description": "Temporal UI 编解码服务：解密流程载荷（经理、总经理、管理员）"},
     {"name": "health", "description": "健康检查"},
 ]
 
@@ -144,6 +145,29 @@ class RequestDeadline:
         await JSONResponse(status_code=err.status, content=err.body(), headers=err.headers)(scope, receive, send)
 
 
+class CodecCors:
+    """CORS for the Temporal UI's origin on /codec (credentials allowed: the UI may send them)."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+            allow_credentials=True,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/codec/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -198,6 +222,12 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     # Outermost but for Starlette's error middleware: bounds everything below, the body limit included.
     app.add_middleware(RequestDeadline, limit=settings.request_timeout_seconds + REQUEST_TIMEOUT_MARGIN_SECONDS)
+    # The Temporal UI calls the codec endpoint from its own origin: CORS there, and only there.
+    origins = settings.codec_cors_origins or [
+        f"http://127.0.0.1:{settings.temporal_ui_port}",
+        f"http://localhost:{settings.temporal_ui_port}",
+    ]
+    app.add_middleware(CodecCors, origins=origins)
     # Outermost: every answer (a 503 of the deadline too) carries the request id and is counted.
     app.add_middleware(RequestTelemetry)
     # Set here, not in the lifespan: an ASGI transport without lifespan (tests) still finds them.
@@ -210,6 +240,7 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(audit.router)
     app.include_router(staff.router)
+    app.include_router(codec.router)
 
     if not settings.metrics_port:
 
