@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     # of its own is set; the worker's Temporal SDK metrics on worker_metrics_port (off when unset).
     log_format: Literal["json", "text"] = "json"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"  # where a separate metrics port (API or worker) listens
     metrics_cache_seconds: float = Field(default=5.0, ge=0)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Encrypted payloads (SPEC §12): "k2:<base64>,k1:<base64>", the first encrypts, all decrypt. No

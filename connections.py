@@ -89,7 +89,7 @@ async def connect_temporal(settings: Settings, *, worker_metrics: bool = False) 
     runtime = None
     converter = data_converter_for(settings)
     if worker_metrics and settings.worker_metrics_port:
-        runtime = metrics_runtime(f"{settings.api_host}:{settings.worker_metrics_port}")
+        runtime = metrics_runtime(f"{settings.metrics_host}:{settings.worker_metrics_port}")
     return await Client.connect(
         temporal_address(settings),
         namespace=settings.temporal_namespace,

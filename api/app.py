@@ -203,7 +203,7 @@ def create_app(
         if settings.metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(settings.metrics_port, addr=settings.api_host, registry=REGISTRY)
+            start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY)
             refresher = asyncio.create_task(refresh_forever())
         try:
             yield
