@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -145,6 +146,54 @@ class RequestDeadline:
         await JSONResponse(status_code=err.status, content=err.body(), headers=err.headers)(scope, receive, send)
 
 
+class AllowedMethods:
+    """OPTIONS on a documented path answers 204 with the methods its OpenAPI document lists; a method
+    it does not list answers 405 with the same full ``Allow`` (Starlette's own 405 names only the
+    first matching route's methods). Paths not in the document go on to the app unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._paths: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def _table(self, root: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+        if self._paths is None:
+            table = []
+            for path, ops in root.openapi().get("paths", {}).items():
+                rx = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
+                methods = frozenset(m.upper() for m in ops if m in ("get", "post", "put", "patch", "delete"))
+                table.append((rx, methods))
+            # Literal paths before templated ones: /intakes/{case_id}/steps/callback is not {step}.
+            self._paths = sorted(table, key=lambda t: t[0].pattern.count("[^/]+"))
+        return self._paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        is_preflight = method == "OPTIONS" and any(
+            k == b"access-control-request-method" for k, _ in scope.get("headers") or []
+        )
+        root = scope.get("app")
+        if not is_preflight and isinstance(root, FastAPI):
+            path = scope.get("path", "")
+            documented = next((m for rx, m in self._table(root) if rx.match(path)), None)
+            if documented and (method == "OPTIONS" or method not in documented | {"HEAD"}):
+                allow = ", ".join(sorted(documented | {"OPTIONS"}))
+                response: Response
+                if method == "OPTIONS":
+                    response = Response(status_code=204, headers={"Allow": allow})
+                else:
+                    response = JSONResponse(
+                        status_code=405,
+                        content={"code": "method_not_allowed", "message": f"该地址不支持此方法（可用：{allow}）"},
+                        headers={"Allow": allow},
+                    )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class CodecCors:
     """CORS for the Temporal UI's origin on /codec (credentials allowed: the UI may send them)."""
 
@@ -166,6 +215,29 @@ class CodecCors:
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def add_case_links(spec: dict[str, object]) -> dict[str, object]:
+    """OpenAPI links from the case POST /intakes answers to every /intakes/{case_id}/… operation, so a
+    client (and schemathesis's stateful phase) can follow a created case through its routes."""
+    paths = spec.get("paths")
+    if not isinstance(paths, dict):
+        return spec
+    links: dict[str, object] = {}
+    for path, ops in paths.items():
+        if not str(path).startswith("/intakes/{case_id}"):
+            continue
+        for method, op in ops.items():
+            if isinstance(op, dict) and op.get("operationId"):
+                links[op["operationId"]] = {
+                    "operationId": op["operationId"],
+                    "parameters": {"case_id": "$response.body#/id"},
+                    "description": f"{method.upper()} {path} of the case just created",
+                }
+    created = paths.get("/intakes", {}).get("post", {}).get("responses", {}).get("201")
+    if isinstance(created, dict) and links:
+        created["links"] = links
+    return spec
 
 
 def create_app(
@@ -227,6 +299,7 @@ def create_app(
         f"http://127.0.0.1:{settings.temporal_ui_port}",
         f"http://localhost:{settings.temporal_ui_port}",
     ]
+    app.add_middleware(AllowedMethods)
     app.add_middleware(CodecCors, origins=origins)
     # Outermost: every answer (a 503 of the deadline too) carries the request id and is counted.
     app.add_middleware(RequestTelemetry)
@@ -241,6 +314,15 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(staff.router)
     app.include_router(codec.router)
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_case_links(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     if not settings.metrics_port:
 

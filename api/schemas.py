@@ -6,14 +6,14 @@ time zone are read as Beijing time (Asia/Shanghai), the company's clock.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from api.errors import ApiError
 from domain import phone
 from domain.enums import (
     Gender,
@@ -55,18 +55,34 @@ def localize(value: datetime) -> datetime:
     return value.replace(tzinfo=COMPANY_TZ) if value.tzinfo is None or value.utcoffset() is None else value
 
 
+def _iso_only(value: Any) -> Any:
+    # A query string like "0.5" or "1700000000" would be read as seconds since 1970 (pydantic accepts
+    # Unix times): refuse anything that is not an ISO 8601 date or date-time, as the schema says.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value.strip()):
+        raise PydanticCustomError("iso_datetime", "时间须为 ISO 8601 格式，例如 2030-05-01T10:00:00+08:00")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("iso_datetime", "时间须为 ISO 8601 格式，例如 2030-05-01T10:00:00+08:00")
+    return value
+
+
+# A time in a query string or body: ISO 8601 only (never a Unix number).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
 def query_time(value: datetime | None, name: str) -> datetime | None:
-    """A time from a query string: Beijing time when it has no zone; 422 when out of range."""
+    """A time from a query string: Beijing time when it has no zone; a filter bound far outside the
+    years any case can have (before 1900, after 2200) is clamped to them: it simply matches nothing
+    more (the schema's date-time allows any year, so refusing it would refuse a valid request)."""
     if value is None:
         return None
     value = localize(value)
+    low = datetime(MIN_YEAR, 1, 1, tzinfo=ZoneInfo("UTC"))
+    high = datetime(MAX_YEAR, 12, 31, 23, 59, 59, tzinfo=ZoneInfo("UTC"))
     try:
-        value.astimezone(ZoneInfo("UTC"))
-    except OverflowError as exc:
-        raise ApiError(422, "invalid_payload", f"{name} 超出范围") from exc
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ApiError(422, "invalid_payload", f"{name} 超出范围（{MIN_YEAR}–{MAX_YEAR} 年）")
-    return value
+        utc = value.astimezone(ZoneInfo("UTC"))
+    except OverflowError:
+        return low if value.year < MIN_YEAR + 1 else high
+    return min(max(utc, low), high)
 
 
 class RequestModel(BaseModel):
@@ -105,7 +121,14 @@ def normalize_phone(raw: str) -> str:
 
 Phone = Annotated[
     str,
-    Field(min_length=1, max_length=32, description="客户手机号；自动去掉空格、短横线和 +86", examples=["138 1234 5678"]),
+    Field(
+        min_length=1,
+        max_length=32,
+        description="中国大陆手机号 1[3-9]XXXXXXXXX；自动去掉空格、括号、短横线和 +86 / 0086 / 86 前缀",
+        examples=["138 1234 5678"],
+        # The schema states the rule; the validator below enforces it with the message staff read.
+        json_schema_extra={"pattern": phone.INPUT_PATTERN},
+    ),
     AfterValidator(normalize_phone),
 ]
 

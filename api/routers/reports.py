@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from api import queries
 from api.deps import CurrentUser, ResourcesDep, bounded, require_roles
-from api.errors import R401, R403, R422, R503, ApiError, responses
-from api.schemas import AllocationReport, AllocationRow, SlaReport, SlaRow, StaffBrief, query_time
+from api.errors import R401, R403, R422_PERIOD, R503, ApiError, responses
+from api.schemas import AllocationReport, AllocationRow, IsoTime, SlaReport, SlaRow, StaffBrief, query_time
 from domain.enums import SOURCE_LABELS, STEP_LABELS, Role, Scenario, Source, StepName
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -24,7 +24,7 @@ MAX_PERIOD = timedelta(days=400)
     "/sla",
     response_model=SlaReport,
     summary="时效报表（经理、总经理）",
-    responses=responses(R401, R403, R422, R503),
+    responses=responses(R401, R403, R422_PERIOD, R503),
 )
 async def sla_report(
     user: Reader,
@@ -32,8 +32,8 @@ async def sla_report(
     group_by: Annotated[
         Literal["none", "source", "manager", "designer"], Query(description="分组：来源 / 经理 / 设计师")
     ] = "none",
-    created_from: Annotated[datetime | None, Query(description="案例创建时间起（默认 30 天前）")] = None,
-    created_to: Annotated[datetime | None, Query(description="案例创建时间止（默认现在）")] = None,
+    created_from: Annotated[IsoTime | None, Query(description="案例创建时间起（默认 30 天前）")] = None,
+    created_to: Annotated[IsoTime | None, Query(description="案例创建时间止（默认现在）")] = None,
     source: Annotated[Source | None, Query(description="只看某个来源")] = None,
     scenario: Annotated[Scenario | None, Query(description="只看某种情况")] = None,
 ) -> SlaReport:
@@ -90,13 +90,13 @@ async def sla_report(
     "/allocation",
     response_model=AllocationReport,
     summary="客户分配公平性报表（经理、总经理）",
-    responses=responses(R401, R403, R422, R503),
+    responses=responses(R401, R403, R422_PERIOD, R503),
 )
 async def allocation_report(
     user: Reader,
     res: ResourcesDep,
-    period_from: Annotated[datetime | None, Query(alias="from", description="起（默认 30 天前）")] = None,
-    period_to: Annotated[datetime | None, Query(alias="to", description="止（默认现在）")] = None,
+    period_from: Annotated[IsoTime | None, Query(alias="from", description="起（默认 30 天前）")] = None,
+    period_to: Annotated[IsoTime | None, Query(alias="to", description="止（默认现在）")] = None,
 ) -> AllocationReport:
     """Per designer, from the allocation ledger: cases given, overrides of the suggestion, open cases."""
     now = datetime.now(UTC)
