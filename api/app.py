@@ -166,32 +166,47 @@ class AllowedMethods:
             self._paths = sorted(table, key=lambda t: t[0].pattern.count("[^/]+"))
         return self._paths
 
+    def _allow(self, scope: Scope) -> str | None:
+        root = scope.get("app")
+        if not isinstance(root, FastAPI):
+            return None
+        path = scope.get("path", "")
+        documented = next((m for rx, m in self._table(root) if rx.match(path)), None)
+        return ", ".join(sorted(documented | {"OPTIONS"})) if documented else None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
-        is_preflight = method == "OPTIONS" and any(
-            k == b"access-control-request-method" for k, _ in scope.get("headers") or []
-        )
-        root = scope.get("app")
-        if not is_preflight and isinstance(root, FastAPI):
-            path = scope.get("path", "")
-            documented = next((m for rx, m in self._table(root) if rx.match(path)), None)
-            if documented and (method == "OPTIONS" or method not in documented | {"HEAD"}):
-                allow = ", ".join(sorted(documented | {"OPTIONS"}))
-                response: Response
-                if method == "OPTIONS":
-                    response = Response(status_code=204, headers={"Allow": allow})
-                else:
-                    response = JSONResponse(
+        headers = scope.get("headers") or []
+        if scope["method"] == "OPTIONS" and not any(k == b"access-control-request-method" for k, _ in headers):
+            allow = self._allow(scope)
+            if allow:
+                await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # Any other request goes to the app as is (no table lookup on the hot path); only a 405 it
+        # answers is replaced by one naming every method of the path.
+        replaced = False
+
+        async def send_405_with_allow(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allow = self._allow(scope)
+                if allow:
+                    replaced = True
+                    await JSONResponse(
                         status_code=405,
                         content={"code": "method_not_allowed", "message": f"该地址不支持此方法（可用：{allow}）"},
                         headers={"Allow": allow},
-                    )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                    )(scope, receive, send)
+                    return
+            if replaced:
+                return  # the app's own 405 body
+            await send(message)
+
+        await self.app(scope, receive, send_405_with_allow)
 
 
 class CodecCors:
