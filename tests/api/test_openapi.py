@@ -154,7 +154,8 @@ async def test_schemathesis_all_checks_all_phases(api: Api, tmp_path: Path) -> N
             "--warnings", "off",
         ]
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"}
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path,  # its cache (.schemathesis/) stays out of the tree
         )
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
     finally:
