@@ -89,8 +89,14 @@ async def test_continue_as_new_keeps_the_case(client: Client, task_queue: str) -
         s = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
         assert [n.text for n in s.notes] == [f"备注 {i}" for i in range(45)]
         assert {o.step for o in s.open_steps} == {StepName.callback}
-        # the state stays bounded: timeline entries already written live in PostgreSQL only
-        assert len(s.events) <= p.events_kept
+        # the state stays bounded: timeline entries already written live in PostgreSQL only. Notes that
+        # reached the new run after continue-as-new are trimmed at its next write (projection grace),
+        # so under load the bound holds a few seconds later, not at once.
+        async def bounded() -> bool:
+            st = await client.get_workflow_handle(h.id).query(IntakeWorkflow.state)
+            return len(st.events) <= p.events_kept
+
+        await until(bounded, timeout=30)
         assert sum(1 for c in fakes.changes for e in c.events if e.kind == "note") == 45
         # an Idempotency-Key from before continue-as-new is still recognised: answered, not applied
         again = await client.get_workflow_handle(h.id).execute_update(
