@@ -28,7 +28,9 @@ class CliError(Exception):
 
 
 def _log_setup(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from observability import configure_logging
+
+    configure_logging(level, fmt=get_settings().log_format)
 
 
 def _note(text: str) -> None:
@@ -79,6 +81,9 @@ def resolved_settings(settings: Settings) -> Settings:
     dsn, embedded = resolve_database(settings)
     if embedded:
         asyncio.run(migrate(dsn))
+        import devstack  # the embedded stack's payload key lives beside its database
+
+        settings = devstack.ensure_payload_keys(settings)
     if not settings.temporal_address:
         _note(
             f"No INTAKE_TEMPORAL_ADDRESS set: using the dev server at {temporal_address(settings)}"
@@ -170,7 +175,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     _log_setup()
     resolved = resolved_settings(settings)
-    uvicorn.run(create_app(resolved), host=resolved.api_host, port=resolved.api_port, log_level="info")
+    uvicorn.run(
+        create_app(resolved), host=resolved.api_host, port=resolved.api_port, log_level="info",
+        log_config=None, access_log=False,  # JSON lines from our own handler and access middleware
+    )
     return 0
 
 
@@ -234,7 +242,9 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
                 )
             except StaffError as exc:
                 raise CliError(f"{exc.code}: {exc.message}") from exc
-            token = await repo.issue_token(staff_id=staff.id, label=args.token_label)
+            token = await repo.issue_token(
+                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days
+            )
         level = f", {staff.level.value}" if staff.level else ""
         print(f"added staff #{staff.id}: {staff.name} ({staff.role.value}{level})")
         print("bearer token (shown once; only its hash is stored):")
@@ -278,7 +288,9 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
             if staff is None:
                 raise CliError(f"no staff member #{args.id}")
             revoked = await repo.revoke_tokens(staff_id=staff.id) if args.revoke_others else 0
-            token = await repo.issue_token(staff_id=staff.id, label=args.token_label)
+            token = await repo.issue_token(
+                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days
+            )
         if args.revoke_others:
             print(f"revoked {revoked} earlier token(s) of #{staff.id}")
         print(f"new bearer token for #{staff.id} {staff.name} ({staff.role.value}); shown once:")
@@ -309,6 +321,23 @@ def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
     return _run(main())
 
 
+def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """Revoke every token of a staff member without issuing a new one."""
+    from activities.staff import StaffRepository
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            repo = StaffRepository(pool)
+            staff = await repo.get(staff_id=args.id)
+            if staff is None:
+                raise CliError(f"no staff member #{args.id}")
+            revoked = await repo.revoke_tokens(staff_id=staff.id)
+        print(f"revoked {revoked} token(s) of #{staff.id} {staff.name}; no new token issued")
+        return 0
+
+    return _run(main())
+
+
 def cmd_staff_signout(args: argparse.Namespace, settings: Settings) -> int:
     """End every console session and unused sign-in link of a staff member (a lost phone)."""
     from activities.sessions import SessionRepository
@@ -321,6 +350,66 @@ def cmd_staff_signout(args: argparse.Namespace, settings: Settings) -> int:
                 raise CliError(f"no staff member #{args.id}")
             ended = await SessionRepository(pool).revoke_all(staff_id=staff.id)
         print(f"#{staff.id} {staff.name}: {ended} console session(s) ended, unused sign-in links revoked")
+        return 0
+
+    return _run(main())
+
+
+STATUS_WORDS = {"active": StaffStatus.active, "leave": StaffStatus.on_leave, "on_leave": StaffStatus.on_leave,
+                "left": StaffStatus.inactive, "inactive": StaffStatus.inactive}
+
+
+def staff_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields `intake staff edit` changes, validated as `staff add` validates them."""
+    changes: dict[str, Any] = {}
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.role is not None:
+        changes["role"] = Role(args.role)
+        if changes["role"] != Role.designer and args.level is None:
+            changes["level"] = None
+    if args.level is not None:
+        changes["level"] = None if args.level == "none" else Level(args.level)
+    if args.communities is not None:
+        changes["communities"] = [c.strip() for c in args.communities.replace("，", ",").split(",") if c.strip()]
+    if args.office_hours is not None:
+        changes["office_schedule"] = parse_office_hours(args.office_hours)
+    if args.max_open_cases is not None:
+        if args.max_open_cases < 0:
+            raise CliError("--max-open-cases must be 0 or more (use --clear-max-open-cases for the policy default)")
+        changes["max_open_cases"] = args.max_open_cases
+    if args.clear_max_open_cases:
+        changes["max_open_cases"] = None
+    if args.weight is not None:
+        if args.weight <= 0:
+            raise CliError("--weight must be above 0")
+        changes["weight"] = args.weight
+    if args.status is not None:
+        changes["status"] = STATUS_WORDS[args.status]
+    if not changes:
+        raise CliError("nothing to change: give at least one option (see intake staff edit --help)")
+    return changes
+
+
+def cmd_staff_edit(args: argparse.Namespace, settings: Settings) -> int:
+    """Change a staff member: level, communities, schedule, capacity, role, leave / active / left."""
+    from activities.staff import StaffError, StaffRepository
+
+    changes = staff_changes(args)
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            try:
+                staff = await StaffRepository(pool).update(staff_id=args.id, changes=changes)
+            except StaffError as exc:
+                raise CliError(f"{exc.code}: {exc.message}") from exc
+        if staff is None:
+            raise CliError(f"no staff member #{args.id}")
+        level = f", {staff.level.value}" if staff.level else ""
+        print(f"#{staff.id} {staff.name} ({staff.role.value}{level}), {staff.status.value}:"
+              f" changed {', '.join(sorted(changes))}")
+        if staff.status == StaffStatus.inactive:
+            print("left: every token revoked, no access")
         return 0
 
     return _run(main())
@@ -409,6 +498,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("signout", help="end every console session of a staff member (lost phone)")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_staff_signout)
+
+    p = ssub.add_parser("revoke", help="revoke every token of a staff member (no new token is issued)")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_staff_revoke)
+
+    p = ssub.add_parser("edit", help="change a staff member (level, communities, schedule, capacity, role, status)")
+    p.add_argument("id", type=int)
+    p.add_argument("--name")
+    p.add_argument("--role", choices=[r.value for r in Role])
+    p.add_argument("--level", choices=[lv.value for lv in Level] + ["none"], help="designers only")
+    p.add_argument("--communities", help="compounds covered, comma-separated (replaces the list; '' clears)")
+    p.add_argument("--office-hours", help='in-office schedule, e.g. "0-4=09:00-18:00;5=10:00-16:00" (replaces)')
+    p.add_argument("--max-open-cases", type=int, help="maximum open cases (overrides the policy)")
+    p.add_argument("--clear-max-open-cases", action="store_true", help="back to the policy's maximum")
+    p.add_argument("--weight", type=float, help="rotation weight")
+    p.add_argument(
+        "--status", choices=sorted(STATUS_WORDS),
+        help="active; leave (no new cases); left (no access at all, tokens revoked)",
+    )
+    p.set_defaults(func=cmd_staff_edit)
 
     p = ssub.add_parser("leave", help="mark a staff member on leave (no new cases)")
     p.add_argument("id", type=int)

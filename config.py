@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     request_timeout_seconds: float = 5.0
+    # Security (SPEC §12): bearer tokens expire this many days after they are issued.
+    token_ttl_days: float = Field(default=90.0, gt=0)
+    # Operations (SPEC §12): logs as JSON lines (or text); /metrics on the API's port unless a port
+    # of its own is set; the worker's Temporal SDK metrics on worker_metrics_port (off when unset).
+    log_format: Literal["json", "text"] = "json"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"  # where a separate metrics port (API or worker) listens
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Encrypted payloads (SPEC §12): "k2:<base64>,k1:<base64>", the first encrypts, all decrypt. No
+    # default: the dev stack generates one into data_dir; deployed code refuses to start without one
+    # unless payload_encryption is "off" (a deliberate choice, e.g. a throwaway test server).
+    payload_keys: SecretStr | None = None
+    payload_encryption: Literal["required", "off"] = "required"
+    # Origins allowed to call the codec endpoint (the Temporal UI); empty: the dev UI on temporal_ui_port.
+    codec_cors_origins: list[str] = Field(default_factory=list)
 
     # Staff console (网页工作台, /console): the address staff open (in sign-in links; empty means
     # http://<api_host>:<api_port>), how long a session lasts, how long a sign-in link stays valid,

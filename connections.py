@@ -3,8 +3,8 @@
 The API, the worker and the `intake` commands import these; so does the dev stack (devstack.py),
 never the other way round: deployed code imports nothing from the dev stack.
 
-- :func:`connect_temporal` - the only place a Temporal client is built (pydantic data converter,
-  namespace, TLS or API key).
+- :func:`connect_temporal` - the only place a Temporal client is built (pydantic data converter with
+  the AES-GCM payload codec, namespace, TLS or API key).
 - :func:`temporal_address` - the configured address, else the local dev server's.
 - :func:`tls_config` - TLS / mTLS for the Temporal client, from settings.
 - :func:`create_pool` - a PostgreSQL pool whose every wait (connect, statement, cancellation) is
@@ -19,6 +19,8 @@ from pathlib import Path
 import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from config import PROJECT_ROOT, Settings
@@ -47,15 +49,54 @@ def tls_config(settings: Settings) -> bool | TLSConfig:
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    """Connect to Temporal: pydantic data converter, namespace, and mTLS or API key from settings."""
+def data_converter_for(settings: Settings) -> DataConverter:
+    """The pydantic data converter with the AES-GCM payload codec of INTAKE_PAYLOAD_KEYS (codec.py).
+
+    Without keys this refuses, unless INTAKE_PAYLOAD_ENCRYPTION=off says plain payloads are meant.
+    """
+    from codec import data_converter, parse_keys
+
+    if settings.payload_keys is not None:
+        return data_converter(parse_keys(settings.payload_keys.get_secret_value()))
+    if settings.payload_encryption == "off":
+        return pydantic_data_converter
+    raise ValueError(
+        "INTAKE_PAYLOAD_KEYS is not set: case payloads would reach Temporal unencrypted. Set a key"
+        " (python -c 'import codec; print(codec.new_key_spec())') or INTAKE_PAYLOAD_ENCRYPTION=off"
+    )
+
+
+_metrics_runtimes: dict[str, Runtime] = {}
+
+
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime exporting the SDK's metrics (workers, polls, task latency) for Prometheus at
+    `bind_address` (host:port); one per address and process (the exporter owns the port)."""
+    if bind_address not in _metrics_runtimes:
+        _metrics_runtimes[bind_address] = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address))
+        )
+    return _metrics_runtimes[bind_address]
+
+
+async def connect_temporal(settings: Settings, *, worker_metrics: bool = False) -> Client:
+    """Connect to Temporal: pydantic data converter, namespace, and mTLS or API key from settings.
+
+    `worker_metrics`: the client's runtime exports the SDK's Prometheus metrics on
+    ``worker_metrics_port`` (the worker process sets it; workers built on this client report there).
+    """
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    runtime = None
+    converter = data_converter_for(settings)
+    if worker_metrics and settings.worker_metrics_port:
+        runtime = metrics_runtime(f"{settings.metrics_host}:{settings.worker_metrics_port}")
     return await Client.connect(
         temporal_address(settings),
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         tls=tls_config(settings),
         api_key=api_key,
+        runtime=runtime,
     )
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import asyncpg
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
@@ -47,6 +48,7 @@ from domain.enums import Level, Role
 log = logging.getLogger("intake.dev")
 
 TOKENS_FILE_NAME = "demo-tokens.txt"
+PAYLOAD_KEYS_FILE_NAME = "payload-keys"
 TEMPORAL_DB_NAME = "temporal.db"
 TEMPORAL_LOG_NAME = "temporal.log"
 PG_DIR_NAME = "pg"
@@ -206,6 +208,27 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return _set
 
 
+def ensure_payload_keys(settings: Settings) -> Settings:
+    """Settings with payload keys: the configured ones, else the dev stack's own key in data_dir
+    (generated on the first run, 0600; never committed: data_dir is ignored by git)."""
+    if settings.payload_keys is not None:
+        return settings
+    path = settings.data_dir / PAYLOAD_KEYS_FILE_NAME
+    if not path.exists():
+        from codec import new_key_spec
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(path, new_key_spec("dev1") + "\n")
+        _say(f"Payload key: generated {path} (keep it: cases in Temporal are encrypted with it)")
+    return settings.model_copy(update={"payload_keys": SecretStr(path.read_text(encoding="utf-8").strip())})
+
+
+def codec_endpoint(settings: Settings) -> str:
+    """The API's codec endpoint as the Temporal UI calls it."""
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    return f"http://{host}:{settings.api_port}/codec"
+
+
 def temporal_dev_command(settings: Settings) -> list[str]:
     """The `temporal server start-dev` command line of the dev stack."""
     cmd = [
@@ -220,6 +243,9 @@ def temporal_dev_command(settings: Settings) -> list[str]:
         str(settings.temporal_port),
         "--ui-port",
         str(settings.temporal_ui_port),
+        # The UI decrypts payloads through the API (allowed staff only; see api/routers/codec.py).
+        "--ui-codec-endpoint",
+        codec_endpoint(settings),
         "--namespace",
         settings.temporal_namespace,
         "--log-level",
@@ -302,7 +328,7 @@ async def wait_for_temporal(
                 + server.log_tail()
             )
         try:
-            client = await connect_temporal(settings)
+            client = await connect_temporal(settings, worker_metrics=True)
             await client.operator_service.list_search_attributes(
                 ListSearchAttributesRequest(namespace=settings.temporal_namespace)
             )
@@ -527,7 +553,10 @@ def _api_server(app: Any, settings: Settings) -> Any:
             yield
 
     return Server(
-        uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info", lifespan="on")
+        uvicorn.Config(
+            app, host=settings.api_host, port=settings.api_port, log_level="info", lifespan="on",
+            log_config=None, access_log=False,
+        )
     )
 
 
@@ -687,6 +716,10 @@ class DevStack:
         ]
         if self.temporal is not None:
             lines.append(f"  Temporal Web UI     http://127.0.0.1:{s.temporal_ui_port}")
+            lines.append(
+                f"  Codec endpoint      {codec_endpoint(s)}  (payloads are encrypted; to read them in the"
+                f" UI, a manager sets Codec Server to {codec_endpoint(s)}/k/<token>)"
+            )
         lines += [
             f"  Temporal            {s.temporal_address}  (namespace {s.temporal_namespace})",
             f"  PostgreSQL          {'embedded, ' + str(self.pg.pgdata) if self.pg else 'configured URL'}",
@@ -722,6 +755,7 @@ class DevStack:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock_data_dir(s.data_dir)
+        self.settings = s = ensure_payload_keys(s)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)

@@ -104,7 +104,7 @@ async def run_worker(
         # Only `intake dev` / `intake worker` resolve the embedded dev database; a deployed worker
         # must never quietly start a throwaway PostgreSQL of its own.
         raise RuntimeError("INTAKE_DATABASE_URL is not set")
-    client = client or await connect_temporal(settings)
+    client = client or await connect_temporal(settings, worker_metrics=True)
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     stop = stop or asyncio.Event()
     try:
@@ -120,8 +120,11 @@ async def run_worker(
 
 def main() -> None:
     """Console entry: run the worker with settings from the environment."""
-    logging.basicConfig(level=logging.INFO)
-    asyncio.run(run_worker(get_settings()))
+    from observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(logging.INFO, fmt=settings.log_format)
+    asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

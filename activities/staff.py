@@ -154,16 +154,61 @@ class StaffRepository:
             "UPDATE staff SET status = $2, updated_at = now() WHERE id = $1", staff_id, status.value
         )
 
-    async def issue_token(self, *, staff_id: int, label: str | None = None) -> str:
-        """Create a new bearer token; returns it once, stores only its hash."""
+    async def issue_token(self, *, staff_id: int, label: str | None = None, ttl_days: float | None = None) -> str:
+        """Create a new bearer token (expiring after `ttl_days` when given); returns it once, stores only its hash."""
         token = "itk_" + secrets.token_urlsafe(32)
         await self._pool.execute(
-            "INSERT INTO staff_tokens (staff_id, token_hash, label) VALUES ($1, $2, $3)",
+            "INSERT INTO staff_tokens (staff_id, token_hash, label, expires_at) VALUES ($1, $2, $3,"
+            " CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + $4::float8 * interval '1 day' END)",
             staff_id,
             hash_token(token),
             label,
+            ttl_days,
         )
         return token
+
+    async def update(self, *, staff_id: int, changes: dict[str, Any]) -> Staff | None:
+        """Change some of a staff member's fields (name, role, level, communities, office_schedule,
+        max_open_cases, weight, status); None when there is no such member. Leaving (inactive) also
+        revokes every token, so coming back needs a new one."""
+        allowed = {"name", "role", "level", "communities", "office_schedule", "max_open_cases", "weight", "status"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise StaffError("invalid_staff", f"不能修改的字段: {', '.join(sorted(unknown))}")
+        current = await self.get(staff_id=staff_id)
+        if current is None:
+            return None
+        merged = current.model_copy(update=changes)
+        if merged.role == Role.designer and merged.level is None:
+            raise StaffError("level_required", "设计师必须有级别 (chief/senior/designer/junior)")
+        if merged.role != Role.designer and merged.level is not None:
+            raise StaffError("invalid_staff", "只有设计师有级别")
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    f"UPDATE staff SET name = $2, role = $3, level = $4, communities = $5, office_schedule = $6,"
+                    f" max_open_cases = $7, weight = $8, status = $9, updated_at = now() WHERE id = $1"
+                    f" RETURNING {_COLUMNS}",
+                    staff_id,
+                    merged.name,
+                    Role(merged.role).value,
+                    Level(merged.level).value if merged.level else None,
+                    list(merged.communities),
+                    _schedule_to_db(merged.office_schedule),
+                    merged.max_open_cases,
+                    merged.weight,
+                    StaffStatus(merged.status).value,
+                )
+                if merged.status == StaffStatus.inactive:
+                    await conn.execute(
+                        "UPDATE staff_tokens SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL",
+                        staff_id,
+                    )
+        except asyncpg.UniqueViolationError as exc:
+            raise StaffError("staff_exists", "该手机号已登记为该角色") from exc
+        except asyncpg.CheckViolationError as exc:
+            raise StaffError("invalid_staff", f"员工信息不合法: {exc.constraint_name}") from exc
+        return _row_to_staff(row) if row else None
 
     async def revoke_tokens(self, *, staff_id: int) -> int:
         """Revoke every live token of a staff member (a lost phone, someone leaving); returns how many."""
@@ -172,13 +217,17 @@ class StaffRepository:
         )
         return int(result.split()[-1])
 
-    async def by_token(self, *, token: str) -> Staff | None:
-        """The active staff member owning a bearer token, if the token is valid and not revoked."""
+    async def by_token(self, *, token: str, max_age_days: float | None = None) -> Staff | None:
+        """The staff member (active or on leave) owning a bearer token, if the token is valid: not revoked,
+        not past its `expires_at`, and (when `max_age_days` is given) issued less than that long ago."""
         # Looked up by the token's sha256: timing reveals nothing about the token itself, and a
         # database equality on a hash of a 256-bit secret needs no constant-time compare after it.
+        # The age bound is checked here too, so lowering the setting shortens every live token at once.
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM staff WHERE status <> 'inactive' AND id = (SELECT staff_id FROM staff_tokens"
-            " WHERE token_hash = $1 AND revoked_at IS NULL)",
+            " WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+            " AND ($2::float8 IS NULL OR created_at > now() - $2::float8 * interval '1 day'))",
             hash_token(token),
+            max_age_days,
         )
         return _row_to_staff(row) if row else None

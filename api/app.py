@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -23,7 +23,8 @@ from activities.storage import RecordingStore
 from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
-from api.routers import actions, health, intakes, me, recordings, reports
+from api.routers import actions, audit, codec, health, intakes, me, recordings, reports, staff
+from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text
 from config import Settings, get_settings
 from domain.policy import Policy
 
@@ -54,6 +55,9 @@ TAGS = [
     {"name": "actions", "description": "办理：完成步骤、改期、更换人员、结案、备注"},
     {"name": "me", "description": "我的待办"},
     {"name": "reports", "description": "报表（经理、总经理）"},
+    {"name": "audit", "description": "审计：客户手机号查看记录（经理、总经理）"},
+    {"name": "staff", "description": "员工管理（管理员）：资料、在岗/休假/离职、令牌吊销"},
+    {"name": "codec", "description": "Temporal UI 编解码服务：解密流程载荷（经理、总经理、管理员）"},
     {"name": "health", "description": "健康检查"},
 ]
 
@@ -156,6 +160,115 @@ class RequestDeadline:
         await JSONResponse(status_code=err.status, content=err.body(), headers=err.headers)(scope, receive, send)
 
 
+class AllowedMethods:
+    """OPTIONS on a documented path answers 204 with the methods its OpenAPI document lists; a method
+    it does not list answers 405 with the same full ``Allow`` (Starlette's own 405 names only the
+    first matching route's methods). Paths not in the document go on to the app unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._paths: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def _table(self, root: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+        if self._paths is None:
+            table = []
+            for path, ops in root.openapi().get("paths", {}).items():
+                rx = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
+                methods = frozenset(m.upper() for m in ops if m in ("get", "post", "put", "patch", "delete"))
+                table.append((rx, methods))
+            # Literal paths before templated ones: /intakes/{case_id}/steps/callback is not {step}.
+            self._paths = sorted(table, key=lambda t: t[0].pattern.count("[^/]+"))
+        return self._paths
+
+    def _allow(self, scope: Scope) -> str | None:
+        root = scope.get("app")
+        if not isinstance(root, FastAPI):
+            return None
+        path = scope.get("path", "")
+        documented = next((m for rx, m in self._table(root) if rx.match(path)), None)
+        return ", ".join(sorted(documented | {"OPTIONS"})) if documented else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or []
+        if scope["method"] == "OPTIONS" and not any(k == b"access-control-request-method" for k, _ in headers):
+            allow = self._allow(scope)
+            if allow:
+                await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # Any other request goes to the app as is (no table lookup on the hot path); only a 405 it
+        # answers is replaced by one naming every method of the path.
+        replaced = False
+
+        async def send_405_with_allow(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allow = self._allow(scope)
+                if allow:
+                    replaced = True
+                    await JSONResponse(
+                        status_code=405,
+                        content={"code": "method_not_allowed", "message": f"该地址不支持此方法（可用：{allow}）"},
+                        headers={"Allow": allow},
+                    )(scope, receive, send)
+                    return
+            if replaced:
+                return  # the app's own 405 body
+            await send(message)
+
+        await self.app(scope, receive, send_405_with_allow)
+
+
+class CodecCors:
+    """CORS for the Temporal UI's origin on /codec (credentials allowed: the UI may send them)."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+            allow_credentials=True,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/codec/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def add_case_links(spec: dict[str, object]) -> dict[str, object]:
+    """OpenAPI links from the case POST /intakes answers to every /intakes/{case_id}/… operation, so a
+    client (and schemathesis's stateful phase) can follow a created case through its routes."""
+    paths = spec.get("paths")
+    if not isinstance(paths, dict):
+        return spec
+    links: dict[str, object] = {}
+    for path, ops in paths.items():
+        if not str(path).startswith("/intakes/{case_id}"):
+            continue
+        for method, op in ops.items():
+            if isinstance(op, dict) and op.get("operationId"):
+                links[op["operationId"]] = {
+                    "operationId": op["operationId"],
+                    "parameters": {"case_id": "$response.body#/id"},
+                    "description": f"{method.upper()} {path} of the case just created",
+                }
+    created = paths.get("/intakes", {}).get("post", {}).get("responses", {}).get("201")
+    if isinstance(created, dict) and links:
+        created["links"] = links
+    return spec
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -170,12 +283,37 @@ def create_app(
         settings, temporal_client=temporal_client, pool=pool, policy=policy, recording_store=recording_store
     )
 
+    DB_GAUGES.max_age = settings.metrics_cache_seconds
+
+    async def refresh_db_gauges() -> None:
+        try:
+            pool = await resources.pool()
+        except errors.ApiError:
+            DB_GAUGES.up = 0
+            return
+        await DB_GAUGES.refresh(pool, resources.timeout)
+
+    async def refresh_forever() -> None:
+        # With a metrics port of its own, the scrape is answered from another thread: keep the
+        # database figures fresh from here instead.
+        while True:
+            await refresh_db_gauges()
+            await asyncio.sleep(max(settings.metrics_cache_seconds, 1.0))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await resources.warm_up()
+        refresher: asyncio.Task[None] | None = None
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY)
+            refresher = asyncio.create_task(refresh_forever())
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             await resources.aclose()
 
     app = FastAPI(
@@ -197,6 +335,15 @@ def create_app(
         limit=settings.request_timeout_seconds + REQUEST_TIMEOUT_MARGIN_SECONDS,
         upload_limit=settings.recordings_upload_timeout_seconds,
     )
+    # The Temporal UI calls the codec endpoint from its own origin: CORS there, and only there.
+    origins = settings.codec_cors_origins or [
+        f"http://127.0.0.1:{settings.temporal_ui_port}",
+        f"http://localhost:{settings.temporal_ui_port}",
+    ]
+    app.add_middleware(AllowedMethods)
+    app.add_middleware(CodecCors, origins=origins)
+    # Outermost: every answer (a 503 of the deadline too) carries the request id and is counted.
+    app.add_middleware(RequestTelemetry)
     # Set here, not in the lifespan: an ASGI transport without lifespan (tests) still finds them.
     app.state.resources = resources
     errors.install(app)
@@ -206,5 +353,26 @@ def create_app(
     app.include_router(me.router)
     app.include_router(reports.router)
     app.include_router(recordings.router)
+    app.include_router(audit.router)
+    app.include_router(staff.router)
+    app.include_router(codec.router)
     console.install(app)
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_case_links(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    if not settings.metrics_port:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            """Prometheus metrics: HTTP requests, outbox, escalations, overdue steps, reconciler repairs."""
+            await refresh_db_gauges()
+            return Response(metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     return app

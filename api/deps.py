@@ -230,9 +230,14 @@ async def get_current_user(
     if len(token) > 512:
         raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
     pool = await res.pool()
-    staff = await bounded(res, StaffRepository(pool).by_token(token=token))  # inactive staff: None
+    # Revoked, expired, or its owner has left (inactive): None.
+    ttl = res.settings.token_ttl_days
+    staff = await bounded(res, StaffRepository(pool).by_token(token=token, max_age_days=ttl))
     if staff is None:
-        raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
+        raise ApiError(401, "invalid_token", "令牌无效、已过期或已吊销", headers=_UNAUTH_HEADERS)
+    from api import context
+
+    context.set_staff(staff.id)
     return CurrentUser(staff)
 
 
@@ -266,3 +271,31 @@ async def bounded(res: Resources, aw: Awaitable[Any]) -> Any:
     except TimeoutError as exc:
         await res.database_overran()
         raise unavailable("database_unavailable", "数据库响应超时，请稍后重试") from exc
+
+
+async def shown_contact(res: Resources, user: CurrentUser, rows: list[Any], route: str) -> bool:
+    """Whether `user` sees the full contact details of the first row; records every full-phone read.
+
+    For a list, call with all rows: each row the user may see is recorded; the answer is for rows[0].
+    Use :func:`contact_map` to get the answer per row.
+    """
+    allowed = await contact_map(res, user, rows, route)
+    return bool(rows) and allowed[0]
+
+
+async def contact_map(res: Resources, user: CurrentUser, rows: list[Any], route: str) -> list[bool]:
+    """Per row, whether `user` sees the client's full phone; the full reads are recorded (phone_reads)."""
+    from api import context
+    from api.privacy import contact_allowed, record_phone_reads
+
+    allowed = [contact_allowed(user, r) for r in rows]
+    shown = [r["id"] if "id" in r.keys() else r["case_id"] for r, ok in zip(rows, allowed, strict=True) if ok]
+    if shown:
+        pool = await res.pool()
+        await bounded(
+            res,
+            record_phone_reads(
+                pool, staff_id=user.id, case_ids=shown, route=route, request_id=context.request_id()
+            ),
+        )
+    return allowed

@@ -120,7 +120,15 @@ R401: Responses = {401: _resp("unauthenticated / invalid_token：缺少或无效
 R403: Responses = {403: _resp("wrong_role：角色无权操作；not_your_case：不是你的案例")}
 R404: Responses = {404: _resp("case_not_found：没有该案例")}
 R409: Responses = {409: _resp("step_not_open / case_closed / no_meeting / duplicate_open_case / idempotency_in_progress")}
-R422: Responses = {422: _resp("invalid_payload / time_in_past / reason_required / invalid_assignee / …")}
+R422: Responses = {422: _resp(
+    "invalid_payload：字段不合格（类型、长度、取值、手机号 1[3-9]XXXXXXXXX、ISO 8601 时间、1900–2200 年、未知字段）；"
+    "以及结构无法表达的规则：time_in_past（时间须在将来）、reason_required（流失或未按首位推荐须写原因）、"
+    "invalid_assignee（人员须存在、角色相符且在岗）、scenario_source_mismatch（情况与来源不符）、"
+    "idempotency_key_reused（同一 Idempotency-Key 用于不同请求）"
+)}
+R422_PERIOD: Responses = {422: _resp(
+    "invalid_payload：参数不合格（ISO 8601 时间；数字不是时间）；invalid_period：起须早于止，区间最长 400 天"
+)}
 R503: Responses = {
     503: _resp("temporal_unavailable / temporal_timeout / database_unavailable / request_timeout：稍后重试（见 Retry-After）")
 }
@@ -188,9 +196,24 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+# A path id that cannot name anything (not a number, 0, beyond the id range) is answered like an
+# unknown one (SPEC §12): the caller learns nothing more from a malformed id than from a missing one.
+_PATH_IDS = {
+    "case_id": ("case_not_found", "没有编号为 {} 的案例"),
+    "staff_id": ("staff_not_found", "没有编号为 {} 的员工"),
+}
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = _clean_errors(exc.errors())
+    raw = exc.errors()
+    for e in raw:
+        loc = tuple(e.get("loc", ()))
+        if len(loc) >= 2 and loc[0] == "path" and loc[1] in _PATH_IDS:
+            code, text = _PATH_IDS[str(loc[1])]
+            shown = str(e.get("input", ""))[:40]
+            return _json(404, {"code": code, "message": text.format(shown)})
+    errors = _clean_errors(raw)
     first = errors[0] if errors else None
     where = ".".join(str(p) for p in first["loc"][1:]) if first else ""
     message = "请求内容不合格"

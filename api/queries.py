@@ -153,7 +153,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 _LIST_COLUMNS = (
     "c.id, c.workflow_id, c.source, c.scenario, c.stage, c.status, c.outcome, c.client_name,"
     " c.client_phone, c.compound, c.budget, c.overdue, c.escalation_level, c.step_due_at, c.meeting_at,"
-    " c.created_at, c.manager_id, mg.name AS manager_name, c.designer_id, dg.name AS designer_name,"
+    " c.created_at, c.created_by, c.manager_id, mg.name AS manager_name, c.designer_id, dg.name AS designer_name,"
     " c.assistant_id, ag.name AS assistant_name"
 )
 
@@ -192,7 +192,8 @@ async def list_cases(
 
 _TASK_COLUMNS = (
     "s.case_id, s.step_key, s.step, s.attempt, s.owner_role, s.owner_id, s.opened_at, s.due_at,"
-    " s.overdue, s.escalation_level, c.stage, c.source, c.scenario, c.client_name, c.compound"
+    " s.overdue, s.escalation_level, c.stage, c.source, c.scenario, c.client_name, c.compound,"
+    " c.client_phone, c.created_by, c.designer_id, c.assistant_id"
 )
 
 

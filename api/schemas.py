@@ -6,14 +6,14 @@ time zone are read as Beijing time (Asia/Shanghai), the company's clock.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from api.errors import ApiError
 from domain import phone
 from domain.enums import (
     Gender,
@@ -55,18 +55,34 @@ def localize(value: datetime) -> datetime:
     return value.replace(tzinfo=COMPANY_TZ) if value.tzinfo is None or value.utcoffset() is None else value
 
 
+def _iso_only(value: Any) -> Any:
+    # A query string like "0.5" or "1700000000" would be read as seconds since 1970 (pydantic accepts
+    # Unix times): refuse anything that is not an ISO 8601 date or date-time, as the schema says.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value.strip()):
+        raise PydanticCustomError("iso_datetime", "时间须为 ISO 8601 格式，例如 2030-05-01T10:00:00+08:00")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("iso_datetime", "时间须为 ISO 8601 格式，例如 2030-05-01T10:00:00+08:00")
+    return value
+
+
+# A time in a query string or body: ISO 8601 only (never a Unix number).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
 def query_time(value: datetime | None, name: str) -> datetime | None:
-    """A time from a query string: Beijing time when it has no zone; 422 when out of range."""
+    """A time from a query string: Beijing time when it has no zone; a filter bound far outside the
+    years any case can have (before 1900, after 2200) is clamped to them: it simply matches nothing
+    more (the schema's date-time allows any year, so refusing it would refuse a valid request)."""
     if value is None:
         return None
     value = localize(value)
+    low = datetime(MIN_YEAR, 1, 1, tzinfo=ZoneInfo("UTC"))
+    high = datetime(MAX_YEAR, 12, 31, 23, 59, 59, tzinfo=ZoneInfo("UTC"))
     try:
-        value.astimezone(ZoneInfo("UTC"))
-    except OverflowError as exc:
-        raise ApiError(422, "invalid_payload", f"{name} 超出范围") from exc
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ApiError(422, "invalid_payload", f"{name} 超出范围（{MIN_YEAR}–{MAX_YEAR} 年）")
-    return value
+        utc = value.astimezone(ZoneInfo("UTC"))
+    except OverflowError:
+        return low if value.year < MIN_YEAR + 1 else high
+    return min(max(utc, low), high)
 
 
 class RequestModel(BaseModel):
@@ -105,7 +121,14 @@ def normalize_phone(raw: str) -> str:
 
 Phone = Annotated[
     str,
-    Field(min_length=1, max_length=32, description="客户手机号；自动去掉空格、短横线和 +86", examples=["138 1234 5678"]),
+    Field(
+        min_length=1,
+        max_length=32,
+        description="中国大陆手机号 1[3-9]XXXXXXXXX；自动去掉空格、括号、短横线和 +86 / 0086 / 86 前缀",
+        examples=["138 1234 5678"],
+        # The schema states the rule; the validator below enforces it with the message staff read.
+        json_schema_extra={"pattern": phone.INPUT_PATTERN},
+    ),
     AfterValidator(normalize_phone),
 ]
 
@@ -239,7 +262,10 @@ class ClientOut(BaseModel):
     """The client of a case."""
 
     name: str
-    phone: str
+    phone: str = Field(description="手机号；仅经理、总经理、建档人和本案例的设计师/助理可见全号，其他人为 138****5678")
+    contact_visible: bool = Field(
+        default=True, description="true：phone 与 address 为完整信息（已记入查看记录）；false：已遮盖"
+    )
     gender: Gender
     age_range: str | None = None
     compound: str | None = None
@@ -317,7 +343,8 @@ class CaseSummary(BaseModel):
     status: Literal["starting", "open", "closed"] = Field(description="starting 建档中（流程启动中） / open 未结案 / closed 已结案")
     outcome: Outcome | None = None
     client_name: str
-    client_phone: str
+    client_phone: str = Field(description="手机号；无权查看者为 138****5678")
+    contact_visible: bool = Field(default=True, description="client_phone 是否为完整号码")
     compound: str | None = None
     budget: int | None = None
     manager: StaffBrief | None = None
@@ -348,6 +375,8 @@ class TaskCase(BaseModel):
     source: Source
     scenario: Scenario
     client_name: str
+    client_phone: str = Field(description="手机号；无权查看者为 138****5678")
+    contact_visible: bool = Field(default=True, description="client_phone 是否为完整号码")
     compound: str | None = None
 
 
@@ -478,3 +507,101 @@ class AllocationReport(BaseModel):
     period_from: datetime
     period_to: datetime
     rows: list[AllocationRow]
+
+
+class PhoneRead(BaseModel):
+    """One recorded read of a client's full phone: who, when, which case, through which route."""
+
+    id: int
+    at: datetime
+    case_id: int
+    route: str = Field(description="读取途径，例如 GET /intakes/{case_id}")
+    request_id: str | None = Field(default=None, description="请求编号（与日志中的 request_id 对应）")
+    staff: StaffBrief
+    staff_role: Role
+
+
+class PhoneReadList(BaseModel):
+    """Recorded full-phone reads, newest first."""
+
+    items: list[PhoneRead]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- staff management (admin) -------------------------------------------------------------------
+
+OfficePeriod = Annotated[
+    str,
+    Field(
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+        description="在岗时段 HH:MM-HH:MM",
+        examples=["09:00-18:00"],
+    ),
+]
+Weekday = Literal["0", "1", "2", "3", "4", "5", "6"]
+
+
+class StaffOut(BaseModel):
+    """A staff member as the admin manages them."""
+
+    id: int
+    name: str
+    phone: str
+    role: Role
+    level: Level | None = None
+    status: StaffStatus = Field(description="active 在岗 / on_leave 休假（不接新案例） / inactive 离职（无任何访问）")
+    communities: list[str]
+    office_schedule: dict[str, list[str]] = Field(description="星期（0=周一）→ 在岗时段")
+    max_open_cases: int | None = None
+    weight: float
+
+
+class StaffList(BaseModel):
+    """All staff, by id."""
+
+    items: list[StaffOut]
+
+
+class StaffCreate(RequestModel):
+    """A new staff member (a token is issued and shown once)."""
+
+    name: str = Field(min_length=1, max_length=50)
+    phone: Phone
+    role: Role
+    level: Level | None = Field(default=None, description="设计师必填")
+    communities: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+    office_schedule: dict[Weekday, list[OfficePeriod]] = Field(default_factory=dict)
+    max_open_cases: int | None = Field(default=None, ge=0, le=10_000)
+    weight: float = Field(default=1.0, gt=0, le=100)
+
+
+class StaffPatch(RequestModel):
+    """Fields to change; absent fields stay as they are (null clears level or max_open_cases)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=50)
+    role: Role | None = None
+    level: Level | None = None
+    communities: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=50)
+    office_schedule: dict[Weekday, list[OfficePeriod]] | None = None
+    max_open_cases: int | None = Field(default=None, ge=0, le=10_000)
+    weight: float | None = Field(default=None, gt=0, le=100)
+    status: StaffStatus | None = Field(
+        default=None, description="active 在岗 / on_leave 休假（不接新案例） / inactive 离职（吊销全部令牌，无任何访问）"
+    )
+
+
+class IssuedToken(BaseModel):
+    """A bearer token, shown once (only its hash is stored)."""
+
+    staff: StaffOut
+    token: str
+    expires_at: datetime
+
+
+class Revoked(BaseModel):
+    """How many live tokens were revoked."""
+
+    staff_id: int
+    revoked: int

@@ -29,11 +29,11 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.allocation import AllocationActivities, DesignerSuggestion
-from activities.cases import CaseRepository
 from activities.staff import Staff, StaffRepository
 from api import idempotency, queries
-from api.deps import CurrentUser, Resources, bounded, ensure_role
+from api.deps import CurrentUser, Resources, bounded, ensure_role, shown_contact
 from api.errors import ApiError, not_found_case, unavailable
+from api.privacy import mask_phone
 from api.schemas import (
     MAX_ID,
     AllocationReport,
@@ -182,7 +182,7 @@ async def create_case(
             res, idempotency.lookup(pool, staff_id=user.id, key=idempotency_key, req_hash=req_hash)
         )
         if stored is not None:
-            return await _replay(res, pool, stored)
+            return await _replay(res, pool, stored, user)
     client = await res.client()
     repo = StaffRepository(pool)
     received = await bounded(res, _received_by(repo, body, user))
@@ -286,7 +286,7 @@ async def create_case(
                 res, idempotency.lookup(pool, staff_id=user.id, key=idempotency_key, req_hash=req_hash)
             )
             if stored is not None:
-                return await _replay(res, pool, stored)
+                return await _replay(res, pool, stored, user)
         raise
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise unavailable("database_unavailable", "数据库暂时无法访问，请稍后重试") from exc
@@ -295,7 +295,9 @@ async def create_case(
     row = await bounded(res, queries.case_row(pool, case_id))
     if row is None:
         raise not_found_case(case_id)
-    view = case_view(row, opening.state, timeline([], opening.state), "workflow")
+    # The creator typed the phone: the answer carries it in full (and the read is recorded).
+    contact = await shown_contact(res, user, [row], "POST /intakes")
+    view = case_view(row, opening.state, timeline([], opening.state), "workflow", contact=contact)
     body_json = jsonable_encoder(view)
     if idempotency_key:
         try:
@@ -368,19 +370,22 @@ async def _undo_starting(pool: asyncpg.Pool, case_id: int, staff_id: int, key: s
             await conn.execute("DELETE FROM idempotency_keys WHERE staff_id = $1 AND key = $2", staff_id, key)
 
 
-async def _created_view(res: Resources, pool: asyncpg.Pool, client: Client | None, case_id: int) -> CaseView:
+async def _created_view(
+    res: Resources, pool: asyncpg.Pool, client: Client | None, case_id: int, user: CurrentUser
+) -> CaseView:
     row = await bounded(res, queries.case_row(pool, case_id))
     if row is None:
         raise not_found_case(case_id)
+    contact = await shown_contact(res, user, [row], "POST /intakes")
     if client is not None:
         state = await query_state(client, case_id=case_id, timeout=min(res.timeout, QUERY_AFTER_START_SECONDS))
         if state is not None:
-            return case_view(row, state, timeline([], state), "workflow")
+            return case_view(row, state, timeline([], state), "workflow", contact=contact)
     projected = state_from_row(row)
-    return case_view(row, projected, [], "projection" if projected else "created")
+    return case_view(row, projected, [], "projection" if projected else "created", contact=contact)
 
 
-async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record) -> Created:
+async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record, user: CurrentUser) -> Created:
     resp = stored["response"]
     if stored["status_code"] == 201 and isinstance(resp, dict) and resp.get("partial"):
         # The case was committed but its answer not yet stored (or storing it failed): rebuild it.
@@ -388,7 +393,7 @@ async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record) ->
             client: Client | None = await res.client()
         except ApiError:
             client = None
-        view = await _created_view(res, pool, client, int(resp["case_id"]))
+        view = await _created_view(res, pool, client, int(resp["case_id"]), user)
         return Created(201, jsonable_encoder(view), replayed=True)
     return Created(stored["status_code"], resp, replayed=True)
 
@@ -426,7 +431,9 @@ async def case_row(res: Resources, case_id: int) -> asyncpg.Record:
     return row
 
 
-async def get_case(res: Resources, case_id: int, *, fresh: bool = False) -> CaseView:
+async def get_case(
+    res: Resources, case_id: int, *, fresh: bool = False, user: CurrentUser | None = None
+) -> CaseView:
     """The case: stage, open steps (owner, due, overdue, escalation level), assignments, meetings, timeline."""
     pool = await res.pool()
     row = await case_row(res, case_id)
@@ -446,7 +453,8 @@ async def get_case(res: Resources, case_id: int, *, fresh: bool = False) -> Case
             state = state_from_row(row)
             source = "projection" if state is not None else "created"
     assignments = await bounded(res, queries.case_assignments(pool, case_id))
-    return case_view(row, state, timeline(events, state), source, assignments=assignments)
+    contact = await shown_contact(res, user, [row], "GET /intakes/{case_id}") if user is not None else False
+    return case_view(row, state, timeline(events, state), source, assignments=assignments, contact=contact)
 
 
 async def case_messages(
@@ -455,12 +463,23 @@ async def case_messages(
     """The SMS sent (or being sent) to the client of the case; or its staff notices (managers and the
     director see all of them, others only those sent to themselves)."""
     pool = await res.pool()
-    if not await bounded(res, CaseRepository(pool).exists(case_id=case_id)):
+    row = await bounded(res, queries.case_row(pool, case_id))
+    if row is None:
         raise not_found_case(case_id)
     everyone = user is None or user.role in (Role.manager, Role.director) or channel == "sms"
     mine = None if everyone or user is None else user.id
     rows = await bounded(res, queries.case_messages(pool, case_id, channel, mine))
-    return MessageList(case_id=case_id, items=[MessageItem(**dict(r)) for r in rows])
+    if channel != "sms":
+        return MessageList(case_id=case_id, items=[MessageItem(**dict(r)) for r in rows])
+    # The recipient of an SMS is the client's phone: full only for those who may see it (and recorded).
+    contact = bool(rows) and user is not None and await shown_contact(
+        res, user, [row], "GET /intakes/{case_id}/messages"
+    )
+    items = [
+        MessageItem(**{**dict(r), "recipient": r["recipient"] if contact else mask_phone(r["recipient"])})
+        for r in rows
+    ]
+    return MessageList(case_id=case_id, items=items)
 
 
 # --- allocation (shared with the assignment steps) --------------------------------------------
@@ -605,7 +624,10 @@ def _update_id(user: CurrentUser, kind: str, key: str | None) -> str | None:
     return f"api:{user.id}:{kind}:{key}" if key else None
 
 
-async def act(res: Resources, row: asyncpg.Record, update: Any, arg: BaseModel, update_id: str | None) -> CaseView:
+async def act(
+    res: Resources, row: asyncpg.Record, update: Any, arg: BaseModel, update_id: str | None,
+    user: CurrentUser | None = None,
+) -> CaseView:
     """One update; then what it decided is written (projection, outbox, ledger) before the answer."""
     client = await res.client()
     change: CaseChange = await execute_update(
@@ -623,7 +645,13 @@ async def act(res: Resources, row: asyncpg.Record, update: Any, arg: BaseModel, 
         log.warning("case %s: change v%s not written by the API now: %r", row["id"], change.version, exc)
         events, assignments = [], []
         state = state.model_copy(update={"events": change.events})
-    return case_view(row, state, timeline(events, state), "workflow", assignments=assignments)
+    contact = False
+    if user is not None:
+        try:
+            contact = await shown_contact(res, user, [row], "action")
+        except Exception as exc:  # noqa: BLE001 - the action is done; unrecorded means not shown (masked)
+            log.warning("case %s: phone read not recorded, answer masked: %r", row["id"], exc)
+    return case_view(row, state, timeline(events, state), "workflow", assignments=assignments, contact=contact)
 
 
 def step_owner_label(step: StepName) -> str:
@@ -692,7 +720,7 @@ async def complete_step(
         first_suggestion=first, request_id=update_id,
     )
     wf = intake_workflow()
-    return await act(res, row, wf.complete_step, req, update_id)
+    return await act(res, row, wf.complete_step, req, update_id, user)
 
 
 async def reschedule(
@@ -703,7 +731,7 @@ async def reschedule(
     update_id = _update_id(user, "reschedule", idempotency_key)
     req = Reschedule(actor=user.actor(), target=body.target, at=body.at, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await act(res, row, wf.reschedule, req, update_id)
+    return await act(res, row, wf.reschedule, req, update_id, user)
 
 
 async def reassign(
@@ -717,7 +745,7 @@ async def reassign(
     update_id = _update_id(user, "reassign", idempotency_key)
     req = Reassign(actor=user.actor(), role=body.role, staff=ref, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await act(res, row, wf.reassign, req, update_id)
+    return await act(res, row, wf.reassign, req, update_id, user)
 
 
 async def close_case(
@@ -731,7 +759,7 @@ async def close_case(
     update_id = _update_id(user, "close", idempotency_key)
     req = CloseCase(actor=user.actor(), outcome=body.outcome, reason=body.reason, request_id=update_id)
     wf = intake_workflow()
-    return await act(res, row, wf.close, req, update_id)
+    return await act(res, row, wf.close, req, update_id, user)
 
 
 async def add_note(
@@ -744,7 +772,7 @@ async def add_note(
     update_id = _update_id(user, "note", idempotency_key)
     req = AddNote(actor=user.actor(), text=body.text, request_id=update_id)
     wf = intake_workflow()
-    return await act(res, row, wf.add_note, req, update_id)
+    return await act(res, row, wf.add_note, req, update_id, user)
 
 
 # --- reports -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
+from api.privacy import mask_address, mask_phone
 from api.schemas import AssignmentOut, CaseSummary, CaseView, ClientOut, StaffBrief, TaskCase, TaskItem
 from domain.enums import Level, Role, StepName
 from domain.models import CaseEvent, CaseState, StaffRef
@@ -81,16 +82,22 @@ def case_view(
     *,
     now: datetime | None = None,
     assignments: list[asyncpg.Record] | None = None,
+    contact: bool,
 ) -> CaseView:
-    """The case as the API shows it: client data from the row, the rest from the state when known."""
+    """The case as the API shows it: client data from the row, the rest from the state when known.
+
+    `contact`: the caller may see the client's full phone and address (api.privacy.can_see_contact);
+    otherwise both are masked.
+    """
     now = now or datetime.now(UTC)
     client = ClientOut(
         name=row["client_name"],
-        phone=row["client_phone"],
+        phone=row["client_phone"] if contact else mask_phone(row["client_phone"]),
+        contact_visible=contact,
         gender=row["client_gender"],
         age_range=row["client_age_range"],
         compound=row["compound"],
-        address=row["address"],
+        address=row["address"] if contact else mask_address(row["address"]),
         area_m2=float(row["area_m2"]) if row["area_m2"] is not None else None,
         budget=row["budget"],
     )
@@ -173,8 +180,8 @@ def _brief(staff_id: int | None, name: str | None) -> StaffBrief | None:
     return StaffBrief(id=staff_id, name=name or "") if staff_id is not None else None
 
 
-def case_summary(r: asyncpg.Record) -> CaseSummary:
-    """One list line from a list row."""
+def case_summary(r: asyncpg.Record, *, contact: bool) -> CaseSummary:
+    """One list line from a list row (`contact`: the full phone, else masked)."""
     return CaseSummary(
         id=r["id"],
         workflow_id=r["workflow_id"],
@@ -185,7 +192,8 @@ def case_summary(r: asyncpg.Record) -> CaseSummary:
         status=r["status"],
         outcome=r["outcome"],
         client_name=r["client_name"],
-        client_phone=r["client_phone"],
+        client_phone=r["client_phone"] if contact else mask_phone(r["client_phone"]),
+        contact_visible=contact,
         compound=r["compound"],
         budget=r["budget"],
         manager=_brief(r["manager_id"], r["manager_name"]),
@@ -199,8 +207,8 @@ def case_summary(r: asyncpg.Record) -> CaseSummary:
     )
 
 
-def task_item(r: asyncpg.Record, now: datetime) -> TaskItem:
-    """One task line from a task row."""
+def task_item(r: asyncpg.Record, now: datetime, *, contact: bool) -> TaskItem:
+    """One task line from a task row (`contact`: the client's full phone, else masked)."""
     step = StepName(r["step"])
     label = step_label(step, r["attempt"])
     return TaskItem(
@@ -221,6 +229,8 @@ def task_item(r: asyncpg.Record, now: datetime) -> TaskItem:
             source=r["source"],
             scenario=r["scenario"],
             client_name=r["client_name"],
+            client_phone=r["client_phone"] if contact else mask_phone(r["client_phone"]),
+            contact_visible=contact,
             compound=r["compound"],
         ),
     )

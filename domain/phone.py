@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 
 # 11 digits, 1[3-9]XXXXXXXXX (the database checks the same pattern).
-MOBILE = r"1[3-9]\d{9}"
+MOBILE = r"1[3-9][0-9]{9}"  # ASCII digits only (\d would take other scripts' digits too)
 _MOBILE_RE = re.compile(rf"^{MOBILE}$")
 _NOISE_RE = re.compile(r"[\s\-().]")
+
+
+# The same rule as a JSON Schema pattern over the raw input (OpenAPI): noise anywhere, an optional
+# +86 / 0086 / 86 prefix, then the 11 digits.
+_N = r"[\s().-]*"
+INPUT_PATTERN = (
+    rf"^{_N}(?:(?:\+{_N}|0{_N}0{_N})8{_N}6{_N}|8{_N}6{_N})?1{_N}[3-9](?:{_N}[0-9]){{9}}{_N}$"
+)
 
 
 def normalize_phone(raw: str) -> str:

@@ -9,12 +9,12 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import create_pool, migrate
 from domain.constants import SEARCH_ATTRIBUTES
 from tests.support.infra import fresh_database, temporal_binary
+from tests.support.keys import encrypted_converter
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -23,7 +23,8 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
+        # Payloads encrypted as in production (codec.py), with the test-only keys.
+        data_converter=encrypted_converter(),
         dev_server_log_level="error",
     )
     try:
@@ -34,7 +35,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(temporal_env: WorkflowEnvironment) -> Client:
-    """A Temporal client with the pydantic data converter."""
+    """A Temporal client with the pydantic data converter and the payload codec (test keys)."""
     return temporal_env.client
 
 

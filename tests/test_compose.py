@@ -140,3 +140,99 @@ def test_readme_documents_every_setting() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     missing = sorted(name for name in _settings_env_names() if f"`{name}`" not in readme)
     assert not missing, f"README lacks {missing}"
+
+
+# --- security (SPEC §12) --------------------------------------------------------------------------
+
+
+def _ports(service: dict[str, Any]) -> list[str]:
+    return [str(p) for p in service.get("ports") or []]
+
+
+def test_everything_is_published_on_localhost_only(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in _ports(service):
+            assert port.startswith(("127.0.0.1:", "${API_BIND:-127.0.0.1}:")), f"{name} publishes {port}"
+    assert _ports(compose["services"]["api"]) == ["${API_BIND:-127.0.0.1}:8000:8000"]
+
+
+def test_each_service_has_its_own_least_privileged_database_user(compose: dict[str, Any]) -> None:
+    s = compose["services"]
+    users = {name: re.match(r"postgresql://(\w+):", _environment(s[name])["INTAKE_DATABASE_URL"]).group(1)  # type: ignore[union-attr]
+             for name in APP_SERVICES}
+    assert users == {"api": "intake_app", "worker": "intake_app", "migrate": "intake_migrate"}
+    assert _environment(s["temporal"])["POSTGRES_USER"] == "temporal"
+    assert "-u temporal" in _command_text(s["temporal-schema"])
+    pg = s["postgresql"]
+    assert any(str(v).endswith("/docker-entrypoint-initdb.d/10-users.sh:ro") for v in pg["volumes"])
+    env = _environment(pg)
+    for secret in ("POSTGRES_PASSWORD", "TEMPORAL_DB_PASSWORD", "INTAKE_MIGRATE_DB_PASSWORD",
+                   "INTAKE_APP_DB_PASSWORD"):
+        assert ":?" in str(env[secret]), f"{secret} must have no default"
+
+
+def test_payloads_are_encrypted_and_the_ui_decodes_through_the_api(compose: dict[str, Any]) -> None:
+    s = compose["services"]
+    for name in ("api", "worker"):
+        assert ":?" in str(_environment(s[name])["INTAKE_PAYLOAD_KEYS"]), f"{name}: no key, no start"
+    ui = _environment(s["temporal-ui"])
+    assert ui["TEMPORAL_CODEC_ENDPOINT"].endswith("/codec}") or ui["TEMPORAL_CODEC_ENDPOINT"].endswith("/codec")
+    assert "8233" in _environment(s["api"])["INTAKE_CODEC_CORS_ORIGINS"]
+
+
+def test_init_script_gives_the_app_rows_but_no_ddl(tmp_path: Any) -> None:
+    """deploy/postgres-init.sh on a throwaway PostgreSQL (pgserver): migrate as intake_migrate, then the
+    app user writes rows but cannot change the schema or reach Temporal's databases."""
+    import asyncio
+    import os
+    import subprocess
+
+    import asyncpg
+    import pgserver
+
+    from activities.db import migrate
+
+    server = pgserver.get_server(str(tmp_path / "pg"), cleanup_mode="delete")
+    try:
+        uri = server.get_uri()
+        socket_dir = re.search(r"host=([^&]+)", uri).group(1)  # type: ignore[union-attr]
+        bindir = os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin")
+        env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": socket_dir,
+               "PATH": f"{bindir}:{os.environ['PATH']}", "TEMPORAL_DB_PASSWORD": "t",
+               "INTAKE_MIGRATE_DB_PASSWORD": "m", "INTAKE_APP_DB_PASSWORD": "a"}
+        proc = subprocess.run(["sh", str(PROJECT_ROOT / "deploy" / "postgres-init.sh")], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+
+        def dsn(user: str, db: str) -> str:
+            return f"postgresql://{user}:x@/{db}?host={socket_dir}"
+
+        async def check() -> None:
+            await migrate(dsn("intake_migrate", "intake"))
+            app = await asyncpg.connect(dsn("intake_app", "intake"))
+            try:
+                sid = await app.fetchval(
+                    "INSERT INTO staff (name, phone, role) VALUES ('甲', '13900000000', 'manager') RETURNING id"
+                )
+                assert await app.fetchval("SELECT name FROM staff WHERE id = $1", sid) == "甲"
+                await app.execute("UPDATE staff SET name = '乙' WHERE id = $1", sid)
+                for ddl in ("CREATE TABLE x (id int)", "DROP TABLE staff", "ALTER TABLE staff ADD COLUMN y int",
+                            "TRUNCATE staff_tokens"):
+                    try:
+                        await app.execute(ddl)
+                    except asyncpg.InsufficientPrivilegeError:
+                        continue
+                    raise AssertionError(f"intake_app could run {ddl}")
+            finally:
+                await app.close()
+            for user, db in (("intake_app", "temporal"), ("intake_app", "postgres"), ("temporal", "intake")):
+                try:
+                    conn = await asyncpg.connect(dsn(user, db))
+                except asyncpg.InsufficientPrivilegeError:
+                    continue
+                await conn.close()
+                raise AssertionError(f"{user} could connect to {db}")
+
+        asyncio.run(check())
+    finally:
+        server.cleanup()

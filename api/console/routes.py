@@ -35,7 +35,7 @@ from api.console.auth import (
     served_over_https,
     set_session_cookie,
 )
-from api.deps import ResourcesDep, bounded, ensure_role
+from api.deps import ResourcesDep, bounded, contact_map, ensure_role
 from api.errors import ApiError
 from api.schemas import (
     CaseView,
@@ -242,7 +242,8 @@ async def home(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLRespo
     pool = await res.pool()
     rows, total = await bounded(res, queries.my_tasks(pool, staff_id=user.id, role=user.role.value, limit=200, offset=0))
     now = datetime.now(UTC)
-    tasks = [task_item(r, now) for r in rows]
+    allowed = await contact_map(res, user, rows, "console 我的待办")
+    tasks = [task_item(r, now, contact=ok) for r, ok in zip(rows, allowed, strict=True)]
     return render(request, "home.html", user=user, tasks=tasks, total=total, nav="home")
 
 
@@ -299,8 +300,8 @@ async def _case_page(
     failed: dict[str, forms.FormState] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    view = await services.get_case(res, case_id)
-    messages = await services.case_messages(res, case_id)
+    view = await services.get_case(res, case_id, user=user)
+    messages = await services.case_messages(res, case_id, user=user)
     failed = failed or {}
     step_forms: list[dict[str, Any]] = []
     for step in view.open_steps:

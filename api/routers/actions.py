@@ -14,9 +14,10 @@ from fastapi import APIRouter, Body, Depends
 
 from api import services
 from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, require_roles
-from api.errors import R401, R403, R404, R409, R422, R503, ApiError, responses
+from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses
 from api.routers.intakes import CaseId, IdempotencyKey
 from api.schemas import (
+    MAX_ID,
     CaseView,
     CloseRequest,
     NoteRequest,
@@ -133,6 +134,8 @@ for _step in StepName:
 @router.post("/{case_id}/steps/{step}", include_in_schema=False)
 async def unknown_step(case_id: int, step: str, user: CurrentStaff) -> None:
     """Any other step name: 404 unknown_step (the known steps have their own routes above)."""
+    if not 1 <= case_id <= MAX_ID:
+        raise not_found_case(case_id)
     known = "、".join(s.value for s in STEP_PAYLOADS)
     raise ApiError(404, "unknown_step", f"没有这个步骤：{step[:40]}（可用：{known}）")
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
 
 from api import idempotency, queries, services
-from api.deps import CurrentStaff, CurrentUser, ResourcesDep, bounded, require_roles
+from api.deps import CurrentStaff, CurrentUser, ResourcesDep, bounded, contact_map, require_roles
 from api.errors import R401, R403, R404, R409, R422, R503, responses
 from api.schemas import (
     MAX_ID,
@@ -18,6 +17,7 @@ from api.schemas import (
     CaseView,
     Id,
     IntakeCreate,
+    IsoTime,
     MessageList,
     SuggestionList,
     query_time,
@@ -83,8 +83,8 @@ async def list_intakes(
     manager_id: Annotated[Id | None, Query(description="经理ID")] = None,
     source: Annotated[Source | None, Query(description="来源")] = None,
     scenario: Annotated[Scenario | None, Query(description="情况")] = None,
-    created_from: Annotated[datetime | None, Query(description="创建时间起（含）")] = None,
-    created_to: Annotated[datetime | None, Query(description="创建时间止（不含）")] = None,
+    created_from: Annotated[IsoTime | None, Query(description="创建时间起（含）")] = None,
+    created_to: Annotated[IsoTime | None, Query(description="创建时间止（不含）")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000, description="跳过条数（与 cursor 二选一）")] = 0,
     cursor: Annotated[str | None, Query(max_length=200, description="上一页返回的 next_cursor")] = None,
@@ -104,7 +104,8 @@ async def list_intakes(
     keyset = queries.decode_cursor(cursor) if cursor else None
     pool = await res.pool()
     rows, total = await bounded(res, queries.list_cases(pool, flt, limit=limit, offset=offset, cursor=keyset))
-    items = [case_summary(r) for r in rows]
+    allowed = await contact_map(res, user, rows, "GET /intakes")
+    items = [case_summary(r, contact=ok) for r, ok in zip(rows, allowed, strict=True)]
     next_cursor = None
     if len(rows) == limit:
         last = rows[-1]
@@ -127,7 +128,7 @@ async def get_intake(
     ] = False,
 ) -> CaseView:
     """The case: stage, open steps (owner, due, overdue, escalation level), assignments, meetings, timeline."""
-    return await services.get_case(res, case_id, fresh=fresh)
+    return await services.get_case(res, case_id, fresh=fresh, user=user)
 
 
 @router.get(

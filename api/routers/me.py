@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api import queries
-from api.deps import CurrentStaff, ResourcesDep, bounded
+from api.deps import CurrentStaff, ResourcesDep, bounded, contact_map
 from api.errors import R401, R422, R503, responses
 from api.schemas import TaskList
 from api.views import task_item
@@ -29,4 +29,6 @@ async def my_tasks(
         res, queries.my_tasks(pool, staff_id=user.id, role=user.role.value, limit=limit, offset=offset)
     )
     now = datetime.now(UTC)
-    return TaskList(items=[task_item(r, now) for r in rows], total=total, limit=limit, offset=offset)
+    allowed = await contact_map(res, user, rows, "GET /me/tasks")
+    items = [task_item(r, now, contact=ok) for r, ok in zip(rows, allowed, strict=True)]
+    return TaskList(items=items, total=total, limit=limit, offset=offset)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
 from api import services
 from api.deps import CurrentUser, ResourcesDep, require_roles
-from api.errors import R401, R403, R422, R503, responses
-from api.schemas import AllocationReport, SlaReport, query_time
+from api.errors import R401, R403, R422_PERIOD, R503, responses
+from api.schemas import AllocationReport, IsoTime, SlaReport, query_time
 from domain.enums import Role, Scenario, Source
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -22,7 +21,7 @@ Reader = Annotated[CurrentUser, Depends(require_roles(Role.manager, Role.directo
     "/sla",
     response_model=SlaReport,
     summary="时效报表（经理、总经理）",
-    responses=responses(R401, R403, R422, R503),
+    responses=responses(R401, R403, R422_PERIOD, R503),
 )
 async def sla_report(
     user: Reader,
@@ -30,8 +29,8 @@ async def sla_report(
     group_by: Annotated[
         Literal["none", "source", "manager", "designer"], Query(description="分组：来源 / 经理 / 设计师")
     ] = "none",
-    created_from: Annotated[datetime | None, Query(description="案例创建时间起（默认 30 天前）")] = None,
-    created_to: Annotated[datetime | None, Query(description="案例创建时间止（默认现在）")] = None,
+    created_from: Annotated[IsoTime | None, Query(description="案例创建时间起（默认 30 天前）")] = None,
+    created_to: Annotated[IsoTime | None, Query(description="案例创建时间止（默认现在）")] = None,
     source: Annotated[Source | None, Query(description="只看某个来源")] = None,
     scenario: Annotated[Scenario | None, Query(description="只看某种情况")] = None,
 ) -> SlaReport:
@@ -51,13 +50,13 @@ async def sla_report(
     "/allocation",
     response_model=AllocationReport,
     summary="客户分配公平性报表（经理、总经理）",
-    responses=responses(R401, R403, R422, R503),
+    responses=responses(R401, R403, R422_PERIOD, R503),
 )
 async def allocation_report(
     user: Reader,
     res: ResourcesDep,
-    period_from: Annotated[datetime | None, Query(alias="from", description="起（默认 30 天前）")] = None,
-    period_to: Annotated[datetime | None, Query(alias="to", description="止（默认现在）")] = None,
+    period_from: Annotated[IsoTime | None, Query(alias="from", description="起（默认 30 天前）")] = None,
+    period_to: Annotated[IsoTime | None, Query(alias="to", description="止（默认现在）")] = None,
 ) -> AllocationReport:
     """Per designer, from the allocation ledger: cases given, overrides of the suggestion, open cases."""
     return await services.allocation_report(

@@ -98,18 +98,24 @@ async def test_validation_errors_are_422_invalid_payload(api: Api) -> None:
     good = api.intake_body()
     body = assert_error(await api.http.post("/intakes", json={**good, "colour": "red"}, headers=h), 422, "invalid_payload")
     assert body["errors"][0]["type"] == "extra_forbidden"
-    # path and query parameters
-    assert_error(await api.http.get("/intakes/abc", headers=h), 422, "invalid_payload")
-    assert_error(await api.http.get("/intakes/0", headers=h), 422, "invalid_payload")
-    assert_error(await api.http.get(f"/intakes/{2**70}", headers=h), 422, "invalid_payload")
+    # a path id that cannot name a case is answered like an unknown one (tests/api/test_security.py)
+    assert_error(await api.http.get("/intakes/abc", headers=h), 404, "case_not_found")
+    assert_error(await api.http.get("/intakes/0", headers=h), 404, "case_not_found")
+    assert_error(await api.http.get(f"/intakes/{2**70}", headers=h), 404, "case_not_found")
+    # query parameters
     assert_error(await api.http.get("/intakes", params={"limit": 0}, headers=h), 422, "invalid_payload")
     assert_error(await api.http.get("/intakes", params={"source": "tv"}, headers=h), 422, "invalid_payload")
     assert_error(await api.http.get("/intakes", params={"cursor": "!!"}, headers=h), 422, "invalid_cursor")
-    assert_error(
-        await api.http.get("/intakes", params={"created_from": "0001-01-01T00:00:00+14:00"}, headers=h),
-        422,
-        "invalid_payload",
-    )
+    # a date-time the schema allows but no case can have is a bound that matches nothing more (clamped)
+    r = await api.http.get("/intakes", params={"created_from": "0001-01-01T00:00:00+14:00"}, headers=h)
+    assert r.status_code == 200, r.text
+    r = await api.http.get("/intakes", params={"created_from": "9999-12-31T23:59:59-14:00"}, headers=h)
+    assert r.status_code == 200 and r.json()["items"] == [], r.text
+    # a number is not a time (pydantic would read it as seconds since 1970): refused
+    assert_error(await api.http.get("/reports/allocation", params={"to": "0.5"}, headers=api.h("manager")),
+                 422, "invalid_payload")
+    assert_error(await api.http.get("/intakes", params={"created_to": "1700000000"}, headers=h),
+                 422, "invalid_payload")
     # NUL characters never reach PostgreSQL
     bad = api.intake_body(notes="a\x00b")
     assert_error(await api.http.post("/intakes", json=bad, headers=h), 422, "invalid_payload")
@@ -130,3 +136,23 @@ async def test_wrong_content_type(api: Api) -> None:
     )
     # without a JSON content type the body is not read as JSON (FastAPI's CSRF guard): no object, 422
     assert_error(r, 422, "invalid_payload")
+
+
+async def test_options_and_405_name_every_method_of_the_path(api: Api) -> None:
+    r = await api.http.options("/intakes")
+    assert r.status_code == 204 and r.headers["allow"] == "GET, OPTIONS, POST"
+    r = await api.http.options("/intakes/1/steps/callback")
+    assert r.status_code == 204 and r.headers["allow"] == "OPTIONS, POST"
+    r = await api.http.delete("/intakes", headers=api.h("manager"))
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "GET, OPTIONS, POST"
+
+
+async def test_the_schema_states_the_phone_rule_and_links_the_case_routes(api: Api) -> None:
+    spec = (await api.http.get("/openapi.json")).json()
+    phone = spec["components"]["schemas"]["ClientIn"]["properties"]["phone"]
+    assert "1" in phone["pattern"] and "[3-9]" in phone["pattern"]
+    links = spec["paths"]["/intakes"]["post"]["responses"]["201"]["links"]
+    targets = {op["operationId"] for path, ops in spec["paths"].items() if path.startswith("/intakes/{case_id}")
+               for op in ops.values()}
+    assert set(links) == targets and all(v["parameters"] == {"case_id": "$response.body#/id"} for v in links.values())

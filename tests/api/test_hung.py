@@ -25,7 +25,6 @@ import psutil
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.db import create_pool, migrate
 from activities.staff import StaffRepository
@@ -36,6 +35,7 @@ from domain.policy import fast_policy
 from tests.api.conftest import Api, future, make_http, open_steps, unique_phone
 from tests.api.proxy import TcpProxy
 from tests.support.infra import pgserver_uri
+from tests.support.keys import encrypted_converter
 from worker import build_reconciler
 
 TIMEOUT = 1.5
@@ -299,7 +299,7 @@ async def temporal_proxy(client: Client) -> AsyncIterator[TcpProxy]:
 
 async def test_temporal_hangs_then_resumes(api: Api, client: Client, temporal_proxy: TcpProxy) -> None:
     proxied = await Client.connect(
-        f"127.0.0.1:{temporal_proxy.port}", namespace=client.namespace, data_converter=pydantic_data_converter
+        f"127.0.0.1:{temporal_proxy.port}", namespace=client.namespace, data_converter=encrypted_converter()
     )
     settings = api.settings.model_copy(update={"request_timeout_seconds": TIMEOUT})
     async with serving(settings, temporal_client=proxied, pool=api.pool) as http:

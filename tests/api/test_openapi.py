@@ -11,6 +11,8 @@ import asyncio
 import collections
 import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -116,3 +118,50 @@ async def test_schema_fuzzing_finds_no_500_and_no_schema_break(api: Api) -> None
         server.should_exit = True
         await serving
     assert not failures, "\n\n".join(failures)
+
+
+# --- schemathesis as its CLI runs it: every check, every phase ---------------------------------------
+
+SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+async def test_schemathesis_all_checks_all_phases(api: Api, tmp_path: Path) -> None:
+    """`schemathesis run` with all checks over examples, coverage, fuzzing and the stateful phase (links
+    from POST /intakes to every case route), against the app served over HTTP; a bounded budget."""
+    app = create_app(api.settings, temporal_client=api.client, pool=api.pool, policy=fast_policy())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await until(lambda: server.started or serving.done(), timeout=15, what="uvicorn started")
+        if serving.done():
+            serving.result()
+        cmd = [
+            str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(SCHEMATHESIS_CONFIG),
+            "run", f"http://127.0.0.1:{port}/openapi.json",
+            "--checks", "all",
+            "--phases", "examples,coverage,fuzzing,stateful",
+            "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "8"),
+            "--max-time", os.environ.get("SCHEMATHESIS_MAX_TIME", "60"),
+            "--seed", "20261127", "--generation-deterministic",
+            "--workers", "1",
+            "--request-timeout", "10",
+            "--header", f"Authorization: Bearer {api.people['manager'].token}",
+            "--report", "junit", "--report-dir", str(tmp_path),
+            "--warnings", "off",
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path,  # its cache (.schemathesis/) stays out of the tree
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
+    finally:
+        server.should_exit = True
+        await serving
+    text = out.decode("utf-8", "replace")
+    if os.environ.get("SHOW_FUZZ"):
+        print(text)
+    assert proc.returncode == 0, text[-12000:]

@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.db import create_pool
 from api.app import create_app
@@ -19,6 +19,7 @@ from config import Settings
 from domain.policy import fast_policy
 from tests.api.conftest import Api, future, make_http, open_steps, unique_phone
 from tests.api.proxy import TcpProxy
+from tests.support.keys import KEYS, encrypted_converter
 from worker import build_reconciler
 
 TIMEOUT = 2.0
@@ -43,7 +44,7 @@ async def temporal_proxy(client: Client) -> AsyncIterator[TcpProxy]:
 
 async def test_temporal_unreachable_then_back(api: Api, client: Client, temporal_proxy: TcpProxy) -> None:
     proxied = await Client.connect(
-        f"127.0.0.1:{temporal_proxy.port}", namespace=client.namespace, data_converter=pydantic_data_converter
+        f"127.0.0.1:{temporal_proxy.port}", namespace=client.namespace, data_converter=encrypted_converter()
     )
     settings = api.settings.model_copy(update={"request_timeout_seconds": TIMEOUT})
     app = create_app(settings, temporal_client=proxied, pool=api.pool, policy=fast_policy())
@@ -197,6 +198,7 @@ async def test_app_connects_by_itself(api: Api, client: Client, pg_dsn: str) -> 
         database_url=pg_dsn,
         temporal_address=client.service_client.config.target_host,
         task_queue=api.settings.task_queue,
+        payload_keys=SecretStr(KEYS),  # connect_temporal refuses to run without a payload key
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app), make_http(app) as http:

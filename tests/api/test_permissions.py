@@ -38,6 +38,8 @@ CREATORS = {"consultant", "manager", "site_lead", "assistant", "assistant2", "de
 class Ctx:
     case_id: int
     api: Api
+    phone: str = ""
+    address: str = ""
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -51,7 +53,7 @@ async def ctx(api: Api) -> Ctx:
     )
     s = await api.ok_step(cid, "assign_assistant", "assistant_lead", {"assistant_id": api.people["assistant"].id})
     assert open_steps(s) == {"contact"}, open_steps(s)
-    return Ctx(case_id=cid, api=api)
+    return Ctx(case_id=cid, api=api, phone=c["client"]["phone"], address=c["client"]["address"])
 
 
 def past() -> str:
@@ -84,6 +86,13 @@ ROUTES: dict[str, Route] = {
     "tasks": ("GET", "/me/tasks", lambda c: None, everyone(200)),
     "sla": ("GET", "/reports/sla", lambda c: None, only({"manager": 200, "director": 200})),
     "allocation": ("GET", "/reports/allocation", lambda c: None, only({"manager": 200, "director": 200})),
+    "phone_reads": ("GET", "/audit/phone-reads", lambda c: None, only({"manager": 200, "director": 200})),
+    "staff_list": ("GET", "/staff", lambda c: None, only({"admin": 200})),
+    # the admin passes and is refused an empty edit field (nothing changes)
+    "staff_edit": (
+        "PATCH", "/staff/{designer}", lambda c: {"name": None}, only({"admin": 422}),
+    ),
+    "staff_revoke": ("POST", "/staff/999999999/revoke", lambda c: None, only({"admin": 404})),
     # manager steps that are not open now: the manager passes the permission and gets 409
     "step:reception_review": ("POST", "/intakes/{id}/steps/reception_review", lambda c: {}, only({"manager": 409})),
     "step:callback": ("POST", "/intakes/{id}/steps/callback", lambda c: {"reached": False}, only({"manager": 409})),
@@ -147,18 +156,25 @@ CODES: dict[tuple[str, str], str] = {
     ("create", "consultant"): "scenario_source_mismatch",
     ("suggestions", "designer"): "wrong_role",
     ("sla", "consultant"): "wrong_role",
+    ("phone_reads", "designer"): "wrong_role",
+    ("staff_edit", "manager"): "wrong_role",
+    ("staff_revoke", "admin"): "staff_not_found",
 }
+
+# Who sees the client's full phone and address (SPEC §12): the manager, the director, the case's
+# creator (the consultant) and the staff assigned to it; everyone else reads 138****5678.
+CONTACT_FULL = {"manager", "director", "consultant", "designer", "assistant"}
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
 async def test_permission_matrix(ctx: Ctx, route: str) -> None:
     method, path, body_of, expect = ROUTES[route]
-    url = path.format(id=ctx.case_id)
+    url = path.format(id=ctx.case_id, designer=ctx.api.people["designer"].id)
     wrong: list[str] = []
     for actor in ACTORS:
         body = body_of(ctx)
         r = await ctx.api.http.request(
-            method, url, json=body if method == "POST" else None, headers=ctx.api.h(actor)
+            method, url, json=body if method in ("POST", "PATCH") else None, headers=ctx.api.h(actor)
         )
         if r.status_code != expect[actor]:
             wrong.append(f"{actor}: expected {expect[actor]}, got {r.status_code} {r.text[:160]}")
@@ -182,3 +198,43 @@ async def test_matrix_changed_nothing_but_notes(ctx: Ctx) -> None:
     # (runs after the matrix in this module) every caller the matrix let through added one note
     allowed = [actor for actor, status in ROUTES["notes"][3].items() if status == 200]
     assert len(s["case_notes"]) == len(allowed)
+
+
+def _masked(phone: str) -> str:
+    return f"{phone[:3]}****{phone[-4:]}"
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+async def test_contact_by_need_on_detail_and_list(ctx: Ctx, actor: str) -> None:
+    """Detail and list show the full phone and address only to those who work the case."""
+    api = ctx.api
+    full = actor in CONTACT_FULL
+    r = await api.http.get(f"/intakes/{ctx.case_id}", headers=api.h(actor))
+    assert r.status_code == 200, r.text
+    client = r.json()["client"]
+    assert client["contact_visible"] is full
+    assert client["phone"] == (ctx.phone if full else _masked(ctx.phone))
+    assert (client["address"] == ctx.address) is full
+    r = await api.http.get(
+        "/intakes", params={"designer_id": api.people["designer"].id, "limit": 200}, headers=api.h(actor)
+    )
+    item = next(i for i in r.json()["items"] if i["id"] == ctx.case_id)
+    assert item["client_phone"] == (ctx.phone if full else _masked(ctx.phone)) and item["contact_visible"] is full
+
+
+async def test_another_designer_reads_the_phone_through_no_route(ctx: Ctx) -> None:
+    """designer2 is not on the case: no route of the matrix answers them the full phone or address."""
+    api = ctx.api
+    for route, (method, path, body_of, _) in ROUTES.items():
+        if route == "notes":
+            continue  # adds a note when allowed; designer2 is refused anyway (403)
+        url = path.format(id=ctx.case_id, designer=api.people["designer"].id)
+        body = body_of(ctx)
+        r = await api.http.request(
+            method, url, json=body if method in ("POST", "PATCH") else None, headers=api.h("designer2")
+        )
+        assert ctx.phone not in r.text and ctx.address not in r.text, f"{route}: {r.text[:300]}"
+    # the list over every case, the tasks, the messages
+    for url in ("/intakes?limit=200", "/me/tasks?limit=200", f"/intakes/{ctx.case_id}/messages"):
+        r = await api.http.get(url, headers=api.h("designer2"))
+        assert r.status_code == 200 and ctx.phone not in r.text, url

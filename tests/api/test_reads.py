@@ -95,7 +95,13 @@ async def test_case_detail_from_projection_and_live(api: Api, cases: dict[str, A
         kinds = [e["kind"] for e in c["timeline"]]
         assert kinds[0] == "created" and "designer_assigned" in kinds
         assert [e["seq"] for e in c["timeline"]] == sorted(e["seq"] for e in c["timeline"])
-        assert c["client"]["phone"] == cases["remote"]["client"]["phone"]
+        # `assistant` is not on this case: the phone and address are masked (SPEC §12)
+        full = cases["remote"]["client"]["phone"]
+        assert c["client"]["phone"] == f"{full[:3]}****{full[-4:]}" and not c["client"]["contact_visible"]
+        assert c["client"]["address"] != cases["remote"]["client"]["address"]
+    # its designer sees them in full
+    own = await api.case(cid, "designer2", fresh=False)
+    assert own["client"]["phone"] == cases["remote"]["client"]["phone"] and own["client"]["contact_visible"]
 
 
 async def test_my_tasks(api: Api, cases: dict[str, Any]) -> None:

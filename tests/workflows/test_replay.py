@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.support.keys import encrypted_converter
 from workflows.intake import IntakeWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -26,5 +26,6 @@ def test_every_scenario_has_a_saved_history() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[IntakeWorkflow], data_converter=pydantic_data_converter)
+    # Encrypted histories (and plain ones from before encryption) replay with the codec's keys.
+    replayer = Replayer(workflows=[IntakeWorkflow], data_converter=encrypted_converter())
     await replayer.replay_workflow(history)

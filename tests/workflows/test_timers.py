@@ -69,12 +69,15 @@ async def test_late_callback_reminds_manager_then_director_and_repeats(client: C
         s = await h.query(IntakeWorkflow.state)
         assert not s.overdue and s.escalation_level == 0
         await until(lambda: listed(f'WorkflowId = "{wf_id}" AND Overdue = false AND EscalationLevel = 0'))
-        # timers in the history carry Chinese summaries (the UI timeline reads as the story)
+        # timers in the history carry Chinese summaries (the UI timeline reads as the story, through
+        # the codec endpoint: like every payload, user metadata is encrypted in history)
         hist = await h.fetch_history()
-        summaries = []
-        for e in hist.events:
-            if e.HasField("user_metadata") and e.user_metadata.HasField("summary"):
-                summaries.append(e.user_metadata.summary.data.decode())
+        raw = [e.user_metadata.summary for e in hist.events
+               if e.HasField("user_metadata") and e.user_metadata.HasField("summary")]
+        assert raw and all(p.metadata["encoding"] == b"binary/encrypted" for p in raw)
+        codec = client.data_converter.payload_codec
+        assert codec is not None
+        summaries = [client.data_converter.payload_converter.from_payload(p, str) for p in await codec.decode(raw)]
         assert any("经理回访到期 → 提醒经理" in x for x in summaries), summaries
         assert any("通知总经理" in x for x in summaries), summaries
 

@@ -1,0 +1,117 @@
+"""The Temporal UI's remote codec ("codec server") protocol: decrypt payloads for those allowed.
+
+The UI (and `temporal` CLI with ``--codec-endpoint``) POSTs ``{"payloads": [...]}`` to
+``<endpoint>/decode`` (and ``/encode``), each payload as ``{"metadata": {k: base64}, "data": base64}``.
+Only the manager, the director and the admin see decrypted payloads: the bearer token comes in the
+``Authorization`` header (a UI that passes an access token, the CLI, scripts) or, for a UI without
+sign-in, in the endpoint itself (``/codec/k/<token>``, a personal URL that expires and is revoked with
+the token). Without an allowed token the answer is 401/403 and the UI shows the ciphertext.
+CORS for the UI's origin is added around ``/codec`` only (api.app).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field
+from temporalio.api.common.v1 import Payload
+
+from api.deps import CurrentUser, ResourcesDep, get_current_user, require_roles
+from api.errors import R401, R403, R422, R503, ApiError, responses, unavailable
+from domain.enums import Role
+
+router = APIRouter(prefix="/codec", tags=["codec"])
+
+CODEC_ROLES = (Role.manager, Role.director, Role.admin)
+MAX_PAYLOADS = 1000
+
+
+class JsonPayload(BaseModel):
+    """A payload in the codec protocol's JSON form (protobuf JSON: bytes as base64)."""
+
+    metadata: dict[str, str] = Field(default_factory=dict, description="元数据：值为 base64")
+    data: str = Field(default="", description="数据：base64")
+
+
+class Payloads(BaseModel):
+    """The codec protocol's body, both ways."""
+
+    payloads: list[JsonPayload] = Field(max_length=MAX_PAYLOADS)
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(422, "invalid_payload", f"{what} 不是 base64") from exc
+
+
+def _to_proto(p: JsonPayload) -> Payload:
+    return Payload(metadata={k: _b64(v, f"metadata.{k}") for k, v in p.metadata.items()}, data=_b64(p.data, "data"))
+
+
+def _to_json(p: Payload) -> JsonPayload:
+    return JsonPayload(
+        metadata={k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+        data=base64.b64encode(p.data).decode(),
+    )
+
+
+async def _run(res: Any, body: Payloads, direction: str) -> Payloads:
+    client = await res.client()
+    codec = client.data_converter.payload_codec
+    if codec is None:
+        raise unavailable("codec_unavailable", "未配置载荷加密（INTAKE_PAYLOAD_KEYS）")
+    try:
+        protos = [_to_proto(p) for p in body.payloads]
+        out = await (codec.decode(protos) if direction == "decode" else codec.encode(protos))
+    except ApiError:
+        raise
+    except Exception as exc:  # a wrong key, a tampered payload: say so without detail
+        raise ApiError(422, "undecodable_payload", "载荷无法解密（密钥未知或数据被篡改）") from exc
+    return Payloads(payloads=[_to_json(p) for p in out])
+
+
+Allowed = Annotated[CurrentUser, Depends(require_roles(*CODEC_ROLES))]
+DOC = responses(R401, R403, R422, R503)
+
+
+@router.post("/decode", response_model=Payloads, summary="解密载荷（Temporal UI 编解码服务）", responses=DOC)
+async def decode(body: Payloads, user: Allowed, res: ResourcesDep) -> Payloads:
+    """Decrypt payloads for the Temporal UI; managers, the director and admins only."""
+    return await _run(res, body, "decode")
+
+
+@router.post("/encode", response_model=Payloads, summary="加密载荷（Temporal UI 编解码服务）", responses=DOC)
+async def encode(body: Payloads, user: Allowed, res: ResourcesDep) -> Payloads:
+    """Encrypt payloads with the active key (the UI encodes what it sends, e.g. a signal's input)."""
+    return await _run(res, body, "encode")
+
+
+async def _path_user(token: Annotated[str, Path(min_length=1, max_length=512)], res: ResourcesDep) -> CurrentUser:
+    user = await get_current_user(res, HTTPAuthorizationCredentials(scheme="Bearer", credentials=token))
+    if user.role not in CODEC_ROLES:
+        raise ApiError(403, "wrong_role", "仅限经理、总经理、管理员查看解密的载荷")
+    return user
+
+
+PathUser = Annotated[CurrentUser, Depends(_path_user)]
+
+
+@router.post("/k/{token}/decode", response_model=Payloads, include_in_schema=False)
+async def decode_personal(body: Payloads, user: PathUser, res: ResourcesDep) -> Payloads:
+    """decode, with the bearer token in the endpoint (a personal codec URL for a UI without sign-in)."""
+    return await _run(res, body, "decode")
+
+
+@router.post("/k/{token}/encode", response_model=Payloads, include_in_schema=False)
+async def encode_personal(body: Payloads, user: PathUser, res: ResourcesDep) -> Payloads:
+    """encode, with the bearer token in the endpoint."""
+    return await _run(res, body, "encode")
+
+
+

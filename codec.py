@@ -1,0 +1,112 @@
+"""Encrypted payloads (SPEC §12): an AES-GCM payload codec with key ids, for every Temporal client and worker.
+
+Every payload (workflow and activity inputs and results, update arguments, query answers, memo and
+user metadata) leaves the process encrypted: ``encoding: binary/encrypted``, ``encryption-key-id:
+<id>``, data = 12-byte nonce + AES-GCM ciphertext of the serialized original payload. Search
+attributes are not payloads of the codec: they stay plain, which is why they hold ids and stages only.
+
+Keys come from configuration, ``INTAKE_PAYLOAD_KEYS="k2:<base64>,k1:<base64>"`` (16, 24 or 32 bytes
+each): the first encrypts, all of them decrypt, so a key is rotated by putting the new one first and
+keeping the old ones until no open case's history needs them. A payload that is not encrypted (a case
+started before encryption was turned on) passes through unchanged. Never commit a real key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+from collections.abc import Sequence
+
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+NONCE_BYTES = 12
+
+
+class PayloadKeyError(ValueError):
+    """A key ring that cannot be used (bad format, unknown key id)."""
+
+
+def parse_keys(text: str) -> list[tuple[str, bytes]]:
+    """`"k2:<base64>,k1:<base64>"` as [(key id, key)], the encrypting key first."""
+    keys: list[tuple[str, bytes]] = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        kid, sep, b64 = part.partition(":")
+        kid = kid.strip()
+        if not sep or not kid or len(kid) > 64:
+            raise PayloadKeyError("INTAKE_PAYLOAD_KEYS: each key is <id>:<base64>, e.g. k2:q83v…,k1:…")
+        try:
+            key = base64.b64decode(b64.strip(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise PayloadKeyError(f"INTAKE_PAYLOAD_KEYS: key {kid!r} is not base64") from exc
+        if len(key) not in (16, 24, 32):
+            raise PayloadKeyError(f"INTAKE_PAYLOAD_KEYS: key {kid!r} has {len(key)} bytes (16, 24 or 32)")
+        if any(k == kid for k, _ in keys):
+            raise PayloadKeyError(f"INTAKE_PAYLOAD_KEYS: key id {kid!r} given twice")
+        keys.append((kid, key))
+    if not keys:
+        raise PayloadKeyError("INTAKE_PAYLOAD_KEYS is empty")
+    return keys
+
+
+def new_key_spec(key_id: str = "k1") -> str:
+    """A fresh random 256-bit key as `<id>:<base64>` (the dev stack keeps one in its data dir)."""
+    return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-GCM with a key id in each payload's metadata; the first key encrypts, every key decrypts."""
+
+    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not keys:
+            raise PayloadKeyError("no payload key")
+        self._keys = {kid: AESGCM(key) for kid, key in keys}
+        self._active_id = keys[0][0]
+
+    @property
+    def active_key_id(self) -> str:
+        """The id of the key new payloads are encrypted with."""
+        return self._active_id
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Encrypt every payload with the active key."""
+        aes = self._keys[self._active_id]
+        out: list[Payload] = []
+        for p in payloads:
+            nonce = os.urandom(NONCE_BYTES)
+            # The key id is bound to the ciphertext as associated data: a swapped id fails to decrypt.
+            data = nonce + aes.encrypt(nonce, p.SerializeToString(), self._active_id.encode())
+            out.append(Payload(metadata={"encoding": ENCODING, KEY_ID: self._active_id.encode()}, data=data))
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Decrypt encrypted payloads with the key their metadata names; plain ones pass through."""
+        out: list[Payload] = []
+        for p in payloads:
+            if p.metadata.get("encoding") != ENCODING:
+                out.append(p)
+                continue
+            kid = p.metadata.get(KEY_ID, b"").decode()
+            aes = self._keys.get(kid)
+            if aes is None:
+                raise PayloadKeyError(f"payload encrypted with unknown key id {kid!r} (add it to INTAKE_PAYLOAD_KEYS)")
+            plain = aes.decrypt(p.data[:NONCE_BYTES], p.data[NONCE_BYTES:], kid.encode())
+            out.append(Payload.FromString(plain))
+        return out
+
+
+def data_converter(keys: Sequence[tuple[str, bytes]] | None) -> DataConverter:
+    """The pydantic data converter, with the encryption codec when keys are given."""
+    if not keys:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))

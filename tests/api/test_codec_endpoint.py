@@ -1,0 +1,116 @@
+"""Encrypted payloads through the API: history is ciphertext, the codec endpoint decodes for allowed staff."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from temporalio.api.common.v1 import Payload
+
+from activities.staff import StaffRepository
+from codec import ENCODING, EncryptionCodec, parse_keys
+from domain.constants import workflow_id
+from domain.enums import Role
+from tests.api.conftest import Api, future, unique_phone
+from tests.api.test_errors import assert_error
+from tests.support.keys import OLD
+
+CAR = "沪A7Q321 银色SUV"
+NEEDS = "秘密需求：主卧改衣帽间"
+
+
+def payloads(node: Any) -> Iterator[dict[str, Any]]:
+    """Every payload of a history in protobuf-JSON form, search attributes excluded (plain by design)."""
+    if isinstance(node, dict):
+        if "searchAttributes" in node:
+            node = {k: v for k, v in node.items() if k != "searchAttributes"}
+        if isinstance(node.get("metadata"), dict) and "encoding" in node["metadata"]:
+            yield node
+        for v in node.values():
+            yield from payloads(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from payloads(v)
+
+
+async def _office_case(api: Api) -> tuple[int, list[dict[str, Any]]]:
+    visit = future()
+    c = await api.create("consultant", "office_visit", meeting_at=visit, meeting_kind="office_visit",
+                         notes=NEEDS)
+    cid = c["id"]
+    await api.ok_step(cid, "callback", "manager", {"reached": True, "meeting_at": visit, "car": CAR,
+                                                   "notes": NEEDS})
+    hist = await api.client.get_workflow_handle(workflow_id(cid)).fetch_history()
+    return cid, list(payloads(json.loads(hist.to_json())))
+
+
+async def test_workflow_payloads_in_history_are_ciphertext(api: Api) -> None:
+    _, found = await _office_case(api)
+    assert found
+    for p in found:
+        enc = base64.b64decode(p["metadata"]["encoding"])
+        data = base64.b64decode(p.get("data", ""))
+        assert enc == ENCODING, enc
+        assert CAR.encode() not in data and NEEDS.encode() not in data and b"{" not in data[:1]
+
+
+async def test_codec_endpoint_decodes_for_allowed_staff_only(api: Api) -> None:
+    _, found = await _office_case(api)
+    body = {"payloads": found}
+    for who in ("manager", "director", "admin"):
+        r = await api.http.post("/codec/decode", json=body, headers={**api.h(who), "X-Namespace": "default"})
+        assert r.status_code == 200, r.text
+        texts = [base64.b64decode(p["data"]).decode("utf-8", "replace") for p in r.json()["payloads"]]
+        assert any(CAR in t for t in texts) and any(NEEDS in t for t in texts), who
+        assert all(base64.b64decode(p["metadata"]["encoding"]) != ENCODING for p in r.json()["payloads"])
+    for who in ("designer", "assistant", "consultant", "site_lead", "assistant_lead"):
+        assert_error(await api.http.post("/codec/decode", json=body, headers=api.h(who)), 403, "wrong_role")
+    assert_error(await api.http.post("/codec/decode", json=body), 401, "unauthenticated")
+    # encode: what the UI sends comes back encrypted with the active key
+    plain = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                           "data": base64.b64encode(b'"hi"').decode()}]}
+    r = await api.http.post("/codec/encode", json=plain, headers=api.h("manager"))
+    assert r.status_code == 200 and base64.b64decode(r.json()["payloads"][0]["metadata"]["encoding"]) == ENCODING
+
+
+async def test_personal_codec_url_and_revocation(api: Api) -> None:
+    repo = StaffRepository(api.pool)
+    boss = await repo.add(name="临时总经理", phone=unique_phone(), role=Role.director)
+    token = await repo.issue_token(staff_id=boss.id, ttl_days=1)
+    _, found = await _office_case(api)
+    r = await api.http.post(f"/codec/k/{token}/decode", json={"payloads": found})
+    assert r.status_code == 200 and any(
+        CAR in base64.b64decode(p["data"]).decode("utf-8", "replace") for p in r.json()["payloads"]
+    )
+    designer_token = api.people["designer"].token
+    assert_error(await api.http.post(f"/codec/k/{designer_token}/decode", json={"payloads": found}), 403, "wrong_role")
+    await repo.revoke_tokens(staff_id=boss.id)
+    assert_error(await api.http.post(f"/codec/k/{token}/decode", json={"payloads": found}), 401, "invalid_token")
+
+
+async def test_old_key_payloads_decode_after_rotation(api: Api) -> None:
+    [old] = await EncryptionCodec(parse_keys(OLD)).encode(
+        [Payload(metadata={"encoding": b"json/plain"}, data=b'{"car": "old"}')]
+    )
+    body = {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in old.metadata.items()},
+                          "data": base64.b64encode(old.data).decode()}]}
+    r = await api.http.post("/codec/decode", json=body, headers=api.h("manager"))
+    assert r.status_code == 200 and base64.b64decode(r.json()["payloads"][0]["data"]) == b'{"car": "old"}'
+    body["payloads"][0]["data"] = base64.b64encode(b"x" * 40).decode()
+    assert_error(await api.http.post("/codec/decode", json=body, headers=api.h("manager")), 422, "undecodable_payload")
+
+
+async def test_cors_for_the_temporal_ui_only(api: Api) -> None:
+    ui = f"http://127.0.0.1:{api.settings.temporal_ui_port}"
+    pre = {"Origin": ui, "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization,content-type,x-namespace"}
+    r = await api.http.options("/codec/decode", headers=pre)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ui
+    assert r.headers["access-control-allow-credentials"] == "true"
+    r = await api.http.options("/codec/decode", headers={**pre, "Origin": "http://evil.example"})
+    assert r.headers.get("access-control-allow-origin") != "http://evil.example"
+    # other routes get no CORS at all
+    r = await api.http.get("/me/tasks", headers={**api.h("manager"), "Origin": ui})
+    assert "access-control-allow-origin" not in r.headers

@@ -1,0 +1,74 @@
+"""The payload codec (codec.py): AES-GCM, key id in the metadata, rotation, tampering, configuration."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+from temporalio.api.common.v1 import Payload
+
+from codec import ENCODING, KEY_ID, EncryptionCodec, PayloadKeyError, new_key_spec, parse_keys
+from config import Settings
+from connections import data_converter_for
+from tests.support.keys import ACTIVE, KEYS, OLD
+
+
+def plain(text: str) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
+
+
+async def test_round_trip_and_the_key_id_in_the_metadata() -> None:
+    codec = EncryptionCodec(parse_keys(KEYS))
+    [enc] = await codec.encode([plain('{"car": "沪A12345"}')])
+    assert enc.metadata["encoding"] == ENCODING and enc.metadata[KEY_ID] == b"t2"
+    assert "沪A12345".encode() not in enc.data and b"car" not in enc.data
+    [dec] = await codec.decode([enc])
+    assert dec == plain('{"car": "沪A12345"}')
+    # a fresh nonce each time: the same payload never encrypts the same
+    [again] = await codec.encode([plain('{"car": "沪A12345"}')])
+    assert again.data != enc.data
+
+
+async def test_rotation_old_key_payloads_still_decode() -> None:
+    old_only = EncryptionCodec(parse_keys(OLD))
+    [by_old] = await old_only.encode([plain("before rotation")])
+    assert by_old.metadata[KEY_ID] == b"t1"
+    rotated = EncryptionCodec(parse_keys(KEYS))  # t2 first (encrypts), t1 kept (decrypts)
+    assert (await rotated.decode([by_old]))[0] == plain("before rotation")
+    assert (await rotated.encode([plain("after")]))[0].metadata[KEY_ID] == b"t2"
+    # once t1 is dropped, its payloads cannot be read: keep old keys while histories need them
+    with pytest.raises(PayloadKeyError, match="t1"):
+        await EncryptionCodec(parse_keys(ACTIVE)).decode([by_old])
+
+
+async def test_plain_payloads_pass_through_and_tampering_fails() -> None:
+    codec = EncryptionCodec(parse_keys(KEYS))
+    assert (await codec.decode([plain("old case")]))[0] == plain("old case")
+    [enc] = await codec.encode([plain("x")])
+    tampered = Payload(metadata=dict(enc.metadata), data=enc.data[:-1] + bytes([enc.data[-1] ^ 1]))
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's InvalidTag
+        await codec.decode([tampered])
+    # the key id is bound to the ciphertext: relabelling a payload with another key id fails too
+    relabelled = Payload(metadata={**enc.metadata, KEY_ID: b"t1"}, data=enc.data)
+    with pytest.raises(Exception):  # noqa: B017
+        await codec.decode([relabelled])
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "k1", "k1:not base64!", "k1:" + "QUJD", f"{ACTIVE},{ACTIVE}", ":QUJDREVGR0hJSktMTU5PUA=="]
+)
+def test_bad_key_rings_are_refused(bad: str) -> None:
+    with pytest.raises(PayloadKeyError):
+        parse_keys(bad)
+
+
+def test_new_keys_are_random_and_valid() -> None:
+    a, b = new_key_spec("k9"), new_key_spec("k9")
+    assert a != b and parse_keys(a)[0][0] == "k9" and len(parse_keys(a)[0][1]) == 32
+
+
+def test_deployed_clients_refuse_to_run_without_a_key_unless_told() -> None:
+    with pytest.raises(ValueError, match="INTAKE_PAYLOAD_KEYS"):
+        data_converter_for(Settings())
+    assert data_converter_for(Settings(payload_encryption="off")).payload_codec is None
+    conv = data_converter_for(Settings(payload_keys=SecretStr(KEYS)))
+    assert isinstance(conv.payload_codec, EncryptionCodec) and conv.payload_codec.active_key_id == "t2"
