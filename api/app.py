@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -65,11 +65,11 @@ TAGS = [
 MAX_BODY_BYTES = 64 * 1024
 # A recording upload: the file, the multipart framing around it.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
-_UPLOAD_PATH = re.compile(r"^/intakes/[^/]+/recordings/?$")
+_UPLOAD_PATH = re.compile(r"^/(?:intakes|console/cases)/[^/]+/recordings/?$")
 
 
 def is_upload(scope: Scope) -> bool:
-    """A recording upload (POST /intakes/{id}/recordings): large body, slow phone networks."""
+    """A recording upload (POST /intakes/{id}/recordings, or the console's case page): large body, slow networks."""
     return scope.get("method") == "POST" and bool(_UPLOAD_PATH.match(scope.get("path", "")))
 
 
@@ -89,10 +89,12 @@ class BodyLimit:
         limit = self.upload_bytes if is_upload(scope) else self.max_bytes
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
-            response = JSONResponse(
-                status_code=413,
-                content={"code": "payload_too_large", "message": f"请求体过大（上限 {limit // 1024} KB）"},
-            )
+            message = f"请求体过大（上限 {limit // 1024} KB）"
+            response: Response = JSONResponse(status_code=413, content={"code": "payload_too_large", "message": message})
+            if is_upload(scope) and scope["path"].startswith("/console/"):  # staff read it on the case page
+                response = HTMLResponse(
+                    f'<!doctype html><meta charset="utf-8"><p role="alert">文件过大（上限约 {limit // (1024 * 1024)} MB），'
+                    '请返回上一页选择较小的文件。</p>', status_code=413)
             await response(scope, receive, send)
             return
         seen = 0

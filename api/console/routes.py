@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from activities.sessions import SessionRepository
 from activities.staff import StaffRepository
@@ -154,7 +155,9 @@ class ConsoleRoute(APIRoute):
             except NeedSignIn:
                 return RedirectResponse("/console/login", status_code=303)
             except ApiError as err:
-                return error_page(request, err.status, err.message, err.code)
+                page = error_page(request, err.status, err.message, err.code)
+                page.headers.update(err.headers or {})  # e.g. a refused range's Content-Range
+                return page
             except RequestValidationError:
                 return error_page(request, 404, "没有这个页面", "not_found")
 
@@ -350,6 +353,14 @@ async def _case_page(
         "note": view.status == "open"
         and (user.role in (Role.manager, Role.director, Role.assistant_lead) or member),
     }
+    # The recordings (录音): listed with a player for those who may listen; the upload form for the manager.
+    try:
+        recordings: list[Any] | None = await services.list_recordings(res, user, case_id)
+    except ApiError as err:
+        if err.status != 403:
+            raise
+        recordings = None
+    can["record"] = view.status == "open" and services.may_upload_recording(user)
     done = request.query_params.get("done")
     return render(
         request,
@@ -365,10 +376,12 @@ async def _case_page(
         page_error=page_error,
         can=can,
         staff_lists=staff_lists,
+        recordings=recordings,
         stage_label=stage_label(view.stage),
         temporal_url=res.settings.temporal_workflow_url(view.workflow_id),
         done=STEP_LABELS[StepName(done)] if done and done in StepName.__members__ else None,
-        action_done={"reschedule": "已改期", "reassign": "已更换", "close": "已结案", "note": "已添加备注"}.get(
+        action_done={"reschedule": "已改期", "reassign": "已更换", "close": "已结案", "note": "已添加备注",
+                     "recording": "录音已上传"}.get(
             request.query_params.get("ok", "")
         ),
     )
@@ -413,6 +426,38 @@ async def complete_step(request: Request, case_id: int, step: str, user: SignedI
         state.values = values
         return await _case_page(request, user, res, case_id, failed={name.value: state}, status=err.status)
     return see(f"/console/cases/{case_id}?done={name.value}")
+
+
+@router.post("/cases/{case_id}/recordings")
+async def upload_recording(request: Request, case_id: int, user: SignedIn, res: ResourcesDep) -> Response:
+    """Upload a recording from the case page: the JSON API's service; a refusal shown in Chinese on the page."""
+    if not 1 <= case_id <= 2**53:
+        raise ApiError(404, "case_not_found", f"没有编号为 {case_id} 的案例")
+    form = await request.form()
+    check_csrf(user, _str(form.get("csrf")))
+    file = form.get("file")
+    try:
+        if not isinstance(file, UploadFile) or not file.filename:
+            raise ApiError(422, "file_required", "请选择录音文件", details={"field": "file"})
+        await services.upload_recording(res, user, case_id, file)
+    except ApiError as err:
+        if err.status in (401, 404, 503):
+            raise
+        state = forms.api_errors(err)
+        state.message = err.message
+        return await _case_page(request, user, res, case_id, failed={"recording": state}, status=err.status)
+    return see(f"/console/cases/{case_id}?ok=recording#recordings")
+
+
+@router.get("/cases/{case_id}/recordings/{recording_id}")
+async def play_recording(request: Request, case_id: int, recording_id: int, user: SignedIn, res: ResourcesDep) -> Response:
+    """The src of the case page's player: the JSON API's playback (same permission, HTTP Range) for this session."""
+    if not 1 <= case_id <= 2**53:
+        raise ApiError(404, "case_not_found", f"没有编号为 {case_id} 的案例")
+    range_header = request.headers.get("range")
+    if range_header and len(range_header) > 200:
+        range_header = None  # not a range we serve: the whole file, as RFC 9110 allows
+    return await services.play_recording(res, user, case_id, recording_id, range_header)
 
 
 _ACTIONS: dict[str, tuple[type[Any], Callable[..., Any]]] = {

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -150,6 +151,7 @@ async def console(
         api_port=port,
         console_base_url=f"http://127.0.0.1:{port}",
         temporal_ui_url="http://127.0.0.1:8233",
+        recordings_dir=Path(tempfile.mkdtemp(prefix="console-recordings-")),
     )
     app = create_app(settings, temporal_client=client, pool=pool, policy=fast_policy())
     worker = build_worker(client, pool, settings, task_queue=tq)

@@ -2,11 +2,13 @@
 
 情况二 (office_visit) from the new-client form to signed, each step through its form by the person
 who owns it, each signed in with their own link; wrong-role people see no form; bad values show the
-field error and change nothing; the manager board shows an overdue case in red; reports draw charts.
+field error and change nothing; the manager uploads a recording that plays with ranges; the manager board shows an overdue case in red; reports draw charts.
 """
 
 from __future__ import annotations
 
+import io
+import wave
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -328,3 +330,74 @@ async def test_sign_in_sign_out_csrf_docs_and_bearer_beside(console: Console) ->
     await page.goto(f"{c.base}/docs")
     await expect(page.locator(".swagger-ui .info .title")).to_contain_text("客户接待")
     await c.shot(page, "15-api-docs-offline")
+
+
+def tiny_wav(seconds: float = 0.2, rate: int = 8000) -> bytes:
+    """A short silent mono 16-bit WAV, made here (no fixture file)."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(seconds * rate))
+    return buf.getvalue()
+
+
+async def test_recording_uploaded_and_played_from_the_case_page(console: Console) -> None:
+    c = console
+    p = c.people
+    consultant = await c.sign_in(p["consultant"].id)
+    await new_client(consultant, c, data.unique_phone("13"), f"赵先生{data.unique_phone('1')[-4:]}")
+    case_id = case_id_of(consultant)
+
+    manager = await c.sign_in(p["manager"].id)
+    await manager.goto(f"{c.base}/console/cases/{case_id}")
+    form = manager.get_by_test_id("form-recording")
+    await expect(form.locator("input[type=file][name=file]")).to_have_attribute("accept", "audio/*")
+    assert await form.get_attribute("enctype") == "multipart/form-data"
+    assert await form.locator("input[name=csrf]").get_attribute("value")
+
+    # not audio (a text file named .mp3): refused in Chinese on the page, nothing stored
+    await form.locator("input[name=file]").set_input_files(
+        {"name": "notes.mp3", "mimeType": "audio/mpeg", "buffer": "这不是录音".encode()}
+    )
+    async with manager.expect_navigation():
+        await form.locator("button[type=submit]").click()
+    await expect(manager.get_by_test_id("recording-error")).to_contain_text("不是 mp3、m4a、wav 或 amr")
+    assert await c.pool.fetchval("SELECT count(*) FROM recordings WHERE case_id = $1", case_id) == 0
+
+    wav = tiny_wav()
+    form = manager.get_by_test_id("form-recording")
+    await form.locator("input[name=file]").set_input_files(
+        {"name": "首次见面.wav", "mimeType": "audio/wav", "buffer": wav}
+    )
+    async with manager.expect_navigation():
+        await form.locator("button[type=submit]").click()
+    await expect(manager.get_by_test_id("flash")).to_contain_text("录音已上传")
+    item = manager.locator("[data-testid=recordings] .recording")
+    await expect(item).to_have_count(1)
+    await expect(item).to_contain_text(p["manager"].name)
+    player = item.locator("audio[controls][preload=none]")
+    await expect(player).to_have_count(1)
+    src = await player.get_attribute("src")
+    assert src and src.startswith(f"/console/cases/{case_id}/recordings/")
+    await c.shot(manager, "16-case-recording-uploaded")
+
+    # the player's src answers ranges for this session (a phone's player seeks)
+    r = await manager.request.get(f"{c.base}{src}", headers={"Range": "bytes=0-99"})
+    assert r.status == 206, r.status
+    assert r.headers["content-range"] == f"bytes 0-99/{len(wav)}"
+    assert r.headers["content-type"] == "audio/wav"
+    assert await r.body() == wav[:100]
+    whole = await manager.request.get(f"{c.base}{src}")
+    assert whole.status == 200 and await whole.body() == wav
+
+    # someone not on the case: no player, no upload form, and the src is refused
+    other = await c.sign_in(p["designer2"].id)
+    await other.goto(f"{c.base}/console/cases/{case_id}")
+    await expect(other.get_by_test_id("recordings-private")).to_be_visible()
+    assert await other.get_by_test_id("form-recording").count() == 0
+    assert await other.locator("audio").count() == 0
+    refused = await other.request.get(f"{c.base}{src}", headers={"Range": "bytes=0-99"})
+    assert refused.status == 403 and "只有本案人员" in await refused.text()
+    await c.shot(other, "17-case-recording-not-on-case")
