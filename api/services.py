@@ -36,7 +36,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.allocation import AllocationActivities, DesignerSuggestion
 from activities.staff import Staff, StaffRepository
 from activities.storage import RecordingMissing
-from api import idempotency, queries
+from api import context, idempotency, queries
 from api.deps import CurrentUser, Resources, bounded, ensure_role, shown_contact
 from api.errors import ApiError, not_found_case, unavailable
 from api.privacy import mask_phone
@@ -221,6 +221,7 @@ async def create_case(
                 "SELECT nextval(pg_get_serial_sequence('cases', 'id'))", timeout=res.timeout
             )
             assert case_id is not None
+            context.set_case(case_id)
             c = body.client
             # No client data in the workflow input: name, phone and address stay in PostgreSQL.
             inp = IntakeInput(

@@ -53,7 +53,9 @@ async def test_an_end_to_end_case_logs_json_lines_without_client_data(api: Api, 
     await api.ok_step(cid, "assign_assistant", "assistant_lead", {"assistant_id": api.people["assistant"].id})
     await api.ok_step(cid, "assign_designer", "manager", {"designer_id": api.people["designer"].id, "reason": "测试"})
     await api.ok_step(cid, "contact", "designer", {"meeting_at": meet, "meeting_kind": "measure"})
-    s = await api.ok_step(cid, "first_meeting", "designer", {"true_needs": "三室两厅", "visited_site": True})
+    s = await api.ok_step(cid, "first_meeting", "designer", {"true_needs": "三室两厅", "measure_agreed": False, "measure_reason": "客户要先看方案",
+                                                        "visited_site": True, "visited_material_store": True,
+                                                        "seen_off": True})
     assert open_steps(s) == {"debrief"}
     await api.ok_step(cid, "debrief", "manager", {"findings": "好"})
     await api.ok_step(cid, "outcome", "manager", {"outcome": "signed"})

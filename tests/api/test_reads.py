@@ -78,8 +78,8 @@ async def test_list_pagination_offset_and_cursor(api: Api, cases: dict[str, Any]
 
 async def test_case_detail_from_projection_and_live(api: Api, cases: dict[str, Any]) -> None:
     cid = cases["remote"]["id"]
-    proj = await api.case(cid, "assistant", fresh=False)
-    live = await api.case(cid, "assistant", fresh=True)
+    proj = await api.case(cid, "assistant2", fresh=False)
+    live = await api.case(cid, "assistant2", fresh=True)
     assert proj["state_source"] == "projection" and live["state_source"] == "workflow"
     for c in (proj, live):
         assert c["stage"] == "contact"
@@ -95,7 +95,7 @@ async def test_case_detail_from_projection_and_live(api: Api, cases: dict[str, A
         kinds = [e["kind"] for e in c["timeline"]]
         assert kinds[0] == "created" and "designer_assigned" in kinds
         assert [e["seq"] for e in c["timeline"]] == sorted(e["seq"] for e in c["timeline"])
-        # `assistant` is not on this case: the phone and address are masked (SPEC §12)
+        # `assistant2` is not on this case (`assistant` is): the phone and address are masked (SPEC §12)
         full = cases["remote"]["client"]["phone"]
         assert c["client"]["phone"] == f"{full[:3]}****{full[-4:]}" and not c["client"]["contact_visible"]
         assert c["client"]["address"] != cases["remote"]["client"]["address"]
