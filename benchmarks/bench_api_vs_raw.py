@@ -388,8 +388,8 @@ class Bench:
         await api.call("POST", f"{base}/steps/contact", designer, 200,
                        json={"meeting_at": meet, "meeting_kind": "measure"})
         s = await api.call("POST", f"{base}/steps/first_meeting", designer, 200, json={
-            "true_needs": "三室两厅，现代简约，年底入住", "measure_at": future_local(4, 14),
-            "visited_site": True, "visited_material_store": True})  # fmt: skip
+            "true_needs": "三室两厅，现代简约，年底入住", "measure_agreed": True, "measure_at": future_local(4, 14),
+            "visited_site": True, "visited_material_store": True, "seen_off": True})  # fmt: skip
         if "measure" in {o["step"] for o in s.get("open_steps", [])}:
             await api.call("POST", f"{base}/steps/measure", designer, 200, json={"result": "done"})
         await api.call("POST", f"{base}/steps/debrief", self.manager, 200, json={"findings": "需求挖掘充分"})
@@ -481,7 +481,7 @@ def print_report(res: dict[str, Phase], whole: dict[str, Any] | None, whole_erro
 async def main() -> int:
     """Parse, connect, measure, report, clean up."""
     from config import Settings
-    from devstack import connect_temporal, temporal_address
+    from devstack import connect_temporal, ensure_payload_keys, temporal_address
 
     settings = Settings()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -513,8 +513,10 @@ async def main() -> int:
     tokens = collect_tokens(args.tokens_file, args.token)
     if not tokens:
         ap.error(f"no staff tokens: {args.tokens_file} is missing; give --tokens-file or --token ID:ROLE:TOKEN")
-    run_settings = settings.model_copy(update={"temporal_address": args.temporal_address,
-                                               "temporal_namespace": args.namespace})
+    # The stack's payload key (INTAKE_PAYLOAD_KEYS, else the dev stack's key file in its data dir).
+    run_settings = ensure_payload_keys(settings).model_copy(
+        update={"temporal_address": args.temporal_address, "temporal_namespace": args.namespace}
+    )
     api = Api(args.api, tokens, args.concurrency, args.timeout)
     try:
         r = await api.http.get("/readyz")
