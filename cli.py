@@ -277,6 +277,16 @@ def cmd_staff_list(args: argparse.Namespace, settings: Settings) -> int:
     return _run(main())
 
 
+async def _staff_member(pool: Any, staff_id: int) -> Any:
+    """The staff member with this id, or the command fails with a clear message."""
+    from activities.staff import StaffRepository
+
+    staff = await StaffRepository(pool).get(staff_id=staff_id)
+    if staff is None:
+        raise CliError(f"no staff member #{staff_id}")
+    return staff
+
+
 def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a new bearer token for a staff member; print it once."""
     from activities.staff import StaffRepository
@@ -284,9 +294,7 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> int:
         async with _database(settings) as pool:
             repo = StaffRepository(pool)
-            staff = await repo.get(staff_id=args.id)
-            if staff is None:
-                raise CliError(f"no staff member #{args.id}")
+            staff = await _staff_member(pool, args.id)
             revoked = await repo.revoke_tokens(staff_id=staff.id) if args.revoke_others else 0
             token = await repo.issue_token(
                 staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days
@@ -303,13 +311,10 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
     """Print a personal one-time sign-in link to the staff console (网页工作台)."""
     from activities.sessions import SessionRepository
-    from activities.staff import StaffRepository
 
     async def main() -> int:
         async with _database(settings) as pool:
-            staff = await StaffRepository(pool).get(staff_id=args.id)
-            if staff is None:
-                raise CliError(f"no staff member #{args.id}")
+            staff = await _staff_member(pool, args.id)
             code = await SessionRepository(pool).issue_link(
                 staff_id=staff.id, ttl=timedelta(minutes=settings.console_link_minutes)
             )
@@ -327,11 +332,8 @@ def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
     async def main() -> int:
         async with _database(settings) as pool:
-            repo = StaffRepository(pool)
-            staff = await repo.get(staff_id=args.id)
-            if staff is None:
-                raise CliError(f"no staff member #{args.id}")
-            revoked = await repo.revoke_tokens(staff_id=staff.id)
+            staff = await _staff_member(pool, args.id)
+            revoked = await StaffRepository(pool).revoke_tokens(staff_id=staff.id)
         print(f"revoked {revoked} token(s) of #{staff.id} {staff.name}; no new token issued")
         return 0
 
@@ -341,13 +343,10 @@ def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_staff_signout(args: argparse.Namespace, settings: Settings) -> int:
     """End every console session and unused sign-in link of a staff member (a lost phone)."""
     from activities.sessions import SessionRepository
-    from activities.staff import StaffRepository
 
     async def main() -> int:
         async with _database(settings) as pool:
-            staff = await StaffRepository(pool).get(staff_id=args.id)
-            if staff is None:
-                raise CliError(f"no staff member #{args.id}")
+            staff = await _staff_member(pool, args.id)
             ended = await SessionRepository(pool).revoke_all(staff_id=staff.id)
         print(f"#{staff.id} {staff.name}: {ended} console session(s) ended, unused sign-in links revoked")
         return 0
@@ -421,11 +420,8 @@ def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings],
 
         async def main() -> int:
             async with _database(settings) as pool:
-                repo = StaffRepository(pool)
-                staff = await repo.get(staff_id=args.id)
-                if staff is None:
-                    raise CliError(f"no staff member #{args.id}")
-                await repo.set_status(staff_id=staff.id, status=status)
+                staff = await _staff_member(pool, args.id)
+                await StaffRepository(pool).set_status(staff_id=staff.id, status=status)
             print(f"#{staff.id} {staff.name}: {status.value}")
             return 0
 

@@ -501,8 +501,7 @@ def _case_policy(res: Resources, row: asyncpg.Record) -> Policy:
 
 def required_level(res: Resources, row: asyncpg.Record, level: Level | None = None) -> Level:
     """The designer level a case needs: as being agreed now, agreed at the callback, else from the budget."""
-    state = state_from_row(row)
-    return level or (state.designer_level if state else None) or _case_policy(res, row).level_for_budget(row["budget"])
+    return level or engine.required_level(state_from_row(row), _case_policy(res, row), row["budget"])
 
 
 async def designer_ranking(

@@ -180,10 +180,17 @@ def auto_assign(state: CaseState, staff: StaffRef, *, now: datetime, policy: Pol
     return eng.finish()
 
 
-def needs_auto_assign(state: CaseState, policy: Policy) -> bool:
-    """Whether the workflow should fetch suggestions to assign the designer itself."""
+def auto_assign_step(state: CaseState, policy: Policy) -> str | None:
+    """The open assign_designer step the system should fill by rotation itself (its key), if any."""
     step = next((o for o in state.open_steps if o.step == StepName.assign_designer), None)
-    return bool(policy.auto_assign_designer and step is not None and not step.prefill and state.designer is None)
+    if policy.auto_assign_designer and step is not None and not step.prefill and state.designer is None:
+        return step.key
+    return None
+
+
+def required_level(state: CaseState | None, policy: Policy, budget: int | None) -> Level:
+    """The designer level a case needs: agreed at the callback, else from the budget band."""
+    return (state.designer_level if state else None) or policy.level_for_budget(budget)
 
 
 def agenda(state: CaseState, *, now: datetime, policy: Policy) -> list[AgendaItem]:
@@ -835,8 +842,13 @@ class _Engine:
         step.next_escalation_at = None
         self.plan_escalation(step)
 
-    def plan_escalation(self, step: OpenStep) -> None:
-        """Set when the next rung of the step's escalation chain fires and what it does."""
+    def plan_escalation(self, step: OpenStep, *, repeat_from: datetime | None = None) -> None:
+        """Set when the next rung of the step's escalation chain fires and what it does.
+
+        The chain's stages count from the due time; repeats from the rung that fired last
+        (`repeat_from`), so after an outage there is no burst of catch-up pages. Once the repeats are
+        used up, the next rung stalls the step.
+        """
         step.next_escalation_at = None
         step.next_escalation = None
         if step.due_at is None or step.stalled:
@@ -848,11 +860,15 @@ class _Engine:
             at = self.business(self.add(step.due_at, stage.after, step.wall_clock), step.wall_clock)
             target = stage.target
         elif chain.repeat_every is not None:
-            at = self.business(self.add(step.due_at, chain.repeat_every, step.wall_clock), step.wall_clock)
+            base = repeat_from or step.due_at
+            at = self.business(self.add(base, chain.repeat_every, step.wall_clock), step.wall_clock)
             target = chain.repeat_target
         else:
             return
         step.next_escalation_at = at
+        if level - len(chain.stages) >= self.p.escalation_max_repeats:
+            step.next_escalation = "搁置并通知总经理"
+            return
         who = self.target_label(step, target)
         step.next_escalation = f"提醒{who}" if target == "owner" else f"通知{who}"
 
@@ -1147,8 +1163,6 @@ class _Engine:
             return
         target = chain.stages[level].target if level < len(chain.stages) else chain.repeat_target
         recipient, role = self.target(step, target)
-        # Repeats count from when this rung really fired (after an outage: no burst of catch-up pages).
-        fired_at = max(step.next_escalation_at or self.now, self.now)
         step.escalation_level = level + 1
         step.overdue = True
         who = self.target_label(step, target)
@@ -1167,26 +1181,7 @@ class _Engine:
                 and s.designer is not None):
             self.reclaim(step)
             return
-        self._plan_after(step, fired_at)
-
-    def _plan_after(self, step: OpenStep, fired_at: datetime) -> None:
-        chain = self.p.chain(step.step)
-        level = step.escalation_level
-        if level < len(chain.stages):
-            self.plan_escalation(step)
-            return
-        if chain.repeat_every is None:
-            step.next_escalation_at = None
-            step.next_escalation = None
-            return
-        at = self.business(self.add(fired_at, chain.repeat_every, step.wall_clock), step.wall_clock)
-        if level - len(chain.stages) >= self.p.escalation_max_repeats:
-            step.next_escalation_at = at
-            step.next_escalation = "搁置并通知总经理"
-            return
-        step.next_escalation_at = at
-        who = self.target_label(step, chain.repeat_target)
-        step.next_escalation = f"提醒{who}" if chain.repeat_target == "owner" else f"通知{who}"
+        self.plan_escalation(step, repeat_from=self.now)
 
     def retry_callback(self) -> None:
         """A callback that did not reach the client opens again."""
@@ -1236,7 +1231,8 @@ __all__ = [
     "check",
     "decide",
     "merge",
-    "needs_auto_assign",
+    "auto_assign_step",
+    "required_level",
     "start",
     "tick",
     "trim_events",

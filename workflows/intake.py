@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STEP_DUE_AT,
         WORKFLOW_TYPE,
     )
-    from domain.enums import CaseStatus, Level
+    from domain.enums import CaseStatus
     from domain.models import (
         AddNote,
         AttachRecording,
@@ -92,7 +92,7 @@ class IntakeWorkflow:
         self._dirty = False
         self._timer: asyncio.Task[None] | None = None
         self._timer_at: datetime | None = None
-        self._suggesting = False
+        self._auto_asked: set[str] = set()
         self._ticked_at: datetime | None = None
         if inp.state is None:
             decision = engine.start(inp)
@@ -118,8 +118,10 @@ class IntakeWorkflow:
                 self._ticked_at = now  # once per workflow task: a bug in the agenda cannot spin here
                 self._record(engine.tick(self.s, now=now, policy=self.policy), urgent=True)
                 continue
-            if engine.needs_auto_assign(self.s, self.policy) and not self._suggesting:
-                self._suggesting = True
+            auto = engine.auto_assign_step(self.s, self.policy)
+            if auto is not None and auto not in self._auto_asked:
+                # Asked once per step: with no suggestion the manager assigns by hand.
+                self._auto_asked.add(auto)
                 asyncio.create_task(self._auto_assign())
             if self._continue_as_new_due():
                 # Write everything first, so the next run starts with nothing unwritten.
@@ -288,7 +290,7 @@ class IntakeWorkflow:
                 AllocationActivities.suggest_designers,
                 SuggestDesigners(
                     case_id=s.case_id, scenario=s.scenario,
-                    required_level=Level(s.designer_level or self.policy.level_for_budget(s.budget)),
+                    required_level=engine.required_level(s, self.policy, s.budget),
                     meeting_at=m.at if m else None, compound=s.compound,
                     max_open_by_level=dict(self.policy.max_open_cases), timezone=self.policy.calendar.timezone,
                 ),
@@ -301,13 +303,6 @@ class IntakeWorkflow:
         if suggestions and self.s.status == CaseStatus.open:
             self._record(engine.auto_assign(self.s, suggestions[0].staff, now=workflow.now(), policy=self.policy),
                          urgent=False)
-        else:
-            # Nobody to suggest: mark the step so it is not asked again; the manager decides.
-            step = next((o for o in self.s.open_steps if o.step.value == "assign_designer"), None)
-            if step is not None and not step.prefill:
-                step.prefill = {"reasons": ["暂无符合条件的设计师"]}
-        self._suggesting = False
-        self._dirty = True
 
     # ------------------------------------------------------------------ timer and visibility
 
