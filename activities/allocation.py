@@ -55,7 +55,6 @@ class AllocationActivities:
         )
         return [Suggestion.model_validate(s.model_dump(exclude={"eligible"})) for s in ranked]
 
-    @activity.defn(name="suggest_assistants")
     async def suggest_assistants(self, req: SuggestAssistants) -> list[Suggestion]:
         """Active assistants, fewest open cases first."""
         rows = await self._pool.fetch(
