@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from domain import calendar as cal
-from domain import notices
+from domain import notices, permissions
 from domain.constants import workflow_id
 from domain.enums import (
     OUTCOME_LABELS,
@@ -79,6 +79,7 @@ from domain.models import (
     SendSms,
     StaffRef,
 )
+from domain.permissions import Action, CaseFacts
 from domain.policy import Policy
 from domain.tracking import local_time, step_label
 
@@ -630,21 +631,19 @@ class _Engine:
         if isinstance(cmd, Reschedule):
             return self.check_reschedule(cmd)
         if isinstance(cmd, Reassign):
-            self.require_manager(cmd.actor)
+            self.allow(cmd.actor, Action.reassign)
             if cmd.staff.role.value != cmd.role:
                 raise Rejected("invalid_assignee", "所选人员的角色不符", field="staff")
             return None
         if isinstance(cmd, AddNote):
-            ok = cmd.actor.role in (Role.manager, Role.director, Role.assistant_lead) or self.is_member(cmd.actor)
-            if not ok:
-                raise Rejected("not_your_case", "只有经理和本案人员可以添加备注")
+            self.allow(cmd.actor, Action.note)
             return None
         if isinstance(cmd, AttachRecording):
-            self.require_manager(cmd.actor)
+            self.allow(cmd.actor, Action.upload_recording)
             if cmd.recording_id in self.s.recordings:
                 raise Rejected("invalid_payload", "该录音已在案件中", field="recording_id")
             return None
-        self.require_manager(cmd.actor)
+        self.allow(cmd.actor, Action.close)
         if cmd.outcome == Outcome.lost:
             _require_reason(cmd.reason)
         return None
@@ -689,10 +688,7 @@ class _Engine:
 
     def check_reschedule(self, req: Reschedule) -> None:
         s = self.s
-        if not (req.actor.role == Role.manager or self.is_member(req.actor)):
-            if req.actor.role in (Role.designer, Role.assistant):
-                raise Rejected("not_your_case", "这不是您负责的客户")
-            raise Rejected("wrong_role", "只有经理和本案设计师、助理可以改期")
+        self.allow(req.actor, Action.reschedule)
         self.future(req.at, "at")
         if s.meeting(req.target) is None:
             raise Rejected("no_meeting", "还没有可改期的预约" if req.target == "meeting" else "还没有预约量房")
@@ -705,27 +701,29 @@ class _Engine:
         if self.s.status == CaseStatus.closed:
             raise Rejected("case_closed", f"案件已结案（{self.s.outcome}），不能再操作")
 
-    def require_manager(self, actor: Actor) -> None:
-        if actor.role != Role.manager:
-            raise Rejected("wrong_role", "只有设计部经理可以执行此操作", required_role="manager")
-
-    def is_member(self, actor: Actor) -> bool:
+    def facts(self) -> CaseFacts:
+        """Who is tied to the case, as the permission rules read it."""
         s = self.s
-        return bool((s.designer and s.designer.id == actor.staff_id) or (s.assistant and s.assistant.id == actor.staff_id))
+        return CaseFacts(
+            received_by=s.received_by.id if s.received_by else None,
+            manager_id=s.manager.id if s.manager else None,
+            designer_id=s.designer.id if s.designer else None,
+            assistant_id=s.assistant.id if s.assistant else None,
+            open=s.status != CaseStatus.closed,
+        )
+
+    def allow(self, actor: Actor, action: Action) -> None:
+        """Rejected unless domain.permissions lets the actor take the action on this case."""
+        refusal = permissions.may(actor, action, self.facts())
+        if refusal is not None:
+            raise Rejected(refusal.code, refusal.message, **refusal.details)
 
     def check_owner(self, step: OpenStep, actor: Actor) -> None:
-        """The step's owner only: role, and for the designer's steps the case's designer."""
-        if actor.role != step.owner_role:
-            raise Rejected("wrong_role", f"「{step.label}」由{ROLE_LABELS[step.owner_role]}完成",
-                           required_role=step.owner_role.value)
-        if step.step == StepName.acknowledge:
-            if step.owner is None or step.owner.id != actor.staff_id:
-                raise Rejected("not_your_case", "没有需要您确认的纠正")
-            return
-        if step.owner_role == Role.designer:
-            designer = self.s.designer
-            if designer is None or designer.id != actor.staff_id:
-                raise Rejected("not_your_case", "这不是您负责的客户")
+        """The step's owner only (domain.permissions.complete_step)."""
+        refusal = permissions.complete_step(actor, step.step, self.facts(), owner_role=step.owner_role,
+                                            owner_id=step.owner.id if step.owner else None)
+        if refusal is not None:
+            raise Rejected(refusal.code, refusal.message, **refusal.details)
 
     def future(self, t: datetime | None, field: str) -> None:
         if t is not None and t.utcoffset() is None:

@@ -39,6 +39,11 @@ class Actor(_Model):
     role: Role
     name: str = ""
 
+    @property
+    def id(self) -> int:
+        """The staff id (so an actor is a permissions.Person)."""
+        return self.staff_id
+
 
 class StaffRef(_Model):
     """A staff member as a case shows it (id and name only)."""

@@ -31,3 +31,33 @@ def normalize_phone(raw: str) -> str:
     if not _MOBILE_RE.match(s):
         raise ValueError(f"not a Chinese mobile number: {raw!r}")
     return s
+
+
+# A mobile number inside free text, as people write it: an optional +86 / 0086 / 86 prefix, then the
+# 11 digits with spaces, dashes or dots anywhere between them; never part of a longer run of digits.
+_SEP = r"[ \t\u3000.\-－—]?"
+_IN_TEXT = re.compile(
+    rf"(?<![0-9])(?:(?:\+|＋|00)?86{_SEP}|\(\+?86\){_SEP})?1{_SEP}[3-9](?:{_SEP}[0-9]){{9}}(?![0-9])"
+)
+
+
+def mask_phone(phone: str | None) -> str:
+    """138****5678: the first three and the last four digits of a mobile number, the rest hidden."""
+    if not phone:
+        return ""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if len(digits) > 11 and digits[-11] == "1":
+        digits = digits[-11:]  # +86 / 0086 prefix: the number itself
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+def mask_phones_in(text: str) -> str:
+    """Every mobile number written into free text (notes, reports, corrections), masked."""
+    return _IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def has_phone(text: str) -> bool:
+    """Whether free text carries a mobile number."""
+    return _IN_TEXT.search(text) is not None

@@ -1,0 +1,332 @@
+"""Who may see and do what (SPEC §13): the one authority.
+
+Every question of the form "may this person … this case?" is answered here, from the person (id and
+role) and their relation to the case (creator, receiver, designer, assistant, former designer or
+assistant, the case's manager). The engine's checks, the API's services, the SQL filters of every
+list (through :func:`case_scope`, which names the relations a list may follow) and the console's
+buttons all ask these functions; no role or ownership check is written anywhere else (a test greps).
+
+Pure: no I/O, no clock. A refusal is a :class:`Refusal` with a stable code and a Chinese message;
+the engine raises it as ``Rejected``, the API as 403 (or 404 when the person may not even know the
+case exists: :func:`may_view`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from domain.enums import ROLE_LABELS, STEP_LABELS, Role, Scenario, StepName
+
+
+class Person(Protocol):
+    """Who asks: a staff id and a role (the API's user, the console's user, the engine's actor)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def role(self) -> Role: ...
+
+
+@dataclass(frozen=True)
+class Someone:
+    """A plain :class:`Person` (tests, the CLI, a row read back)."""
+
+    id: int
+    role: Role
+
+
+class Relation(StrEnum):
+    """How a person is tied to a case."""
+
+    creator = "creator"  # typed the lead in
+    receiver = "receiver"  # received the client (compound office, walk-in)
+    designer = "designer"  # the case's designer now
+    assistant = "assistant"  # the case's assistant designer now
+    former_designer = "former_designer"  # was its designer before a reassignment or reclaim
+    former_assistant = "former_assistant"  # was its assistant before a reassignment
+    manager = "manager"  # the case's design manager
+
+
+# Who sees every case (SPEC §13): they run the department.
+SEE_ALL_ROLES = frozenset({Role.manager, Role.director, Role.assistant_lead})
+# Who sees every client's contact details.
+CONTACT_ROLES = frozenset({Role.manager, Role.director})
+# The relations that make a case "theirs" for a person who does not see every case. A list follows
+# these (store/queries translates each relation into its column or ledger lookup).
+TIED = frozenset(Relation)
+WORKING = frozenset({Relation.designer, Relation.assistant})
+FORMER = frozenset({Relation.former_designer, Relation.former_assistant})
+INTAKE = frozenset({Relation.creator, Relation.receiver})
+
+# Who may type a new lead in (SPEC §7).
+CREATOR_ROLES = frozenset({Role.consultant, Role.manager, Role.site_lead, Role.assistant, Role.designer})
+# Who can have received a client at a compound office (seed 情况三 a/b: site lead, on-duty designer or
+# an assistant designer).
+SITE_RECEIVER_ROLES = frozenset({Role.site_lead, Role.designer, Role.assistant})
+REPORT_ROLES = frozenset({Role.manager, Role.director})
+BOARD_ROLES = REPORT_ROLES
+AUDIT_ROLES = REPORT_ROLES
+# Who may decrypt payloads for the Temporal UI (the codec endpoint).
+CODEC_ROLES = frozenset({Role.manager, Role.director, Role.admin})
+# Who may ask the workflow itself (?fresh=true): those who watch cases live, not every reader.
+LIVE_QUERY_ROLES = frozenset({Role.manager, Role.director})
+# Who may add a note besides the people working the case.
+NOTE_ROLES = frozenset({Role.manager, Role.director, Role.assistant_lead})
+# Who may listen to a recording besides the people working the case and who received the client.
+LISTEN_ROLES = frozenset({Role.manager, Role.director})
+
+
+class Action(StrEnum):
+    """What a person may do on a case (the console shows a button for each allowed one)."""
+
+    reschedule = "reschedule"
+    reassign = "reassign"
+    close = "close"
+    note = "note"
+    upload_recording = "upload_recording"
+    listen = "listen"
+    suggestions = "suggestions"
+    all_notices = "all_notices"  # every staff notice of the case, not only one's own
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a person may not: a stable code, a message for staff, details for the API's body."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """Who is tied to a case: what the permission rules read of it."""
+
+    created_by: int | None = None
+    received_by: int | None = None
+    manager_id: int | None = None
+    designer_id: int | None = None
+    assistant_id: int | None = None
+    former_designers: frozenset[int] = frozenset()
+    former_assistants: frozenset[int] = frozenset()
+    open: bool = True
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> CaseFacts:
+        """From a case row (store/queries' columns; `former_designers` / `former_assistants` when read)."""
+        get = row.get if isinstance(row, Mapping) else (lambda k, d=None: row[k] if k in row.keys() else d)  # type: ignore[attr-defined]
+        return cls(
+            created_by=get("created_by"),
+            received_by=get("received_by"),
+            manager_id=get("manager_id"),
+            designer_id=get("designer_id"),
+            assistant_id=get("assistant_id"),
+            former_designers=frozenset(get("former_designers") or ()),
+            former_assistants=frozenset(get("former_assistants") or ()),
+            open=get("status", "open") in ("open", "starting"),
+        )
+
+
+def relations(person: Person, case: CaseFacts) -> frozenset[Relation]:
+    """Every way `person` is tied to the case."""
+    me = person.id
+    out: set[Relation] = set()
+    if case.created_by == me:
+        out.add(Relation.creator)
+    if case.received_by == me:
+        out.add(Relation.receiver)
+    if case.manager_id == me:
+        out.add(Relation.manager)
+    if case.designer_id == me:
+        out.add(Relation.designer)
+    elif me in case.former_designers:
+        out.add(Relation.former_designer)
+    if case.assistant_id == me:
+        out.add(Relation.assistant)
+    elif me in case.former_assistants:
+        out.add(Relation.former_assistant)
+    return frozenset(out)
+
+
+# --- seeing -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which cases a person's lists show: every case, or those tied to them by one of `relations`."""
+
+    everything: bool
+    relations: frozenset[Relation] = frozenset()
+
+
+def case_scope(person: Person) -> Scope:
+    """The cases `person` may see at all (what every list filters on, in SQL)."""
+    if person.role in SEE_ALL_ROLES:
+        return Scope(everything=True)
+    if person.role == Role.admin:
+        return Scope(everything=False)  # manages staff and policy, reads no client
+    return Scope(everything=False, relations=TIED - {Relation.manager})
+
+
+def may_view(person: Person, case: CaseFacts) -> bool:
+    """Whether the case exists for `person` at all (otherwise every case route answers 404)."""
+    scope = case_scope(person)
+    return scope.everything or bool(scope.relations & relations(person, case))
+
+
+def may_see_contact(person: Person, case: CaseFacts) -> bool:
+    """Whether `person` sees the client's phone, address and any phone written in free text.
+
+    The manager and the director always; the case's designer and assistant; who typed the lead in or
+    received the client until a designer is assigned. A former designer or assistant never.
+    """
+    if person.role in CONTACT_ROLES:
+        return True
+    rel = relations(person, case)
+    if rel & WORKING:
+        return True
+    return bool(rel & INTAKE) and case.designer_id is None
+
+
+def works_case(person: Person, case: CaseFacts) -> bool:
+    """Whether `person` is the case's designer or assistant now."""
+    return bool(relations(person, case) & WORKING)
+
+
+# --- doing ------------------------------------------------------------------------------------------
+
+
+def _wrong_role(roles: Iterable[Role], what: str = "执行此操作") -> Refusal:
+    wanted = sorted(roles, key=lambda r: list(Role).index(r))
+    names = "、".join(ROLE_LABELS[r] for r in wanted)
+    details: dict[str, Any] = {"required_role": wanted[0].value} if len(wanted) == 1 else {
+        "required_roles": [r.value for r in wanted]}
+    return Refusal("wrong_role", f"只有{names}可以{what}", details)
+
+
+NOT_YOUR_CASE = Refusal("not_your_case", "这不是您负责的客户")
+
+
+def complete_step(
+    person: Person, step: StepName, case: CaseFacts, *, owner_role: Role | None, owner_id: int | None = None
+) -> Refusal | None:
+    """Whether `person` may complete the step: its owner role; a designer's step only by the case's
+    designer; a correction's acknowledgement only by whoever was corrected."""
+    if owner_role is not None and person.role != owner_role:
+        return Refusal("wrong_role", f"「{STEP_LABELS[step]}」由{ROLE_LABELS[owner_role]}完成",
+                       {"required_role": owner_role.value})
+    if step == StepName.acknowledge:
+        if owner_id is None or owner_id != person.id:
+            return Refusal("not_your_case", "没有需要您确认的纠正")
+        return None
+    if owner_role == Role.designer and case.designer_id != person.id:
+        return NOT_YOUR_CASE
+    return None
+
+
+def may(person: Person, action: Action, case: CaseFacts) -> Refusal | None:
+    """Whether `person` may take `action` on the case (None: yes)."""
+    rel = relations(person, case)
+    working = bool(rel & WORKING)
+    if action == Action.reschedule:
+        if person.role == Role.manager or working:
+            return None
+        if person.role in (Role.designer, Role.assistant):
+            return NOT_YOUR_CASE
+        return Refusal("wrong_role", "只有经理和本案设计师、助理可以改期")
+    if action in (Action.reassign, Action.close, Action.upload_recording, Action.suggestions):
+        if person.role == Role.manager:
+            return None
+        what = {Action.reassign: "更换设计师或助理", Action.close: "结案",
+                Action.upload_recording: "上传录音", Action.suggestions: "查看推荐设计师"}[action]
+        return _wrong_role([Role.manager], what)
+    if action == Action.note:
+        if person.role in NOTE_ROLES or working:
+            return None
+        return Refusal("not_your_case", "只有经理和本案人员可以添加备注")
+    if action == Action.listen:
+        if person.role in LISTEN_ROLES or working or Relation.receiver in rel:
+            return None
+        return Refusal("not_your_case", "只有本案人员、设计部经理和总经理可以听取录音")
+    if action == Action.all_notices:
+        return None if person.role in CONTACT_ROLES else NOT_YOUR_CASE
+    raise ValueError(action)  # pragma: no cover - every Action is answered above
+
+
+def allowed_actions(person: Person, case: CaseFacts) -> frozenset[Action]:
+    """Every action the console may offer `person` on the case (closed cases: none that change it)."""
+    changing = {Action.reschedule, Action.reassign, Action.close, Action.note, Action.upload_recording}
+    return frozenset(
+        a for a in Action if may(person, a, case) is None and (case.open or a not in changing)
+    )
+
+
+# --- beyond one case ------------------------------------------------------------------------------
+
+
+def may_create(person: Person) -> Refusal | None:
+    """Whether `person` may type a new lead in."""
+    return None if person.role in CREATOR_ROLES else _wrong_role(CREATOR_ROLES, "新建客户")
+
+
+def may_receive(role: Role, scenario: Scenario) -> bool:
+    """Whether someone of `role` can have received a client in this scenario (情况三: site lead,
+    on-duty designer or assistant; everywhere else anyone)."""
+    return scenario != Scenario.site_office or role in SITE_RECEIVER_ROLES
+
+
+def receives_by_default(person: Person, scenario: Scenario) -> bool:
+    """Whether the creator is taken as the receiver when none is named (they received the client)."""
+    return scenario == Scenario.walk_in or (scenario == Scenario.site_office and person.role in SITE_RECEIVER_ROLES)
+
+
+def manages_new_case(person: Person) -> bool:
+    """Whether a case `person` creates is theirs to manage (a manager creating it), not the first manager's."""
+    return person.role == Role.manager
+
+
+def may_read_reports(person: Person) -> Refusal | None:
+    """Reports and the allocation ledger: the manager and the director."""
+    return None if person.role in REPORT_ROLES else _wrong_role(REPORT_ROLES, "查看报表")
+
+
+def may_see_board(person: Person) -> Refusal | None:
+    """The manager's board of every open case."""
+    return None if person.role in BOARD_ROLES else _wrong_role(BOARD_ROLES, "查看看板")
+
+
+def may_audit(person: Person) -> Refusal | None:
+    """Who read clients' phones (the audit)."""
+    return None if person.role in AUDIT_ROLES else _wrong_role(AUDIT_ROLES, "查看手机号查看记录")
+
+
+def may_manage_staff(person: Person) -> Refusal | None:
+    """Adding, editing, revoking staff: the admin."""
+    return None if person.role == Role.admin else _wrong_role([Role.admin], "管理员工")
+
+
+def may_use_codec(person: Person) -> Refusal | None:
+    """Decrypting payloads for the Temporal UI."""
+    return None if person.role in CODEC_ROLES else _wrong_role(CODEC_ROLES, "使用解密服务")
+
+
+def may_query_live(person: Person) -> Refusal | None:
+    """Asking the workflow itself instead of the projection (?fresh=true)."""
+    return None if person.role in LIVE_QUERY_ROLES else _wrong_role(LIVE_QUERY_ROLES, "实时查询流程")
+
+
+def may_change_role(person: Person, target_id: int) -> Refusal | None:
+    """Nobody changes their own role (an admin cannot make themself manager)."""
+    if person.id == target_id:
+        return Refusal("own_role", "不能修改自己的角色")
+    return None
+
+
+def notices_for(person: Person) -> int | None:
+    """Whose staff notices of a case `person` reads: everyone's (None) or only their own (their id)."""
+    return None if person.role in CONTACT_ROLES else person.id
+
