@@ -19,6 +19,7 @@ from datetime import time, timedelta
 from typing import Any
 
 from config import Settings, get_settings
+from domain import staffing
 from domain.enums import Level, Role, StaffStatus
 from domain.phone import normalize_phone
 
@@ -61,7 +62,7 @@ def resolve_database(settings: Settings, *, create: bool = False) -> tuple[str, 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Any]:
     """A pool on the resolved database; the embedded one is migrated first (it is the dev stack's)."""
-    from activities.db import create_pool, migrate
+    from store.db import create_pool, migrate
 
     dsn, embedded = resolve_database(settings)
     if embedded:
@@ -75,8 +76,8 @@ async def _database(settings: Settings) -> AsyncIterator[Any]:
 
 def resolved_settings(settings: Settings) -> Settings:
     """Settings with a concrete database URL and Temporal address (for the worker and the API)."""
-    from activities.db import migrate
     from connections import temporal_address
+    from store.db import migrate
 
     dsn, embedded = resolve_database(settings)
     if embedded:
@@ -118,7 +119,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     """Apply pending migrations."""
-    from activities.db import migrate
+    from store.db import migrate
 
     dsn, _ = resolve_database(settings, create=True)
     applied = asyncio.run(migrate(dsn))
@@ -146,10 +147,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_cases_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     """Move running cases of the first workflow version onto the case engine's workflow."""
-    from activities.db import create_pool
-    from activities.reconciler import upgrade_v1_cases
-    from api.writes import projection_writer
+    from background.reconciler import upgrade_v1_cases
     from connections import connect_temporal
+    from store.db import create_pool
+    from store.writes import projection_writer
 
     resolved = resolved_settings(settings)
 
@@ -210,16 +211,16 @@ def parse_office_hours(text: str | None) -> dict[int, list[tuple[time, time]]]:
 
 def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
     """Add a staff member and print their bearer token (once)."""
-    from activities.staff import StaffError, StaffRepository
+    from store.staff import StaffError, StaffRepository
 
     role = Role(args.role)
     try:
         mobile = normalize_phone(args.phone)
     except ValueError as exc:
         raise CliError(f"phone {args.phone!r} is not a Chinese mobile number (1[3-9] and 9 digits)") from exc
-    if role == Role.designer and not args.level:
+    if staffing.has_level(role) and not args.level:
         raise CliError("a designer needs --level (chief, senior, designer, junior)")
-    if role != Role.designer and args.level:
+    if not staffing.has_level(role) and args.level:
         raise CliError("--level is for designers only")
     communities = [c.strip() for c in (args.communities or "").replace("，", ",").split(",") if c.strip()]
     schedule = parse_office_hours(args.office_hours)
@@ -256,7 +257,7 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_staff_list(args: argparse.Namespace, settings: Settings) -> int:
     """List staff members."""
-    from activities.staff import StaffRepository
+    from store.staff import StaffRepository
 
     async def main() -> int:
         async with _database(settings) as pool:
@@ -279,7 +280,7 @@ def cmd_staff_list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _staff_member(pool: Any, staff_id: int) -> Any:
     """The staff member with this id, or the command fails with a clear message."""
-    from activities.staff import StaffRepository
+    from store.staff import StaffRepository
 
     staff = await StaffRepository(pool).get(staff_id=staff_id)
     if staff is None:
@@ -289,7 +290,7 @@ async def _staff_member(pool: Any, staff_id: int) -> Any:
 
 def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a new bearer token for a staff member; print it once."""
-    from activities.staff import StaffRepository
+    from store.staff import StaffRepository
 
     async def main() -> int:
         async with _database(settings) as pool:
@@ -310,7 +311,7 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
     """Print a personal one-time sign-in link to the staff console (网页工作台)."""
-    from activities.sessions import SessionRepository
+    from store.sessions import SessionRepository
 
     async def main() -> int:
         async with _database(settings) as pool:
@@ -328,7 +329,7 @@ def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke every token of a staff member without issuing a new one."""
-    from activities.staff import StaffRepository
+    from store.staff import StaffRepository
 
     async def main() -> int:
         async with _database(settings) as pool:
@@ -342,7 +343,7 @@ def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_staff_signout(args: argparse.Namespace, settings: Settings) -> int:
     """End every console session and unused sign-in link of a staff member (a lost phone)."""
-    from activities.sessions import SessionRepository
+    from store.sessions import SessionRepository
 
     async def main() -> int:
         async with _database(settings) as pool:
@@ -365,7 +366,7 @@ def staff_changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["name"] = args.name
     if args.role is not None:
         changes["role"] = Role(args.role)
-        if changes["role"] != Role.designer and args.level is None:
+        if not staffing.has_level(changes["role"]) and args.level is None:
             changes["level"] = None
     if args.level is not None:
         changes["level"] = None if args.level == "none" else Level(args.level)
@@ -392,7 +393,7 @@ def staff_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_staff_edit(args: argparse.Namespace, settings: Settings) -> int:
     """Change a staff member: level, communities, schedule, capacity, role, leave / active / left."""
-    from activities.staff import StaffError, StaffRepository
+    from store.staff import StaffError, StaffRepository
 
     changes = staff_changes(args)
 
@@ -416,7 +417,7 @@ def cmd_staff_edit(args: argparse.Namespace, settings: Settings) -> int:
 
 def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings], int]:
     def command(args: argparse.Namespace, settings: Settings) -> int:
-        from activities.staff import StaffRepository
+        from store.staff import StaffRepository
 
         async def main() -> int:
             async with _database(settings) as pool:

@@ -1,4 +1,4 @@
-"""How deployed code reaches the outside: the Temporal client, the PostgreSQL pool, the policy file.
+"""How deployed code reaches the outside: the Temporal client and the policy file (the PostgreSQL pool: store.db).
 
 The API, the worker and the `intake` commands import these; so does the dev stack (devstack.py),
 never the other way round: deployed code imports nothing from the dev stack.
@@ -7,8 +7,6 @@ never the other way round: deployed code imports nothing from the dev stack.
   the AES-GCM payload codec, namespace, TLS or API key).
 - :func:`temporal_address` - the configured address, else the local dev server's.
 - :func:`tls_config` - TLS / mTLS for the Temporal client, from settings.
-- :func:`create_pool` - a PostgreSQL pool whose every wait (connect, statement, cancellation) is
-  bounded when a timeout is given.
 - :func:`load_policy` - the policy file from settings, else the SPEC defaults.
 """
 
@@ -16,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -98,24 +95,6 @@ async def connect_temporal(settings: Settings, *, worker_metrics: bool = False) 
         api_key=api_key,
         runtime=runtime,
     )
-
-
-async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float | None = None
-) -> asyncpg.Pool:
-    """A pool that decodes json/jsonb; with `timeout`, no wait on the server outlasts it.
-
-    `timeout` bounds connecting, every statement without a timeout of its own, and the cancellation
-    that follows a timed-out statement: when the server hangs, asyncpg gives up on the cancel and
-    terminates the connection, so a hung server cannot keep pool connections checked out forever.
-    """
-    # The same codec setup as every other pool of the service (activities.db owns it).
-    from activities.db import _init_connection
-
-    bounds: dict[str, float] = {} if timeout is None else {"timeout": timeout, "command_timeout": timeout}
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, **bounds)
-    assert pool is not None
-    return pool
 
 
 def load_policy(settings: Settings) -> Policy:

@@ -430,8 +430,8 @@ def _write_private(path: Path, text: str) -> None:
 
 async def seed_demo_staff(dsn: str, tokens_file: Path) -> list[DemoToken] | None:
     """Create the demo staff and their tokens when the staff table is empty; None when it is not."""
-    from activities.db import create_pool
-    from activities.staff import StaffRepository
+    from store.db import create_pool
+    from store.staff import StaffRepository
 
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
@@ -469,8 +469,8 @@ async def seed_demo_staff(dsn: str, tokens_file: Path) -> list[DemoToken] | None
 
 async def issue_sign_in_links(dsn: str, staff_ids: list[int], ttl: timedelta) -> dict[int, str]:
     """A fresh one-time console sign-in code per staff member (printed in the banner)."""
-    from activities.db import create_pool
-    from activities.sessions import SessionRepository
+    from store.db import create_pool
+    from store.sessions import SessionRepository
 
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
@@ -588,7 +588,7 @@ class DevStack:
 
     async def _start_infrastructure(self) -> Settings:
         """PostgreSQL, Temporal, search attributes, migrations, demo staff; returns resolved settings."""
-        from activities.db import migrate
+        from store.db import migrate
 
         s = self.settings
         # PostgreSQL

@@ -1,7 +1,7 @@
 """Logs as JSON lines (SPEC §12), shared by the API, the worker and the dev stack.
 
 One JSON object per line: time, level, logger, message, and the request id, staff id and case id
-when a request is being served (api.context). Client names and phones are never logged on purpose;
+when a request is being served (request_context.py). Client names and phones are never logged on purpose;
 as a second line of defence, any mobile number that still reaches a log line (an exception text
 quoting a row, say) is masked to 138****5678 here.
 """
@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+from domain.phone import mask_phones_in
 
 
 def scrub(text: str) -> str:
-    """Mask any mainland mobile number in `text`."""
-    return _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    """Mask any mainland mobile number in `text` (+86, spaces and dashes included)."""
+    return mask_phones_in(text)
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """Plain-text log lines, with the same masking as the JSON ones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
     """A log record as one JSON line with the request context."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from api import context
+        import request_context as context
 
         out: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -57,7 +63,7 @@ def configure_logging(level: int = logging.INFO, *, fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -23,9 +23,9 @@ from temporalio.worker import Worker
 from config import Settings, get_settings
 
 if TYPE_CHECKING:
-    from activities.outbox import OutboxDispatcher
     from activities.providers import SmsProvider, StaffNotifier
-    from activities.reconciler import Reconciler
+    from background.dispatcher import OutboxDispatcher
+    from background.reconciler import Reconciler
 
 log = logging.getLogger("intake.worker")
 
@@ -52,7 +52,7 @@ def worker_activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[.
     """The workflow's activities, bound to the pool: writing changes, suggesting designers."""
     from activities.allocation import AllocationActivities
     from activities.projection import ProjectionActivities
-    from api.writes import projection_writer
+    from store.writes import projection_writer
 
     projection = ProjectionActivities(pool, projection_writer(settings))
     allocation = AllocationActivities(pool)
@@ -67,15 +67,15 @@ def build_dispatcher(
     staff_notifier: StaffNotifier | None = None,
 ) -> OutboxDispatcher:
     """The outbox dispatcher for this configuration (providers from settings unless given)."""
-    from activities import outbox
+    from background import dispatcher
 
-    return outbox.build_dispatcher(pool, settings, sms_provider=sms_provider, staff_notifier=staff_notifier)
+    return dispatcher.build_dispatcher(pool, settings, sms_provider=sms_provider, staff_notifier=staff_notifier)
 
 
 def build_reconciler(client: Client, pool: asyncpg.Pool, settings: Settings, *, task_queue: str | None = None) -> Reconciler:
     """The reconciler for this configuration."""
-    from activities.reconciler import Reconciler
-    from api.writes import projection_writer
+    from background.reconciler import Reconciler
+    from store.writes import projection_writer
 
     return Reconciler(
         pool,
@@ -97,8 +97,8 @@ async def run_worker(
     staff_notifier: StaffNotifier | None = None,
 ) -> None:
     """Run worker, dispatcher and reconciler until `stop` is set (or forever)."""
-    from activities.db import create_pool
     from connections import connect_temporal
+    from store.db import create_pool
 
     if not settings.database_url:
         # Only `intake dev` / `intake worker` resolve the embedded dev database; a deployed worker

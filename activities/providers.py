@@ -3,7 +3,7 @@
 Shaped like Netflix/dispatch plugins: a small Protocol per kind, a harmless default that only records
 (`outbox`, `log`), and real implementations (Aliyun SMS through the official SDK, WeCom group robot).
 Providers know nothing about PostgreSQL or Temporal: the exactly-once discipline lives in
-:mod:`activities.outbox`, which keys every call with the outbox key so a provider can be asked later
+:mod:`store.outbox` / :mod:`background.dispatcher`, which keys every call with the outbox key so a provider can be asked later
 whether a message already went out.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -24,17 +23,12 @@ from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 
 from config import Settings
-from domain.phone import MOBILE
+from domain.phone import mask_phones_in
 from domain.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
-_PHONE_RE = re.compile(MOBILE)
 
-
-def mask_phone(text: str) -> str:
-    """Replace Chinese mobile numbers in a text with a masked form (for logs and error messages)."""
-    return _PHONE_RE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)
 
 
 class ProviderError(Exception):
@@ -188,13 +182,13 @@ def _aliyun_exc_to_provider_error(exc: BaseException) -> ProviderError:
     """SDK exceptions: AlibabaCloudException carries code/status; anything else is the network."""
     if isinstance(exc, AlibabaCloudException):
         err = classify_aliyun_code(exc.code, exc.status_code)
-        err.message = f"{err.message}: {mask_phone(str(exc.message or ''))}"
+        err.message = f"{err.message}: {mask_phones_in(str(exc.message or ''))}"
         return err
     # Network trouble (the SDK wraps it in UnretryableException, meaning only "the SDK itself won't
     # retry"). Never connected: definitely not sent. Otherwise (timeout, reset) it may have reached
     # Aliyun: ambiguous.
     return ProviderError(
-        f"网络错误: {mask_phone(str(exc))[:300]}",
+        f"网络错误: {mask_phones_in(str(exc))[:300]}",
         retryable=True,
         code=type(exc).__name__,
         ambiguous=not never_connected(exc),
@@ -292,7 +286,7 @@ class AliyunSmsProvider:
             raise ProviderError("阿里云返回了空响应", retryable=True, code="EmptyResponse", ambiguous=True)
         if body.code != "OK":
             err = classify_aliyun_code(body.code, response.status_code)
-            err.message = f"{err.message}: {mask_phone(body.message or '')}"
+            err.message = f"{err.message}: {mask_phones_in(body.message or '')}"
             raise err
         return str(body.biz_id)
 
@@ -439,7 +433,7 @@ class WeComNotifier:
         except (TimeoutError, httpx.TransportError) as exc:
             # Never connected: the robot never saw it. Anything later may have been posted: ambiguous.
             raise ProviderError(
-                mask_phone(f"企业微信网络错误: {exc!r}")[:300],
+                mask_phones_in(f"企业微信网络错误: {exc!r}")[:300],
                 retryable=True,
                 code=type(exc).__name__,
                 ambiguous=not never_connected(exc),

@@ -19,7 +19,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from activities.storage import RecordingStore
 from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
@@ -27,6 +26,7 @@ from api.routers import actions, audit, codec, health, intakes, me, recordings, 
 from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text
 from config import Settings, get_settings
 from domain.policy import Policy
+from store.recordings import RecordingStore
 
 log = logging.getLogger("intake.api")
 

@@ -24,14 +24,15 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from activities.staff import Staff, StaffRepository
-from activities.storage import RecordingStore
 from api.bounds import abandon, within
 from api.errors import ApiError, unavailable
 from config import Settings
-from domain.enums import ROLE_LABELS, Role
+from domain.enums import Role
 from domain.models import Actor
+from domain.permissions import Refusal
 from domain.policy import Policy
+from store.recordings import RecordingStore
+from store.staff import Staff, StaffRepository
 
 log = logging.getLogger("intake.api")
 
@@ -85,7 +86,7 @@ class Resources:
     def recordings(self) -> RecordingStore:
         """Where recordings are kept (injected in tests, else from the settings)."""
         if self._recordings is None:
-            from activities.storage import build_recording_store
+            from store.recordings import build_recording_store
 
             self._recordings = build_recording_store(self.settings)
         return self._recordings
@@ -104,7 +105,7 @@ class Resources:
             raise unavailable("database_unavailable", "数据库暂时无法访问，请稍后重试") from exc
 
     async def _create_pool(self) -> asyncpg.Pool:
-        from connections import create_pool
+        from store.db import create_pool
 
         # Resolved by `intake dev` / `intake api`; a deployed API never starts a database.
         dsn = self.settings.database_url
@@ -235,7 +236,7 @@ async def get_current_user(
     staff = await bounded(res, StaffRepository(pool).by_token(token=token, max_age_days=ttl))
     if staff is None:
         raise ApiError(401, "invalid_token", "令牌无效、已过期或已吊销", headers=_UNAUTH_HEADERS)
-    from api import context
+    import request_context as context
 
     context.set_staff(staff.id)
     return CurrentUser(staff)
@@ -244,18 +245,17 @@ async def get_current_user(
 CurrentStaff = Annotated[CurrentUser, Depends(get_current_user)]
 
 
-def ensure_role(user: CurrentUser, *roles: Role) -> None:
-    """403 wrong_role unless the user has one of the roles (the one rule for routes and the console)."""
-    if user.role not in roles:
-        names = "、".join(ROLE_LABELS[r] for r in roles)
-        raise ApiError(403, "wrong_role", f"仅限{names}（你是{ROLE_LABELS[user.role]}）")
+def refuse(refusal: Refusal | None) -> None:
+    """403 with the refusal's code and message (nothing when allowed): domain/permissions.py decides."""
+    if refusal is not None:
+        raise ApiError(403, refusal.code, refusal.message, details=refusal.details or None)
 
 
-def require_roles(*roles: Role) -> Callable[[CurrentUser], Awaitable[CurrentUser]]:
-    """A dependency admitting only the given roles (403 wrong_role otherwise)."""
+def permitted(check: Callable[[CurrentUser], Refusal | None]) -> Callable[[CurrentUser], Awaitable[CurrentUser]]:
+    """A dependency admitting whoever `check` (a domain.permissions rule) lets through; 403 otherwise."""
 
     async def dep(user: CurrentStaff) -> CurrentUser:
-        ensure_role(user, *roles)
+        refuse(check(user))
         return user
 
     return dep
@@ -271,31 +271,3 @@ async def bounded(res: Resources, aw: Awaitable[Any]) -> Any:
     except TimeoutError as exc:
         await res.database_overran()
         raise unavailable("database_unavailable", "数据库响应超时，请稍后重试") from exc
-
-
-async def shown_contact(res: Resources, user: CurrentUser, rows: list[Any], route: str) -> bool:
-    """Whether `user` sees the full contact details of the first row; records every full-phone read.
-
-    For a list, call with all rows: each row the user may see is recorded; the answer is for rows[0].
-    Use :func:`contact_map` to get the answer per row.
-    """
-    allowed = await contact_map(res, user, rows, route)
-    return bool(rows) and allowed[0]
-
-
-async def contact_map(res: Resources, user: CurrentUser, rows: list[Any], route: str) -> list[bool]:
-    """Per row, whether `user` sees the client's full phone; the full reads are recorded (phone_reads)."""
-    from api import context
-    from api.privacy import contact_allowed, record_phone_reads
-
-    allowed = [contact_allowed(user, r) for r in rows]
-    shown = [r["id"] if "id" in r.keys() else r["case_id"] for r, ok in zip(rows, allowed, strict=True) if ok]
-    if shown:
-        pool = await res.pool()
-        await bounded(
-            res,
-            record_phone_reads(
-                pool, staff_id=user.id, case_ids=shown, route=route, request_id=context.request_id()
-            ),
-        )
-    return allowed

@@ -72,3 +72,30 @@ async def store(
         status_code,
         json.loads(json.dumps(body, default=str)),
     )
+
+
+async def reserve(conn: asyncpg.Connection, *, staff_id: int, key: str, req_hash: str, timeout: float) -> None:
+    """The key's row, first in the creation's transaction: a concurrent request with the key waits here."""
+    await conn.execute(
+        "INSERT INTO idempotency_keys (staff_id, key, request_hash, status_code, response)"
+        " VALUES ($1, $2, $3, NULL, NULL)",
+        staff_id,
+        key,
+        req_hash,
+        timeout=timeout,
+    )
+
+
+async def answer(
+    conn: asyncpg.Pool | asyncpg.Connection, *, staff_id: int, key: str, status_code: int, body: Any,
+    timeout: float | None = None,
+) -> None:
+    """The answer a key replays (inside the creation's transaction: it commits with its case or not at all)."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE staff_id = $1 AND key = $2",
+        staff_id,
+        key,
+        status_code,
+        body,
+        timeout=timeout,
+    )

@@ -9,15 +9,22 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
-from api.privacy import mask_address, mask_phone
 from api.schemas import AssignmentOut, CaseSummary, CaseView, ClientOut, StaffBrief, TaskCase, TaskItem
 from domain.enums import Level, Role, StepName
 from domain.models import CaseEvent, CaseState, StaffRef
+from domain.phone import mask_phone
 from domain.tracking import stage_label, step_label
 
 log = logging.getLogger("intake.api")
 
 StateSource = Literal["workflow", "projection", "created"]
+
+ADDRESS_MASK = "（仅案例负责人可见）"
+
+
+def mask_address(address: str | None) -> str | None:
+    """The address replaced by a note that it is hidden (None stays None)."""
+    return ADDRESS_MASK if address else address
 
 
 def staff_ref(value: Any) -> StaffRef | None:
@@ -86,7 +93,7 @@ def case_view(
 ) -> CaseView:
     """The case as the API shows it: client data from the row, the rest from the state when known.
 
-    `contact`: the caller may see the client's full phone and address (api.privacy.can_see_contact);
+    `contact`: the caller may see the client's full phone and address (domain.permissions.may_see_contact);
     otherwise both are masked.
     """
     now = now or datetime.now(UTC)

@@ -1,7 +1,7 @@
 """Benchmark the API's list, task and report queries on 100,000 cases.
 
 Seeds staff, cases (over a year), their steps and a few events into a PostgreSQL database given by
-URL, then times the very SQL the API runs (``api.queries``): GET /intakes with its filters and both
+URL, then times the very SQL the API runs (``store.queries``): GET /intakes with its filters and both
 paginations, GET /me/tasks for a manager, a designer and the assistant lead (by role), and
 GET /reports/sla in each grouping. Prints median and p95 per query, and the plans with ``--explain``.
 
@@ -31,8 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg  # noqa: E402
 
-from activities.db import create_pool, migrate  # noqa: E402
-from api import queries  # noqa: E402
+from domain import permissions  # noqa: E402
+from domain.enums import Role  # noqa: E402
+from domain.permissions import Someone  # noqa: E402
+from store import queries  # noqa: E402
+from store.db import create_pool, migrate  # noqa: E402
 
 SOURCES_BY_SCENARIO = {
     "remote": ["marketing", "online"],
@@ -173,6 +176,11 @@ async def bench(pool: asyncpg.Pool, staff: dict[str, list[int]], repeat: int, ex
     month = now - timedelta(days=30)
     designer = staff["designer"][7]
     manager = staff["manager"][1]
+    # Whose lists: the manager sees every case; a designer the cases tied to them (domain/permissions.py).
+    as_designer = queries.Viewer(staff_id=designer, scope=permissions.case_scope(Someone(designer, Role.designer)))
+
+    def everything(staff_id: int) -> queries.Viewer:
+        return queries.Viewer(staff_id=staff_id, scope=permissions.case_scope(Someone(staff_id, Role.manager)))
     first = (await queries.list_cases(pool, queries.CaseFilter(), limit=50, offset=0, cursor=None))[0]
     deep = first[-1]
     for _ in range(20):  # 20 pages deep by cursor
@@ -195,12 +203,13 @@ async def bench(pool: asyncpg.Pool, staff: dict[str, list[int]], repeat: int, ex
         ("GET /intakes?scenario=walk_in&status=open", lst(queries.CaseFilter(scenario="walk_in", status="open"))),
         ("GET /intakes cursor, page 21", lst(queries.CaseFilter(), cursor=(deep["created_at"], deep["id"]))),
         ("GET /intakes offset=5000", lst(queries.CaseFilter(), offset=5000)),
-        ("GET /me/tasks manager", lambda: queries.my_tasks(pool, staff_id=manager, role="manager", limit=50,
-                                                            offset=0)),
-        ("GET /me/tasks designer", lambda: queries.my_tasks(pool, staff_id=designer, role="designer", limit=50,
+        ("GET /intakes as a designer (by relation)", lst(queries.CaseFilter(viewer=as_designer))),
+        ("GET /me/tasks manager", lambda: queries.my_tasks(pool, viewer=everything(manager), role="manager",
+                                                            limit=50, offset=0)),
+        ("GET /me/tasks designer", lambda: queries.my_tasks(pool, viewer=as_designer, role="designer", limit=50,
                                                              offset=0)),
         ("GET /me/tasks assistant_lead (by role)", lambda: queries.my_tasks(
-            pool, staff_id=staff["assistant_lead"][0], role="assistant_lead", limit=50, offset=0)),
+            pool, viewer=everything(staff["assistant_lead"][0]), role="assistant_lead", limit=50, offset=0)),
     ]
     def report(group: str, since: datetime) -> Callable[[], Awaitable[Any]]:
         return lambda: queries.sla_report(

@@ -13,7 +13,7 @@ case exists: :func:`may_view`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -72,8 +72,6 @@ BOARD_ROLES = REPORT_ROLES
 AUDIT_ROLES = REPORT_ROLES
 # Who may decrypt payloads for the Temporal UI (the codec endpoint).
 CODEC_ROLES = frozenset({Role.manager, Role.director, Role.admin})
-# Who may ask the workflow itself (?fresh=true): those who watch cases live, not every reader.
-LIVE_QUERY_ROLES = frozenset({Role.manager, Role.director})
 # Who may add a note besides the people working the case.
 NOTE_ROLES = frozenset({Role.manager, Role.director, Role.assistant_lead})
 # Who may listen to a recording besides the people working the case and who received the client.
@@ -116,9 +114,10 @@ class CaseFacts:
     open: bool = True
 
     @classmethod
-    def of_row(cls, row: Mapping[str, Any]) -> CaseFacts:
-        """From a case row (store/queries' columns; `former_designers` / `former_assistants` when read)."""
-        get = row.get if isinstance(row, Mapping) else (lambda k, d=None: row[k] if k in row.keys() else d)  # type: ignore[attr-defined]
+    def of_row(cls, row: Any) -> CaseFacts:
+        """From a case row (a mapping or a database record with store/queries' columns; the former
+        designers and assistants when read)."""
+        get = row.get
         return cls(
             created_by=get("created_by"),
             received_by=get("received_by"),
@@ -211,21 +210,31 @@ def _wrong_role(roles: Iterable[Role], what: str = "执行此操作") -> Refusal
 NOT_YOUR_CASE = Refusal("not_your_case", "这不是您负责的客户")
 
 
-def complete_step(
-    person: Person, step: StepName, case: CaseFacts, *, owner_role: Role | None, owner_id: int | None = None
-) -> Refusal | None:
-    """Whether `person` may complete the step: its owner role; a designer's step only by the case's
-    designer; a correction's acknowledgement only by whoever was corrected."""
+def may_try_step(person: Person, step: StepName, case: CaseFacts, *, owner_role: Role | None) -> Refusal | None:
+    """What can be judged before the case is asked: the step's owner role, and for a designer's step
+    the case's designer (who was corrected, for an acknowledgement, only the case knows)."""
     if owner_role is not None and person.role != owner_role:
         return Refusal("wrong_role", f"「{STEP_LABELS[step]}」由{ROLE_LABELS[owner_role]}完成",
                        {"required_role": owner_role.value})
-    if step == StepName.acknowledge:
-        if owner_id is None or owner_id != person.id:
-            return Refusal("not_your_case", "没有需要您确认的纠正")
-        return None
-    if owner_role == Role.designer and case.designer_id != person.id:
+    if owner_role == Role.designer and step != StepName.acknowledge and case.designer_id != person.id:
         return NOT_YOUR_CASE
     return None
+
+
+def complete_step(
+    person: Person, step: StepName, case: CaseFacts, *, owner_role: Role | None, owner_id: int | None
+) -> Refusal | None:
+    """Whether `person` may complete the open step: its owner role; a designer's step only by the case's
+    designer; a correction's acknowledgement only by whoever was corrected."""
+    refusal = may_try_step(person, step, case, owner_role=owner_role)
+    if refusal is None and step == StepName.acknowledge and (owner_id is None or owner_id != person.id):
+        return Refusal("not_your_case", "没有需要您确认的纠正")
+    return refusal
+
+
+def fits_position(role: Role, position: Role) -> bool:
+    """Whether a person of `role` can be assigned as the case's `position` (designer, assistant)."""
+    return role == position
 
 
 def may(person: Person, action: Action, case: CaseFacts) -> Refusal | None:
@@ -312,11 +321,6 @@ def may_manage_staff(person: Person) -> Refusal | None:
 def may_use_codec(person: Person) -> Refusal | None:
     """Decrypting payloads for the Temporal UI."""
     return None if person.role in CODEC_ROLES else _wrong_role(CODEC_ROLES, "使用解密服务")
-
-
-def may_query_live(person: Person) -> Refusal | None:
-    """Asking the workflow itself instead of the projection (?fresh=true)."""
-    return None if person.role in LIVE_QUERY_ROLES else _wrong_role(LIVE_QUERY_ROLES, "实时查询流程")
 
 
 def may_change_role(person: Person, target_id: int) -> Refusal | None:

@@ -11,8 +11,8 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.db import create_pool, migrate
 from domain.constants import SEARCH_ATTRIBUTES
+from store.db import create_pool, migrate
 from tests.support.infra import fresh_database, temporal_binary
 from tests.support.keys import encrypted_converter
 

@@ -190,7 +190,7 @@ def test_init_script_gives_the_app_rows_but_no_ddl(tmp_path: Any) -> None:
     import asyncpg
     import pgserver
 
-    from activities.db import migrate
+    from store.db import migrate
 
     server = pgserver.get_server(str(tmp_path / "pg"), cleanup_mode="delete")
     try:

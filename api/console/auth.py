@@ -1,7 +1,7 @@
 """Console sessions: the cookie, the signed-in person, and the CSRF token of every form.
 
 The cookie holds a random session token (HttpOnly, SameSite=Lax, Secure over https, path /console);
-PostgreSQL keeps only its hash (activities.sessions). Every form carries a synchroniser token derived
+PostgreSQL keeps only its hash (store.sessions). Every form carries a synchroniser token derived
 from the session secret; a POST without the right one changes nothing (403).
 """
 
@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from activities.sessions import SessionRepository, csrf_matches, csrf_token
 from api.deps import CurrentUser, ResourcesDep, bounded
 from api.errors import ApiError
+from store.sessions import SessionRepository, csrf_matches, csrf_token
 
 COOKIE = "intake_session"
 COOKIE_PATH = "/console"

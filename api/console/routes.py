@@ -23,9 +23,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from activities.sessions import SessionRepository
-from activities.staff import StaffRepository
-from api import queries, services
+from api import services
 from api.console import forms
 from api.console.auth import (
     ConsoleUser,
@@ -36,7 +34,7 @@ from api.console.auth import (
     served_over_https,
     set_session_cookie,
 )
-from api.deps import ResourcesDep, bounded, contact_map, ensure_role
+from api.deps import ResourcesDep, bounded, refuse
 from api.errors import ApiError
 from api.schemas import (
     CaseView,
@@ -46,7 +44,10 @@ from api.schemas import (
     ReassignRequest,
     RescheduleRequest,
 )
+from api.services.access import contact_map, open_case, viewer
+from api.services.cases import case_answer
 from api.views import task_item
+from domain import permissions
 from domain.enums import (
     LEVEL_LABELS,
     MEETING_KIND_LABELS,
@@ -61,16 +62,16 @@ from domain.enums import (
     StepName,
 )
 from domain.models import STEP_PAYLOADS, OpenStep
+from domain.permissions import Action
 from domain.tracking import stage_label
+from store import queries
+from store.sessions import SessionRepository
+from store.staff import StaffRepository
 
 log = logging.getLogger("intake.console")
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
-# Who sees the case's full phone number: those working the case (SPEC §11/§12); others see it masked.
-PHONE_ROLES = frozenset({Role.manager, Role.director})
-NEW_CLIENT_ROLES = (Role.consultant, Role.site_lead, Role.manager)
-BOARD_ROLES = (Role.manager, Role.director)
 BOARD_REFRESH_SECONDS = 15
 
 
@@ -111,11 +112,6 @@ def due_text(due: datetime | None, overdue: bool = False) -> str:
     if overdue:
         return "已超时"
     return f"还有 {span(delta)}"
-
-
-def mask_phone(phone: str) -> str:
-    """138****5678."""
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 7 else "****"
 
 
 def label(value: Any) -> str:
@@ -169,6 +165,12 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     """A page; every page is private (no caching) and never framed."""
+    user = ctx.get("user")
+    if user is not None:
+        # The navigation shows what domain/permissions.py lets this person open.
+        ctx.setdefault("may", {"new": permissions.may_create(user) is None,
+                               "board": permissions.may_see_board(user) is None,
+                               "reports": permissions.may_read_reports(user) is None})
     response = TEMPLATES.TemplateResponse(request, name, ctx, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
@@ -243,7 +245,7 @@ async def logout(request: Request, user: SignedIn, res: ResourcesDep) -> Respons
 async def home(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """我的待办: the person's open steps, soonest due first, overdue in red with how late."""
     pool = await res.pool()
-    rows, total = await bounded(res, queries.my_tasks(pool, staff_id=user.id, role=user.role.value, limit=200, offset=0))
+    rows, total = await bounded(res, queries.my_tasks(pool, viewer=viewer(user), role=user.role.value, limit=200, offset=0))
     now = datetime.now(UTC)
     allowed = await contact_map(res, user, rows, "console 我的待办")
     tasks = [task_item(r, now, contact=ok) for r, ok in zip(rows, allowed, strict=True)]
@@ -253,20 +255,10 @@ async def home(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLRespo
 # --- the case page ---------------------------------------------------------------------------------
 
 
-def _works_case(user: ConsoleUser, view: CaseView) -> bool:
-    if user.role in PHONE_ROLES:
-        return True
-    ids = {p.id for p in (view.created_by, view.designer, view.assistant) if p is not None}
-    return user.id in ids
-
-
-def _owns(user: ConsoleUser, step: OpenStep, view: CaseView) -> bool:
-    """Whether the form of a step is shown to this person (the workflow's validator still decides)."""
-    if user.role != step.owner_role:
-        return False
-    if step.owner_role == Role.designer:
-        return view.designer is not None and view.designer.id == user.id
-    return True
+def _owns(user: ConsoleUser, step: OpenStep, facts: permissions.CaseFacts) -> bool:
+    """Whether the form of a step is shown to this person (the workflow's validator asks the same rule)."""
+    owner_id = step.owner.id if step.owner else None
+    return permissions.complete_step(user, step.step, facts, owner_role=step.owner_role, owner_id=owner_id) is None
 
 
 def _owner_text(step: OpenStep, view: CaseView) -> str:
@@ -277,13 +269,12 @@ def _owner_text(step: OpenStep, view: CaseView) -> str:
     return f"{role} {who}" if who else role
 
 
-async def _picks(res: Any, view: CaseView, step: StepName) -> list[dict[str, Any]]:
+async def _picks(res: Any, row: Any, step: StepName) -> list[dict[str, Any]]:
     """Suggestions with reasons for an assignment field (designers by rotation, assistants by load)."""
     pool = await res.pool()
-    row = await services.case_row(res, view.id)
     out: list[dict[str, Any]] = []
     if step == StepName.assign_assistant:
-        for s in await services.assistant_ranking(res, pool, view.id):
+        for s in await services.assistant_ranking(res, pool, row["id"]):
             out.append({"id": s.staff.id, "name": s.staff.name, "level": None, "reasons": s.reasons,
                         "eligible": True, "open_cases": s.open_cases})
         return out
@@ -303,12 +294,15 @@ async def _case_page(
     failed: dict[str, forms.FormState] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    view = await services.get_case(res, case_id, user=user)
+    access = await open_case(res, user, case_id)
+    facts = access.facts
+    view = await case_answer(res, user, access, route="console 案例")
     messages = await services.case_messages(res, case_id, user=user)
+    allowed = permissions.allowed_actions(user, facts)
     failed = failed or {}
     step_forms: list[dict[str, Any]] = []
     for step in view.open_steps:
-        entry: dict[str, Any] = {"step": step, "owner_text": _owner_text(step, view), "mine": _owns(user, step, view)}
+        entry: dict[str, Any] = {"step": step, "owner_text": _owner_text(step, view), "mine": _owns(user, step, facts)}
         if entry["mine"] and step.step in STEP_PAYLOADS:
             state = failed.get(step.step.value) or forms.FormState()
             # Prefilled answers (e.g. the on-duty designer) first, then what was just typed.
@@ -318,7 +312,7 @@ async def _case_page(
                 if f.kind == "pick":
                     target = StepName.assign_assistant if f.name.endswith("assistant_id") else StepName.assign_designer
                     try:
-                        f.picks = await _picks(res, view, target)
+                        f.picks = await _picks(res, access.row, target)
                     except ApiError:
                         f.picks = []
                     pre = step.prefill.get("designer" if target == StepName.assign_designer else "assistant")
@@ -335,32 +329,19 @@ async def _case_page(
     shown = {e["step"].step.value for e in step_forms if e["mine"]}
     page_error = next((st.message for key, st in failed.items()
                        if key in StepName.__members__ and key not in shown and st.message), None)
-    works = _works_case(user, view)
-    phone = view.client.phone if works else mask_phone(view.client.phone)
     staff_lists: dict[str, list[Any]] = {}
-    if user.role == Role.manager and view.status != "closed":
+    if Action.reassign in allowed:
         pool = await res.pool()
         repo = StaffRepository(pool)
         staff_lists = {
             "designer": await bounded(res, repo.list(role=Role.designer, active_only=True)),
             "assistant": await bounded(res, repo.list(role=Role.assistant, active_only=True)),
         }
-    member = any(p is not None and p.id == user.id for p in (view.designer, view.assistant))
-    can = {
-        "reschedule": view.status == "open" and (user.role == Role.manager or member),
-        "reassign": view.status == "open" and user.role == Role.manager,
-        "close": view.status == "open" and user.role == Role.manager,
-        "note": view.status == "open"
-        and (user.role in (Role.manager, Role.director, Role.assistant_lead) or member),
-    }
+    can = {a.value: a in allowed for a in Action} | {"record": Action.upload_recording in allowed}
     # The recordings (录音): listed with a player for those who may listen; the upload form for the manager.
-    try:
-        recordings: list[Any] | None = await services.list_recordings(res, user, case_id)
-    except ApiError as err:
-        if err.status != 403:
-            raise
-        recordings = None
-    can["record"] = view.status == "open" and services.may_upload_recording(user)
+    recordings: list[Any] | None = (
+        await services.list_recordings(res, user, case_id) if Action.listen in allowed else None
+    )
     done = request.query_params.get("done")
     return render(
         request,
@@ -368,8 +349,8 @@ async def _case_page(
         status=status,
         user=user,
         view=view,
-        phone=phone,
-        phone_full=works,
+        phone=view.client.phone,
+        phone_full=access.contact,
         messages=messages.items,
         step_forms=step_forms,
         failed=failed,
@@ -503,7 +484,7 @@ async def _new_page(
     pool = await res.pool()
     receivers = [
         s for s in await bounded(res, StaffRepository(pool).list(active_only=True))
-        if s.role in (Role.site_lead, Role.designer, Role.assistant)
+        if permissions.may_receive(s.role, Scenario.site_office)
     ]
     top = forms.model_fields(IntakeCreate, values=state.values, errors=state.errors)
     top = [f for f in top if f.name not in ("client", "received_by")]
@@ -520,7 +501,7 @@ async def _new_page(
 @router.get("/new", response_class=HTMLResponse)
 async def new_client_form(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """The new-client form (业务顾问、小区负责人、经理)."""
-    ensure_role(user, *services.CREATOR_ROLES)
+    refuse(permissions.may_create(user))
     return await _new_page(request, user, res)
 
 
@@ -588,7 +569,7 @@ async def _board_data(request: Request, res: Any) -> dict[str, Any]:
 @router.get("/board", response_class=HTMLResponse)
 async def board(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """Open cases by stage, overdue and escalated first, with filters; refreshes by itself."""
-    ensure_role(user, *BOARD_ROLES)
+    refuse(permissions.may_see_board(user))
     data = await _board_data(request, res)
     pool = await res.pool()
     designers = await bounded(res, StaffRepository(pool).list(role=Role.designer))
@@ -604,7 +585,7 @@ async def board(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResp
 @router.get("/reports", response_class=HTMLResponse)
 async def reports(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """Charts for the manager and the director: on time, callback time, escalations, rotation, funnel."""
-    ensure_role(user, *services.REPORT_ROLES)
+    refuse(permissions.may_read_reports(user))
     try:
         days = max(1, min(400, int(request.query_params.get("days", "30"))))
     except ValueError:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 
 from api import services
-from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, require_roles
+from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep
 from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses
 from api.routers.intakes import CaseId, IdempotencyKey
 from api.schemas import (
@@ -24,14 +24,13 @@ from api.schemas import (
     ReassignRequest,
     RescheduleRequest,
 )
-from domain.enums import STEP_LABELS, Role, StepName
+from domain.enums import STEP_LABELS, StepName
 from domain.models import STEP_PAYLOADS
 
 log = logging.getLogger("intake.api")
 
 router = APIRouter(prefix="/intakes", tags=["actions"])
 
-Manager = Annotated[CurrentUser, Depends(require_roles(Role.manager))]
 
 ACTION_ERRORS = responses(R401, R403, R404, R409, R422, R503)
 
@@ -167,7 +166,7 @@ async def reschedule(
 async def reassign(
     case_id: CaseId,
     body: ReassignRequest,
-    user: Manager,
+    user: CurrentStaff,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseView:
@@ -185,7 +184,7 @@ async def reassign(
 async def close(
     case_id: CaseId,
     body: CloseRequest,
-    user: Manager,
+    user: CurrentStaff,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseView:

@@ -6,15 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import CurrentUser, ResourcesDep, bounded, require_roles
+from api.deps import CurrentUser, ResourcesDep, bounded, permitted
 from api.errors import R401, R403, R422, R503, responses
-from api.privacy import list_phone_reads
 from api.schemas import Id, PhoneRead, PhoneReadList, StaffBrief
+from domain import permissions
 from domain.enums import Role
+from store.audit import list_phone_reads
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
-Auditor = Annotated[CurrentUser, Depends(require_roles(Role.manager, Role.director))]
+Auditor = Annotated[CurrentUser, Depends(permitted(permissions.may_audit))]
 
 
 @router.get(

@@ -20,13 +20,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 
-from api.deps import CurrentUser, ResourcesDep, get_current_user, require_roles
+from api.deps import CurrentUser, ResourcesDep, get_current_user, permitted, refuse
 from api.errors import R401, R403, R422, R503, ApiError, responses, unavailable
-from domain.enums import Role
+from domain import permissions
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 
-CODEC_ROLES = (Role.manager, Role.director, Role.admin)
 MAX_PAYLOADS = 1000
 
 
@@ -76,7 +75,7 @@ async def _run(res: Any, body: Payloads, direction: str) -> Payloads:
     return Payloads(payloads=[_to_json(p) for p in out])
 
 
-Allowed = Annotated[CurrentUser, Depends(require_roles(*CODEC_ROLES))]
+Allowed = Annotated[CurrentUser, Depends(permitted(permissions.may_use_codec))]
 DOC = responses(R401, R403, R422, R503)
 
 
@@ -94,8 +93,7 @@ async def encode(body: Payloads, user: Allowed, res: ResourcesDep) -> Payloads:
 
 async def _path_user(token: Annotated[str, Path(min_length=1, max_length=512)], res: ResourcesDep) -> CurrentUser:
     user = await get_current_user(res, HTTPAuthorizationCredentials(scheme="Bearer", credentials=token))
-    if user.role not in CODEC_ROLES:
-        raise ApiError(403, "wrong_role", "仅限经理、总经理、管理员查看解密的载荷")
+    refuse(permissions.may_use_codec(user))
     return user
 
 

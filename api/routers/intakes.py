@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
 
-from api import idempotency, queries, services
-from api.deps import CurrentStaff, CurrentUser, ResourcesDep, bounded, contact_map, require_roles
+from api import idempotency, pagination, services
+from api.deps import CurrentStaff, CurrentUser, ResourcesDep, bounded, permitted
 from api.errors import R401, R403, R404, R409, R422, R503, responses
 from api.schemas import (
     MAX_ID,
@@ -22,8 +22,11 @@ from api.schemas import (
     SuggestionList,
     query_time,
 )
+from api.services.access import contact_map, viewer
 from api.views import case_summary
-from domain.enums import Level, Role, Scenario, Source
+from domain import permissions
+from domain.enums import Level, Scenario, Source
+from store import queries
 
 log = logging.getLogger("intake.api")
 
@@ -40,8 +43,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-Creator = Annotated[CurrentUser, Depends(require_roles(*services.CREATOR_ROLES))]
-Manager = Annotated[CurrentUser, Depends(require_roles(Role.manager))]
+Creator = Annotated[CurrentUser, Depends(permitted(permissions.may_create))]
 
 
 @router.post(
@@ -100,8 +102,9 @@ async def list_intakes(
         scenario=scenario.value if scenario else None,
         created_from=query_time(created_from, "created_from"),
         created_to=query_time(created_to, "created_to"),
+        viewer=viewer(user),
     )
-    keyset = queries.decode_cursor(cursor) if cursor else None
+    keyset = pagination.decode_cursor(cursor) if cursor else None
     pool = await res.pool()
     rows, total = await bounded(res, queries.list_cases(pool, flt, limit=limit, offset=offset, cursor=keyset))
     allowed = await contact_map(res, user, rows, "GET /intakes")
@@ -109,7 +112,7 @@ async def list_intakes(
     next_cursor = None
     if len(rows) == limit:
         last = rows[-1]
-        next_cursor = queries.encode_cursor(last["created_at"], last["id"])
+        next_cursor = pagination.encode_cursor(last["created_at"], last["id"])
     return CaseList(items=items, total=total, limit=limit, offset=0 if keyset else offset, next_cursor=next_cursor)
 
 
@@ -158,7 +161,7 @@ async def list_messages(
 )
 async def designer_suggestions(
     case_id: CaseId,
-    user: Manager,
+    user: CurrentStaff,
     res: ResourcesDep,
     include_ineligible: Annotated[bool, Query(description="同时列出不符合条件的设计师及原因")] = False,
     level: Annotated[

@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api import queries
-from api.deps import CurrentStaff, ResourcesDep, bounded, contact_map
+from api.deps import CurrentStaff, ResourcesDep, bounded
 from api.errors import R401, R422, R503, responses
 from api.schemas import TaskList
+from api.services.access import contact_map, viewer
 from api.views import task_item
+from store import queries
 
 router = APIRouter(prefix="/me", tags=["me"])
 
@@ -26,7 +27,7 @@ async def my_tasks(
     """The caller's open steps over all open cases (theirs, or unowned ones of their role), soonest due first."""
     pool = await res.pool()
     rows, total = await bounded(
-        res, queries.my_tasks(pool, staff_id=user.id, role=user.role.value, limit=limit, offset=offset)
+        res, queries.my_tasks(pool, viewer=viewer(user), role=user.role.value, limit=limit, offset=offset)
     )
     now = datetime.now(UTC)
     allowed = await contact_map(res, user, rows, "GET /me/tasks")

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, File, Header, UploadFile
+from fastapi import APIRouter, File, Header, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api import services
-from api.deps import CurrentStaff, CurrentUser, ResourcesDep, require_roles
+from api.deps import CurrentStaff, ResourcesDep
 from api.errors import R401, R403, R404, R409, R422, R503, responses
 from api.routers.intakes import CaseId
 
@@ -26,7 +26,6 @@ router = APIRouter(prefix="/intakes", tags=["recordings"])
 
 # The rules (who may upload and listen, the type by content, the size limit, ranges) are in api.services,
 # shared with the staff console's case page.
-Manager = Annotated[CurrentUser, Depends(require_roles(*services.RECORDING_UPLOADERS))]
 
 
 class RecordingOut(BaseModel):
@@ -67,7 +66,7 @@ def _out(r: asyncpg.Record) -> RecordingOut:
 )
 async def upload_recording(
     case_id: CaseId,
-    user: Manager,
+    user: CurrentStaff,
     res: ResourcesDep,
     file: Annotated[UploadFile, File(description="录音文件：mp3、m4a、wav 或 amr（按内容识别）")],
 ) -> Any:

@@ -7,14 +7,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from api import services
-from api.deps import CurrentUser, ResourcesDep, require_roles
+from api.deps import CurrentUser, ResourcesDep, permitted
 from api.errors import R401, R403, R422_PERIOD, R503, responses
 from api.schemas import AllocationReport, IsoTime, SlaReport, query_time
-from domain.enums import Role, Scenario, Source
+from domain import permissions
+from domain.enums import Scenario, Source
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
-Reader = Annotated[CurrentUser, Depends(require_roles(Role.manager, Role.director))]
+Reader = Annotated[CurrentUser, Depends(permitted(permissions.may_read_reports))]
 
 
 @router.get(

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 
-from activities.staff import Staff, StaffError, StaffRepository
-from api.deps import CurrentUser, ResourcesDep, bounded, require_roles
+from api.deps import CurrentUser, ResourcesDep, bounded, permitted, refuse
 from api.errors import R401, R403, R404, R422, R503, ApiError, responses
 from api.schemas import (
     MAX_ID,
@@ -20,11 +19,12 @@ from api.schemas import (
     StaffOut,
     StaffPatch,
 )
-from domain.enums import Role
+from domain import permissions, staffing
+from store.staff import Staff, StaffError, StaffRepository
 
 router = APIRouter(prefix="/staff", tags=["staff"])
 
-Admin = Annotated[CurrentUser, Depends(require_roles(Role.admin))]
+Admin = Annotated[CurrentUser, Depends(permitted(permissions.may_manage_staff))]
 StaffId = Annotated[int, Path(ge=1, le=MAX_ID, description="员工ID")]
 
 
@@ -131,8 +131,10 @@ async def edit_staff(staff_id: StaffId, body: StaffPatch, user: Admin, res: Reso
         changes["office_schedule"] = _schedule(changes["office_schedule"])
     if "name" in changes:
         changes["name"] = changes["name"].strip()
-    if changes.get("role") not in (None, Role.designer) and "level" not in changes:
-        changes["level"] = None
+    if "role" in changes:
+        refuse(permissions.may_change_role(user, staff_id))
+        if not staffing.has_level(changes["role"]) and "level" not in changes:
+            changes["level"] = None
     pool = await res.pool()
     try:
         s = await bounded(res, StaffRepository(pool).update(staff_id=staff_id, changes=changes))

@@ -13,8 +13,8 @@ from datetime import time
 import asyncpg
 import pytest
 
-from activities.staff import Staff, StaffRepository
 from domain.enums import Level, Role, StaffStatus
+from store.staff import Staff, StaffRepository
 from tests.support.data import unique_phone
 
 MakeStaff = Callable[..., Awaitable[Staff]]

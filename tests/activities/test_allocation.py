@@ -9,9 +9,10 @@ import asyncpg
 from temporalio.testing import ActivityEnvironment
 
 from activities.allocation import AllocationActivities
-from api import queries
 from domain.enums import Level, Role, Scenario, StaffStatus
 from domain.models import SuggestAssistants, SuggestDesigners
+from store import queries
+from store.allocation import AllocationRepository
 from tests.activities.conftest import MakeCase, MakeStaff
 
 
@@ -62,7 +63,7 @@ async def test_suggest_designers_ranks_by_rotation_with_reasons(
     assert suggestions[0].staff.level == Level.senior and suggestions[0].staff.name == "甲"
 
     # The API's view: the ineligible ones too, each with why not.
-    everyone = await acts.designer_suggestions(
+    everyone = await AllocationRepository(pool).designer_suggestions(
         case_id=case_id, scenario=Scenario.site_office, required_level=Level.designer, compound=compound
     )
     why_not = {s.staff.id: s.reasons for s in everyone if not s.eligible}
@@ -100,8 +101,7 @@ async def test_suggest_assistants_fewest_open_cases_first(
     for _ in range(2):
         await make_case(assistant_id=busy.id)
     this_case = await make_case(assistant_id=free.id)  # the case itself does not count
-    acts = AllocationActivities(pool)
-    suggestions = await acts.suggest_assistants(SuggestAssistants(case_id=this_case))
+    suggestions = await AllocationRepository(pool).suggest_assistants(SuggestAssistants(case_id=this_case))
     by_id = {s.staff.id: s for s in suggestions}
     assert by_id[free.id].open_cases == 0 and by_id[busy.id].open_cases == 2
     assert by_id[free.id].rank < by_id[busy.id].rank

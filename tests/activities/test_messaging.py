@@ -18,8 +18,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from activities.db import create_pool
-from activities.outbox import OutboxDispatcher, OutboxWriter, build_dispatcher, build_writer
 from activities.providers import (
     AliyunSmsProvider,
     LogNotifier,
@@ -28,11 +26,14 @@ from activities.providers import (
     OutgoingSms,
     WeComNotifier,
 )
-from api import queries
+from background.dispatcher import OutboxDispatcher, build_dispatcher
 from config import Settings
 from domain import templates
 from domain.enums import Gender, MeetingKind, Role
 from domain.models import NotifyStaff, SendSms
+from store import queries
+from store.db import create_pool
+from store.outbox import OutboxWriter, build_writer
 from tests.activities.conftest import MakeCase, MakeStaff
 from tests.activities.peer import FakeAliyun, HoldingAliyun, PeerRequest, http_peer
 from tests.support.infra import database_beside

@@ -9,13 +9,14 @@ import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.outbox import OutboxWriter
-from activities.projection import ProjectionActivities, ProjectionWriter
+from activities.projection import ProjectionActivities
 from domain import engine
 from domain.enums import Role, Scenario, Source, StepName
 from domain.models import Actor, CompleteStep, IntakeInput, StaffRef
 from domain.policy import fast_policy
 from domain.templates import Company
+from store.outbox import OutboxWriter
+from store.projection import ProjectionWriter
 from tests.activities.conftest import MakeCase, MakeStaff
 
 T0 = datetime(2030, 3, 4, 1, 0, tzinfo=UTC)

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import asyncpg
 
-from activities.sessions import SessionRepository, csrf_matches, csrf_token
-from activities.staff import hash_token
 from domain.enums import Role, StaffStatus
+from store.sessions import SessionRepository, csrf_matches, csrf_token
+from store.staff import hash_token
 from tests.activities.conftest import MakeStaff
 
 DAY = timedelta(days=1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from activities.staff import StaffRepository, hash_token
 from domain.enums import Role
+from store.staff import StaffRepository, hash_token
 from tests.support.data import unique_phone
 
 

@@ -20,11 +20,11 @@ import httpx
 import pytest_asyncio
 from temporalio.client import Client
 
-from activities.staff import StaffRepository
 from api.app import create_app
 from config import Settings
 from domain.enums import Level, Role
 from domain.policy import fast_policy
+from store.staff import StaffRepository
 from tests.support import data
 from tests.support.wait import until
 from worker import build_dispatcher, build_worker

@@ -9,10 +9,10 @@ from typing import Any
 
 from temporalio.api.common.v1 import Payload
 
-from activities.staff import StaffRepository
 from codec import ENCODING, EncryptionCodec, parse_keys
 from domain.constants import workflow_id
 from domain.enums import Role
+from store.staff import StaffRepository
 from tests.api.conftest import Api, future, unique_phone
 from tests.api.test_errors import assert_error
 from tests.support.keys import OLD

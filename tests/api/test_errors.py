@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from activities.staff import StaffRepository
 from domain.enums import Role, StaffStatus
+from store.staff import StaffRepository
 from tests.api.conftest import Api, unique_phone
 
 

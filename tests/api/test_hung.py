@@ -26,12 +26,12 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from activities.db import create_pool, migrate
-from activities.staff import StaffRepository
 from api.app import create_app
 from config import Settings
 from domain.enums import Role
 from domain.policy import fast_policy
+from store.db import create_pool, migrate
+from store.staff import StaffRepository
 from tests.api.conftest import Api, future, make_http, open_steps, unique_phone
 from tests.api.proxy import TcpProxy
 from tests.support.infra import pgserver_uri

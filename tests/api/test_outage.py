@@ -13,10 +13,10 @@ import pytest_asyncio
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from activities.db import create_pool
 from api.app import create_app
 from config import Settings
 from domain.policy import fast_policy
+from store.db import create_pool
 from tests.api.conftest import Api, future, make_http, open_steps, unique_phone
 from tests.api.proxy import TcpProxy
 from tests.support.keys import KEYS, encrypted_converter

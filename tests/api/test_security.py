@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from activities.staff import StaffRepository
 from cli import build_parser
 from config import Settings
 from domain.enums import Role
+from store.staff import StaffRepository
 from tests.api.conftest import Api, future, open_steps, unique_phone
 from tests.api.test_errors import assert_error
 

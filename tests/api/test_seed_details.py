@@ -15,10 +15,10 @@ from typing import Any
 import boto3
 import pytest
 
-from activities.storage import RecordingMissing, build_recording_store
 from api.app import create_app
 from domain.enums import StepName
 from domain.policy import fast_policy
+from store.recordings import RecordingMissing, build_recording_store
 from tests.api.conftest import Api, future, make_http, open_steps
 
 MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 64  # 16 KB after the tag

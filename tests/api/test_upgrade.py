@@ -7,9 +7,9 @@ import uuid
 from temporalio import workflow
 from temporalio.worker import Worker
 
-from activities.reconciler import upgrade_v1_cases
-from api.writes import projection_writer
+from background.reconciler import upgrade_v1_cases
 from domain.models import CaseState, NotifyStaff, PendingEffect
+from store.writes import projection_writer
 from tests.api.conftest import Api, future, open_steps
 
 

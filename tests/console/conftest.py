@@ -29,12 +29,12 @@ import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 from temporalio.client import Client
 
-from activities.sessions import SessionRepository
-from activities.staff import StaffRepository
 from api.app import create_app
 from config import PROJECT_ROOT, Settings
 from domain.enums import Level, Role
 from domain.policy import fast_policy
+from store.sessions import SessionRepository
+from store.staff import StaffRepository
 from tests.support import data
 from tests.support.wait import until
 from worker import build_dispatcher, build_worker

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from playwright.async_api import Page, expect
 
-from activities.staff import StaffRepository
 from api.console.forms import TZ
+from store.staff import StaffRepository
 from tests.console.conftest import Console
 from tests.support import data
 from tests.support.wait import until

@@ -16,12 +16,12 @@ import httpx
 import pytest
 import uvicorn
 
-from activities.staff import StaffRepository
 from api.app import create_app
 from config import Settings
 from domain.constants import SEARCH_ATTRIBUTES, workflow_id
 from domain.enums import Level, Role
 from domain.policy import fast_policy
+from store.staff import StaffRepository
 from tests.support import data
 from tests.support.infra import temporal_binary
 from tests.support.keys import encrypted_converter

@@ -22,12 +22,12 @@ from pathlib import Path
 import asyncpg
 import pytest_asyncio
 
-from activities.db import create_pool
-from activities.outbox import OutboxWriter
-from activities.staff import StaffRepository
 from domain.enums import Level, Role
 from domain.models import SendSms
 from domain.templates import Company
+from store.db import create_pool
+from store.outbox import OutboxWriter
+from store.staff import StaffRepository
 from tests.activities.peer import HoldingAliyun, http_peer
 from tests.support.data import unique_phone
 from tests.support.infra import database_beside
@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # What a worker process does beside its Temporal worker: the dispatcher, built from the settings.
 DISPATCHER = """
 import asyncio, logging
-from activities.db import create_pool
-from activities.outbox import build_dispatcher
+from store.db import create_pool
+from background.dispatcher import build_dispatcher
 from config import get_settings
 
 async def main() -> None:

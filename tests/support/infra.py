@@ -72,7 +72,7 @@ async def database_beside(dsn: str) -> AsyncIterator[str]:
 
     For tests that must be alone in a table: an outbox dispatcher claims every due row it finds.
     """
-    from activities.db import migrate
+    from store.db import migrate
 
     dbname = f"intake_test_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(dsn)

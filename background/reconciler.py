@@ -24,11 +24,11 @@ import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.projection import ProjectionWriter
 from domain import engine
 from domain.constants import WORKFLOW_TYPE, case_id_from_workflow_id, workflow_id
 from domain.models import CaseChange, CaseEvent, CaseState, IntakeInput
 from domain.tracking import initial_search_attributes, static_summary
+from store.projection import ProjectionWriter
 
 log = logging.getLogger("intake.reconciler")
 

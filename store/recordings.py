@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import asyncpg
+
 from config import Settings
 
 
@@ -173,3 +175,39 @@ def build_recording_store(settings: Settings) -> RecordingStore:
         config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30),
     )
     return S3RecordingStore(client, settings.s3_bucket, settings.s3_prefix)
+
+
+# --- the recordings table (migration 008) ------------------------------------------------------------
+
+
+async def insert_recording(
+    conn: asyncpg.Pool | asyncpg.Connection, *, case_id: int, key: str, filename: str, content_type: str,
+    size: int, sha256: str, uploaded_by: int,
+) -> asyncpg.Record:
+    """The row of a stored recording."""
+    row = await conn.fetchrow(
+        "INSERT INTO recordings (case_id, storage_key, filename, content_type, size, sha256, uploaded_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        case_id, key, filename, content_type, size, sha256, uploaded_by,
+    )
+    assert row is not None
+    return row
+
+
+async def delete_recording(conn: asyncpg.Pool | asyncpg.Connection, *, key: str) -> None:
+    """Remove the row of a recording that its case never took."""
+    await conn.execute("DELETE FROM recordings WHERE storage_key = $1", key)
+
+
+async def case_recordings(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
+    """A case's recordings, oldest first, with the uploader's name (uploaded_by_name)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT r.*, s.name AS uploaded_by_name FROM recordings r LEFT JOIN staff s ON s.id = r.uploaded_by"
+        " WHERE r.case_id = $1 ORDER BY r.id", case_id,
+    )
+    return rows
+
+
+async def case_recording(conn: asyncpg.Pool | asyncpg.Connection, *, case_id: int, recording_id: int) -> asyncpg.Record | None:
+    """One recording of a case."""
+    return await conn.fetchrow("SELECT * FROM recordings WHERE id = $1 AND case_id = $2", recording_id, case_id)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from activities.staff import _COLUMNS, Staff, _row_to_staff, hash_token
+from store.staff import _COLUMNS, Staff, _row_to_staff, hash_token
 
 
 def csrf_token(session_token: str) -> str:

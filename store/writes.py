@@ -12,10 +12,10 @@ import logging
 
 import asyncpg
 
-from activities.outbox import build_writer
-from activities.projection import ProjectionWriter
 from config import Settings
 from domain.models import CaseChange, CaseState
+from store.outbox import build_writer
+from store.projection import ProjectionWriter
 
 log = logging.getLogger("intake.api")
 

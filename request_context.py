@@ -1,6 +1,6 @@
 """What the current request is about, for logs and records: request id, staff id, case id.
 
-The request middleware (api.observability) puts a mutable :class:`RequestInfo` in a context
+The request middleware (api.telemetry) puts a mutable :class:`RequestInfo` in a context
 variable before the app runs; the authentication dependency adds the staff id and the case routes'
 path gives the case id. The JSON log formatter reads it, so every log line written while serving a
 request names the request, and the access line written after it also knows who asked.

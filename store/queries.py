@@ -1,4 +1,4 @@
-"""SQL the API runs against the PostgreSQL projection: case rows, lists, tasks, messages, SLA report.
+"""SQL read by the API: case rows, lists, tasks, messages, reports, the board (the projection in PostgreSQL).
 
 Raw SQL with parameters; every call is bounded by the caller (api.deps.bounded). Lists are
 paginated and use the indexes of migrations/001_init.sql (see benchmarks/bench_api_lists.py).
@@ -6,15 +6,43 @@ paginated and use the indexes of migrations/001_init.sql (see benchmarks/bench_a
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from api.errors import ApiError
+from domain.permissions import Relation, Scope
+
+# --- who sees which case (domain/permissions.py decides; this is its translation into SQL) ----------
+
+# Each relation of a person to a case, as a condition on the case row `c` and the person's id {p}.
+_RELATION_SQL: dict[Relation, str] = {
+    Relation.creator: "c.created_by = {p}",
+    Relation.receiver: "c.received_by = {p}",
+    Relation.manager: "c.manager_id = {p}",
+    Relation.designer: "c.designer_id = {p}",
+    Relation.assistant: "c.assistant_id = {p}",
+    Relation.former_designer: "c.id IN (SELECT l.case_id FROM allocation_ledger l WHERE l.designer_id = {p})",
+    Relation.former_assistant: "c.id IN (SELECT r.case_id FROM assistant_registrations r WHERE r.assistant_id = {p})",
+}
+
+
+def scope_sql(scope: Scope, person_param: str) -> str:
+    """The WHERE condition for the cases a scope admits; `person_param` is the placeholder of the person's id."""
+    if scope.everything:
+        return "TRUE"
+    if not scope.relations:
+        return "FALSE"
+    return "(" + " OR ".join(_RELATION_SQL[r].format(p=person_param) for r in sorted(scope.relations)) + ")"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose lists: the person's id and the cases their role lets them see."""
+
+    staff_id: int
+    scope: Scope
 
 _STAFF_JSON = (
     "CASE WHEN {a}.id IS NULL THEN NULL ELSE jsonb_build_object("
@@ -36,6 +64,10 @@ _DETAIL_SQL = (
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
     f" {_STAFF_JSON.format(a='dg')} AS designer_ref,"
     f" {_STAFF_JSON.format(a='ag')} AS assistant_ref"
+    ", ARRAY(SELECT DISTINCT l.designer_id FROM allocation_ledger l WHERE l.case_id = c.id"
+    "        AND l.designer_id IS DISTINCT FROM c.designer_id) AS former_designers"
+    ", ARRAY(SELECT DISTINCT r.assistant_id FROM assistant_registrations r WHERE r.case_id = c.id"
+    "        AND r.assistant_id IS DISTINCT FROM c.assistant_id) AS former_assistants"
     " FROM cases c"
     " LEFT JOIN staff cb ON cb.id = c.created_by"
     " LEFT JOIN staff rb ON rb.id = c.received_by"
@@ -76,12 +108,17 @@ async def case_assignments(conn: asyncpg.Pool | asyncpg.Connection, case_id: int
     )
 
 
-async def open_case_for_phone(conn: asyncpg.Pool | asyncpg.Connection, phone: str) -> int | None:
-    """The id of the open case of a client phone, if any."""
-    v: int | None = await conn.fetchval(
-        "SELECT id FROM cases WHERE client_phone = $1 AND status IN ('open', 'starting')", phone
+async def open_case_for_phone(
+    conn: asyncpg.Pool | asyncpg.Connection, phone: str, viewer: Viewer
+) -> tuple[int, bool] | None:
+    """The open case of a client phone, if any: its id, and whether `viewer` may see it."""
+    row = await conn.fetchrow(
+        f"SELECT c.id, {scope_sql(viewer.scope, '$2')} AS visible FROM cases c"
+        " WHERE c.client_phone = $1 AND c.status IN ('open', 'starting')",
+        phone,
+        viewer.staff_id,
     )
-    return v
+    return (row["id"], row["visible"]) if row is not None else None
 
 
 # --- list ----------------------------------------------------------------------------------------
@@ -100,6 +137,7 @@ class CaseFilter:
     scenario: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    viewer: Viewer | None = None  # None: every case (internal use only)
     args: list[Any] = field(default_factory=list)
 
     def where(self) -> str:
@@ -129,31 +167,18 @@ class CaseFilter:
             add("c.created_at >= {p}", self.created_from)
         if self.created_to is not None:
             add("c.created_at < {p}", self.created_to)
+        if self.viewer is not None and not self.viewer.scope.everything:
+            if self.viewer.scope.relations:
+                add(scope_sql(self.viewer.scope, "{p}"), self.viewer.staff_id)  # every {p} is the person
+            else:
+                parts.append("FALSE")
         return ("WHERE " + " AND ".join(parts)) if parts else ""
-
-
-def encode_cursor(created_at: datetime, case_id: int) -> str:
-    """An opaque keyset cursor: the last row's (created_at, id)."""
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{case_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Inverse of :func:`encode_cursor`; 422 invalid_cursor when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, cid = raw.partition("|")
-        parsed = datetime.fromisoformat(at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, int(cid)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise ApiError(422, "invalid_cursor", "分页游标无效：请使用上一页返回的 next_cursor") from exc
 
 
 _LIST_COLUMNS = (
     "c.id, c.workflow_id, c.source, c.scenario, c.stage, c.status, c.outcome, c.client_name,"
     " c.client_phone, c.compound, c.budget, c.overdue, c.escalation_level, c.step_due_at, c.meeting_at,"
-    " c.created_at, c.created_by, c.manager_id, mg.name AS manager_name, c.designer_id, dg.name AS designer_name,"
+    " c.created_at, c.created_by, c.received_by, c.manager_id, mg.name AS manager_name, c.designer_id, dg.name AS designer_name,"
     " c.assistant_id, ag.name AS assistant_name"
 )
 
@@ -193,19 +218,22 @@ async def list_cases(
 _TASK_COLUMNS = (
     "s.case_id, s.step_key, s.step, s.attempt, s.owner_role, s.owner_id, s.opened_at, s.due_at,"
     " s.overdue, s.escalation_level, c.stage, c.source, c.scenario, c.client_name, c.compound,"
-    " c.client_phone, c.created_by, c.designer_id, c.assistant_id"
+    " c.client_phone, c.created_by, c.received_by, c.designer_id, c.assistant_id"
 )
 
 
 async def my_tasks(
-    conn: asyncpg.Pool | asyncpg.Connection, *, staff_id: int, role: str, limit: int, offset: int
+    conn: asyncpg.Pool | asyncpg.Connection, *, viewer: Viewer, role: str, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    """Open steps owned by the staff member, or unowned and of their role; soonest due first.
+    """Open steps owned by the staff member, or unowned, of their role and on a case they may see;
+    soonest due first.
 
     Two index-ordered branches (case_steps_open_owner_idx, case_steps_open_role_idx), each cut at
     offset+limit, merged: the page never sorts all open steps of a role.
     """
     cut = offset + limit
+    staff_id = viewer.staff_id
+    unowned = f"s.owner_id IS NULL AND s.owner_role = $2 AND {scope_sql(viewer.scope, '$1')}"
     branch = (
         f"(SELECT {_TASK_COLUMNS} FROM case_steps s JOIN cases c ON c.id = s.case_id"
         " WHERE s.status = 'open' AND c.status = 'open' AND {cond}"
@@ -213,7 +241,7 @@ async def my_tasks(
     )
     rows = await conn.fetch(
         f"SELECT * FROM ({branch.format(cond='s.owner_id = $1')}"
-        f" UNION ALL {branch.format(cond='s.owner_id IS NULL AND s.owner_role = $2')}) t"
+        f" UNION ALL {branch.format(cond=unowned)}) t"
         " ORDER BY t.due_at NULLS LAST, t.case_id, t.step_key LIMIT $4 OFFSET $5",
         staff_id,
         role,
@@ -224,7 +252,7 @@ async def my_tasks(
     total: int = await conn.fetchval(
         "SELECT count(*) FROM case_steps s JOIN cases c ON c.id = s.case_id"
         " WHERE s.status = 'open' AND c.status = 'open'"
-        " AND (s.owner_id = $1 OR (s.owner_id IS NULL AND s.owner_role = $2))",
+        f" AND (s.owner_id = $1 OR ({unowned}))",
         staff_id,
         role,
     )

@@ -1,4 +1,4 @@
-"""PostgreSQL plumbing: connection pool and the migration runner."""
+"""PostgreSQL plumbing: the connection pool (one factory for API, worker and CLI) and the migration runner."""
 
 from __future__ import annotations
 
@@ -16,9 +16,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections decode json/jsonb to Python objects."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float | None = None
+) -> asyncpg.Pool:
+    """The one pool factory: connections decode json/jsonb; with `timeout`, no wait on the server outlasts it.
+
+    `timeout` bounds connecting, every statement without a timeout of its own, and the cancellation
+    that follows a timed-out statement: when the server hangs, asyncpg gives up on the cancel and
+    terminates the connection, so a hung server cannot keep pool connections checked out forever.
+    """
+    bounds: dict[str, float] = {} if timeout is None else {"timeout": timeout, "command_timeout": timeout}
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, **bounds)
     assert pool is not None
     return pool
 

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
+from domain import staffing
 from domain.enums import Level, Role, StaffStatus
 from domain.models import StaffRef
 
@@ -179,10 +180,9 @@ class StaffRepository:
         if current is None:
             return None
         merged = current.model_copy(update=changes)
-        if merged.role == Role.designer and merged.level is None:
-            raise StaffError("level_required", "设计师必须有级别 (chief/senior/designer/junior)")
-        if merged.role != Role.designer and merged.level is not None:
-            raise StaffError("invalid_staff", "只有设计师有级别")
+        problem = staffing.level_error(Role(merged.role), merged.level)
+        if problem is not None:
+            raise StaffError("level_required" if merged.level is None else "invalid_staff", problem)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(

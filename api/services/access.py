@@ -1,0 +1,95 @@
+"""A case as one person may see it: 404 when they may not know it exists, 403 when they may not act.
+
+Every case route goes through :func:`open_case` first; what it answers comes from
+domain/permissions.py (the one authority), never from a rule written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+from pydantic import BaseModel
+
+import request_context as context
+from api.deps import CurrentUser, Resources, bounded, refuse
+from api.errors import not_found_case
+from domain import permissions
+from domain.permissions import Action, CaseFacts
+from domain.phone import mask_phones_in
+from store import queries
+from store.audit import record_phone_reads
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class CaseAccess:
+    """A case row and what the person may see of it."""
+
+    row: asyncpg.Record
+    facts: CaseFacts
+    contact: bool  # the client's phone, address and phones written in free text
+
+    @property
+    def case_id(self) -> int:
+        """The case's id."""
+        return int(self.row["id"])
+
+
+def viewer(user: CurrentUser) -> queries.Viewer:
+    """The person as the lists' SQL filters take them."""
+    return queries.Viewer(staff_id=user.id, scope=permissions.case_scope(user))
+
+
+async def open_case(res: Resources, user: CurrentUser, case_id: int) -> CaseAccess:
+    """The case if `user` may see it; 404 case_not_found otherwise (its existence is not confirmed)."""
+    pool = await res.pool()
+    row = await bounded(res, queries.case_row(pool, case_id))
+    if row is None:
+        raise not_found_case(case_id)
+    facts = CaseFacts.of_row(row)
+    if not permissions.may_view(user, facts):
+        raise not_found_case(case_id)
+    return CaseAccess(row=row, facts=facts, contact=permissions.may_see_contact(user, facts))
+
+
+async def open_case_for(res: Resources, user: CurrentUser, case_id: int, action: Action) -> CaseAccess:
+    """The case (404 as :func:`open_case`) when `user` may take `action` on it (403 otherwise)."""
+    access = await open_case(res, user, case_id)
+    refuse(permissions.may(user, action, access.facts))
+    return access
+
+
+async def record_contact(res: Resources, user: CurrentUser, case_ids: list[int], route: str) -> None:
+    """Record that `user` was shown the full phone of these cases (SPEC §12)."""
+    if not case_ids:
+        return
+    pool = await res.pool()
+    await bounded(res, record_phone_reads(pool, staff_id=user.id, case_ids=case_ids, route=route,
+                                          request_id=context.request_id()))
+
+
+async def contact_map(res: Resources, user: CurrentUser, rows: list[Any], route: str) -> list[bool]:
+    """Per list row, whether `user` sees the client's contact details; each full phone shown is recorded."""
+    allowed = [permissions.may_see_contact(user, CaseFacts.of_row(r)) for r in rows]
+    shown = [int(r["id"] if "id" in r.keys() else r["case_id"]) for r, ok in zip(rows, allowed, strict=True) if ok]
+    await record_contact(res, user, shown, route)
+    return allowed
+
+
+def redact(model: M) -> M:
+    """The answer with every phone number written into its free text masked (notes, reports, findings)."""
+    return type(model).model_validate(_mask(model.model_dump()))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_phones_in(value)
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
+

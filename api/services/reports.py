@@ -1,0 +1,111 @@
+"""Reports for the manager and the director: SLA per step, the allocation ledger per designer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from api.deps import CurrentUser, Resources, bounded, refuse
+from api.errors import ApiError
+from api.schemas import AllocationReport, AllocationRow, SlaReport, SlaRow, StaffBrief
+from domain import permissions
+from domain.enums import SOURCE_LABELS, STEP_LABELS, Scenario, Source, StepName
+from store import queries
+
+DEFAULT_PERIOD = timedelta(days=30)
+MAX_PERIOD = timedelta(days=400)
+
+
+def report_period(frm: datetime | None, to: datetime | None, names: tuple[str, str]) -> tuple[datetime, datetime]:
+    """The period of a report: default the last 30 days, at most 400 days (422 invalid_period)."""
+    period_to = to or datetime.now(UTC)
+    period_from = frm or (period_to - DEFAULT_PERIOD)
+    if period_from >= period_to:
+        raise ApiError(422, "invalid_period", f"{names[0]} 必须早于 {names[1]}")
+    if period_to - period_from > MAX_PERIOD:
+        raise ApiError(422, "invalid_period", f"统计区间最长 {MAX_PERIOD.days} 天")
+    return period_from, period_to
+
+
+async def sla_report(
+    res: Resources,
+    user: CurrentUser,
+    *,
+    group_by: Literal["none", "source", "manager", "designer"] = "none",
+    period_from: datetime | None = None,
+    period_to: datetime | None = None,
+    source: Source | None = None,
+    scenario: Scenario | None = None,
+) -> SlaReport:
+    """Per step: on-time share, median and p90 time to done, escalations; managers and the director."""
+    refuse(permissions.may_read_reports(user))
+    frm, to = report_period(period_from, period_to, ("created_from", "created_to"))
+    pool = await res.pool()
+    rows = await bounded(
+        res,
+        queries.sla_report(
+            pool,
+            period_from=frm,
+            period_to=to,
+            group_by=group_by,
+            source=source.value if source else None,
+            scenario=scenario.value if scenario else None,
+        ),
+    )
+    out: list[SlaRow] = []
+    for r in rows:
+        try:
+            step = StepName(r["step"])
+        except ValueError:
+            continue
+        done = int(r["done"])
+        out.append(
+            SlaRow(
+                step=step,
+                step_label=STEP_LABELS[step],
+                group=r["grp"],
+                group_label=SOURCE_LABELS.get(r["group_label"], r["group_label"])  # type: ignore[call-overload]
+                if group_by == "source"
+                else r["group_label"],
+                done=done,
+                open=int(r["open"]),
+                open_overdue=int(r["open_overdue"]),
+                on_time=int(r["on_time"]),
+                on_time_share=(int(r["on_time"]) / done) if done else None,
+                median_seconds=r["median_seconds"],
+                p90_seconds=r["p90_seconds"],
+                escalated=int(r["escalated"]),
+                escalations=int(r["escalations"]),
+            )
+        )
+    return SlaReport(period_from=frm, period_to=to, group_by=group_by, rows=out)
+
+
+async def allocation_report(
+    res: Resources, user: CurrentUser, *, period_from: datetime | None = None, period_to: datetime | None = None
+) -> AllocationReport:
+    """Per designer, from the allocation ledger: cases given, overrides of the suggestion, open cases."""
+    refuse(permissions.may_read_reports(user))
+    frm, to = report_period(period_from, period_to, ("from", "to"))
+    pool = await res.pool()
+    rows = await bounded(res, queries.allocation_report(pool, period_from=frm, period_to=to))
+    return AllocationReport(
+        period_from=frm,
+        period_to=to,
+        rows=[
+            AllocationRow(
+                designer=StaffBrief(id=r["id"], name=r["name"]),
+                level=r["level"],
+                status=r["status"],
+                assigned=r["assigned"],
+                auto=r["auto"],
+                reassigned_to=r["reassigned_to"],
+                chosen_over_suggestion=r["chosen_over_suggestion"],
+                passed_over=r["passed_over"],
+                lapses=r["lapses"],
+                open_cases=r["open_cases"],
+                last_assigned_at=r["last_assigned_at"],
+            )
+            for r in rows
+        ],
+    )
