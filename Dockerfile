@@ -11,10 +11,12 @@ RUN useradd --create-home --uid 10001 intake
 WORKDIR /app
 
 COPY pyproject.toml ./
-COPY config.py connections.py worker.py cli.py devstack.py observability.py codec.py ./
+COPY config.py connections.py worker.py cli.py devstack.py observability.py codec.py request_context.py ./
 COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
+COPY store ./store
+COPY background ./background
 COPY api ./api
 COPY migrations ./migrations
 COPY policies ./policies

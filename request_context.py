@@ -9,7 +9,8 @@ request names the request, and the access line written after it also knows who a
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -19,6 +20,9 @@ class RequestInfo:
     request_id: str
     staff_id: int | None = None
     case_id: int | None = None
+    # Cases already read for this request, by (staff id, case id): a route's dependency and its service
+    # ask for the same case once (api.services.access.open_case).
+    cases: dict[tuple[int, int], Any] = field(default_factory=dict)
 
 
 current: ContextVar[RequestInfo | None] = ContextVar("intake_request", default=None)

@@ -185,6 +185,8 @@ def may_see_contact(person: Person, case: CaseFacts) -> bool:
     """
     if person.role in CONTACT_ROLES:
         return True
+    if not may_view(person, case):
+        return False
     rel = relations(person, case)
     if rel & WORKING:
         return True
@@ -238,7 +240,10 @@ def fits_position(role: Role, position: Role) -> bool:
 
 
 def may(person: Person, action: Action, case: CaseFacts) -> Refusal | None:
-    """Whether `person` may take `action` on the case (None: yes)."""
+    """Whether `person` may take `action` on the case (None: yes).
+
+    Whether they may see the case at all is asked first, by the API (404): :func:`may_view`.
+    """
     rel = relations(person, case)
     working = bool(rel & WORKING)
     if action == Action.reschedule:
@@ -268,6 +273,8 @@ def may(person: Person, action: Action, case: CaseFacts) -> Refusal | None:
 
 def allowed_actions(person: Person, case: CaseFacts) -> frozenset[Action]:
     """Every action the console may offer `person` on the case (closed cases: none that change it)."""
+    if not may_view(person, case):
+        return frozenset()
     changing = {Action.reschedule, Action.reassign, Action.close, Action.note, Action.upload_recording}
     return frozenset(
         a for a in Action if may(person, a, case) is None and (case.open or a not in changing)

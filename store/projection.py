@@ -187,18 +187,21 @@ class ProjectionWriter:
         )
 
     async def _insert_assignments(self, conn: asyncpg.Connection, rows: list[RecordAssignment]) -> None:
+        # A designer's assignment goes to the allocation ledger, an assistant's to the registrations (备案登记).
+        by_position: dict[str, list[RecordAssignment]] = {"designer": [], "assistant": []}
         for a in rows:
-            if a.role == "designer":
-                await conn.execute(
-                    "INSERT INTO allocation_ledger (case_id, event_key, designer_id, kind, suggested_id,"
-                    " decided_by, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                    " ON CONFLICT (case_id, event_key) DO NOTHING",
-                    a.case_id, a.event_key, a.staff_id, a.kind, a.suggested_id, a.decided_by, a.reason,
-                )
-            else:
-                await conn.execute(
-                    "INSERT INTO assistant_registrations (case_id, event_key, assistant_id, kind,"
-                    " registered_by, reason) VALUES ($1, $2, $3, $4, $5, $6)"
-                    " ON CONFLICT (case_id, event_key) DO NOTHING",
-                    a.case_id, a.event_key, a.staff_id, a.kind, a.decided_by, a.reason,
-                )
+            by_position[a.role].append(a)
+        for a in by_position["designer"]:
+            await conn.execute(
+                "INSERT INTO allocation_ledger (case_id, event_key, designer_id, kind, suggested_id,"
+                " decided_by, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT (case_id, event_key) DO NOTHING",
+                a.case_id, a.event_key, a.staff_id, a.kind, a.suggested_id, a.decided_by, a.reason,
+            )
+        for a in by_position["assistant"]:
+            await conn.execute(
+                "INSERT INTO assistant_registrations (case_id, event_key, assistant_id, kind,"
+                " registered_by, reason) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (case_id, event_key) DO NOTHING",
+                a.case_id, a.event_key, a.staff_id, a.kind, a.decided_by, a.reason,
+            )

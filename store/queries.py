@@ -112,11 +112,12 @@ async def open_case_for_phone(
     conn: asyncpg.Pool | asyncpg.Connection, phone: str, viewer: Viewer
 ) -> tuple[int, bool] | None:
     """The open case of a client phone, if any: its id, and whether `viewer` may see it."""
+    visible = scope_sql(viewer.scope, "$2")
+    args = (phone, viewer.staff_id) if "$2" in visible else (phone,)
     row = await conn.fetchrow(
-        f"SELECT c.id, {scope_sql(viewer.scope, '$2')} AS visible FROM cases c"
+        f"SELECT c.id, {visible} AS visible FROM cases c"
         " WHERE c.client_phone = $1 AND c.status IN ('open', 'starting')",
-        phone,
-        viewer.staff_id,
+        *args,
     )
     return (row["id"], row["visible"]) if row is not None else None
 

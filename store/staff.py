@@ -103,8 +103,9 @@ class StaffRepository:
         status: StaffStatus = StaffStatus.active,
     ) -> Staff:
         """Insert a staff member; designers must have a level."""
-        if role == Role.designer and level is None:
-            raise StaffError("level_required", "设计师必须有级别 (chief/senior/designer/junior)")
+        problem = staffing.level_error(role, level)
+        if problem is not None:
+            raise StaffError("level_required" if level is None else "invalid_staff", problem)
         try:
             row = await self._pool.fetchrow(
                 f"INSERT INTO staff (name, phone, role, level, communities, office_schedule,"

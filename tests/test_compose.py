@@ -125,7 +125,9 @@ def test_dockerfile_installs_the_project() -> None:
     assert base and ":" in base.group(1) and not base.group(1).endswith(":latest")
     assert "COPY pyproject.toml" in dockerfile
     assert re.search(r"pip install (-e )?\.", dockerfile)
-    for needed in ("migrations", "policies", "domain", "workflows", "activities", "api"):
+    packages = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    include = [p.rstrip("*") for p in packages["packages"]["find"]["include"]]
+    for needed in ("migrations", "policies", *include):
         assert f"COPY {needed} " in dockerfile, f"the image lacks {needed}/"
     copied = {w for line in dockerfile.splitlines() if line.startswith("COPY ") for w in line.split()[1:-1]}
     modules = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]

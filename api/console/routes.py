@@ -508,6 +508,7 @@ async def new_client_form(request: Request, user: SignedIn, res: ResourcesDep) -
 @router.post("/new")
 async def new_client(request: Request, user: SignedIn, res: ResourcesDep) -> Response:
     """Create the case through the API's creation service; a duplicate phone links to the open case."""
+    refuse(permissions.may_create(user))
     form = await request.form()
     check_csrf(user, _str(form.get("csrf")))
     values = forms.form_values(form)

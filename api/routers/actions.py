@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends
 from api import services
 from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep
 from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses
-from api.routers.intakes import CaseId, IdempotencyKey
+from api.routers.intakes import IdempotencyKey
 from api.schemas import (
     MAX_ID,
     CaseView,
@@ -24,6 +24,7 @@ from api.schemas import (
     ReassignRequest,
     RescheduleRequest,
 )
+from api.services.access import CaseId, open_case, visible_case
 from domain.enums import STEP_LABELS, StepName
 from domain.models import STEP_PAYLOADS
 
@@ -78,8 +79,10 @@ def _add_step_route(step: StepName) -> None:
     who = services.step_owner_label(step)
     example = _EXAMPLES.get(step, {})
 
-    async def owner_only(user: CurrentStaff) -> None:
-        # A dependency, so a wrong role is answered (403) before the body is judged (422).
+    async def owner_only(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> None:
+        # A dependency, so a case the person may not see is 404 and a wrong role 403 before the body is
+        # judged (422); the service reads the same case again from the request's cache.
+        await open_case(res, user, case_id)
         services.ensure_step_role(user, step)
 
     async def complete(
@@ -130,7 +133,7 @@ for _step in StepName:
         _add_step_route(_step)
 
 
-@router.post("/{case_id}/steps/{step}", include_in_schema=False)
+@router.post("/{case_id}/steps/{step}", include_in_schema=False, dependencies=[Depends(visible_case)])
 async def unknown_step(case_id: int, step: str, user: CurrentStaff) -> None:
     """Any other step name: 404 unknown_step (the known steps have their own routes above)."""
     if not 1 <= case_id <= MAX_ID:
@@ -141,6 +144,7 @@ async def unknown_step(case_id: int, step: str, user: CurrentStaff) -> None:
 
 @router.post(
     "/{case_id}/reschedule",
+    dependencies=[Depends(visible_case)],
     response_model=CaseView,
     summary="改期：见面或量房",
     responses=ACTION_ERRORS,
@@ -159,6 +163,7 @@ async def reschedule(
 
 @router.post(
     "/{case_id}/reassign",
+    dependencies=[Depends(visible_case)],
     response_model=CaseView,
     summary="更换设计师或助理（经理）",
     responses=ACTION_ERRORS,
@@ -177,6 +182,7 @@ async def reassign(
 
 @router.post(
     "/{case_id}/close",
+    dependencies=[Depends(visible_case)],
     response_model=CaseView,
     summary="结案（经理）",
     responses=ACTION_ERRORS,
@@ -195,6 +201,7 @@ async def close(
 
 @router.post(
     "/{case_id}/notes",
+    dependencies=[Depends(visible_case)],
     response_model=CaseView,
     summary="添加备注",
     responses=ACTION_ERRORS,

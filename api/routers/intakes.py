@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
 from api import idempotency, pagination, services
 from api.deps import CurrentStaff, CurrentUser, ResourcesDep, bounded, permitted
 from api.errors import R401, R403, R404, R409, R422, R503, responses
 from api.schemas import (
-    MAX_ID,
     CaseList,
     CaseView,
     Id,
@@ -22,7 +21,7 @@ from api.schemas import (
     SuggestionList,
     query_time,
 )
-from api.services.access import contact_map, viewer
+from api.services.access import CaseId, contact_map, viewer, visible_case
 from api.views import case_summary
 from domain import permissions
 from domain.enums import Level, Scenario, Source
@@ -32,7 +31,6 @@ log = logging.getLogger("intake.api")
 
 router = APIRouter(prefix="/intakes", tags=["intakes"])
 
-CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="案例编号", examples=[1024])]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -118,6 +116,7 @@ async def list_intakes(
 
 @router.get(
     "/{case_id}",
+    dependencies=[Depends(visible_case)],
     response_model=CaseView,
     summary="案例详情",
     responses=responses(R401, R404, R422, R503),
@@ -136,6 +135,7 @@ async def get_intake(
 
 @router.get(
     "/{case_id}/messages",
+    dependencies=[Depends(visible_case)],
     response_model=MessageList,
     summary="发给客户的短信",
     responses=responses(R401, R404, R422, R503),
@@ -155,6 +155,7 @@ async def list_messages(
 
 @router.get(
     "/{case_id}/designer-suggestions",
+    dependencies=[Depends(visible_case)],
     response_model=SuggestionList,
     summary="推荐设计师（经理）",
     responses=responses(R401, R403, R404, R422, R503),

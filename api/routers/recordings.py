@@ -13,14 +13,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, File, Header, UploadFile
+from fastapi import APIRouter, Depends, File, Header, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api import services
 from api.deps import CurrentStaff, ResourcesDep
 from api.errors import R401, R403, R404, R409, R422, R503, responses
-from api.routers.intakes import CaseId
+from api.services.access import CaseId, visible_case
 
 router = APIRouter(prefix="/intakes", tags=["recordings"])
 
@@ -58,6 +58,7 @@ def _out(r: asyncpg.Record) -> RecordingOut:
 
 @router.post(
     "/{case_id}/recordings",
+    dependencies=[Depends(visible_case)],
     status_code=201,
     response_model=RecordingOut,
     summary="上传首次见面录音（经理）",
@@ -76,6 +77,7 @@ async def upload_recording(
 
 @router.get(
     "/{case_id}/recordings",
+    dependencies=[Depends(visible_case)],
     response_model=RecordingList,
     summary="案件录音列表",
     responses=responses(R401, R403, R404, R422, R503),
@@ -88,6 +90,7 @@ async def list_recordings(case_id: CaseId, user: CurrentStaff, res: ResourcesDep
 
 @router.get(
     "/{case_id}/recordings/{recording_id}",
+    dependencies=[Depends(visible_case)],
     summary="播放录音（支持 Range）",
     responses=responses(R401, R403, R404, R422, R503)
     | {

@@ -7,14 +7,16 @@ domain/permissions.py (the one authority), never from a rule written here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
+from fastapi import Depends, Path
 from pydantic import BaseModel
 
 import request_context as context
-from api.deps import CurrentUser, Resources, bounded, refuse
+from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, refuse
 from api.errors import not_found_case
+from api.schemas import MAX_ID
 from domain import permissions
 from domain.permissions import Action, CaseFacts
 from domain.phone import mask_phones_in
@@ -38,6 +40,17 @@ class CaseAccess:
         return int(self.row["id"])
 
 
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="案例编号", examples=[1024])]
+
+
+async def visible_case(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> CaseAccess:
+    """A dependency of every case route: 404 for a case the caller may not see, before the body is judged."""
+    return await open_case(res, user, case_id)
+
+
+VisibleCase = Annotated[CaseAccess, Depends(visible_case)]
+
+
 def viewer(user: CurrentUser) -> queries.Viewer:
     """The person as the lists' SQL filters take them."""
     return queries.Viewer(staff_id=user.id, scope=permissions.case_scope(user))
@@ -45,6 +58,10 @@ def viewer(user: CurrentUser) -> queries.Viewer:
 
 async def open_case(res: Resources, user: CurrentUser, case_id: int) -> CaseAccess:
     """The case if `user` may see it; 404 case_not_found otherwise (its existence is not confirmed)."""
+    info = context.current.get()
+    known = info.cases.get((user.id, case_id)) if info is not None else None
+    if known is not None:
+        return known  # type: ignore[no-any-return]
     pool = await res.pool()
     row = await bounded(res, queries.case_row(pool, case_id))
     if row is None:
@@ -52,7 +69,10 @@ async def open_case(res: Resources, user: CurrentUser, case_id: int) -> CaseAcce
     facts = CaseFacts.of_row(row)
     if not permissions.may_view(user, facts):
         raise not_found_case(case_id)
-    return CaseAccess(row=row, facts=facts, contact=permissions.may_see_contact(user, facts))
+    access = CaseAccess(row=row, facts=facts, contact=permissions.may_see_contact(user, facts))
+    if info is not None:
+        info.cases[(user.id, case_id)] = access
+    return access
 
 
 async def open_case_for(res: Resources, user: CurrentUser, case_id: int, action: Action) -> CaseAccess:

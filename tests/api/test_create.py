@@ -93,12 +93,15 @@ async def test_roles_that_cannot_create(api: Api, who: str) -> None:
 async def test_second_open_case_for_a_phone_is_409_naming_it(api: Api) -> None:
     first = await api.create()
     phone = first["client"]["phone"]
-    r = await api.http.post(
-        "/intakes", json=api.intake_body("walk_in", client={"phone": f"+86 {phone[:3]}-{phone[3:7]}-{phone[7:]}"}),
-        headers=api.h("designer"),
-    )
-    body = assert_error(r, 409, "duplicate_open_case")
+    again = api.intake_body("walk_in", client={"phone": f"+86 {phone[:3]}-{phone[3:7]}-{phone[7:]}"})
+    # who may see the open case is told which one it is
+    body = assert_error(await api.http.post("/intakes", json=again, headers=api.h("consultant")), 409,
+                        "duplicate_open_case")
     assert body["case_id"] == first["id"]
+    # a designer not on it learns only that the client is being served (SPEC §13: existence by need)
+    r = await api.http.post("/intakes", json=again, headers=api.h("designer"))
+    body = assert_error(r, 409, "duplicate_open_case")
+    assert "case_id" not in body and str(first["id"]) not in r.text
     # once closed, the phone can open a new case
     r = await api.http.post(
         f"/intakes/{first['id']}/close", json={"outcome": "duplicate"}, headers=api.h("manager")

@@ -42,7 +42,7 @@ async def messages(api: Api, case_id: int, purposes: set[str]) -> dict[str, dict
     """The client SMS once every expected purpose is there (sent by the workflow after the update)."""
 
     async def get() -> dict[str, dict[str, Any]] | None:
-        r = await api.http.get(f"/intakes/{case_id}/messages", headers=api.h("consultant"))
+        r = await api.http.get(f"/intakes/{case_id}/messages", headers=api.h("manager"))
         assert r.status_code == 200, r.text
         by = {m["purpose"]: m for m in r.json()["items"]}
         done = purposes <= set(by) and all(by[p]["status"] == "sent" for p in purposes)
@@ -209,10 +209,13 @@ async def test_site_office_to_signed(api: Api) -> None:
     told = await api.notice(cid, "correction:acknowledge", who="assistant")
     assert "接待时要先递名片" in told["text"] and told["recipient_id"] == P(api, "assistant")
     # only the corrected person confirms it
+    # (an assistant not on the case does not even learn that it exists)
     r = await api.step(cid, "acknowledge", "assistant2", {})
+    assert r.status_code == 404 and r.json()["code"] == "case_not_found", r.text
+    r = await api.step(cid, "acknowledge", "designer", {})  # no designer on the case yet: not theirs to see
+    assert r.status_code == 404, r.text
+    r = await api.step(cid, "acknowledge", "manager", {})  # sees the case, was not the one corrected
     assert r.status_code == 403 and r.json()["code"] == "not_your_case", r.text
-    r = await api.step(cid, "acknowledge", "designer", {})
-    assert r.status_code == 403, r.text
     r = await api.http.get("/me/tasks", headers=api.h("assistant"))
     assert any(t["case_id"] == cid and t["step"] == "acknowledge" for t in r.json()["items"]), r.text
     s = await api.ok_step(cid, "acknowledge", "assistant", {"note": "已记录，下次先递名片"})
@@ -287,8 +290,8 @@ async def test_walk_in_to_signed(api: Api) -> None:
     assert r.headers["content-range"] == f"bytes 100-199/{len(audio)}" and r.headers["accept-ranges"] == "bytes"
     r = await api.http.get(rec["url"], headers=api.h("director"))
     assert r.status_code == 200 and r.content == audio
-    r = await api.http.get(rec["url"], headers=api.h("designer2"))
-    assert r.status_code == 403 and r.json()["code"] == "not_your_case"
+    r = await api.http.get(rec["url"], headers=api.h("designer2"))  # not on the case: it does not exist for them
+    assert r.status_code == 404 and r.json()["code"] == "case_not_found"
     # corrections: a notice to each corrected person and a step each of them completes
     s = await api.ok_step(cid, "debrief", "manager", {"findings": "接待及时", "designer_corrections": "先问预算再推荐",
                                                       "assistant_corrections": "量房记录要拍照"})

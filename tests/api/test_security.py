@@ -41,21 +41,25 @@ async def _case_with_sms(api: Api) -> dict[str, Any]:
 async def test_messages_show_the_recipient_by_need(api: Api) -> None:
     c = await _case_with_sms(api)
     phone = c["client"]["phone"]
-    for who, full in (("designer", True), ("assistant", True), ("manager", True), ("consultant", True),
-                      ("designer2", False), ("assistant2", False), ("site_lead", False), ("admin", False)):
+    # the consultant typed the lead in: the case stays theirs to read, the contact details no longer
+    for who, full in (("designer", True), ("assistant", True), ("manager", True), ("consultant", False),
+                      ("assistant_lead", False)):
         r = await api.http.get(f"/intakes/{c['id']}/messages", headers=api.h(who))
         assert r.status_code == 200, r.text
         sms = r.json()["items"]
         assert sms and all(m["recipient"] == (phone if full else masked(phone)) for m in sms), who
         if not full:
             assert phone not in r.text
+    for who in ("designer2", "assistant2", "site_lead", "admin"):  # not tied to the case: it does not exist
+        r = await api.http.get(f"/intakes/{c['id']}/messages", headers=api.h(who))
+        assert r.status_code == 404 and phone not in r.text, who
 
 
 async def test_full_phone_reads_are_recorded_and_listed(api: Api) -> None:
     c = await api.create("consultant", "remote")
     cid = c["id"]
     await api.http.get(f"/intakes/{cid}", headers=api.h("director"), params={"fresh": False})
-    await api.http.get(f"/intakes/{cid}", headers=api.h("designer2"), params={"fresh": False})  # masked
+    await api.http.get(f"/intakes/{cid}", headers=api.h("assistant_lead"), params={"fresh": False})  # masked
     r = await api.http.get(
         "/audit/phone-reads", params={"case_id": cid}, headers={**api.h("manager"), "X-Request-ID": "audit-1"}
     )
@@ -64,7 +68,7 @@ async def test_full_phone_reads_are_recorded_and_listed(api: Api) -> None:
     who = {(x["staff"]["id"], x["route"]) for x in reads}
     assert (api.people["consultant"].id, "POST /intakes") in who  # the creator's answer carried it
     assert (api.people["director"].id, "GET /intakes/{case_id}") in who
-    assert all(x["staff"]["id"] != api.people["designer2"].id for x in reads)  # masked: nothing read
+    assert all(x["staff"]["id"] != api.people["assistant_lead"].id for x in reads)  # masked: nothing read
     assert all(x["case_id"] == cid and x["at"] for x in reads)
     by_director = await api.http.get(
         "/audit/phone-reads", params={"staff_id": api.people["director"].id}, headers=api.h("director")

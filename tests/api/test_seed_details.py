@@ -110,11 +110,14 @@ async def test_recording_upload_checks_content_size_and_role(api: Api) -> None:
     assert r.status_code == 206 and r.content == m4a[4000:]
     r = await api.http.get(rec["url"], headers=api.h("manager") | {"Range": f"bytes={len(m4a)}-"})
     assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(m4a)}"
-    # a site lead is not the case's staff (the consultant who received the walk-in is)
+    # a site lead is not the case's staff (the consultant who received the walk-in is): no such case for them
     r = await api.http.get(url, headers=api.h("site_lead"))
-    assert r.status_code == 403 and r.json()["code"] == "not_your_case"
+    assert r.status_code == 404 and r.json()["code"] == "case_not_found"
     r = await api.http.get(rec["url"], headers=api.h("site_lead"))
-    assert r.status_code == 403
+    assert r.status_code == 404
+    # the assistant lead sees every case but does not listen to its recordings
+    r = await api.http.get(url, headers=api.h("assistant_lead"))
+    assert r.status_code == 403 and r.json()["code"] == "not_your_case"
 
 
 # --- S3-compatible store: the moto server as a real local peer ----------------------------------------

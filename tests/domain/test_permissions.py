@@ -1,0 +1,159 @@
+"""domain/permissions.py: who may see a case, its contact details, and what they may do on it (SPEC §13)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain import permissions
+from domain.enums import Role, Scenario, StepName
+from domain.permissions import Action, CaseFacts, Relation, Someone
+
+CREATOR, RECEIVER, MANAGER, DESIGNER, ASSISTANT, OLD_DESIGNER, OLD_ASSISTANT, STRANGER = range(1, 9)
+
+CASE = CaseFacts(
+    created_by=CREATOR, received_by=RECEIVER, manager_id=MANAGER, designer_id=DESIGNER, assistant_id=ASSISTANT,
+    former_designers=frozenset({OLD_DESIGNER}), former_assistants=frozenset({OLD_ASSISTANT}),
+)
+
+
+def p(staff_id: int, role: Role) -> Someone:
+    return Someone(staff_id, role)
+
+
+def test_relations_name_every_tie() -> None:
+    assert permissions.relations(p(DESIGNER, Role.designer), CASE) == {Relation.designer}
+    assert permissions.relations(p(OLD_DESIGNER, Role.designer), CASE) == {Relation.former_designer}
+    assert permissions.relations(p(OLD_ASSISTANT, Role.assistant), CASE) == {Relation.former_assistant}
+    assert permissions.relations(p(CREATOR, Role.consultant), CASE) == {Relation.creator}
+    assert permissions.relations(p(STRANGER, Role.designer), CASE) == frozenset()
+    # the current designer is never also "former" (a reassignment back to them)
+    back = CaseFacts(designer_id=OLD_DESIGNER, former_designers=frozenset({OLD_DESIGNER}))
+    assert permissions.relations(p(OLD_DESIGNER, Role.designer), back) == {Relation.designer}
+
+
+@pytest.mark.parametrize("role", [Role.manager, Role.director, Role.assistant_lead])
+def test_the_department_sees_every_case(role: Role) -> None:
+    assert permissions.may_view(p(STRANGER, role), CASE)
+    assert permissions.case_scope(p(STRANGER, role)).everything
+
+
+@pytest.mark.parametrize(
+    ("who", "visible"),
+    [
+        (p(DESIGNER, Role.designer), True),
+        (p(ASSISTANT, Role.assistant), True),
+        (p(OLD_DESIGNER, Role.designer), True),
+        (p(OLD_ASSISTANT, Role.assistant), True),
+        (p(CREATOR, Role.consultant), True),
+        (p(RECEIVER, Role.site_lead), True),
+        (p(STRANGER, Role.designer), False),
+        (p(STRANGER, Role.assistant), False),
+        (p(STRANGER, Role.consultant), False),
+        (p(STRANGER, Role.site_lead), False),
+        (p(STRANGER, Role.admin), False),
+        (p(CREATOR, Role.admin), False),  # an admin manages staff and reads no client, tied or not
+    ],
+)
+def test_others_see_only_the_cases_tied_to_them(who: Someone, visible: bool) -> None:
+    assert permissions.may_view(who, CASE) is visible
+
+
+def test_contact_details_by_need() -> None:
+    assert permissions.may_see_contact(p(STRANGER, Role.manager), CASE)
+    assert permissions.may_see_contact(p(STRANGER, Role.director), CASE)
+    assert not permissions.may_see_contact(p(STRANGER, Role.assistant_lead), CASE)
+    assert permissions.may_see_contact(p(DESIGNER, Role.designer), CASE)
+    assert permissions.may_see_contact(p(ASSISTANT, Role.assistant), CASE)
+    # a former designer reads the case, never the client's contact details
+    assert not permissions.may_see_contact(p(OLD_DESIGNER, Role.designer), CASE)
+    # the consultant who typed the lead in: until a designer is assigned
+    assert not permissions.may_see_contact(p(CREATOR, Role.consultant), CASE)
+    before = CaseFacts(created_by=CREATOR, received_by=RECEIVER)
+    assert permissions.may_see_contact(p(CREATOR, Role.consultant), before)
+    assert permissions.may_see_contact(p(RECEIVER, Role.site_lead), before)
+
+
+def test_former_members_read_only() -> None:
+    old = p(OLD_DESIGNER, Role.designer)
+    assert permissions.allowed_actions(old, CASE) == frozenset()
+    assert permissions.may(old, Action.note, CASE) is not None
+    assert permissions.complete_step(old, StepName.contact, CASE, owner_role=Role.designer, owner_id=None) is not None
+
+
+def test_what_each_may_do() -> None:
+    manager = p(STRANGER, Role.manager)
+    assert permissions.allowed_actions(manager, CASE) == {
+        Action.reschedule, Action.reassign, Action.close, Action.note, Action.upload_recording, Action.listen,
+        Action.suggestions, Action.all_notices}
+    designer = p(DESIGNER, Role.designer)
+    assert permissions.allowed_actions(designer, CASE) == {Action.reschedule, Action.note, Action.listen}
+    director = p(STRANGER, Role.director)
+    assert permissions.allowed_actions(director, CASE) == {Action.note, Action.listen, Action.all_notices}
+    receiver = p(RECEIVER, Role.site_lead)
+    assert permissions.allowed_actions(receiver, CASE) == {Action.listen}
+    refusal = permissions.may(p(CREATOR, Role.consultant), Action.reschedule, CASE)
+    assert refusal is not None and refusal.code == "wrong_role"
+    refusal = permissions.may(p(OLD_DESIGNER, Role.designer), Action.reschedule, CASE)
+    assert refusal is not None and refusal.code == "not_your_case"
+    # a case the person may not see: nothing to offer (the API answers 404 before asking)
+    assert permissions.allowed_actions(p(STRANGER, Role.designer), CASE) == frozenset()
+    # a closed case: nothing that changes it, reading and listening stay
+    closed = CaseFacts(**{**CASE.__dict__, "open": False})
+    assert permissions.allowed_actions(manager, closed) == {Action.listen, Action.suggestions, Action.all_notices}
+
+
+def test_steps_by_their_owner() -> None:
+    designer, other = p(DESIGNER, Role.designer), p(STRANGER, Role.designer)
+    assert permissions.complete_step(designer, StepName.contact, CASE, owner_role=Role.designer, owner_id=None) is None
+    refusal = permissions.complete_step(other, StepName.contact, CASE, owner_role=Role.designer, owner_id=None)
+    assert refusal is not None and refusal.code == "not_your_case"
+    refusal = permissions.complete_step(designer, StepName.callback, CASE, owner_role=Role.manager, owner_id=None)
+    assert refusal is not None and refusal.code == "wrong_role" and refusal.details == {"required_role": "manager"}
+    # a correction is acknowledged by whoever was corrected, and nobody else of their role
+    ack = StepName.acknowledge
+    assert permissions.complete_step(designer, ack, CASE, owner_role=Role.designer, owner_id=DESIGNER) is None
+    refusal = permissions.complete_step(other, ack, CASE, owner_role=Role.designer, owner_id=DESIGNER)
+    assert refusal is not None and refusal.code == "not_your_case"
+    # what the API can judge before asking the case: the role, and the designer of a designer's step
+    assert permissions.may_try_step(designer, ack, CASE, owner_role=Role.designer) is None
+    assert permissions.may_try_step(other, StepName.first_meeting, CASE, owner_role=Role.designer) is not None
+
+
+def test_beyond_one_case() -> None:
+    for role in Role:
+        who = p(STRANGER, role)
+        assert (permissions.may_create(who) is None) is (role in permissions.CREATOR_ROLES)
+        assert (permissions.may_read_reports(who) is None) is (role in (Role.manager, Role.director))
+        assert (permissions.may_manage_staff(who) is None) is (role == Role.admin)
+    assert permissions.may_change_role(p(STRANGER, Role.admin), STRANGER) is not None
+    assert permissions.may_change_role(p(STRANGER, Role.admin), DESIGNER) is None
+    assert permissions.may_receive(Role.consultant, Scenario.remote)
+    assert not permissions.may_receive(Role.consultant, Scenario.site_office)
+    assert permissions.receives_by_default(p(STRANGER, Role.site_lead), Scenario.site_office)
+    assert permissions.receives_by_default(p(STRANGER, Role.manager), Scenario.walk_in)
+    assert not permissions.receives_by_default(p(STRANGER, Role.consultant), Scenario.remote)
+
+
+ids = st.one_of(st.none(), st.integers(1, 6))
+
+
+@given(
+    who=st.integers(1, 6),
+    role=st.sampled_from(list(Role)),
+    created_by=ids, received_by=ids, manager_id=ids, designer_id=ids, assistant_id=ids,
+    former_designers=st.frozensets(st.integers(1, 6), max_size=3),
+    former_assistants=st.frozensets(st.integers(1, 6), max_size=3),
+)
+def test_view_contact_and_action_are_consistent(who: int, role: Role, **facts: object) -> None:
+    """Whoever may see contact details or act on a case may see the case; lists follow the same scope."""
+    case = CaseFacts(**facts)  # type: ignore[arg-type]
+    person = p(who, role)
+    view = permissions.may_view(person, case)
+    scope = permissions.case_scope(person)
+    assert view == (scope.everything or bool(scope.relations & permissions.relations(person, case)))
+    if permissions.may_see_contact(person, case) or permissions.allowed_actions(person, case) - {Action.all_notices}:
+        assert view
+    if not view:
+        assert not permissions.may_see_contact(person, case)
