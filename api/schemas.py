@@ -262,7 +262,7 @@ class ClientOut(BaseModel):
     """The client of a case."""
 
     name: str
-    phone: str = Field(description="手机号；仅经理、总经理、建档人和本案例的设计师/助理可见全号，其他人为 138****5678")
+    phone: str = Field(description="手机号；仅经理、总经理、本案例的设计师/助理（分配设计师前还有建档人、接待人）可见全号，其他人为 138****5678")
     contact_visible: bool = Field(
         default=True, description="true：phone 与 address 为完整信息（已记入查看记录）；false：已遮盖"
     )

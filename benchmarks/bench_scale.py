@@ -62,6 +62,7 @@ from benchmarks.benchlib import (  # noqa: E402
     run_phase,
     verdict,
 )
+from store.db import create_pool  # noqa: E402
 
 RSS_MAX = 1 << 30  # 1 GiB
 LATE_P99_MAX_S = 2.0
@@ -389,7 +390,7 @@ async def main() -> int:
     if args.worker_pid is None:
         print("  (the API's own process: with `intake dev` that is API and worker together; "
               "give --worker-pid of a separate `intake worker` for the worker alone)")
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
+    pool = await create_pool(dsn, min_size=1, max_size=3)
     rss = RssSampler(pid)
     rss.start()
     s = Scale(args, tokens, pool)

@@ -771,3 +771,29 @@ async def test_build_writer_and_dispatcher_from_settings(
     await build_dispatcher(pool, settings).run_once()  # the default providers: outbox, log
     row = await _row(pool, case_id)
     assert (row["status"], row["provider"], row["text"]) == ("sent", "outbox", T1_SPEC_TEXT)
+
+
+async def test_a_phone_written_into_a_notice_reaches_only_who_may_see_it(
+    pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase
+) -> None:
+    """SPEC §13: a phone in free text (a note, a correction, the callback's notes) is masked on channels others
+    read (the log, the WeCom group robot) and for recipients who may not see the client's contact details."""
+    designer = await make_staff("张伟", Role.designer)
+    lead = await make_staff("刘敏", Role.assistant_lead)
+    case_id = await make_case(designer_id=designer.id)
+    text = "经理回访记录：客户爱人电话 +86 139-1234-5678，晚上联系"
+
+    def note(purpose: str, to: int) -> NotifyStaff:
+        return NotifyStaff(case_id=case_id, purpose=purpose, recipient_id=to, text=text)
+
+    # the log (and the group robot) are read by others: masked even for the case's designer
+    await _enqueue(pool, notices=[note("n:log", designer.id)])
+    await _enqueue(pool, notices=[note("n:robot", designer.id)], writer=_writer(staff_channel="wecom"))
+    for purpose in ("n:log", "n:robot"):
+        row = await _row(pool, case_id, purpose)
+        assert "139****5678" in row["text"] and "1234" not in row["text"] and "1234" not in str(row["variables"])
+    # a personal channel: the case's designer reads it; the assistant lead, who works no case, does not
+    personal = _writer(staff_channel="sms")
+    await _enqueue(pool, notices=[note("n:designer", designer.id), note("n:lead", lead.id)], writer=personal)
+    assert (await _row(pool, case_id, "n:designer"))["text"] == text
+    assert "139-1234-5678" not in (await _row(pool, case_id, "n:lead"))["text"]

@@ -272,7 +272,7 @@ async def test_board_shows_an_overdue_case_in_red_and_reports_draw(console: Cons
 
     # a consultant has no board
     await consultant.goto(f"{c.base}/console/board")
-    await expect(consultant.get_by_test_id("error")).to_contain_text("仅限")
+    await expect(consultant.get_by_test_id("error")).to_contain_text("只有设计部经理、总经理可以查看看板")
 
     director = await c.sign_in(c.people["director"].id)
     await director.goto(f"{c.base}/console/reports")
@@ -392,8 +392,13 @@ async def test_recording_uploaded_and_played_from_the_case_page(console: Console
     whole = await manager.request.get(f"{c.base}{src}")
     assert whole.status == 200 and await whole.body() == wav
 
-    # someone not on the case: no player, no upload form, and the src is refused
-    other = await c.sign_in(p["designer2"].id)
+    # a designer not on the case: the case does not exist for them, nor its recording
+    stranger = await c.sign_in(p["designer2"].id)
+    await stranger.goto(f"{c.base}/console/cases/{case_id}")
+    await expect(stranger.get_by_test_id("error")).to_contain_text(f"没有编号为 {case_id} 的案例")
+    assert (await stranger.request.get(f"{c.base}{src}")).status == 404
+    # the assistant lead sees every case but is not on this one: no player, no upload form, the src refused
+    other = await c.sign_in(p["assistant_lead"].id)
     await other.goto(f"{c.base}/console/cases/{case_id}")
     await expect(other.get_by_test_id("recordings-private")).to_be_visible()
     assert await other.get_by_test_id("form-recording").count() == 0

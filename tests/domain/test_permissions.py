@@ -157,3 +157,23 @@ def test_view_contact_and_action_are_consistent(who: int, role: Role, **facts: o
         assert view
     if not view:
         assert not permissions.may_see_contact(person, case)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("爱人电话13912345678", "爱人电话139****5678"),
+        ("电话 +86 139 1234 5678 晚上打", "电话 139****5678 晚上打"),
+        ("电话：139-1234-5678。", "电话：139****5678。"),
+        ("0086-13912345678", "139****5678"),
+        ("(+86)13912345678", "139****5678"),
+        ("订单号 2139123456789 不是手机号", "订单号 2139123456789 不是手机号"),
+        ("预算 30 万，面积 120 平，2026-12-03 10:00", "预算 30 万，面积 120 平，2026-12-03 10:00"),
+    ],
+)
+def test_phones_in_free_text_are_masked_as_people_write_them(text: str, masked: str) -> None:
+    from domain.phone import mask_phones_in
+    from observability import scrub
+
+    assert mask_phones_in(text) == masked
+    assert scrub(text) == masked  # the logs' second line of defence is the same masker
