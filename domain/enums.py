@@ -29,6 +29,9 @@ ROLE_LABELS: dict[Role, str] = {
     Role.admin: "管理员",
 }
 
+# A case's members as the case engine's texts name them (its manager is plain 经理 there).
+MEMBER_LABELS: dict[str, str] = {"designer": "设计师", "assistant": "助理设计师", "manager": "经理"}
+
 
 class Level(StrEnum):
     """Designer levels; compare with :data:`LEVEL_RANK` (higher rank is more senior)."""
