@@ -24,7 +24,7 @@ from api.schemas import (
     ReassignRequest,
     RescheduleRequest,
 )
-from api.services.access import CaseId, open_case, visible_case
+from api.services.access import CaseId, visible_case
 from domain.enums import STEP_LABELS, StepName
 from domain.models import STEP_PAYLOADS
 
@@ -81,9 +81,8 @@ def _add_step_route(step: StepName) -> None:
 
     async def owner_only(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> None:
         # A dependency, so a case the person may not see is 404 and a wrong role 403 before the body is
-        # judged (422); the service reads the same case again from the request's cache.
-        await open_case(res, user, case_id)
-        services.ensure_step_role(user, step)
+        # judged (422); the service asks the same again (the case from the request's cache).
+        await services.open_for_step(res, user, case_id, step)
 
     async def complete(
         case_id: int,

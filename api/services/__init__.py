@@ -18,13 +18,13 @@ from api.services.cases import (
     get_case,
 )
 from api.services.creation import Created, create_case
-from api.services.recordings import list_recordings, may_upload_recording, play_recording, upload_recording
+from api.services.recordings import list_recordings, play_recording, upload_recording
 from api.services.reports import allocation_report, sla_report
 from api.services.steps import (
     add_note,
     close_case,
     complete_step,
-    ensure_step_role,
+    open_for_step,
     reassign,
     reschedule,
     staff_ref,
@@ -43,11 +43,10 @@ __all__ = [
     "create_case",
     "designer_ranking",
     "designer_suggestions",
-    "ensure_step_role",
+    "open_for_step",
     "first_suggestion",
     "get_case",
     "list_recordings",
-    "may_upload_recording",
     "play_recording",
     "reassign",
     "reschedule",

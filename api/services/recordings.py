@@ -21,7 +21,6 @@ from api.errors import ApiError
 from api.schemas import MAX_ID
 from api.services.access import open_case_for
 from api.temporal import execute_update, intake_workflow
-from domain import permissions
 from domain.audio import AUDIO_TYPES, SNIFF_BYTES, sniff_audio
 from domain.models import AttachRecording, CaseChange
 from domain.permissions import Action
@@ -35,11 +34,6 @@ log = logging.getLogger("intake.api")
 RECORDING_CHUNK = 1024 * 1024
 RANGE_CHUNKS = 8
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def may_upload_recording(user: CurrentUser) -> bool:
-    """Whether the person may upload recordings at all (the console shows the form)."""
-    return permissions.may(user, Action.upload_recording, permissions.CaseFacts()) is None
 
 
 async def upload_recording(res: Resources, user: CurrentUser, case_id: int, file: UploadFile) -> asyncpg.Record:

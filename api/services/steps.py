@@ -124,11 +124,11 @@ def step_owner_label(step: StepName) -> str:
     return ROLE_LABELS[owner] if owner else "负责人"
 
 
-def ensure_step_role(user: CurrentUser, step: StepName) -> None:
-    """403 unless the caller may own the step at all (before the payload is judged)."""
-    owner_role = STEP_OWNER_ROLE.get(step)
-    if owner_role is not None and not permissions.fits_position(user.role, owner_role):
-        refuse(permissions.may_try_step(user, step, permissions.CaseFacts(), owner_role=owner_role))
+async def open_for_step(res: Resources, user: CurrentUser, case_id: int, step: StepName) -> CaseAccess:
+    """The case (404 if the caller may not see it) when the caller may try the step (403 otherwise)."""
+    access = await open_case(res, user, case_id)
+    refuse(permissions.may_try_step(user, step, access.facts, owner_role=STEP_OWNER_ROLE.get(step)))
+    return access
 
 
 def _camel(name: str) -> str:
@@ -163,9 +163,7 @@ async def complete_step(
     idempotency_key: str | None = None,
 ) -> CaseView:
     """Complete an open step with its payload (the step's body model); its owner only."""
-    access = await open_case(res, user, case_id)
-    owner_role = STEP_OWNER_ROLE.get(step)
-    refuse(permissions.may_try_step(user, step, access.facts, owner_role=owner_role))
+    access = await open_for_step(res, user, case_id, step)
     payload = body.model_dump(mode="json", exclude={"notes"})
     notes = getattr(body, "notes", None)
     staff: list[StaffRef] = []
