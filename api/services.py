@@ -94,7 +94,7 @@ from domain.models import (
     Suggestion,
 )
 from domain.policy import Policy
-from domain.tracking import initial_search_attributes, static_summary
+from domain.tracking import initial_search_attributes, static_details, static_summary
 
 log = logging.getLogger("intake.api")
 
@@ -351,6 +351,7 @@ async def _start(
                 task_queue=res.settings.task_queue,
                 search_attributes=initial_search_attributes(inp, opening),
                 static_summary=static_summary(inp),
+                static_details=static_details(inp),
                 rpc_timeout=res.rpc_timeout,
             ),
         )
