@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import unicodedata
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -508,7 +509,10 @@ def stuck_case_lines(settings: Settings, tokens: list[DemoToken]) -> list[str]:
     lines = ["Stuck cases in the Temporal UI (columns and saved views: docs/operations.md):"]
     for q in queries:
         where = settings.temporal_list_url(q.query) if designer or "<" not in q.query else q.query
-        lines.append(f"  {q.name + ' (' + q.label + ')':<40} {where}")
+        label = f"{q.name} · {q.label}"
+        # Chinese characters take two columns in a terminal: pad by display width, not by length.
+        width = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in label)
+        lines.append(f"  {label}{' ' * max(1, 44 - width)}{where}")
     return lines
 
 

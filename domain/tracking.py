@@ -204,7 +204,7 @@ def escalated_to_director_query() -> StuckQuery:
 def designer_cases_query(designer_id: int | str, name: str = "") -> StuckQuery:
     """One designer's open cases (the search attribute holds the staff id, never a name)."""
     who = f"{name} (#{designer_id})" if name else f"#{designer_id}"
-    return StuckQuery(f"Open cases of designer {who}", "设计师的在办案件",
+    return StuckQuery(f"Open cases of {who}", "设计师的在办案件",
                       f'{_RUNNING} AND {SA_DESIGNER.name} = "{designer_id}"')
 
 
