@@ -4,8 +4,9 @@
 database), a case is left alone until its callback is late, and Debian's headless Chromium does what
 docs/operations.md tells an operator to do: open the banner's late-cases link, add the stage,
 escalation level, due and designer columns, save the view, open the case and read its Chinese current
-details, decrypted by the dev stack's own codec credential, with no codec error anywhere; then a
-manager's personal codec URL in the UI's settings, as in production. The screenshots are kept in
+details, decrypted by the dev stack's own codec credential, with no codec error anywhere; tries to send
+the case an update from the UI, which that decode-only credential cannot encode; then a manager's
+personal codec URL in the UI's settings, as in production. The screenshots are kept in
 tests/e2e/screenshots/ (git-ignored; the docs keep a copy in docs/screenshots/).
 """
 
@@ -207,7 +208,25 @@ async def _walk(dev: DevProcess, chromium_path: str) -> None:
             assert codec_answers and set(codec_answers) == {("local", 200)}, codec_answers
             assert "13912345678" not in text + details and "王建国" not in text + details  # no client data
 
-            # 5. Production: a manager's personal codec URL in the UI's settings (token masked in the shots).
+            # 5. No business action from this UI: its credential cannot encode an update's input.
+            await page.get_by_role("button", name="More Actions").click()
+            await page.get_by_role("menuitem", name="Send an Update").click()
+            dialog = page.locator("dialog[open]")
+            await dialog.get_by_test_id("update-select-button").click()
+            await page.get_by_role("option", name="add_note").click()
+            await dialog.locator(".cm-content").first.click()
+            await page.keyboard.type('{"actor": {"staff_id": 2, "role": "director", "name": "?"}, "text": "typed in the UI"}')
+            await dialog.get_by_text("Update ID (optional)").click()  # the editor hands its text over on blur
+            await dialog.get_by_test_id("confirm-modal-button").click()
+            await dialog.get_by_text("Data encoding failed").wait_for(timeout=15_000)
+            assert ("local", 403) in codec_answers, codec_answers
+            await _shot(page, "ui-stuck-06-update-refused.png")
+            async with httpx.AsyncClient(base_url=dev.api, timeout=30) as http:
+                case = (await http.get(f"/intakes/{case_id}?fresh=true", headers=manager)).json()
+            assert "typed in the UI" not in str(case), case["timeline"][-3:]
+            await page.reload()
+
+            # 6. Production: a manager's personal codec URL in the UI's settings (token masked in the shots).
             await page.locator("[aria-label*='Codec Server']").locator("visible=true").first.click()
             await _shot(page, "ui-codec-settings-1-open.png", mask=[page.get_by_text(secret)])
             await page.get_by_test_id("use-local-endpoint-input").check()
@@ -218,8 +237,9 @@ async def _walk(dev: DevProcess, chromium_path: str) -> None:
             await page.get_by_test_id("confirm-modal-button").locator("visible=true").click()
             await page.get_by_test_id("timeline-tab").click()
             await page.get_by_text('"scenario": "remote"').first.wait_for(timeout=30_000)
-            await until(lambda: codec_answers, timeout=30, what="the personal codec URL asked")
-            assert set(codec_answers) == {("personal", 200)}, codec_answers
+            await until(lambda: any(kind == "personal" for kind, _ in codec_answers), timeout=30,
+                        what="the personal codec URL asked")
+            assert {answer for answer in codec_answers if answer[0] == "personal"} == {("personal", 200)}, codec_answers
             assert CODEC_ERROR not in await page.inner_text("body")
             await _shot(page, "ui-codec-settings-3-decrypted.png")
             assert not outside, f"the UI fetched from outside this machine: {outside}"
