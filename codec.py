@@ -9,6 +9,9 @@ Keys come from configuration, ``INTAKE_PAYLOAD_KEYS="k2:<base64>,k1:<base64>"`` 
 each): the first encrypts, all of them decrypt, so a key is rotated by putting the new one first and
 keeping the old ones until no open case's history needs them. A payload that is not encrypted (a case
 started before encryption was turned on) passes through unchanged. Never commit a real key.
+
+:class:`LocalCodecCredential` is the credential of the dev stack's own Temporal UI at the codec
+endpoint (api/routers/codec.py): a random secret of scope ``codec`` that decrypts and does nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
+import hmac
 import os
+import secrets
 from collections.abc import Sequence
 
 from temporalio.api.common.v1 import Payload
@@ -110,3 +116,27 @@ def data_converter(keys: Sequence[tuple[str, bytes]] | None) -> DataConverter:
     if not keys:
         return pydantic_data_converter
     return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+
+
+class LocalCodecCredential:
+    """A decode-only codec credential (scope ``codec``) for the UI of the dev stack; keeps only a digest."""
+
+    SCOPE = "codec"
+
+    def __init__(self, secret: str) -> None:
+        if len(secret) < 32:
+            raise ValueError("a local codec secret has at least 32 characters")
+        self._digest = hashlib.sha256(secret.encode()).digest()
+
+    @classmethod
+    def generate(cls) -> tuple[str, LocalCodecCredential]:
+        """A fresh random secret (256 bits) and the credential that accepts it."""
+        secret = secrets.token_urlsafe(32)
+        return secret, cls(secret)
+
+    def accepts(self, presented: str) -> bool:
+        """True when `presented` is the secret (compared in constant time)."""
+        return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self._digest)
+
+    def __repr__(self) -> str:  # never the secret, not even its digest, in a log line or a traceback
+        return "LocalCodecCredential(scope='codec')"

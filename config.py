@@ -156,6 +156,13 @@ class Settings(BaseSettings):
         base = (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
         return f"{base}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
 
+    def temporal_list_url(self, query: str) -> str:
+        """The Temporal Web UI's workflow list filtered by a list query (URL-encoded)."""
+        from urllib.parse import quote
+
+        base = (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+        return f"{base}/namespaces/{self.temporal_namespace}/workflows?query={quote(query, safe='')}"
+
     def aliyun_templates(self) -> dict[str, str | None]:
         """Template codes by template name, as approved in the Aliyun console."""
         return {

@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import unicodedata
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,10 +41,12 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 
+from codec import LocalCodecCredential
 from config import Settings
 from connections import connect_temporal, load_policy, temporal_address
 from domain.constants import SEARCH_ATTRIBUTE_CLI_TYPES
 from domain.enums import Level, Role
+from domain.tracking import stuck_case_queries
 
 log = logging.getLogger("intake.dev")
 
@@ -229,8 +232,24 @@ def codec_endpoint(settings: Settings) -> str:
     return f"http://{host}:{settings.api_port}/codec"
 
 
-def temporal_dev_command(settings: Settings) -> list[str]:
-    """The `temporal server start-dev` command line of the dev stack."""
+def local_codec_endpoint(settings: Settings, secret: str) -> str | None:
+    """The codec endpoint of the dev stack's own UI: the API on loopback, with the local operator's
+    decode-only secret; None when the API does not listen on loopback (then staff use personal URLs)."""
+    if settings.api_host in ("127.0.0.1", "localhost", "0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif settings.api_host == "::1":
+        host = "[::1]"
+    else:
+        return None
+    return f"http://{host}:{settings.api_port}/codec/local/{secret}"
+
+
+def temporal_dev_command(settings: Settings, *, ui_codec_endpoint: str | None = None) -> list[str]:
+    """The `temporal server start-dev` command line of the dev stack.
+
+    `ui_codec_endpoint`: where the UI decrypts payloads (default: the API's codec endpoint, which
+    wants a staff member's credential; the dev stack gives its local operator's endpoint).
+    """
     cmd = [
         temporal_binary(),
         "server",
@@ -243,9 +262,11 @@ def temporal_dev_command(settings: Settings) -> list[str]:
         str(settings.temporal_port),
         "--ui-port",
         str(settings.temporal_ui_port),
-        # The UI decrypts payloads through the API (allowed staff only; see api/routers/codec.py).
+        # The UI decrypts payloads through the API (see api/routers/codec.py).
         "--ui-codec-endpoint",
-        codec_endpoint(settings),
+        ui_codec_endpoint or codec_endpoint(settings),
+        # No request leaves the machine: the UI's news feed would fetch from the internet.
+        "--ui-disable-news-fetch",
         "--namespace",
         settings.temporal_namespace,
         "--log-level",
@@ -260,11 +281,12 @@ def temporal_dev_command(settings: Settings) -> list[str]:
 class TemporalDevServer:
     """`temporal server start-dev` as a child process in its own process group."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, ui_codec_endpoint: str | None = None) -> None:
         self.settings = settings
         self.log_path = settings.data_dir / TEMPORAL_LOG_NAME
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._ui_codec_endpoint = ui_codec_endpoint  # may carry the local secret: never printed
 
     def start(self) -> None:
         """Spawn the server; its output goes to data_dir/temporal.log."""
@@ -272,7 +294,7 @@ class TemporalDevServer:
         # Own process group: a Ctrl-C in the terminal reaches only us, so we stop the worker
         # before the server it talks to. stdin closed: works without a terminal (CI).
         self.proc = subprocess.Popen(
-            temporal_dev_command(self.settings),
+            temporal_dev_command(self.settings, ui_codec_endpoint=self._ui_codec_endpoint),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -480,6 +502,20 @@ async def issue_sign_in_links(dsn: str, staff_ids: list[int], ttl: timedelta) ->
         await pool.close()
 
 
+def stuck_case_lines(settings: Settings, tokens: list[DemoToken]) -> list[str]:
+    """The banner's ready lists of stuck cases: one Temporal UI link per list query."""
+    designer = next((t for t in tokens if t.role == Role.designer.value), None)
+    queries = stuck_case_queries(designer.staff_id, designer.name) if designer else stuck_case_queries()
+    lines = ["Stuck cases in the Temporal UI (columns and saved views: docs/operations.md):"]
+    for q in queries:
+        where = settings.temporal_list_url(q.query) if designer or "<" not in q.query else q.query
+        label = f"{q.name} · {q.label}"
+        # Chinese characters take two columns in a terminal: pad by display width, not by length.
+        width = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in label)
+        lines.append(f"  {label}{' ' * max(1, 44 - width)}{where}")
+    return lines
+
+
 def format_demo_tokens(tokens: list[DemoToken]) -> str:
     """The demo token table as printed by `intake dev`."""
     rows = [f"    {t.staff_id:>3}  {t.role:<15} {t.level:<9} {t.name}\t{t.token}" for t in tokens]
@@ -569,6 +605,8 @@ class DevStack:
         self.pg: EmbeddedPostgres | None = None
         self.temporal: TemporalDevServer | None = None
         self.client: Client | None = None
+        # The local operator's decode-only codec credential, when this stack starts its own UI.
+        self.local_codec: LocalCodecCredential | None = None
         self._signals = 0
 
     def _on_signal(self, signum: int) -> None:
@@ -611,7 +649,15 @@ class DevStack:
         # Temporal
         address = temporal_address(s)
         if not s.temporal_address:
-            self.temporal = TemporalDevServer(s)
+            # The UI decrypts for whoever sits at this machine from its first page: a fresh secret per
+            # start, given to the UI's command line and to the API below, printed nowhere.
+            secret, credential = LocalCodecCredential.generate()
+            endpoint = local_codec_endpoint(s, secret)
+            self.local_codec = credential if endpoint else None
+            if endpoint is None:
+                _say(f"Temporal UI: the API listens on {s.api_host}, not on loopback: staff read payloads"
+                     " with a personal codec URL (docs/operations.md)")
+            self.temporal = TemporalDevServer(s, ui_codec_endpoint=endpoint)
             _say(f"Temporal: starting the dev server on {address} (log: {self.temporal.log_path})")
             self.temporal.start()
         else:
@@ -646,7 +692,8 @@ class DevStack:
         worker_task = asyncio.create_task(
             worker.run_worker(settings, stop=worker_stop, client=self.client), name="worker"
         )
-        server = _api_server(create_app(settings, temporal_client=self.client), settings)
+        server = _api_server(create_app(settings, temporal_client=self.client, local_codec=self.local_codec),
+                             settings)
 
         async def serve() -> None:
             try:
@@ -715,11 +762,9 @@ class DevStack:
             f"  API (OpenAPI docs)  http://{host}:{s.api_port}/docs",
         ]
         if self.temporal is not None:
-            lines.append(f"  Temporal Web UI     http://127.0.0.1:{s.temporal_ui_port}")
-            lines.append(
-                f"  Codec endpoint      {codec_endpoint(s)}  (payloads are encrypted; to read them in the"
-                f" UI, a manager sets Codec Server to {codec_endpoint(s)}/k/<token>)"
-            )
+            decrypted = " (payloads decrypted for you on this machine)" if self.local_codec else ""
+            lines.append(f"  Temporal Web UI     http://127.0.0.1:{s.temporal_ui_port}{decrypted}")
+            lines.append(f"  Codec endpoint      {codec_endpoint(s)}  (staff's own codec URLs: docs/operations.md)")
         lines += [
             f"  Temporal            {s.temporal_address}  (namespace {s.temporal_namespace})",
             f"  PostgreSQL          {'embedded, ' + str(self.pg.pgdata) if self.pg else 'configured URL'}",
@@ -728,6 +773,8 @@ class DevStack:
             f"  Data                {s.data_dir}",
         ]
         tokens = read_demo_tokens(tokens_file)
+        if self.temporal is not None or s.temporal_ui_url:
+            lines += ["", *stuck_case_lines(s, tokens)]
         if tokens:
             lines += ["", f"Demo staff bearer tokens (kept in {tokens_file}):", format_demo_tokens(tokens)]
             lines += [f'  e.g. curl -H "Authorization: Bearer <token>" http://{host}:{s.api_port}/me/tasks']

@@ -24,6 +24,7 @@ from api.bounds import abandon
 from api.deps import Resources
 from api.routers import actions, audit, codec, health, intakes, me, recordings, reports, staff
 from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text
+from codec import LocalCodecCredential
 from config import Settings, get_settings
 from domain.policy import Policy
 from store.recordings import RecordingStore
@@ -112,6 +113,15 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+# A codec credential in the path (a personal codec URL, the dev stack's local one) never reaches a log.
+_CODEC_CREDENTIAL_PATH = re.compile(r"^/codec/(k|local)/[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """The request path as it may be logged: a codec credential in it is replaced by ``***``."""
+    return _CODEC_CREDENTIAL_PATH.sub(r"/codec/\1/***", path)
+
+
 # The last-resort answer comes this long after the request bound: calls bounded on their own answer
 # first, with their own code; this one only catches what still overruns (a hung clean-up, a sum of
 # waits), and still within the bound + 1 s that SPEC §10 allows.
@@ -157,7 +167,8 @@ class RequestDeadline:
             return
         given_up = True
         abandon(task)
-        log.warning("%s %s: no answer within %.2f s, answered 503", scope.get("method"), scope.get("path"), self.limit)
+        log.warning("%s %s: no answer within %.2f s, answered 503", scope.get("method"),
+                    loggable_path(str(scope.get("path", ""))), self.limit)
         err = errors.unavailable("request_timeout", "请求未能在规定时间内完成，请稍后重试")
         await JSONResponse(status_code=err.status, content=err.body(), headers=err.headers)(scope, receive, send)
 
@@ -278,8 +289,12 @@ def create_app(
     pool: asyncpg.Pool | None = None,
     policy: Policy | None = None,
     recording_store: RecordingStore | None = None,
+    local_codec: LocalCodecCredential | None = None,
 ) -> FastAPI:
-    """Build the app; the Temporal client and pool are injected (tests) or created once in the lifespan."""
+    """Build the app; the Temporal client and pool are injected (tests) or created once in the lifespan.
+
+    `local_codec`: the dev stack's decode-only credential for its own Temporal UI (never in production).
+    """
     settings = settings or get_settings()
     resources = Resources(
         settings, temporal_client=temporal_client, pool=pool, policy=policy, recording_store=recording_store
@@ -348,6 +363,7 @@ def create_app(
     app.add_middleware(RequestTelemetry)
     # Set here, not in the lifespan: an ASGI transport without lifespan (tests) still finds them.
     app.state.resources = resources
+    app.state.local_codec = local_codec
     errors.install(app)
     app.include_router(health.router)
     app.include_router(intakes.router)

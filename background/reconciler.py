@@ -27,7 +27,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from domain import engine
 from domain.constants import WORKFLOW_TYPE, case_id_from_workflow_id, workflow_id
 from domain.models import CaseChange, CaseEvent, CaseState, IntakeInput
-from domain.tracking import initial_search_attributes, static_summary
+from domain.tracking import initial_search_attributes, static_details, static_summary
 from store.projection import ProjectionWriter
 
 log = logging.getLogger("intake.reconciler")
@@ -92,6 +92,7 @@ class Reconciler:
                     task_queue=self._task_queue,
                     search_attributes=initial_search_attributes(inp, opening),
                     static_summary=static_summary(inp),
+                    static_details=static_details(inp),
                 )
                 kind, detail = "started", "建档时流程未能启动：已按原始输入启动流程"
             except WorkflowAlreadyStartedError:
@@ -153,6 +154,7 @@ class Reconciler:
                     task_queue=self._task_queue,
                     search_attributes=initial_search_attributes(inp, state),
                     static_summary=static_summary(inp),
+                    static_details=static_details(inp),
                 )
             except WorkflowAlreadyStartedError:
                 continue
@@ -239,6 +241,7 @@ async def upgrade_v1_cases(
             task_queue=task_queue,
             search_attributes=initial_search_attributes(inp, state),
             static_summary=static_summary(inp),
+            static_details=static_details(inp),
         )
         await pool.execute("INSERT INTO case_repairs (case_id, kind, detail) VALUES ($1, 'upgraded', $2)",
                            case_id, "流程升级：由第一版 IntakeWorkflow 迁到 IntakeCase，从最近状态继续")

@@ -179,6 +179,9 @@ def test_payloads_are_encrypted_and_the_ui_decodes_through_the_api(compose: dict
         assert ":?" in str(_environment(s[name])["INTAKE_PAYLOAD_KEYS"]), f"{name}: no key, no start"
     ui = _environment(s["temporal-ui"])
     assert ui["TEMPORAL_CODEC_ENDPOINT"].endswith("/codec}") or ui["TEMPORAL_CODEC_ENDPOINT"].endswith("/codec")
+    # No business action from the UI (it cannot tell who acts): signal, update, cancel and start are off.
+    for action in ("WORKFLOW_SIGNAL", "WORKFLOW_UPDATE", "WORKFLOW_CANCEL", "START_WORKFLOW"):
+        assert ui[f"TEMPORAL_{action}_DISABLED"] == "true", action
     assert "8233" in _environment(s["api"])["INTAKE_CODEC_CORS_ORIGINS"]
 
 

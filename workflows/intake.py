@@ -344,4 +344,5 @@ class IntakeWorkflow:
                 else:
                     updates.append(key.value_set(new.value if hasattr(new, "value") else new))
             workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(current_details(s, self.policy.calendar.timezone))
+        # Not a command: the details may change freely (and carry workflow.now()) without touching replay.
+        workflow.set_current_details(current_details(s, self.policy.calendar.timezone, workflow.now()))

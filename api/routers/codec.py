@@ -7,21 +7,29 @@ Only the manager, the director and the admin see decrypted payloads: the bearer 
 sign-in, in the endpoint itself (``/codec/k/<token>``, a personal URL that expires and is revoked with
 the token). Without an allowed token the answer is 401/403 and the UI shows the ciphertext.
 CORS for the UI's origin is added around ``/codec`` only (api.app).
+
+The dev stack's own UI uses a third credential, :class:`codec.LocalCodecCredential`: a random secret of
+scope ``codec`` that `intake dev` makes at each start, holds in memory and gives only to the Temporal
+UI it starts (``/codec/local/<secret>``). It decrypts and nothing else: it is no staff token, so every
+other route refuses it; ``/encode`` refuses it too (the UI cannot send a case a command with it); and
+it is taken from loopback clients only. Deployed processes never have one (the route answers 404).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 
 from api.deps import CurrentUser, ResourcesDep, get_current_user, permitted, refuse
 from api.errors import R401, R403, R422, R503, ApiError, responses, unavailable
+from codec import LocalCodecCredential
 from domain import permissions
 
 router = APIRouter(prefix="/codec", tags=["codec"])
@@ -112,4 +120,38 @@ async def encode_personal(body: Payloads, user: PathUser, res: ResourcesDep) -> 
     return await _run(res, body, "encode")
 
 
+# --- the dev stack's local operator: decode only, loopback only ---------------------------------
 
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_operator(request: Request, secret: Annotated[str, Path(min_length=1, max_length=128)]) -> None:
+    """Admit the dev stack's local operator: the right secret, from this machine (404 when there is none)."""
+    credential: LocalCodecCredential | None = getattr(request.app.state, "local_codec", None)
+    if credential is None:
+        raise ApiError(404, "not_found", "没有这个地址")
+    if not _is_loopback(request.client.host if request.client else None):
+        raise ApiError(403, "local_only", "本机编解码凭据只在本机使用")
+    if not credential.accepts(secret):
+        raise ApiError(401, "invalid_token", "编解码凭据无效（每次启动 intake dev 都会更换）")
+
+
+LocalOperator = Depends(local_operator)
+
+
+@router.post("/local/{secret}/decode", response_model=Payloads, include_in_schema=False,
+             dependencies=[LocalOperator])
+async def decode_local(body: Payloads, res: ResourcesDep) -> Payloads:
+    """decode for the dev stack's own Temporal UI (the local operator's codec-only credential)."""
+    return await _run(res, body, "decode")
+
+
+@router.post("/local/{secret}/encode", include_in_schema=False, dependencies=[LocalOperator])
+async def encode_local() -> None:
+    """Refused: the local credential decrypts only, so the UI cannot encode a command for a case."""
+    raise ApiError(403, "decode_only", "本机编解码凭据只能解密：业务操作请在网页工作台或接口办理")

@@ -28,7 +28,7 @@ from domain.constants import workflow_id
 from domain.enums import Role, Scenario, Source, StaffStatus
 from domain.models import CaseState, IntakeInput, StaffRef
 from domain.permissions import CaseFacts
-from domain.tracking import initial_search_attributes, static_summary
+from domain.tracking import initial_search_attributes, static_details, static_summary
 from store import cases, queries
 from store.staff import Staff, StaffRepository
 from store.writes import projection_writer
@@ -202,6 +202,7 @@ async def _start(
                 task_queue=res.settings.task_queue,
                 search_attributes=initial_search_attributes(inp, opening),
                 static_summary=static_summary(inp),
+                static_details=static_details(inp),
                 rpc_timeout=res.rpc_timeout,
             ),
         )

@@ -7,14 +7,17 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from codec import ENCODING, EncryptionCodec, parse_keys
+from api.app import create_app, loggable_path
+from codec import ENCODING, EncryptionCodec, LocalCodecCredential, parse_keys
 from domain.constants import workflow_id
 from domain.enums import Role
+from domain.policy import fast_policy
 from store.staff import StaffRepository
-from tests.api.conftest import Api, future, unique_phone
+from tests.api.conftest import Api, future, make_http, unique_phone
 from tests.api.test_errors import assert_error
 from tests.support.keys import OLD
 
@@ -118,3 +121,48 @@ async def test_cors_for_the_temporal_ui_only(api: Api) -> None:
     # other routes get no CORS at all
     r = await api.http.get("/me/tasks", headers={**api.h("manager"), "Origin": ui})
     assert "access-control-allow-origin" not in r.headers
+
+
+# --- the dev stack's local operator: a decode-only, loopback-only credential of scope "codec" -------
+
+
+def _local_app(api: Api, credential: LocalCodecCredential | None) -> Any:
+    return create_app(api.settings, temporal_client=api.client, pool=api.pool, policy=fast_policy(),
+                      local_codec=credential)
+
+
+async def test_local_codec_credential_decodes_and_does_nothing_else(api: Api) -> None:
+    secret, credential = LocalCodecCredential.generate()
+    assert secret not in repr(credential)
+    _, found = await _office_case(api)
+    body = {"payloads": found}
+    async with make_http(_local_app(api, credential)) as http:  # ASGI client: 127.0.0.1
+        r = await http.post(f"/codec/local/{secret}/decode", json=body, headers={"X-Namespace": "default"})
+        assert r.status_code == 200, r.text
+        assert any(CAR in base64.b64decode(p["data"]).decode("utf-8", "replace") for p in r.json()["payloads"])
+        # Decode only: the UI cannot encode a signal or an update for a case with it.
+        assert_error(await http.post(f"/codec/local/{secret}/encode", json=body), 403, "decode_only")
+        assert_error(await http.post(f"/codec/local/{'x' * 43}/decode", json=body), 401, "invalid_token")
+        # Codec only: it is no staff token, on any route.
+        bearer = {"Authorization": f"Bearer {secret}"}
+        assert_error(await http.get("/me/tasks", headers=bearer), 401, "invalid_token")
+        assert_error(await http.post("/codec/decode", json=body, headers=bearer), 401, "invalid_token")
+        assert_error(await http.post(f"/codec/k/{secret}/decode", json=body), 401, "invalid_token")
+        # The UI's preflight from its own origin is answered.
+        ui = f"http://127.0.0.1:{api.settings.temporal_ui_port}"
+        pre = await http.options(f"/codec/local/{secret}/decode", headers={
+            "Origin": ui, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace"})
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == ui
+    # From another machine (an API bound to 0.0.0.0): refused even with the secret.
+    remote = httpx.ASGITransport(app=_local_app(api, credential), client=("192.168.1.20", 50000))
+    async with httpx.AsyncClient(transport=remote, base_url="http://api.test") as http:
+        assert_error(await http.post(f"/codec/local/{secret}/decode", json=body), 403, "local_only")
+    # A deployed API has no local credential: the route does not exist.
+    assert_error(await api.http.post(f"/codec/local/{secret}/decode", json=body), 404, "not_found")
+
+
+def test_codec_credentials_in_a_path_are_never_logged() -> None:
+    assert loggable_path("/codec/local/s3cr3t/decode") == "/codec/local/***/decode"
+    assert loggable_path("/codec/k/itk_abc/encode") == "/codec/k/***/encode"
+    assert loggable_path("/intakes/12/steps/callback") == "/intakes/12/steps/callback"

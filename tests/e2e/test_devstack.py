@@ -27,6 +27,7 @@ from devstack import (
     DEMO_STAFF,
     TOKENS_FILE_NAME,
     EmbeddedPostgres,
+    local_codec_endpoint,
     read_demo_tokens,
     temporal_dev_command,
 )
@@ -274,3 +275,16 @@ def test_start_dev_registers_every_search_attribute(tmp_path: Path) -> None:
     assert registered == SEARCH_ATTRIBUTE_CLI_TYPES
     assert cmd[cmd.index("--db-filename") + 1] == str(tmp_path / "temporal.db")
     assert cmd[cmd.index("--port") + 1] == "17001" and cmd[cmd.index("--ui-port") + 1] == "17002"
+
+
+def test_the_dev_ui_decodes_through_the_local_operator_and_fetches_nothing_outside(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, api_port=18000)
+    endpoint = local_codec_endpoint(s, "s" * 43)
+    assert endpoint == f"http://127.0.0.1:18000/codec/local/{'s' * 43}"
+    cmd = temporal_dev_command(s, ui_codec_endpoint=endpoint)
+    assert cmd[cmd.index("--ui-codec-endpoint") + 1] == endpoint
+    assert "--ui-disable-news-fetch" in cmd  # the UI's news feed would call the internet
+    assert local_codec_endpoint(s.model_copy(update={"api_host": "0.0.0.0"}), "x" * 43) == \
+        f"http://127.0.0.1:18000/codec/local/{'x' * 43}"
+    # An API on a LAN address only: no loopback credential, staff use their personal codec URLs.
+    assert local_codec_endpoint(s.model_copy(update={"api_host": "192.168.1.5"}), "x" * 43) is None

@@ -28,7 +28,7 @@ from domain.models import (
     Suggestion,
 )
 from domain.policy import Policy, fast_policy
-from domain.tracking import initial_search_attributes, static_summary
+from domain.tracking import initial_search_attributes, static_details, static_summary
 from workflows.intake import IntakeWorkflow
 
 MANAGER = StaffRef(id=1, name="陈经理", role=Role.manager)
@@ -141,6 +141,7 @@ async def start_case(
         task_queue=task_queue,
         search_attributes=initial_search_attributes(inp, engine.start(inp).state),
         static_summary=static_summary(inp),
+        static_details=static_details(inp),
     )
 
 
