@@ -504,7 +504,10 @@ async def issue_sign_in_links(dsn: str, staff_ids: list[int], ttl: timedelta) ->
 
 def stuck_case_lines(settings: Settings, tokens: list[DemoToken]) -> list[str]:
     """The banner's ready lists of stuck cases: one Temporal UI link per list query."""
-    designer = next((t for t in tokens if t.role == Role.designer.value), None)
+    first_of_role: dict[str, DemoToken] = {}
+    for t in tokens:
+        first_of_role.setdefault(t.role, t)
+    designer = first_of_role.get(Role.designer.value)  # the demo's first designer, for the example link
     queries = stuck_case_queries(designer.staff_id, designer.name) if designer else stuck_case_queries()
     lines = ["Stuck cases in the Temporal UI (columns and saved views: docs/operations.md):"]
     for q in queries:
