@@ -223,6 +223,11 @@ ROUTES: dict[tuple[str, str], Row] = {
                                    lambda c: {"payloads": []}),
     ("POST", "/codec/encode"): Row({a: (200 if a in ("manager", "director", "admin") else 403) for a in ACTORS},
                                    lambda c: {"payloads": []}),
+    # the dev stack's local operator credential: a deployed API (as here) has none, so nobody's token opens it
+    ("POST", "/codec/local/{secret}/decode"): Row(everyone(404), lambda c: {"payloads": []},
+                                                  path_args={"secret": "guess"}),
+    ("POST", "/codec/local/{secret}/encode"): Row(everyone(404), lambda c: {"payloads": []},
+                                                  path_args={"secret": "guess"}),
     # the console: the same rules behind a session cookie
     ("GET", "/console"): Row(everyone(200), form=True),
     ("GET", "/console/cases/{case_id}"): Row(only(dict.fromkeys(VIEWERS, 200)), form=True),
