@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     # its workflow is started (or found) and the row opened. Then again every interval.
     reconcile_settle_seconds: float = Field(default=30.0, gt=0)
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    # The reconciler reads closed workflow runs from Temporal's visibility this many at a time.
+    reconcile_page_size: int = Field(default=500, ge=1, le=1000)
 
     # Recordings of first meetings (debrief): where the files are kept and how large one may be.
     # local: a directory (default <data_dir>/recordings); s3: an S3-compatible bucket (AWS S3, MinIO,

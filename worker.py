@@ -84,6 +84,7 @@ def build_reconciler(client: Client, pool: asyncpg.Pool, settings: Settings, *, 
         task_queue=task_queue or settings.task_queue,
         settle=timedelta(seconds=settings.reconcile_settle_seconds),
         interval=timedelta(seconds=settings.reconcile_interval_seconds),
+        page_size=settings.reconcile_page_size,
     )
 
 

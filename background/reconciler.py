@@ -46,6 +46,7 @@ class Reconciler:
         settle: timedelta = timedelta(seconds=30),
         interval: timedelta = timedelta(seconds=60),
         workflow_type: str = WORKFLOW_TYPE,
+        page_size: int = 500,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -54,6 +55,7 @@ class Reconciler:
         self._settle = settle
         self._interval = interval
         self._workflow_type = workflow_type
+        self._page_size = page_size
         self._checked_closed_since: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -102,21 +104,35 @@ class Reconciler:
         return done
 
     async def _revive_orphans(self) -> list[int]:
-        """Open rows whose workflow closed (terminated by hand, failed, timed out, or completed unwritten)."""
+        """Open rows whose workflow closed (terminated by hand, failed, timed out, or completed unwritten).
+
+        The first pass pages through every closed run in retention, a page at a time (memory stays
+        bounded however many there are); later passes only through those closed since the last complete
+        pass (with a margin for visibility's delay). A pass that fails part-way is not counted: the next
+        one starts from the same point, so no closed run is skipped.
+        """
         since = self._checked_closed_since
-        now = datetime.now(UTC)
+        started = datetime.now(UTC)
         query = f'WorkflowType = "{self._workflow_type}" AND ExecutionStatus != "Running"'
         if since is not None:
             query += f' AND CloseTime > "{(since - timedelta(minutes=5)).isoformat()}"'
-        closed: dict[int, WorkflowExecutionStatus | None] = {}
-        async for wf in self._client.list_workflows(query, limit=2000):
+        done: list[int] = []
+        page: set[int] = set()
+        async for wf in self._client.list_workflows(query, page_size=self._page_size):
             try:
-                closed.setdefault(case_id_from_workflow_id(wf.id), wf.status)
+                page.add(case_id_from_workflow_id(wf.id))
             except ValueError:
                 continue
-        self._checked_closed_since = now
-        if not closed:
-            return []
+            if len(page) >= self._page_size:
+                done += await self._repair_closed(page)
+                page = set()
+        if page:
+            done += await self._repair_closed(page)
+        self._checked_closed_since = started
+        return done
+
+    async def _repair_closed(self, closed: set[int]) -> list[int]:
+        """Of cases whose workflow run closed, those still open in PostgreSQL: written or restarted."""
         rows = await self._pool.fetch(
             "SELECT id, state FROM cases WHERE status = 'open' AND id = ANY($1::bigint[])", list(closed)
         )

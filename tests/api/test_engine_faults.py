@@ -156,3 +156,28 @@ async def test_a_200_is_in_every_list_at_once(api: Api) -> None:
     assert any(t["case_id"] == c["id"] and t["step"] == "assign_assistant" for t in tasks["items"])
     got = await api.http.get(f"/intakes/{c['id']}", headers=api.h("manager"))
     assert got.json()["stage"] == "assign_designer" and got.json()["state_source"] == "projection"
+
+
+async def test_the_reconciler_pages_through_every_closed_run(api: Api) -> None:
+    """Issue 19: more closed runs than one page (here a page of one) and every orphan is still restarted."""
+    ids = []
+    for _ in range(3):
+        c = await api.create("consultant", "remote")
+        await api.ok_step(c["id"], "callback", "manager", {"reached": True, "meeting_at": future(),
+                                                           "meeting_kind": "measure"})
+        await api.client.get_workflow_handle(f"intake-{c['id']}").terminate(reason="test: ended by mistake")
+        ids.append(c["id"])
+    listed = " OR ".join(f'WorkflowId = "intake-{i}"' for i in ids)
+
+    async def visible() -> bool:  # visibility follows the terminations a moment later
+        runs = [w async for w in api.client.list_workflows(f'({listed}) AND ExecutionStatus = "Terminated"')]
+        return len(runs) == len(ids)
+
+    await api.until(visible, timeout=20, what="the terminations in visibility")
+    settings = api.settings.model_copy(update={"reconcile_page_size": 1})
+    reconciler = build_reconciler(api.client, api.pool, settings, task_queue=api.settings.task_queue)
+    repaired = await reconciler.run_once()  # one pass, page after page of closed runs
+    assert set(ids) <= set(repaired), (ids, repaired)
+    for i in ids:
+        desc = await api.client.get_workflow_handle(f"intake-{i}").describe()
+        assert desc.status is not None and desc.status.name == "RUNNING"
