@@ -88,3 +88,23 @@ def test_activities_hold_only_activities_and_providers() -> None:
         text = path.read_text(encoding="utf-8")
         assert "@activity.defn" in text, f"{path.name} is not a Temporal activity module"
         assert "asyncpg.Pool" not in text or "store." in text, f"{path.name} runs SQL of its own"
+
+
+def test_alerts_on_database_gauges_hold_with_several_api_processes() -> None:
+    """Every API process exports the same database figures: an alert must take one copy before summing."""
+    import yaml
+
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    block = text.split("## Alerts (PromQL)", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    rules = yaml.safe_load(block)["groups"][0]["rules"]
+    gauges = ("intake_outbox_messages", "intake_escalations", "intake_steps_overdue", "intake_reconciler_repairs",
+              "intake_cases")
+    checked = 0
+    for rule in rules:
+        expr = rule["expr"]
+        for gauge in gauges:
+            for use in re.finditer(rf"\b{gauge}\b", expr):
+                before = expr[: use.start()].rstrip()
+                assert before.endswith("max without (instance, job) ("), f"{rule['alert']}: {gauge} summed per process"
+                checked += 1
+    assert checked >= 4
