@@ -432,6 +432,23 @@ def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings],
     return command
 
 
+def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
+    """Make the mTLS certificates of Temporal's frontend and its clients (docker-compose)."""
+    from pathlib import Path
+
+    from certs import make_certificates
+
+    try:
+        written = make_certificates(Path(args.out), days=args.days, force=args.force)
+    except FileExistsError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {len(written)} files to {args.out} (keys mode 600):")
+    for path in written:
+        print(f"  {path}")
+    print("docker-compose.yml mounts them; docs/operations.md says who reads which key.")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------------
@@ -452,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="run a Temporal worker").set_defaults(func=cmd_worker)
     sub.add_parser("api", help="serve the HTTP API (uvicorn)").set_defaults(func=cmd_api)
+
+    p = sub.add_parser("certs", help="make the mTLS certificates between Temporal and its clients (compose)")
+    p.add_argument("--out", default="deploy/certs", help="directory to write (default deploy/certs)")
+    p.add_argument("--days", type=int, default=825, help="validity in days")
+    p.add_argument("--force", action="store_true", help="replace an existing CA and every certificate")
+    p.set_defaults(func=cmd_certs)
 
     cases = sub.add_parser("cases", help="operate on running cases")
     csub = cases.add_subparsers(dest="cases_command", required=True)

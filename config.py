@@ -64,8 +64,10 @@ class Settings(BaseSettings):
     # Encrypted payloads (SPEC §12): "k2:<base64>,k1:<base64>", the first encrypts, all decrypt. No
     # default: the dev stack generates one into data_dir; deployed code refuses to start without one
     # unless payload_encryption is "off" (a deliberate choice, e.g. a throwaway test server).
+    # "required" also refuses plain payloads on decode (only key holders command a case);
+    # "accept_plain" encrypts but still reads plain ones (histories from before encryption).
     payload_keys: SecretStr | None = None
-    payload_encryption: Literal["required", "off"] = "required"
+    payload_encryption: Literal["required", "accept_plain", "off"] = "required"
     # Origins allowed to call the codec endpoint (the Temporal UI); empty: the dev UI on temporal_ui_port.
     codec_cors_origins: list[str] = Field(default_factory=list)
 
