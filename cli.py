@@ -244,7 +244,7 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
             except StaffError as exc:
                 raise CliError(f"{exc.code}: {exc.message}") from exc
             token = await repo.issue_token(
-                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days
+                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days, issued_via=cli_issuer()
             )
         level = f", {staff.level.value}" if staff.level else ""
         print(f"added staff #{staff.id}: {staff.name} ({staff.role.value}{level})")
@@ -288,6 +288,38 @@ async def _staff_member(pool: Any, staff_id: int) -> Any:
     return staff
 
 
+def cli_issuer() -> str:
+    """How the command line is named as the issuer of a credential: `cli:<operating-system user>`."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def cmd_staff_codec_url(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a personal codec URL for the Temporal UI (a codec-only credential: decode, short-lived)."""
+    from api.routers.codec import codec_url
+    from domain import permissions
+    from store.staff import StaffRepository
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            staff = await _staff_member(pool, args.id)
+            refusal = permissions.may_use_codec(staff)
+            if refusal is not None:
+                raise CliError(f"#{staff.id} {staff.name}: {refusal.message}")
+            hours = args.hours or settings.codec_credential_hours
+            token = await StaffRepository(pool).issue_token(
+                staff_id=staff.id, label="codec", ttl_days=hours / 24, scope="codec", issued_via=cli_issuer())
+        print(f"codec URL for #{staff.id} {staff.name}, decode only, {hours:g} h (Temporal UI → Codec Server):")
+        print(codec_url(settings, token))
+        return 0
+
+    return _run(main())
+
+
 def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a new bearer token for a staff member; print it once."""
     from store.staff import StaffRepository
@@ -298,7 +330,7 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
             staff = await _staff_member(pool, args.id)
             revoked = await repo.revoke_tokens(staff_id=staff.id) if args.revoke_others else 0
             token = await repo.issue_token(
-                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days
+                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days, issued_via=cli_issuer()
             )
         if args.revoke_others:
             print(f"revoked {revoked} earlier token(s) of #{staff.id}")
@@ -317,7 +349,7 @@ def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
         async with _database(settings) as pool:
             staff = await _staff_member(pool, args.id)
             code = await SessionRepository(pool).issue_link(
-                staff_id=staff.id, ttl=timedelta(minutes=settings.console_link_minutes)
+                staff_id=staff.id, ttl=timedelta(minutes=settings.console_link_minutes), issued_via=cli_issuer()
             )
         hours = settings.console_link_minutes / 60
         print(f"sign-in link for #{staff.id} {staff.name} ({staff.role.value}); works once, for {hours:g} h:")
@@ -335,7 +367,7 @@ def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
         async with _database(settings) as pool:
             staff = await _staff_member(pool, args.id)
             revoked = await StaffRepository(pool).revoke_tokens(staff_id=staff.id)
-        print(f"revoked {revoked} token(s) of #{staff.id} {staff.name}; no new token issued")
+        print(f"revoked {revoked} token(s) of #{staff.id} {staff.name}, and every console session; no new token issued")
         return 0
 
     return _run(main())
@@ -510,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-label", default="cli", help="a note stored with the token")
     p.add_argument("--revoke-others", action="store_true", help="revoke every earlier token of this person")
     p.set_defaults(func=cmd_staff_token)
+
+    p = ssub.add_parser("codec-url", help="print a personal codec URL for the Temporal UI (decode only, short-lived)")
+    p.add_argument("id", type=int)
+    p.add_argument("--hours", type=float, help="validity (default INTAKE_CODEC_CREDENTIAL_HOURS)")
+    p.set_defaults(func=cmd_staff_codec_url)
 
     p = ssub.add_parser("link", help="print a personal one-time sign-in link to the staff console")
     p.add_argument("id", type=int)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # "accept_plain" encrypts but still reads plain ones (histories from before encryption).
     payload_keys: SecretStr | None = None
     payload_encryption: Literal["required", "accept_plain", "off"] = "required"
+    # The personal codec URL of the Temporal UI carries a codec-only credential (decode, revocable) that
+    # lasts this long.
+    codec_credential_hours: float = Field(default=12.0, gt=0)
     # Origins allowed to call the codec endpoint (the Temporal UI); empty: the dev UI on temporal_ui_port.
     codec_cors_origins: list[str] = Field(default_factory=list)
 
@@ -76,6 +79,8 @@ class Settings(BaseSettings):
     # and the Temporal Web UI each case links to (empty means http://127.0.0.1:<temporal_ui_port>).
     console_base_url: str | None = None
     console_session_hours: float = Field(default=72.0, gt=0)
+    # A session not used for this long ends (a phone left signed in on a desk).
+    console_idle_minutes: float = Field(default=120.0, gt=0)
     console_link_minutes: float = Field(default=1440.0, gt=0)
     temporal_ui_url: str | None = None
 

@@ -23,7 +23,7 @@ from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
 from api.routers import actions, audit, codec, health, intakes, me, recordings, reports, staff
-from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text
+from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text, route_template
 from config import Settings, get_settings
 from domain.policy import Policy
 from store.recordings import RecordingStore
@@ -157,7 +157,9 @@ class RequestDeadline:
             return
         given_up = True
         abandon(task)
-        log.warning("%s %s: no answer within %.2f s, answered 503", scope.get("method"), scope.get("path"), self.limit)
+        # The route template, never the raw path: a path can carry a credential (/codec/k/…) or an id.
+        log.warning("%s %s: no answer within %.2f s, answered 503", scope.get("method"), route_template(scope),
+                    self.limit)
         err = errors.unavailable("request_timeout", "请求未能在规定时间内完成，请稍后重试")
         await JSONResponse(status_code=err.status, content=err.body(), headers=err.headers)(scope, receive, send)
 

@@ -44,7 +44,8 @@ async def console_user(request: Request, res: ResourcesDep) -> ConsoleUser:
     if not token or len(token) > 200:
         raise NeedSignIn()
     pool = await res.pool()
-    session = await bounded(res, SessionRepository(pool).by_token(token=token))
+    idle = timedelta(minutes=res.settings.console_idle_minutes)
+    session = await bounded(res, SessionRepository(pool).by_token(token=token, idle=idle))
     if session is None:
         raise NeedSignIn()
     return ConsoleUser(staff=session.staff, token=token)

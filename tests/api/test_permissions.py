@@ -105,7 +105,7 @@ PUBLIC = {
     ("GET", "/console/login"), ("GET", "/console/login/{code}"), ("POST", "/console/login/{code}"),
     ("POST", "/console/logout"),
     # the personal codec URL names its credential in the path; tested with the codec (test_codec_endpoint)
-    ("POST", "/codec/k/{token}/decode"), ("POST", "/codec/k/{token}/encode"),
+    ("POST", "/codec/k/{token}/decode"),
 }
 
 Expect = dict[str, int]
@@ -223,6 +223,7 @@ ROUTES: dict[tuple[str, str], Row] = {
                                    lambda c: {"payloads": []}),
     ("POST", "/codec/encode"): Row({a: (200 if a in ("manager", "director", "admin") else 403) for a in ACTORS},
                                    lambda c: {"payloads": []}),
+    ("POST", "/codec/credentials"): Row({a: (201 if a in ("manager", "director", "admin") else 403) for a in ACTORS}),
     # the console: the same rules behind a session cookie
     ("GET", "/console"): Row(everyone(200), form=True),
     ("GET", "/console/cases/{case_id}"): Row(only(dict.fromkeys(VIEWERS, 200)), form=True),
