@@ -176,11 +176,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     _log_setup()
     resolved = resolved_settings(settings)
-    uvicorn.run(
-        create_app(resolved), host=resolved.api_host, port=resolved.api_port, log_level="info",
-        log_config=None, access_log=False,  # JSON lines from our own handler and access middleware
-    )
+    uvicorn.run(create_app(resolved), **server_options(resolved))
     return 0
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the API: X-Forwarded-For/-Proto believed from the configured proxy only."""
+    return {
+        "host": settings.api_host, "port": settings.api_port, "log_level": "info",
+        "log_config": None, "access_log": False,  # JSON lines from our own handler and access middleware
+        "proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
 
 
 def _parse_level(value: str | None) -> Level | None:

@@ -51,9 +51,15 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Who may tell the API the client's address and scheme (X-Forwarded-For / -Proto): the TLS proxy's
+    # address(es), comma-separated (uvicorn's forwarded_allow_ips). Anyone else's headers are ignored.
+    forwarded_allow_ips: str = "127.0.0.1"
     request_timeout_seconds: float = 5.0
     # Security (SPEC §12): bearer tokens expire this many days after they are issued.
     token_ttl_days: float = Field(default=90.0, gt=0)
+    # Failed sign-ins and bad tokens allowed per client address and minute; beyond: 429 + Retry-After,
+    # before any database work.
+    auth_failures_per_minute: int = Field(default=20, ge=1)
     # Operations (SPEC §12): logs as JSON lines (or text); /metrics on the API's port unless a port
     # of its own is set; the worker's Temporal SDK metrics on worker_metrics_port (off when unset).
     log_format: Literal["json", "text"] = "json"

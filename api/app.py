@@ -98,6 +98,14 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         seen = 0
+        outgoing = send
+        if is_upload(scope):
+            async def outgoing(message: Message) -> None:
+                # A refused upload (no credentials, not this person's case, too large) ends its connection:
+                # the client stops sending the body it has not sent yet.
+                if message["type"] == "http.response.start" and message["status"] >= 400:
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                await send(message)
 
         async def limited() -> Message:
             nonlocal seen
@@ -109,7 +117,7 @@ class BodyLimit:
                     raise ValueError("request body too large")
             return message
 
-        await self.app(scope, limited, send)
+        await self.app(scope, limited, outgoing)
 
 
 # The last-resort answer comes this long after the request bound: calls bounded on their own answer

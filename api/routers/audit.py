@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import CurrentUser, ResourcesDep, bounded, permitted
 from api.errors import R401, R403, R422, R503, responses
+from api.pagination import MAX_OFFSET
 from api.schemas import Id, PhoneRead, PhoneReadList, StaffBrief
 from domain import permissions
 from domain.enums import Role
@@ -30,7 +31,7 @@ async def phone_reads(
     case_id: Annotated[Id | None, Query(description="只看某个案例")] = None,
     staff_id: Annotated[Id | None, Query(description="只看某位员工")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="每页条数")] = 100,
-    offset: Annotated[int, Query(ge=0, le=100_000, description="跳过条数")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="跳过条数")] = 0,
 ) -> PhoneReadList:
     """Every recorded read of a client's full phone (who, when, which case, which route), newest first."""
     pool = await res.pool()

@@ -19,12 +19,13 @@ import binascii
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 
 from api.deps import CurrentUser, ResourcesDep, bounded, permitted, refuse
 from api.errors import R401, R403, R422, R503, ApiError, responses, unavailable
+from api.ratelimit import client_address
 from config import Settings
 from domain import permissions
 from store.staff import StaffRepository
@@ -96,11 +97,16 @@ async def encode(body: Payloads, user: Allowed, res: ResourcesDep) -> Payloads:
     return await _run(res, body, "encode")
 
 
-async def _path_user(token: Annotated[str, Path(min_length=1, max_length=512)], res: ResourcesDep) -> CurrentUser:
+async def _path_user(
+    request: Request, token: Annotated[str, Path(min_length=1, max_length=512)], res: ResourcesDep
+) -> CurrentUser:
     """The person of a codec-only credential (an API token is refused here)."""
+    address = client_address(request)
+    res.auth_failures.check(address)
     pool = await res.pool()
     staff = await bounded(res, StaffRepository(pool).by_token(token=token, scope="codec"))
     if staff is None:
+        res.auth_failures.failed(address)
         raise ApiError(401, "invalid_token", "解密地址无效、已过期或已吊销")
     user = CurrentUser(staff)
     refuse(permissions.may_use_codec(user))
