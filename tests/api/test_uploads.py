@@ -18,6 +18,7 @@ import uvicorn
 from api.app import create_app
 from domain.policy import fast_policy
 from tests.api.conftest import Api
+from tests.support.wait import until
 
 MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 64
 LIMIT = 256 * 1024
@@ -39,7 +40,7 @@ async def server(api: Api, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(srv.serve())
-    await api.until(lambda: srv.started, 10, "uvicorn started")
+    await until(lambda: srv.started, 10, "uvicorn started")
     try:
         yield f"http://127.0.0.1:{port}", rec_dir
     finally:
