@@ -365,6 +365,22 @@ def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
     return _run(main())
 
 
+def cmd_staff_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """List who issued which token, codec credential and sign-in link (and the admins' requests)."""
+    from store.credentials import credential_audit, describe
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            entries = await credential_audit(pool, staff_id=args.id, limit=args.limit)
+        for entry in entries:
+            print(describe(entry))
+        if not entries:
+            print("no credentials issued")
+        return 0
+
+    return _run(main())
+
+
 def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke every token of a staff member without issuing a new one."""
     from store.staff import StaffRepository
@@ -470,6 +486,55 @@ def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings],
     return command
 
 
+def cmd_keys_new(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new payload key and how to put it in force (rotation)."""
+    from codec import new_key_spec, parse_keys
+
+    current = [k for k, _ in parse_keys(settings.payload_keys.get_secret_value())] if settings.payload_keys else []
+    key_id = args.id or next(f"k{n}" for n in range(1, 10_000) if f"k{n}" not in current)
+    if key_id in current:
+        raise CliError(f"key id {key_id!r} is already in INTAKE_PAYLOAD_KEYS")
+    spec = new_key_spec(key_id)
+    print(spec)
+    ring = ",".join([spec, *(f"{k}:…" for k in current)])
+    _note(f"new key {key_id}: put it first in INTAKE_PAYLOAD_KEYS ({ring}), keep the old ones until"
+          " `intake keys status` shows no open case needing them, then restart workers and APIs")
+    return 0
+
+
+def cmd_keys_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Which payload key ids the open cases' histories use, and whether the configuration has them."""
+    from background.keyring import key_ids_in_use
+    from codec import parse_keys
+    from connections import connect_temporal
+
+    resolved = settings if settings.temporal_address else resolved_settings(settings)
+    configured = [k for k, _ in parse_keys(resolved.payload_keys.get_secret_value())] if resolved.payload_keys else []
+
+    async def main() -> int:
+        client = await connect_temporal(resolved)
+        return _print_key_status(await key_ids_in_use(client), configured)
+
+    return _run(main())
+
+
+def _print_key_status(in_use: dict[str, list[str]], configured: list[str]) -> int:
+    active = configured[0] if configured else None
+    print(f"{'key':<10} {'configured':<11} {'open cases':>10}  e.g.")
+    for kid in sorted(set(in_use) | set(configured)):
+        cases = in_use.get(kid, [])
+        state = ("active" if kid == active else "yes") if kid in configured else "MISSING"
+        print(f"{kid:<10} {state:<11} {len(cases):>10}  {', '.join(cases[:3])}")
+    unused = [k for k in configured[1:] if k not in in_use]
+    if unused:
+        print(f"no open case needs {', '.join(unused)}: they can leave INTAKE_PAYLOAD_KEYS")
+    missing = [k for k in in_use if k not in configured]
+    if missing:
+        print(f"MISSING from INTAKE_PAYLOAD_KEYS: {', '.join(missing)} (workers refuse to start without them)")
+        return 1
+    return 0
+
+
 def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
     """Make the mTLS certificates of Temporal's frontend and its clients (docker-compose)."""
     from pathlib import Path
@@ -507,6 +572,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="run a Temporal worker").set_defaults(func=cmd_worker)
     sub.add_parser("api", help="serve the HTTP API (uvicorn)").set_defaults(func=cmd_api)
+
+    keys = sub.add_parser("keys", help="payload encryption keys: a new one, which ones open cases use")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    p = ksub.add_parser("new", help="print a new payload key (put it first in INTAKE_PAYLOAD_KEYS)")
+    p.add_argument("--id", help="its key id (default: the next free kN)")
+    p.set_defaults(func=cmd_keys_new)
+    ksub.add_parser("status", help="key ids the open cases' histories use; exit 1 when one is missing").set_defaults(
+        func=cmd_keys_status)
 
     p = sub.add_parser("certs", help="make the mTLS certificates between Temporal and its clients (compose)")
     p.add_argument("--out", default="deploy/certs", help="directory to write (default deploy/certs)")
@@ -557,6 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("link", help="print a personal one-time sign-in link to the staff console")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_staff_link)
+
+    p = ssub.add_parser("audit", help="who issued which token, codec URL and sign-in link, newest first")
+    p.add_argument("id", type=int, nargs="?", help="only this person's credentials")
+    p.add_argument("--limit", type=int, default=200)
+    p.set_defaults(func=cmd_staff_audit)
 
     p = ssub.add_parser("signout", help="end every console session of a staff member (lost phone)")
     p.add_argument("id", type=int)

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # A session not used for this long ends (a phone left signed in on a desk).
     console_idle_minutes: float = Field(default=120.0, gt=0)
     console_link_minutes: float = Field(default=1440.0, gt=0)
+    # An admin's request for someone's credential waits this long for a second admin (two-person rule).
+    credential_request_minutes: float = Field(default=1440.0, gt=0)
     temporal_ui_url: str | None = None
 
     # Policy (durations, escalation, calendar, allocation): YAML file; empty means SPEC defaults.

@@ -105,6 +105,12 @@ async def run_worker(
         # must never quietly start a throwaway PostgreSQL of its own.
         raise RuntimeError("INTAKE_DATABASE_URL is not set")
     client = client or await connect_temporal(settings, worker_metrics=True)
+    if settings.payload_keys is not None:
+        # Never start a worker that could not replay an open case: every key its history needs is here.
+        from background.keyring import require_payload_keys
+        from codec import parse_keys
+
+        await require_payload_keys(client, [k for k, _ in parse_keys(settings.payload_keys.get_secret_value())])
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     stop = stop or asyncio.Event()
     try:

@@ -223,6 +223,9 @@ ROUTES: dict[tuple[str, str], Row] = {
                                    lambda c: {"payloads": []}),
     ("POST", "/codec/encode"): Row({a: (200 if a in ("manager", "director", "admin") else 403) for a in ACTORS},
                                    lambda c: {"payloads": []}),
+    ("POST", "/staff/credential-requests/{request_id}/approve"): Row(
+        {a: (404 if a == "admin" else 403) for a in ACTORS}, path_args={"request_id": 999999999}),
+    ("GET", "/audit/credentials"): Row({a: (200 if a in ("manager", "director", "admin") else 403) for a in ACTORS}),
     ("POST", "/codec/credentials"): Row({a: (201 if a in ("manager", "director", "admin") else 403) for a in ACTORS}),
     # the console: the same rules behind a session cookie
     ("GET", "/console"): Row(everyone(200), form=True),
