@@ -30,7 +30,7 @@ def _payloads(msg: Message) -> Iterator[Payload]:
     for field, value in msg.ListFields():
         if field.message_type is None:
             continue
-        if field.label == field.LABEL_REPEATED:  # type: ignore[attr-defined]
+        if field.is_repeated:
             if field.message_type.GetOptions().map_entry:
                 for v in value.values():
                     if isinstance(v, Message):
