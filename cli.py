@@ -168,6 +168,41 @@ def cmd_cases_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cases_erase(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase a closed case's client data on request (个人信息保护法), keeping its statistics."""
+    from store.recordings import build_recording_store
+    from store.retention import EraseError, erase_case
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            try:
+                done = await erase_case(pool, build_recording_store(settings), args.id)
+            except EraseError as exc:
+                raise CliError(str(exc)) from exc
+        print(f"case #{done.case_id}: client data erased (name, phone, address, notes, {done.events} timeline"
+              f" entries, {done.messages} message texts, {done.recordings} recording(s) with their files);"
+              " statistics kept")
+        return 0
+
+    return _run(main())
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete phone reads and Idempotency-Keys older than their retention (the worker does it hourly)."""
+    from store.retention import prune
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            removed = await prune(pool, phone_reads_days=settings.phone_reads_retention_days,
+                                  idempotency_days=settings.idempotency_retention_days)
+        print(f"pruned {removed['phone_reads']} phone read(s) older than {settings.phone_reads_retention_days:g} days"
+              f" and {removed['idempotency_keys']} Idempotency-Key(s) older than"
+              f" {settings.idempotency_retention_days:g} days")
+        return 0
+
+    return _run(main())
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP API with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
@@ -592,6 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser(
         "upgrade", help="move running cases of the first version (IntakeWorkflow) onto IntakeCase"
     ).set_defaults(func=cmd_cases_upgrade)
+    p = csub.add_parser("erase", help="erase a closed case's client data on request, keeping its statistics")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_cases_erase)
+    sub.add_parser("prune", help="delete phone reads and Idempotency-Keys past their retention").set_defaults(
+        func=cmd_prune)
 
     staff = sub.add_parser("staff", help="manage staff and their bearer tokens")
     ssub = staff.add_subparsers(dest="staff_command", required=True, metavar="STAFF_COMMAND")

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
 
+    # Retention (个人信息保护法): records of who read a client's full phone, and Idempotency-Keys, are
+    # deleted after these many days by the worker's pruner (every prune_interval_seconds) or `intake prune`.
+    phone_reads_retention_days: float = Field(default=365.0, gt=0)
+    idempotency_retention_days: float = Field(default=30.0, gt=0)
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
+
     # Staff notifications (reminders, escalations)
     notify_channel: Literal["log", "sms", "wecom"] = "log"
     wecom_webhook_url: SecretStr | None = None

@@ -119,9 +119,29 @@ async def run_worker(
         reconciler = build_reconciler(client, pool, settings, task_queue=task_queue)
         log.info("worker started on task queue %s", worker.task_queue)
         async with worker:
-            await asyncio.gather(dispatcher.run(stop), reconciler.run(stop), stop.wait())
+            await asyncio.gather(dispatcher.run(stop), reconciler.run(stop), run_pruner(pool, settings, stop),
+                                 stop.wait())
     finally:
         await pool.close()
+
+
+async def run_pruner(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    """Delete what is kept too long (phone reads, Idempotency-Keys) now and then every interval; never
+    crashes the worker."""
+    from store.retention import prune
+
+    while not stop.is_set():
+        try:
+            removed = await prune(pool, phone_reads_days=settings.phone_reads_retention_days,
+                                  idempotency_days=settings.idempotency_retention_days)
+            if any(removed.values()):
+                log.info("pruned %s", removed)
+        except Exception as exc:  # noqa: BLE001 - the database may be down; try again next time
+            log.warning("pruning failed: %r", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), settings.prune_interval_seconds)
+        except TimeoutError:
+            pass
 
 
 def main() -> None:

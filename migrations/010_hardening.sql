@@ -27,5 +27,11 @@ CREATE TABLE IF NOT EXISTS credential_requests (
 );
 CREATE INDEX IF NOT EXISTS credential_requests_staff_idx ON credential_requests (staff_id, created_at DESC);
 
--- Retention: phone reads are pruned by age (INTAKE_PHONE_READS_RETENTION_DAYS).
+-- Retention: idempotency keys are pruned by age (INTAKE_IDEMPOTENCY_RETENTION_DAYS; phone reads by their `at` index).
 CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+-- Erasure on request (个人信息保护法): a closed case's client data can be removed, its statistics kept.
+ALTER TABLE cases ADD COLUMN IF NOT EXISTS erased_at timestamptz;
+ALTER TABLE cases DROP CONSTRAINT IF EXISTS cases_client_phone_check;
+ALTER TABLE cases ADD CONSTRAINT cases_client_phone_check
+    CHECK (client_phone ~ '^1[3-9][0-9]{9}$' OR (client_phone = '' AND erased_at IS NOT NULL));
