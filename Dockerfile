@@ -24,7 +24,9 @@ COPY policies ./policies
 # Installed in place (-e): the migration runner reads /app/migrations next to the code, and
 # INTAKE_POLICY_FILE=policies/... resolves against /app.
 RUN pip install -e .
-# The code stays owned by root: the service user runs it, it cannot change it.
+# The code stays owned by root: the service user runs it, it cannot change it. Recordings go to a
+# volume mounted here; a new named volume takes this folder's owner, so the service user can write.
+RUN mkdir -p /var/lib/intake/recordings && chown intake:intake /var/lib/intake/recordings
 
 USER intake
 EXPOSE 8000

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     notify_channel: Literal["log", "sms", "wecom"] = "log"
     wecom_webhook_url: SecretStr | None = None
     aliyun_template_staff: str | None = None
+
+    @field_validator("temporal_tls_client_cert", "temporal_tls_client_key", "temporal_tls_server_ca",
+                     "recordings_dir", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        """An empty variable (compose passes `NAME=` through) means "not set", never the current directory."""
+        return None if value == "" else value
 
     def console_base(self) -> str:
         """The public base address of the API and the console, without a trailing slash."""
