@@ -28,6 +28,7 @@ from temporalio.client import Client
 
 from config import PROJECT_ROOT
 from tests.api.conftest import unique_phone
+from tests.support.infra import compose_users_database
 from tests.support.keys import KEYS
 from tests.support.wait import until
 
@@ -76,31 +77,17 @@ def _free_port() -> int:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def compose_db(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """A throwaway PostgreSQL set up by deploy/postgres-init.sh: (host socket dir, superuser uri)."""
-    import pgserver
-
-    server = pgserver.get_server(str(tmp_path / "pg"), cleanup_mode="delete")
-    try:
-        uri = server.get_uri()
-        socket_dir = re.search(r"host=([^&]+)", uri).group(1)  # type: ignore[union-attr]
-        bindir = os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin")
-        env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": socket_dir,
-               "PATH": f"{bindir}:{os.environ['PATH']}", "TEMPORAL_DB_PASSWORD": "t",
-               "INTAKE_MIGRATE_DB_PASSWORD": "m", "INTAKE_APP_DB_PASSWORD": "a"}
-        proc = await asyncio.to_thread(subprocess.run, ["sh", str(PROJECT_ROOT / "deploy" / "postgres-init.sh")],
-                                       env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        yield socket_dir, uri
-    finally:
-        server.cleanup()
+async def compose_db(tmp_path: Path) -> AsyncIterator[str]:
+    """A throwaway PostgreSQL set up by deploy/postgres-init.sh; its socket directory."""
+    with compose_users_database(tmp_path / "pg") as socket_dir:
+        yield socket_dir
 
 
 async def test_the_compose_api_and_worker_commands_run_and_store_an_upload(
-    compose_db: tuple[str, str], client: Client, tmp_path: Path
+    compose_db: str, client: Client, tmp_path: Path
 ) -> None:
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    socket_dir, _ = compose_db
+    socket_dir = compose_db
     volume = tmp_path / "recordings-volume"
     volume.mkdir()
     port = _free_port()
