@@ -117,6 +117,16 @@ async def test_the_compose_api_and_worker_commands_run_and_store_an_upload(
     mig = await asyncio.to_thread(subprocess.run, [str(bin_dir / command[0]), *command[1:]], env=env_of("migrate"),
                                   capture_output=True, text=True, timeout=120)
     assert mig.returncode == 0, mig.stderr
+    # The Temporal server is the test session's, shared with other tests' cases: this database's case
+    # numbers start far away from theirs, so its workflow ids (intake-<n>) never meet theirs.
+    import asyncpg
+
+    first_id = 700_000_000 + port * 1000
+    conn = await asyncpg.connect(f"postgresql://intake_migrate:m@/intake?host={socket_dir}")
+    try:
+        await conn.execute(f"ALTER TABLE cases ALTER COLUMN id RESTART WITH {first_id}")
+    finally:
+        await conn.close()
 
     api_env = {**env_of("api"), "INTAKE_API_HOST": "127.0.0.1", "INTAKE_API_PORT": str(port)}
     assert compose["services"]["api"]["environment"]["INTAKE_RECORDINGS_DIR"] == VOLUME
@@ -147,7 +157,9 @@ async def test_the_compose_api_and_worker_commands_run_and_store_an_upload(
                     "client": {"name": "编排客户", "phone": unique_phone(), "gender": "female"}}
             r = await http.post("/intakes", json=body, headers=staff["consultant"])
             assert r.status_code == 201, r.text
-            r = await http.post(f"/intakes/{r.json()['id']}/recordings", headers=staff["manager"],
+            case_id = r.json()["id"]
+            assert case_id >= first_id
+            r = await http.post(f"/intakes/{case_id}/recordings", headers=staff["manager"],
                                 files={"file": ("见面.mp3", MP3, "audio/mpeg")})
             assert r.status_code == 201, r.text + (tmp_path / "api.log").read_text()
         stored = [p for p in volume.rglob("*") if p.is_file()]
@@ -155,6 +167,12 @@ async def test_the_compose_api_and_worker_commands_run_and_store_an_upload(
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
+        from temporalio.service import RPCError
+
+        try:  # its worker is gone: end its case's workflow too
+            await client.get_workflow_handle(f"intake-{first_id}").terminate("compose test over")
+        except RPCError:
+            pass
         for p in procs:
             try:
                 await asyncio.to_thread(p.wait, 20)
