@@ -11,7 +11,7 @@ RUN useradd --create-home --uid 10001 intake
 WORKDIR /app
 
 COPY pyproject.toml ./
-COPY config.py connections.py worker.py cli.py devstack.py observability.py codec.py request_context.py ./
+COPY config.py connections.py worker.py cli.py devstack.py observability.py codec.py request_context.py certs.py ./
 COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities
@@ -24,7 +24,9 @@ COPY policies ./policies
 # Installed in place (-e): the migration runner reads /app/migrations next to the code, and
 # INTAKE_POLICY_FILE=policies/... resolves against /app.
 RUN pip install -e .
-# The code stays owned by root: the service user runs it, it cannot change it.
+# The code stays owned by root: the service user runs it, it cannot change it. Recordings go to a
+# volume mounted here; a new named volume takes this folder's owner, so the service user can write.
+RUN mkdir -p /var/lib/intake/recordings && chown intake:intake /var/lib/intake/recordings
 
 USER intake
 EXPOSE 8000

@@ -168,6 +168,41 @@ def cmd_cases_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cases_erase(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase a closed case's client data on request (个人信息保护法), keeping its statistics."""
+    from store.recordings import build_recording_store
+    from store.retention import EraseError, erase_case
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            try:
+                done = await erase_case(pool, build_recording_store(settings), args.id)
+            except EraseError as exc:
+                raise CliError(str(exc)) from exc
+        print(f"case #{done.case_id}: client data erased (name, phone, address, notes, {done.events} timeline"
+              f" entries, {done.messages} message texts, {done.recordings} recording(s) with their files);"
+              " statistics kept")
+        return 0
+
+    return _run(main())
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete phone reads and Idempotency-Keys older than their retention (the worker does it hourly)."""
+    from store.retention import prune
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            removed = await prune(pool, phone_reads_days=settings.phone_reads_retention_days,
+                                  idempotency_days=settings.idempotency_retention_days)
+        print(f"pruned {removed['phone_reads']} phone read(s) older than {settings.phone_reads_retention_days:g} days"
+              f" and {removed['idempotency_keys']} Idempotency-Key(s) older than"
+              f" {settings.idempotency_retention_days:g} days")
+        return 0
+
+    return _run(main())
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP API with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
@@ -176,11 +211,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     _log_setup()
     resolved = resolved_settings(settings)
-    uvicorn.run(
-        create_app(resolved), host=resolved.api_host, port=resolved.api_port, log_level="info",
-        log_config=None, access_log=False,  # JSON lines from our own handler and access middleware
-    )
+    uvicorn.run(create_app(resolved), **server_options(resolved))
     return 0
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the API: X-Forwarded-For/-Proto believed from the configured proxy only."""
+    return {
+        "host": settings.api_host, "port": settings.api_port, "log_level": "info",
+        "log_config": None, "access_log": False,  # JSON lines from our own handler and access middleware
+        "proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
 
 
 def _parse_level(value: str | None) -> Level | None:
@@ -244,7 +285,7 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
             except StaffError as exc:
                 raise CliError(f"{exc.code}: {exc.message}") from exc
             token = await repo.issue_token(
-                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days
+                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days, issued_via=cli_issuer()
             )
         level = f", {staff.level.value}" if staff.level else ""
         print(f"added staff #{staff.id}: {staff.name} ({staff.role.value}{level})")
@@ -288,6 +329,38 @@ async def _staff_member(pool: Any, staff_id: int) -> Any:
     return staff
 
 
+def cli_issuer() -> str:
+    """How the command line is named as the issuer of a credential: `cli:<operating-system user>`."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def cmd_staff_codec_url(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a personal codec URL for the Temporal UI (a codec-only credential: decode, short-lived)."""
+    from api.routers.codec import codec_url
+    from domain import permissions
+    from store.staff import StaffRepository
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            staff = await _staff_member(pool, args.id)
+            refusal = permissions.may_use_codec(staff)
+            if refusal is not None:
+                raise CliError(f"#{staff.id} {staff.name}: {refusal.message}")
+            hours = args.hours or settings.codec_credential_hours
+            token = await StaffRepository(pool).issue_token(
+                staff_id=staff.id, label="codec", ttl_days=hours / 24, scope="codec", issued_via=cli_issuer())
+        print(f"codec URL for #{staff.id} {staff.name}, decode only, {hours:g} h (Temporal UI → Codec Server):")
+        print(codec_url(settings, token))
+        return 0
+
+    return _run(main())
+
+
 def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
     """Issue a new bearer token for a staff member; print it once."""
     from store.staff import StaffRepository
@@ -298,7 +371,7 @@ def cmd_staff_token(args: argparse.Namespace, settings: Settings) -> int:
             staff = await _staff_member(pool, args.id)
             revoked = await repo.revoke_tokens(staff_id=staff.id) if args.revoke_others else 0
             token = await repo.issue_token(
-                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days
+                staff_id=staff.id, label=args.token_label, ttl_days=settings.token_ttl_days, issued_via=cli_issuer()
             )
         if args.revoke_others:
             print(f"revoked {revoked} earlier token(s) of #{staff.id}")
@@ -317,11 +390,27 @@ def cmd_staff_link(args: argparse.Namespace, settings: Settings) -> int:
         async with _database(settings) as pool:
             staff = await _staff_member(pool, args.id)
             code = await SessionRepository(pool).issue_link(
-                staff_id=staff.id, ttl=timedelta(minutes=settings.console_link_minutes)
+                staff_id=staff.id, ttl=timedelta(minutes=settings.console_link_minutes), issued_via=cli_issuer()
             )
         hours = settings.console_link_minutes / 60
         print(f"sign-in link for #{staff.id} {staff.name} ({staff.role.value}); works once, for {hours:g} h:")
         print(settings.sign_in_url(code))
+        return 0
+
+    return _run(main())
+
+
+def cmd_staff_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """List who issued which token, codec credential and sign-in link (and the admins' requests)."""
+    from store.credentials import credential_audit, describe
+
+    async def main() -> int:
+        async with _database(settings) as pool:
+            entries = await credential_audit(pool, staff_id=args.id, limit=args.limit)
+        for entry in entries:
+            print(describe(entry))
+        if not entries:
+            print("no credentials issued")
         return 0
 
     return _run(main())
@@ -335,7 +424,7 @@ def cmd_staff_revoke(args: argparse.Namespace, settings: Settings) -> int:
         async with _database(settings) as pool:
             staff = await _staff_member(pool, args.id)
             revoked = await StaffRepository(pool).revoke_tokens(staff_id=staff.id)
-        print(f"revoked {revoked} token(s) of #{staff.id} {staff.name}; no new token issued")
+        print(f"revoked {revoked} token(s) of #{staff.id} {staff.name}, and every console session; no new token issued")
         return 0
 
     return _run(main())
@@ -432,6 +521,72 @@ def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings],
     return command
 
 
+def cmd_keys_new(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new payload key and how to put it in force (rotation)."""
+    from codec import new_key_spec, parse_keys
+
+    current = [k for k, _ in parse_keys(settings.payload_keys.get_secret_value())] if settings.payload_keys else []
+    key_id = args.id or next(f"k{n}" for n in range(1, 10_000) if f"k{n}" not in current)
+    if key_id in current:
+        raise CliError(f"key id {key_id!r} is already in INTAKE_PAYLOAD_KEYS")
+    spec = new_key_spec(key_id)
+    print(spec)
+    ring = ",".join([spec, *(f"{k}:…" for k in current)])
+    _note(f"new key {key_id}: put it first in INTAKE_PAYLOAD_KEYS ({ring}), keep the old ones until"
+          " `intake keys status` shows no open case needing them, then restart workers and APIs")
+    return 0
+
+
+def cmd_keys_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Which payload key ids the open cases' histories use, and whether the configuration has them."""
+    from background.keyring import key_ids_in_use
+    from codec import parse_keys
+    from connections import connect_temporal
+
+    resolved = settings if settings.temporal_address else resolved_settings(settings)
+    configured = [k for k, _ in parse_keys(resolved.payload_keys.get_secret_value())] if resolved.payload_keys else []
+
+    async def main() -> int:
+        client = await connect_temporal(resolved)
+        return _print_key_status(await key_ids_in_use(client), configured)
+
+    return _run(main())
+
+
+def _print_key_status(in_use: dict[str, list[str]], configured: list[str]) -> int:
+    active = configured[0] if configured else None
+    print(f"{'key':<10} {'configured':<11} {'open cases':>10}  e.g.")
+    for kid in sorted(set(in_use) | set(configured)):
+        cases = in_use.get(kid, [])
+        state = ("active" if kid == active else "yes") if kid in configured else "MISSING"
+        print(f"{kid:<10} {state:<11} {len(cases):>10}  {', '.join(cases[:3])}")
+    unused = [k for k in configured[1:] if k not in in_use]
+    if unused:
+        print(f"no open case needs {', '.join(unused)}: they can leave INTAKE_PAYLOAD_KEYS")
+    missing = [k for k in in_use if k not in configured]
+    if missing:
+        print(f"MISSING from INTAKE_PAYLOAD_KEYS: {', '.join(missing)} (workers refuse to start without them)")
+        return 1
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
+    """Make the mTLS certificates of Temporal's frontend and its clients (docker-compose)."""
+    from pathlib import Path
+
+    from certs import make_certificates
+
+    try:
+        written = make_certificates(Path(args.out), days=args.days, force=args.force)
+    except FileExistsError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {len(written)} files to {args.out} (keys mode 600):")
+    for path in written:
+        print(f"  {path}")
+    print("docker-compose.yml mounts them; docs/operations.md says who reads which key.")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------------
@@ -453,11 +608,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a Temporal worker").set_defaults(func=cmd_worker)
     sub.add_parser("api", help="serve the HTTP API (uvicorn)").set_defaults(func=cmd_api)
 
+    keys = sub.add_parser("keys", help="payload encryption keys: a new one, which ones open cases use")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    p = ksub.add_parser("new", help="print a new payload key (put it first in INTAKE_PAYLOAD_KEYS)")
+    p.add_argument("--id", help="its key id (default: the next free kN)")
+    p.set_defaults(func=cmd_keys_new)
+    ksub.add_parser("status", help="key ids the open cases' histories use; exit 1 when one is missing").set_defaults(
+        func=cmd_keys_status)
+
+    p = sub.add_parser("certs", help="make the mTLS certificates between Temporal and its clients (compose)")
+    p.add_argument("--out", default="deploy/certs", help="directory to write (default deploy/certs)")
+    p.add_argument("--days", type=int, default=825, help="validity in days")
+    p.add_argument("--force", action="store_true", help="replace an existing CA and every certificate")
+    p.set_defaults(func=cmd_certs)
+
     cases = sub.add_parser("cases", help="operate on running cases")
     csub = cases.add_subparsers(dest="cases_command", required=True)
     csub.add_parser(
         "upgrade", help="move running cases of the first version (IntakeWorkflow) onto IntakeCase"
     ).set_defaults(func=cmd_cases_upgrade)
+    p = csub.add_parser("erase", help="erase a closed case's client data on request, keeping its statistics")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_cases_erase)
+    sub.add_parser("prune", help="delete phone reads and Idempotency-Keys past their retention").set_defaults(
+        func=cmd_prune)
 
     staff = sub.add_parser("staff", help="manage staff and their bearer tokens")
     ssub = staff.add_subparsers(dest="staff_command", required=True, metavar="STAFF_COMMAND")
@@ -488,9 +662,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revoke-others", action="store_true", help="revoke every earlier token of this person")
     p.set_defaults(func=cmd_staff_token)
 
+    p = ssub.add_parser("codec-url", help="print a personal codec URL for the Temporal UI (decode only, short-lived)")
+    p.add_argument("id", type=int)
+    p.add_argument("--hours", type=float, help="validity (default INTAKE_CODEC_CREDENTIAL_HOURS)")
+    p.set_defaults(func=cmd_staff_codec_url)
+
     p = ssub.add_parser("link", help="print a personal one-time sign-in link to the staff console")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_staff_link)
+
+    p = ssub.add_parser("audit", help="who issued which token, codec URL and sign-in link, newest first")
+    p.add_argument("id", type=int, nargs="?", help="only this person's credentials")
+    p.add_argument("--limit", type=int, default=200)
+    p.set_defaults(func=cmd_staff_audit)
 
     p = ssub.add_parser("signout", help="end every console session of a staff member (lost phone)")
     p.add_argument("id", type=int)

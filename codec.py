@@ -7,8 +7,17 @@ attributes are not payloads of the codec: they stay plain, which is why they hol
 
 Keys come from configuration, ``INTAKE_PAYLOAD_KEYS="k2:<base64>,k1:<base64>"`` (16, 24 or 32 bytes
 each): the first encrypts, all of them decrypt, so a key is rotated by putting the new one first and
-keeping the old ones until no open case's history needs them. A payload that is not encrypted (a case
-started before encryption was turned on) passes through unchanged. Never commit a real key.
+keeping the old ones until no open case's history needs them. Never commit a real key.
+
+Plain payloads (SPEC §13: only key holders command a case). With ``refuse_plain`` (what
+``INTAKE_PAYLOAD_ENCRYPTION=required`` sets) a payload that is not encrypted is not passed on as it
+came: decoding turns it into a ``binary/plain-refused`` payload, which the data converter of
+:func:`data_converter` answers with a non-retryable ``ApplicationError`` (``plain_payload_refused``).
+So a plain JSON update sent through the Temporal UI or ``temporal workflow update`` is rejected before
+its validator, a plain start fails its workflow before any write, and nothing enters the case. It is
+done at conversion rather than by raising in the codec: a codec error fails the whole workflow task,
+which Temporal retries for ever (a case frozen by anyone who can reach the frontend).
+``accept_plain`` passes them through (histories written before encryption, while they are replayed).
 
 :class:`LocalCodecCredential` is the credential of the dev stack's own Temporal UI at the codec
 endpoint (api/routers/codec.py): a random secret of scope ``codec`` that decrypts and does nothing else.
@@ -24,12 +33,16 @@ import hmac
 import os
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import DataConverter, EncodingPayloadConverter, PayloadCodec
+from temporalio.exceptions import ApplicationError
 
 ENCODING = b"binary/encrypted"
+REFUSED = b"binary/plain-refused"
+REFUSED_TYPE = "plain_payload_refused"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
 
@@ -71,13 +84,14 @@ def new_key_spec(key_id: str = "k1") -> str:
 class EncryptionCodec(PayloadCodec):
     """AES-GCM with a key id in each payload's metadata; the first key encrypts, every key decrypts."""
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(self, keys: Sequence[tuple[str, bytes]], *, refuse_plain: bool = False) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         if not keys:
             raise PayloadKeyError("no payload key")
         self._keys = {kid: AESGCM(key) for kid, key in keys}
         self._active_id = keys[0][0]
+        self.refuse_plain = refuse_plain
 
     @property
     def active_key_id(self) -> str:
@@ -96,11 +110,12 @@ class EncryptionCodec(PayloadCodec):
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Decrypt encrypted payloads with the key their metadata names; plain ones pass through."""
+        """Decrypt encrypted payloads with the key their metadata names; plain ones are marked refused
+        (``refuse_plain``) or pass through."""
         out: list[Payload] = []
         for p in payloads:
             if p.metadata.get("encoding") != ENCODING:
-                out.append(p)
+                out.append(refused(p) if self.refuse_plain else p)
                 continue
             kid = p.metadata.get(KEY_ID, b"").decode()
             aes = self._keys.get(kid)
@@ -111,11 +126,49 @@ class EncryptionCodec(PayloadCodec):
         return out
 
 
-def data_converter(keys: Sequence[tuple[str, bytes]] | None) -> DataConverter:
-    """The pydantic data converter, with the encryption codec when keys are given."""
+def refused(p: Payload) -> Payload:
+    """A plain payload as a refused one: its original encoding kept beside it, for whoever looks."""
+    return Payload(metadata={**p.metadata, "encoding": REFUSED, "refused-encoding": p.metadata.get("encoding", b"")},
+                   data=p.data)
+
+
+class RefusedPlainConverter(EncodingPayloadConverter):
+    """Reads a refused plain payload as a business failure: never retried, never converted."""
+
+    @property
+    def encoding(self) -> str:
+        """The marker encoding the codec gives a refused plain payload."""
+        return REFUSED.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        """Never encodes anything (last in the chain)."""
+        return None
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        """Refuse: an ApplicationError fails a workflow's start and rejects an update before its validator."""
+        raise ApplicationError(
+            "未加密的载荷被拒绝：只有持有载荷密钥的程序可以操作案件", type=REFUSED_TYPE, non_retryable=True
+        )
+
+
+class StrictPayloadConverter(PydanticPayloadConverter):
+    """The pydantic payload converter that refuses plain payloads marked by the codec."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._set_converters(*self.converters.values(), RefusedPlainConverter())
+
+
+def data_converter(keys: Sequence[tuple[str, bytes]] | None, *, refuse_plain: bool = True) -> DataConverter:
+    """The pydantic data converter, with the encryption codec when keys are given (plain payloads
+    refused unless `refuse_plain` is off)."""
     if not keys:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_converter_class=StrictPayloadConverter,
+        payload_codec=EncryptionCodec(keys, refuse_plain=refuse_plain),
+    )
 
 
 class LocalCodecCredential:

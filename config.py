@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -51,9 +51,15 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Who may tell the API the client's address and scheme (X-Forwarded-For / -Proto): the TLS proxy's
+    # address(es), comma-separated (uvicorn's forwarded_allow_ips). Anyone else's headers are ignored.
+    forwarded_allow_ips: str = "127.0.0.1"
     request_timeout_seconds: float = 5.0
     # Security (SPEC §12): bearer tokens expire this many days after they are issued.
     token_ttl_days: float = Field(default=90.0, gt=0)
+    # Failed sign-ins and bad tokens allowed per client address and minute; beyond: 429 + Retry-After,
+    # before any database work.
+    auth_failures_per_minute: int = Field(default=20, ge=1)
     # Operations (SPEC §12): logs as JSON lines (or text); /metrics on the API's port unless a port
     # of its own is set; the worker's Temporal SDK metrics on worker_metrics_port (off when unset).
     log_format: Literal["json", "text"] = "json"
@@ -64,8 +70,13 @@ class Settings(BaseSettings):
     # Encrypted payloads (SPEC §12): "k2:<base64>,k1:<base64>", the first encrypts, all decrypt. No
     # default: the dev stack generates one into data_dir; deployed code refuses to start without one
     # unless payload_encryption is "off" (a deliberate choice, e.g. a throwaway test server).
+    # "required" also refuses plain payloads on decode (only key holders command a case);
+    # "accept_plain" encrypts but still reads plain ones (histories from before encryption).
     payload_keys: SecretStr | None = None
-    payload_encryption: Literal["required", "off"] = "required"
+    payload_encryption: Literal["required", "accept_plain", "off"] = "required"
+    # The personal codec URL of the Temporal UI carries a codec-only credential (decode, revocable) that
+    # lasts this long.
+    codec_credential_hours: float = Field(default=12.0, gt=0)
     # Origins allowed to call the codec endpoint (the Temporal UI); empty: the dev UI on temporal_ui_port.
     codec_cors_origins: list[str] = Field(default_factory=list)
 
@@ -74,7 +85,11 @@ class Settings(BaseSettings):
     # and the Temporal Web UI each case links to (empty means http://127.0.0.1:<temporal_ui_port>).
     console_base_url: str | None = None
     console_session_hours: float = Field(default=72.0, gt=0)
+    # A session not used for this long ends (a phone left signed in on a desk).
+    console_idle_minutes: float = Field(default=120.0, gt=0)
     console_link_minutes: float = Field(default=1440.0, gt=0)
+    # An admin's request for someone's credential waits this long for a second admin (two-person rule).
+    credential_request_minutes: float = Field(default=1440.0, gt=0)
     temporal_ui_url: str | None = None
 
     # Policy (durations, escalation, calendar, allocation): YAML file; empty means SPEC defaults.
@@ -137,10 +152,23 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
 
+    # Retention (个人信息保护法): records of who read a client's full phone, and Idempotency-Keys, are
+    # deleted after these many days by the worker's pruner (every prune_interval_seconds) or `intake prune`.
+    phone_reads_retention_days: float = Field(default=365.0, gt=0)
+    idempotency_retention_days: float = Field(default=30.0, gt=0)
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
+
     # Staff notifications (reminders, escalations)
     notify_channel: Literal["log", "sms", "wecom"] = "log"
     wecom_webhook_url: SecretStr | None = None
     aliyun_template_staff: str | None = None
+
+    @field_validator("temporal_tls_client_cert", "temporal_tls_client_key", "temporal_tls_server_ca",
+                     "recordings_dir", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        """An empty variable (compose passes `NAME=` through) means "not set", never the current directory."""
+        return None if value == "" else value
 
     def console_base(self) -> str:
         """The public base address of the API and the console, without a trailing slash."""

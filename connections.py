@@ -49,12 +49,14 @@ def tls_config(settings: Settings) -> bool | TLSConfig:
 def data_converter_for(settings: Settings) -> DataConverter:
     """The pydantic data converter with the AES-GCM payload codec of INTAKE_PAYLOAD_KEYS (codec.py).
 
-    Without keys this refuses, unless INTAKE_PAYLOAD_ENCRYPTION=off says plain payloads are meant.
+    Without keys this refuses, unless INTAKE_PAYLOAD_ENCRYPTION=off says plain payloads are meant. With
+    `required` (the default) a plain payload is refused on decode; `accept_plain` lets old ones through.
     """
     from codec import data_converter, parse_keys
 
     if settings.payload_keys is not None:
-        return data_converter(parse_keys(settings.payload_keys.get_secret_value()))
+        return data_converter(parse_keys(settings.payload_keys.get_secret_value()),
+                              refuse_plain=settings.payload_encryption == "required")
     if settings.payload_encryption == "off":
         return pydantic_data_converter
     raise ValueError(

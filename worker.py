@@ -106,6 +106,12 @@ async def run_worker(
         # must never quietly start a throwaway PostgreSQL of its own.
         raise RuntimeError("INTAKE_DATABASE_URL is not set")
     client = client or await connect_temporal(settings, worker_metrics=True)
+    if settings.payload_keys is not None:
+        # Never start a worker that could not replay an open case: every key its history needs is here.
+        from background.keyring import require_payload_keys
+        from codec import parse_keys
+
+        await require_payload_keys(client, [k for k, _ in parse_keys(settings.payload_keys.get_secret_value())])
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     stop = stop or asyncio.Event()
     try:
@@ -114,9 +120,29 @@ async def run_worker(
         reconciler = build_reconciler(client, pool, settings, task_queue=task_queue)
         log.info("worker started on task queue %s", worker.task_queue)
         async with worker:
-            await asyncio.gather(dispatcher.run(stop), reconciler.run(stop), stop.wait())
+            await asyncio.gather(dispatcher.run(stop), reconciler.run(stop), run_pruner(pool, settings, stop),
+                                 stop.wait())
     finally:
         await pool.close()
+
+
+async def run_pruner(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    """Delete what is kept too long (phone reads, Idempotency-Keys) now and then every interval; never
+    crashes the worker."""
+    from store.retention import prune
+
+    while not stop.is_set():
+        try:
+            removed = await prune(pool, phone_reads_days=settings.phone_reads_retention_days,
+                                  idempotency_days=settings.idempotency_retention_days)
+            if any(removed.values()):
+                log.info("pruned %s", removed)
+        except Exception as exc:  # noqa: BLE001 - the database may be down; try again next time
+            log.warning("pruning failed: %r", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), settings.prune_interval_seconds)
+        except TimeoutError:
+            pass
 
 
 def main() -> None:

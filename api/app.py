@@ -23,7 +23,7 @@ from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
 from api.routers import actions, audit, codec, health, intakes, me, recordings, reports, staff
-from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text
+from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text, route_template
 from codec import LocalCodecCredential
 from config import Settings, get_settings
 from domain.policy import Policy
@@ -99,6 +99,14 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         seen = 0
+        outgoing = send
+        if is_upload(scope):
+            async def outgoing(message: Message) -> None:
+                # A refused upload (no credentials, not this person's case, too large) ends its connection:
+                # the client stops sending the body it has not sent yet.
+                if message["type"] == "http.response.start" and message["status"] >= 400:
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                await send(message)
 
         async def limited() -> Message:
             nonlocal seen
@@ -110,7 +118,7 @@ class BodyLimit:
                     raise ValueError("request body too large")
             return message
 
-        await self.app(scope, limited, send)
+        await self.app(scope, limited, outgoing)
 
 
 # A codec credential in the path (a personal codec URL, the dev stack's local one) never reaches a log.
@@ -167,8 +175,9 @@ class RequestDeadline:
             return
         given_up = True
         abandon(task)
-        log.warning("%s %s: no answer within %.2f s, answered 503", scope.get("method"),
-                    loggable_path(str(scope.get("path", ""))), self.limit)
+        # The route template, never the raw path: a path can carry a credential (/codec/k/…) or an id.
+        log.warning("%s %s: no answer within %.2f s, answered 503", scope.get("method"), route_template(scope),
+                    self.limit)
         err = errors.unavailable("request_timeout", "请求未能在规定时间内完成，请稍后重试")
         await JSONResponse(status_code=err.status, content=err.body(), headers=err.headers)(scope, receive, send)
 

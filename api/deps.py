@@ -22,10 +22,12 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
 from api.bounds import abandon, within
 from api.errors import ApiError, unavailable
+from api.ratelimit import client_address
 from config import Settings
 from domain.enums import Role
 from domain.models import Actor
@@ -64,6 +66,10 @@ class Resources:
         self._pool_attempt: asyncio.Task[asyncpg.Pool] | None = None
         self._expired_at = -math.inf
         self._closed = False
+        from api.ratelimit import FailureLimiter
+
+        # Failed sign-ins and bad tokens per client address, judged before any database work.
+        self.auth_failures = FailureLimiter(settings.auth_failures_per_minute)
 
     @property
     def timeout(self) -> float:
@@ -221,20 +227,26 @@ _UNAUTH_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
 async def get_current_user(
+    request: HTTPConnection,
     res: ResourcesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> CurrentUser:
-    """Resolve the bearer token to an active staff member (401 otherwise)."""
+    """Resolve the bearer token to an active staff member (401 otherwise; 429 for an address that failed
+    too often, before any database work)."""
     if credentials is None or not credentials.credentials:
         raise ApiError(401, "unauthenticated", "需要登录：Authorization: Bearer <令牌>", headers=_UNAUTH_HEADERS)
+    address = client_address(request)
+    res.auth_failures.check(address)
     token = credentials.credentials.strip()
     if len(token) > 512:
+        res.auth_failures.failed(address)
         raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
     pool = await res.pool()
     # Revoked, expired, or its owner has left (inactive): None.
     ttl = res.settings.token_ttl_days
     staff = await bounded(res, StaffRepository(pool).by_token(token=token, max_age_days=ttl))
     if staff is None:
+        res.auth_failures.failed(address)
         raise ApiError(401, "invalid_token", "令牌无效、已过期或已吊销", headers=_UNAUTH_HEADERS)
     import request_context as context
 

@@ -8,6 +8,10 @@ from datetime import datetime
 
 from api.errors import ApiError
 
+# The deepest `offset` a list takes: an offset makes the database walk every row before it, so deeper
+# pages go by `cursor` (GET /intakes) or a narrower filter.
+MAX_OFFSET = 10_000
+
 
 def encode_cursor(created_at: datetime, case_id: int) -> str:
     """An opaque keyset cursor: the last row's (created_at, id)."""

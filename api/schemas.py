@@ -592,14 +592,6 @@ class StaffPatch(RequestModel):
     )
 
 
-class IssuedToken(BaseModel):
-    """A bearer token, shown once (only its hash is stored)."""
-
-    staff: StaffOut
-    token: str
-    expires_at: datetime
-
-
 class Revoked(BaseModel):
     """How many live tokens were revoked."""
 

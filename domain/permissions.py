@@ -70,6 +70,11 @@ SITE_RECEIVER_ROLES = frozenset({Role.site_lead, Role.designer, Role.assistant})
 REPORT_ROLES = frozenset({Role.manager, Role.director})
 BOARD_ROLES = REPORT_ROLES
 AUDIT_ROLES = REPORT_ROLES
+# Who may ask a case's workflow directly (GET /intakes/{id}?fresh=true): a live query costs a workflow
+# task, so only those who judge a case as it stands this second (the board, escalations).
+FRESH_ROLES = frozenset({Role.manager, Role.director})
+# Who lists who issued which credential (the credential audit).
+CREDENTIAL_AUDIT_ROLES = frozenset({Role.admin, Role.manager, Role.director})
 # Who may decrypt payloads for the Temporal UI (the codec endpoint).
 CODEC_ROLES = frozenset({Role.manager, Role.director, Role.admin})
 # Who may add a note besides the people working the case.
@@ -328,6 +333,37 @@ def may_manage_staff(person: Person) -> Refusal | None:
 def may_use_codec(person: Person) -> Refusal | None:
     """Decrypting payloads for the Temporal UI."""
     return None if person.role in CODEC_ROLES else _wrong_role(CODEC_ROLES, "使用解密服务")
+
+
+def may_read_fresh(person: Person) -> Refusal | None:
+    """A live query of the case's workflow instead of the projection: the manager and the director."""
+    return None if person.role in FRESH_ROLES else _wrong_role(FRESH_ROLES, "实时查询流程")
+
+
+def may_audit_credentials(person: Person) -> Refusal | None:
+    """Who issued which token and sign-in link: admins, the manager and the director."""
+    return None if person.role in CREDENTIAL_AUDIT_ROLES else _wrong_role(CREDENTIAL_AUDIT_ROLES, "查看凭证签发记录")
+
+
+def may_approve_credential(person: Person, *, requested_by: int, target_id: int) -> Refusal | None:
+    """The two-person rule: a credential an admin asked for is approved by another admin, never by the
+    one who asked nor by the person it is for."""
+    refusal = may_manage_staff(person)
+    if refusal is not None:
+        return refusal
+    if person.id == requested_by:
+        return Refusal("same_person", "需要另一位管理员批准（双人规则）")
+    if person.id == target_id:
+        return Refusal("own_credential", "不能批准给自己的凭证")
+    return None
+
+
+def may_request_credential(person: Person, target_id: int) -> Refusal | None:
+    """An admin asks for a credential for someone else (never for themself)."""
+    refusal = may_manage_staff(person)
+    if refusal is None and person.id == target_id:
+        return Refusal("own_credential", "不能为自己申请凭证")
+    return refusal
 
 
 def may_change_role(person: Person, target_id: int) -> Refusal | None:

@@ -42,14 +42,28 @@ class SessionRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def issue_link(self, *, staff_id: int, ttl: timedelta) -> str:
-        """A new one-time sign-in code for a staff member; returned once, only its hash is stored."""
+    async def issue_link(
+        self,
+        *,
+        staff_id: int,
+        ttl: timedelta,
+        issued_by: int | None = None,
+        issued_via: str | None = None,
+        approved_by: int | None = None,
+        conn: asyncpg.Connection | None = None,
+    ) -> str:
+        """A new one-time sign-in code for a staff member; returned once, only its hash is stored, with who
+        issued it (`issued_by`, or the command line in `issued_via`)."""
         code = secrets.token_urlsafe(32)
-        await self._pool.execute(
-            "INSERT INTO console_links (staff_id, code_hash, expires_at) VALUES ($1, $2, now() + $3)",
+        await (conn or self._pool).execute(
+            "INSERT INTO console_links (staff_id, code_hash, expires_at, issued_by, issued_via, approved_by)"
+            " VALUES ($1, $2, now() + $3, $4, $5, $6)",
             staff_id,
             hash_token(code),
             ttl,
+            issued_by,
+            issued_via,
+            approved_by,
         )
         return code
 
@@ -90,14 +104,20 @@ class SessionRepository:
             )
         return token, _row_to_staff(row)
 
-    async def by_token(self, *, token: str) -> Session | None:
-        """The live session of a cookie token (not expired, not revoked, staff not inactive)."""
+    async def by_token(self, *, token: str, idle: timedelta | None = None) -> Session | None:
+        """The live session of a cookie token (not expired, not revoked, not idle longer than `idle`, staff
+        not inactive); being used keeps it alive (`last_seen_at`)."""
+        # One statement: the idle check and the touch cannot race with each other.
         row = await self._pool.fetchrow(
-            "SELECT cs.id AS session_id, cs.expires_at AS session_expires_at, s.*"
-            f" FROM console_sessions cs, LATERAL (SELECT {_COLUMNS} FROM staff"
-            "   WHERE staff.id = cs.staff_id AND staff.status <> 'inactive') s"
-            " WHERE cs.token_hash = $1 AND cs.revoked_at IS NULL AND cs.expires_at > now()",
+            "WITH touched AS (UPDATE console_sessions SET last_seen_at = now()"
+            "   WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()"
+            "   AND ($2::interval IS NULL OR last_seen_at > now() - $2::interval)"
+            "   RETURNING id, staff_id, expires_at)"
+            " SELECT t.id AS session_id, t.expires_at AS session_expires_at, s.*"
+            f" FROM touched t, LATERAL (SELECT {_COLUMNS} FROM staff"
+            "   WHERE staff.id = t.staff_id AND staff.status <> 'inactive') s",
             hash_token(token),
+            idle,
         )
         if row is None:
             return None

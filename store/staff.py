@@ -156,16 +156,32 @@ class StaffRepository:
             "UPDATE staff SET status = $2, updated_at = now() WHERE id = $1", staff_id, status.value
         )
 
-    async def issue_token(self, *, staff_id: int, label: str | None = None, ttl_days: float | None = None) -> str:
-        """Create a new bearer token (expiring after `ttl_days` when given); returns it once, stores only its hash."""
-        token = "itk_" + secrets.token_urlsafe(32)
+    async def issue_token(
+        self,
+        *,
+        staff_id: int,
+        label: str | None = None,
+        ttl_days: float | None = None,
+        scope: str = "api",
+        issued_by: int | None = None,
+        issued_via: str | None = None,
+        approved_by: int | None = None,
+    ) -> str:
+        """Create a new bearer token (expiring after `ttl_days` when given); returns it once, stores only its
+        hash, what it opens (`scope`: api, or codec for the personal codec URL) and who issued it."""
+        token = ("itc_" if scope == "codec" else "itk_") + secrets.token_urlsafe(32)
         await self._pool.execute(
-            "INSERT INTO staff_tokens (staff_id, token_hash, label, expires_at) VALUES ($1, $2, $3,"
-            " CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + $4::float8 * interval '1 day' END)",
+            "INSERT INTO staff_tokens (staff_id, token_hash, label, expires_at, scope, issued_by, issued_via,"
+            " approved_by) VALUES ($1, $2, $3,"
+            " CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + $4::float8 * interval '1 day' END, $5, $6, $7, $8)",
             staff_id,
             hash_token(token),
             label,
             ttl_days,
+            scope,
+            issued_by,
+            issued_via,
+            approved_by,
         )
         return token
 
@@ -201,10 +217,7 @@ class StaffRepository:
                     StaffStatus(merged.status).value,
                 )
                 if merged.status == StaffStatus.inactive:
-                    await conn.execute(
-                        "UPDATE staff_tokens SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL",
-                        staff_id,
-                    )
+                    await revoke_all_access(conn, staff_id)
         except asyncpg.UniqueViolationError as exc:
             raise StaffError("staff_exists", "该手机号已登记为该角色") from exc
         except asyncpg.CheckViolationError as exc:
@@ -212,23 +225,37 @@ class StaffRepository:
         return _row_to_staff(row) if row else None
 
     async def revoke_tokens(self, *, staff_id: int) -> int:
-        """Revoke every live token of a staff member (a lost phone, someone leaving); returns how many."""
-        result = await self._pool.execute(
-            "UPDATE staff_tokens SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL", staff_id
-        )
-        return int(result.split()[-1])
+        """Revoke every live token of a staff member (a lost phone, someone leaving), and with them every
+        console session and unused sign-in link: access ends at once. Returns how many tokens."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await revoke_all_access(conn, staff_id)
 
-    async def by_token(self, *, token: str, max_age_days: float | None = None) -> Staff | None:
-        """The staff member (active or on leave) owning a bearer token, if the token is valid: not revoked,
-        not past its `expires_at`, and (when `max_age_days` is given) issued less than that long ago."""
+    async def by_token(
+        self, *, token: str, max_age_days: float | None = None, scope: str = "api"
+    ) -> Staff | None:
+        """The staff member (active or on leave) owning a bearer token of `scope`, if the token is valid: not
+        revoked, not past its `expires_at`, and (when `max_age_days` is given) issued less than that long ago.
+        A codec credential never opens another route, an API token never the personal codec URL."""
         # Looked up by the token's sha256: timing reveals nothing about the token itself, and a
         # database equality on a hash of a 256-bit secret needs no constant-time compare after it.
         # The age bound is checked here too, so lowering the setting shortens every live token at once.
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM staff WHERE status <> 'inactive' AND id = (SELECT staff_id FROM staff_tokens"
-            " WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+            " WHERE token_hash = $1 AND scope = $3 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
             " AND ($2::float8 IS NULL OR created_at > now() - $2::float8 * interval '1 day'))",
             hash_token(token),
             max_age_days,
+            scope,
         )
         return _row_to_staff(row) if row else None
+
+
+async def revoke_all_access(conn: asyncpg.Connection, staff_id: int) -> int:
+    """Revoke every token (any scope), console session and unused sign-in link of a person; tokens revoked."""
+    result = await conn.execute(
+        "UPDATE staff_tokens SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL", staff_id
+    )
+    await conn.execute("UPDATE console_sessions SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL",
+                       staff_id)
+    await conn.execute("UPDATE console_links SET used_at = now() WHERE staff_id = $1 AND used_at IS NULL", staff_id)
+    return int(result.split()[-1])

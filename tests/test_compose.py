@@ -189,26 +189,13 @@ def test_init_script_gives_the_app_rows_but_no_ddl(tmp_path: Any) -> None:
     """deploy/postgres-init.sh on a throwaway PostgreSQL (pgserver): migrate as intake_migrate, then the
     app user writes rows but cannot change the schema or reach Temporal's databases."""
     import asyncio
-    import os
-    import subprocess
 
     import asyncpg
-    import pgserver
 
     from store.db import migrate
+    from tests.support.infra import compose_users_database
 
-    server = pgserver.get_server(str(tmp_path / "pg"), cleanup_mode="delete")
-    try:
-        uri = server.get_uri()
-        socket_dir = re.search(r"host=([^&]+)", uri).group(1)  # type: ignore[union-attr]
-        bindir = os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin")
-        env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": socket_dir,
-               "PATH": f"{bindir}:{os.environ['PATH']}", "TEMPORAL_DB_PASSWORD": "t",
-               "INTAKE_MIGRATE_DB_PASSWORD": "m", "INTAKE_APP_DB_PASSWORD": "a"}
-        proc = subprocess.run(["sh", str(PROJECT_ROOT / "deploy" / "postgres-init.sh")], env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-
+    with compose_users_database(tmp_path / "pg") as socket_dir:
         def dsn(user: str, db: str) -> str:
             return f"postgresql://{user}:x@/{db}?host={socket_dir}"
 
@@ -239,5 +226,3 @@ def test_init_script_gives_the_app_rows_but_no_ddl(tmp_path: Any) -> None:
                 raise AssertionError(f"{user} could connect to {db}")
 
         asyncio.run(check())
-    finally:
-        server.cleanup()

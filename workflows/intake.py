@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STAGE,
         SA_STEP_DUE_AT,
         WORKFLOW_TYPE,
+        workflow_id,
     )
     from domain.enums import CaseStatus
     from domain.models import (
@@ -81,6 +82,9 @@ class IntakeWorkflow:
 
     @workflow.init
     def __init__(self, inp: IntakeInput) -> None:
+        # SPEC §13: a workflow whose input names another case (an input copied from that case's
+        # history, started under another id) must never write to that case. Pure comparison: no command.
+        self._forged = workflow.info().workflow_id != workflow_id(inp.case_id)
         # Built here, not in run(): an update may be delivered in the very first workflow task.
         self.inp = inp.model_copy(update={"state": None})
         self.policy: Policy = inp.policy
@@ -110,6 +114,14 @@ class IntakeWorkflow:
     @workflow.run
     async def run(self, inp: IntakeInput) -> CaseState:
         """Drive the case until it is closed and written; returns its final head (without its history)."""
+        # Fail before any command (search attributes, writes). `patched` is asked only when the ids
+        # differ, so a real case's history gains no marker; a Replayer that names a saved history by
+        # its file (not its workflow id) finds no marker there and replays the recorded path.
+        if self._forged and workflow.patched("refuse-foreign-case-id"):
+            raise ApplicationError(
+                f"工作流 {workflow.info().workflow_id} 不是案例 {self.inp.case_id} 的流程", type="case_id_mismatch",
+                non_retryable=True,
+            )
         self._show()
         while self.s.status != CaseStatus.closed:
             now = workflow.now()
@@ -219,6 +231,9 @@ class IntakeWorkflow:
         self._check(req)
 
     def _check(self, cmd: engine.Command) -> None:
+        # Validators do not run on replay: refusing here changes no recorded history.
+        if self._forged:
+            raise ApplicationError("此流程的案例编号与流程编号不符", type="case_id_mismatch", non_retryable=True)
         try:
             engine.check(self.s, cmd, now=workflow.now(), policy=self.policy)
         except engine.Rejected as exc:

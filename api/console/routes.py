@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from api import services
 from api.console import forms
@@ -30,12 +29,13 @@ from api.console.auth import (
     NeedSignIn,
     SignedIn,
     check_csrf,
+    check_origin,
     clear_session_cookie,
-    served_over_https,
     set_session_cookie,
 )
 from api.deps import ResourcesDep, bounded, refuse
 from api.errors import ApiError
+from api.ratelimit import client_address
 from api.schemas import (
     CaseView,
     CloseRequest,
@@ -200,9 +200,12 @@ async def login_help(request: Request) -> HTMLResponse:
 @router.get("/login/{code}", response_class=HTMLResponse)
 async def login_confirm(request: Request, code: str, res: ResourcesDep) -> HTMLResponse:
     """The page a sign-in link opens: whose link it is and one button (a link preview cannot sign in)."""
+    address = client_address(request)
+    res.auth_failures.check(address)
     pool = await res.pool()
     owner = await bounded(res, SessionRepository(pool).link_owner(code=code[:100]))
     if owner is None:
+        res.auth_failures.failed(address)
         return render(request, "login.html", status=404, owner=None, code=None,
                       message="登录链接无效、已使用或已过期，请向经理或管理员索取新的链接（intake staff link <编号>）")
     return render(request, "login.html", owner=owner, code=code, role_label=ROLE_LABELS[owner.role])
@@ -210,19 +213,22 @@ async def login_confirm(request: Request, code: str, res: ResourcesDep) -> HTMLR
 
 @router.post("/login/{code}")
 async def login(request: Request, code: str, res: ResourcesDep) -> Response:
-    """Redeem a sign-in link once: open a session and set its cookie."""
+    """Redeem a sign-in link once: open a session and set its cookie (posts from the console's origin only)."""
+    check_origin(request, res.settings)
+    address = client_address(request)
+    res.auth_failures.check(address)
     pool = await res.pool()
     ttl = timedelta(hours=res.settings.console_session_hours)
     got = await bounded(
         res, SessionRepository(pool).redeem_link(code=code[:100], ttl=ttl, user_agent=request.headers.get("user-agent"))
     )
     if got is None:
+        res.auth_failures.failed(address)
         return render(request, "login.html", status=404, owner=None, code=None,
                       message="登录链接无效、已使用或已过期，请向经理或管理员索取新的链接")
     token, _ = got
     response = see("/console")
-    set_session_cookie(response, request, token, res.settings.console_session_hours,
-                       secure=served_over_https(request, res.settings.console_base()))
+    set_session_cookie(response, request, token, res.settings.console_session_hours, settings=res.settings)
     return response
 
 
@@ -234,7 +240,7 @@ async def logout(request: Request, user: SignedIn, res: ResourcesDep) -> Respons
     pool = await res.pool()
     await bounded(res, SessionRepository(pool).revoke(token=user.token))
     response = see("/console/login")
-    clear_session_cookie(response, request, secure=served_over_https(request, res.settings.console_base()))
+    clear_session_cookie(response, request, settings=res.settings)
     return response
 
 
@@ -411,16 +417,16 @@ async def complete_step(request: Request, case_id: int, step: str, user: SignedI
 
 @router.post("/cases/{case_id}/recordings")
 async def upload_recording(request: Request, case_id: int, user: SignedIn, res: ResourcesDep) -> Response:
-    """Upload a recording from the case page: the JSON API's service; a refusal shown in Chinese on the page."""
+    """Upload a recording from the case page: the JSON API's service; a refusal shown in Chinese on the page.
+
+    The session, the form token (in the form's address, so it is judged before the body), the case and
+    the role are checked before one byte of the file is read."""
     if not 1 <= case_id <= 2**53:
         raise ApiError(404, "case_not_found", f"没有编号为 {case_id} 的案例")
-    form = await request.form()
-    check_csrf(user, _str(form.get("csrf")))
-    file = form.get("file")
+    check_csrf(user, request.query_params.get("csrf"))
+    await services.may_upload(res, user, case_id)
     try:
-        if not isinstance(file, UploadFile) or not file.filename:
-            raise ApiError(422, "file_required", "请选择录音文件", details={"field": "file"})
-        await services.upload_recording(res, user, case_id, file)
+        await services.upload_recording(res, user, case_id, request)
     except ApiError as err:
         if err.status in (401, 404, 503):
             raise

@@ -4,8 +4,11 @@ The UI (and `temporal` CLI with ``--codec-endpoint``) POSTs ``{"payloads": [...]
 ``<endpoint>/decode`` (and ``/encode``), each payload as ``{"metadata": {k: base64}, "data": base64}``.
 Only the manager, the director and the admin see decrypted payloads: the bearer token comes in the
 ``Authorization`` header (a UI that passes an access token, the CLI, scripts) or, for a UI without
-sign-in, in the endpoint itself (``/codec/k/<token>``, a personal URL that expires and is revoked with
-the token). Without an allowed token the answer is 401/403 and the UI shows the ciphertext.
+sign-in, in the endpoint itself (``/codec/k/<credential>/decode``): a codec-only credential (scope
+``codec``: decode only, never accepted by any other route, short-lived, revoked with the person's
+tokens, stored hashed) from ``POST /codec/credentials`` or ``intake staff codec-url``; a bearer token
+there is refused, so no full token ever sits in a URL (or in a log line). Without an allowed
+credential the answer is 401/403 and the UI shows the ciphertext.
 CORS for the UI's origin is added around ``/codec`` only (api.app).
 
 The dev stack's own UI uses a third credential, :class:`codec.LocalCodecCredential`: a random secret of
@@ -20,17 +23,20 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 
-from api.deps import CurrentUser, ResourcesDep, get_current_user, permitted, refuse
+from api.deps import CurrentUser, ResourcesDep, bounded, permitted, refuse
 from api.errors import R401, R403, R422, R503, ApiError, responses, unavailable
+from api.ratelimit import client_address
 from codec import LocalCodecCredential
+from config import Settings
 from domain import permissions
+from store.staff import StaffRepository
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 
@@ -99,8 +105,18 @@ async def encode(body: Payloads, user: Allowed, res: ResourcesDep) -> Payloads:
     return await _run(res, body, "encode")
 
 
-async def _path_user(token: Annotated[str, Path(min_length=1, max_length=512)], res: ResourcesDep) -> CurrentUser:
-    user = await get_current_user(res, HTTPAuthorizationCredentials(scheme="Bearer", credentials=token))
+async def _path_user(
+    request: Request, token: Annotated[str, Path(min_length=1, max_length=512)], res: ResourcesDep
+) -> CurrentUser:
+    """The person of a codec-only credential (an API token is refused here)."""
+    address = client_address(request)
+    res.auth_failures.check(address)
+    pool = await res.pool()
+    staff = await bounded(res, StaffRepository(pool).by_token(token=token, scope="codec"))
+    if staff is None:
+        res.auth_failures.failed(address)
+        raise ApiError(401, "invalid_token", "解密地址无效、已过期或已吊销")
+    user = CurrentUser(staff)
     refuse(permissions.may_use_codec(user))
     return user
 
@@ -110,14 +126,31 @@ PathUser = Annotated[CurrentUser, Depends(_path_user)]
 
 @router.post("/k/{token}/decode", response_model=Payloads, include_in_schema=False)
 async def decode_personal(body: Payloads, user: PathUser, res: ResourcesDep) -> Payloads:
-    """decode, with the bearer token in the endpoint (a personal codec URL for a UI without sign-in)."""
+    """decode, with a codec-only credential in the endpoint (a personal codec URL for a UI without sign-in)."""
     return await _run(res, body, "decode")
 
 
-@router.post("/k/{token}/encode", response_model=Payloads, include_in_schema=False)
-async def encode_personal(body: Payloads, user: PathUser, res: ResourcesDep) -> Payloads:
-    """encode, with the bearer token in the endpoint."""
-    return await _run(res, body, "encode")
+class CodecCredential(BaseModel):
+    """A personal codec URL: paste it into the Temporal UI's Codec Server setting."""
+
+    url: str = Field(description="个人解密地址（只能解密，不能用于其他接口）")
+    expires_at: datetime
+
+
+@router.post("/credentials", response_model=CodecCredential, status_code=201,
+             summary="签发个人解密地址（经理、总经理、管理员）", responses=DOC)
+async def issue_codec_credential(user: Allowed, res: ResourcesDep) -> CodecCredential:
+    """A codec-only credential for the caller, as the endpoint the Temporal UI calls (decode only)."""
+    pool = await res.pool()
+    hours = res.settings.codec_credential_hours
+    token = await bounded(res, StaffRepository(pool).issue_token(
+        staff_id=user.id, label="codec", ttl_days=hours / 24, scope="codec", issued_by=user.id, issued_via="api"))
+    return CodecCredential(url=codec_url(res.settings, token), expires_at=datetime.now(UTC) + timedelta(hours=hours))
+
+
+def codec_url(settings: Settings, token: str) -> str:
+    """The personal codec endpoint of a codec credential (the UI appends /decode)."""
+    return f"{settings.console_base()}/codec/k/{token}"
 
 
 # --- the dev stack's local operator: decode only, loopback only ---------------------------------

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api import idempotency, pagination, services
 from api.deps import CurrentStaff, CurrentUser, ResourcesDep, bounded, permitted
 from api.errors import R401, R403, R404, R409, R422, R503, responses
+from api.pagination import MAX_OFFSET
 from api.schemas import (
     CaseList,
     CaseView,
@@ -86,7 +87,7 @@ async def list_intakes(
     created_from: Annotated[IsoTime | None, Query(description="创建时间起（含）")] = None,
     created_to: Annotated[IsoTime | None, Query(description="创建时间止（不含）")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000, description="跳过条数（与 cursor 二选一）")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="跳过条数（与 cursor 二选一）")] = 0,
     cursor: Annotated[str | None, Query(max_length=200, description="上一页返回的 next_cursor")] = None,
 ) -> CaseList:
     """List cases from the projection, newest first, with filters and pagination (offset or cursor)."""

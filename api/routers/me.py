@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import CurrentStaff, ResourcesDep, bounded
 from api.errors import R401, R422, R503, responses
+from api.pagination import MAX_OFFSET
 from api.schemas import TaskList
 from api.services.access import contact_map, viewer
 from api.views import task_item
@@ -22,7 +23,7 @@ async def my_tasks(
     user: CurrentStaff,
     res: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000, description="跳过条数")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="跳过条数")] = 0,
 ) -> TaskList:
     """The caller's open steps over all open cases (theirs, or unowned ones of their role), soonest due first."""
     pool = await res.pool()

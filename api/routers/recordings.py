@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, File, Header, UploadFile
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -64,15 +64,16 @@ def _out(r: asyncpg.Record) -> RecordingOut:
     summary="上传首次见面录音（经理）",
     responses=responses(R401, R403, R404, R409, R422, R503)
     | {413: {"description": "recording_too_large：超过大小上限"}, 415: {"description": "unsupported_audio：不是 mp3/m4a/wav/amr"}},
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "录音文件：mp3、m4a、wav 或 amr（按内容识别）"}}}}}}},
 )
-async def upload_recording(
-    case_id: CaseId,
-    user: CurrentStaff,
-    res: ResourcesDep,
-    file: Annotated[UploadFile, File(description="录音文件：mp3、m4a、wav 或 amr（按内容识别）")],
-) -> Any:
-    """Attach the recorder's audio (mp3/m4a/wav/amr, by content) to the case; managers only; 201 with it."""
-    return _out(await services.upload_recording(res, user, case_id, file))
+async def upload_recording(case_id: CaseId, request: Request, user: CurrentStaff, res: ResourcesDep) -> Any:
+    """Attach the recorder's audio (mp3/m4a/wav/amr, by content; multipart field `file`) to the case;
+    managers only; 201 with it. Credentials, case and role are judged before the body is read; the size
+    limit while it streams."""
+    return _out(await services.upload_recording(res, user, case_id, request))
 
 
 @router.get(

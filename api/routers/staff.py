@@ -1,4 +1,10 @@
-"""Staff management for the admin role (SPEC §12): the same operations as `intake staff …`."""
+"""Staff management for the admin role (SPEC §12): the same operations as `intake staff …`.
+
+No admin alone gets a working credential of anyone (issue 14): adding a person or asking for a new
+credential creates a request; a second admin approves it and a one-time sign-in link is made, recorded
+with both names, for the person to open on their own phone (store.credentials). Nobody changes their
+own role.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,12 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, ResourcesDep, bounded, permitted, refuse
-from api.errors import R401, R403, R404, R422, R503, ApiError, responses
+from api.errors import R401, R403, R404, R409, R422, R503, ApiError, responses
 from api.schemas import (
     MAX_ID,
-    IssuedToken,
     Revoked,
     StaffCreate,
     StaffList,
@@ -20,6 +26,7 @@ from api.schemas import (
     StaffPatch,
 )
 from domain import permissions, staffing
+from store import credentials
 from store.staff import Staff, StaffError, StaffRepository
 
 router = APIRouter(prefix="/staff", tags=["staff"])
@@ -75,12 +82,54 @@ async def list_staff(user: Admin, res: ResourcesDep) -> StaffList:
     return StaffList(items=[staff_out(s) for s in staff])
 
 
+class CredentialRequestOut(BaseModel):
+    """A credential asked for, waiting for a second admin (two-person rule)."""
+
+    id: int = Field(description="申请编号")
+    staff_id: int
+    requested_by: int
+    approved_by: int | None = None
+    created_at: datetime
+    expires_at: datetime
+    approved_at: datetime | None = None
+
+
+class StaffCreated(BaseModel):
+    """A new staff member and the request for their first sign-in link (no credential yet)."""
+
+    staff: StaffOut
+    credential_request: CredentialRequestOut
+
+
+class ApprovedCredential(BaseModel):
+    """An approved request: the person's one-time sign-in link (hand it to them; it works once)."""
+
+    request: CredentialRequestOut
+    sign_in_url: str
+    expires_at: datetime
+
+
+def _request_out(r: Any) -> CredentialRequestOut:
+    return CredentialRequestOut(id=r["id"], staff_id=r["staff_id"], requested_by=r["requested_by"],
+                                approved_by=r["approved_by"], created_at=r["created_at"],
+                                expires_at=r["expires_at"], approved_at=r["approved_at"])
+
+
+async def _ask(res: ResourcesDep, user: CurrentUser, staff_id: int, reason: str) -> CredentialRequestOut:
+    refuse(permissions.may_request_credential(user, staff_id))
+    pool = await res.pool()
+    row = await bounded(res, credentials.request_credential(
+        pool, staff_id=staff_id, requested_by=user.id, reason=reason,
+        ttl=timedelta(minutes=res.settings.credential_request_minutes)))
+    return _request_out(row)
+
+
 @router.post(
-    "", response_model=IssuedToken, status_code=201, summary="新增员工（管理员）",
+    "", response_model=StaffCreated, status_code=201, summary="新增员工（管理员）",
     responses=responses(R401, R403, R422, R503),
 )
-async def add_staff(body: StaffCreate, user: Admin, res: ResourcesDep) -> IssuedToken:
-    """Add a staff member and issue their first bearer token (shown once)."""
+async def add_staff(body: StaffCreate, user: Admin, res: ResourcesDep) -> StaffCreated:
+    """Add a staff member; their first sign-in link waits for a second admin's approval (no token here)."""
     pool = await res.pool()
     repo = StaffRepository(pool)
     try:
@@ -94,13 +143,7 @@ async def add_staff(body: StaffCreate, user: Admin, res: ResourcesDep) -> Issued
         )
     except StaffError as exc:
         raise _staff_error(exc) from exc
-    return await _issue(res, repo, s)
-
-
-async def _issue(res: ResourcesDep, repo: StaffRepository, s: Staff) -> IssuedToken:
-    ttl = res.settings.token_ttl_days
-    token = await bounded(res, repo.issue_token(staff_id=s.id, label="api:admin", ttl_days=ttl))
-    return IssuedToken(staff=staff_out(s), token=token, expires_at=datetime.now(UTC) + timedelta(days=ttl))
+    return StaffCreated(staff=staff_out(s), credential_request=await _ask(res, user, s.id, "新员工"))
 
 
 @router.get(
@@ -160,14 +203,35 @@ async def revoke(staff_id: StaffId, user: Admin, res: ResourcesDep) -> Revoked:
 
 
 @router.post(
-    "/{staff_id}/tokens", response_model=IssuedToken, status_code=201, summary="签发新令牌（管理员）",
-    responses=responses(R401, R403, R404, R503),
+    "/{staff_id}/tokens", response_model=CredentialRequestOut, status_code=202,
+    summary="申请新凭证（管理员，需另一位管理员批准）", responses=responses(R401, R403, R404, R503),
 )
-async def issue_token(staff_id: StaffId, user: Admin, res: ResourcesDep) -> IssuedToken:
-    """Issue a new bearer token (shown once); earlier tokens stay valid until revoked or expired."""
+async def issue_token(staff_id: StaffId, user: Admin, res: ResourcesDep) -> CredentialRequestOut:
+    """Ask for a new sign-in link for a person (never for oneself); a second admin approves it (202)."""
     pool = await res.pool()
-    repo = StaffRepository(pool)
-    s = await bounded(res, repo.get(staff_id=staff_id))
-    if s is None:
+    if await bounded(res, StaffRepository(pool).get(staff_id=staff_id)) is None:
         raise _not_found(staff_id)
-    return await _issue(res, repo, s)
+    return await _ask(res, user, staff_id, "管理员申请")
+
+
+@router.post(
+    "/credential-requests/{request_id}/approve", response_model=ApprovedCredential, status_code=201,
+    summary="批准凭证申请（另一位管理员）", responses=responses(R401, R403, R404, R409, R503),
+)
+async def approve_credential(
+    request_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: Admin, res: ResourcesDep
+) -> ApprovedCredential:
+    """The second admin approves: a one-time sign-in link for the person, recorded with both admins."""
+    pool = await res.pool()
+    req = await bounded(res, credentials.pending_request(pool, request_id))
+    if req is None:
+        raise ApiError(404, "request_not_found", "没有这个凭证申请")
+    refuse(permissions.may_approve_credential(user, requested_by=req["requested_by"], target_id=req["staff_id"]))
+    ttl = timedelta(minutes=res.settings.console_link_minutes)
+    try:
+        code, row = await bounded(res, credentials.approve_request(
+            pool, request_id=request_id, approved_by=user.id, link_ttl=ttl))
+    except credentials.CredentialError as exc:
+        raise ApiError(409, exc.code, exc.message) from exc
+    return ApprovedCredential(request=_request_out(row), sign_in_url=res.settings.sign_in_url(code),
+                              expires_at=datetime.now(UTC) + ttl)

@@ -18,7 +18,12 @@ from api.services.cases import (
     get_case,
 )
 from api.services.creation import Created, create_case
-from api.services.recordings import list_recordings, play_recording, upload_recording
+from api.services.recordings import (
+    list_recordings,
+    may_upload,
+    play_recording,
+    upload_recording,
+)
 from api.services.reports import allocation_report, sla_report
 from api.services.steps import (
     add_note,
@@ -47,6 +52,7 @@ __all__ = [
     "first_suggestion",
     "get_case",
     "list_recordings",
+    "may_upload",
     "play_recording",
     "reassign",
     "reschedule",

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from api.deps import CurrentUser, Resources, bounded
+from api.deps import CurrentUser, Resources, bounded, refuse
 from api.errors import ApiError
 from api.schemas import CaseView, MessageItem, MessageList, SuggestionItem, SuggestionList
 from api.services.access import CaseAccess, open_case, open_case_for, record_contact, redact
@@ -34,8 +34,13 @@ QUERY_WHEN_UNPROJECTED_SECONDS = 2.0
 
 
 async def get_case(res: Resources, case_id: int, *, user: CurrentUser, fresh: bool = False) -> CaseView:
-    """The case: stage, open steps (owner, due, overdue, escalation level), assignments, meetings, timeline."""
+    """The case: stage, open steps (owner, due, overdue, escalation level), assignments, meetings, timeline.
+
+    `fresh` (a live workflow query) only for those domain.permissions allows (403 wrong_role otherwise).
+    """
     access = await open_case(res, user, case_id)
+    if fresh:
+        refuse(permissions.may_read_fresh(user))
     return await case_answer(res, user, access, fresh=fresh, route="GET /intakes/{case_id}")
 
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
+from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.datastructures import UploadFile
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.deps import CurrentUser, Resources, bounded
 from api.errors import ApiError
 from api.schemas import MAX_ID
-from api.services.access import open_case_for
+from api.services.access import CaseAccess, open_case_for
 from api.temporal import execute_update, intake_workflow
 from domain.audio import AUDIO_TYPES, SNIFF_BYTES, sniff_audio
 from domain.models import AttachRecording, CaseChange
@@ -33,43 +36,144 @@ log = logging.getLogger("intake.api")
 # One read from the store at most this large; a range answer at most RANGE_CHUNKS of them.
 RECORDING_CHUNK = 1024 * 1024
 RANGE_CHUNKS = 8
+# An upload is spooled in memory up to this size, beyond it in a temporary file (after authentication).
+SPOOL_IN_MEMORY = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-async def upload_recording(res: Resources, user: CurrentUser, case_id: int, file: UploadFile) -> asyncpg.Record:
-    """Attach the recorder's audio (mp3/m4a/wav/amr, by content) to an open case; its recordings row.
+class _FilePart:
+    """The multipart parser's callbacks: the `file` part streamed into a spool, bounded while it arrives."""
 
-    404 case_not_found, 403 wrong_role, 415 unsupported_audio, 413 recording_too_large, 409 case_closed, 503.
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the caller
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.filename: str | None = None
+        self.head = b""
+        self.found = False
+        self._in_file = False
+        self._header_field = b""
+        self._header_value = b""
+        self._disposition = b""
+
+    def callbacks(self) -> dict[str, Any]:
+        """The callbacks for python_multipart's MultipartParser."""
+        return {
+            "on_part_begin": self._part_begin, "on_header_field": self._field, "on_header_value": self._value,
+            "on_header_end": self._header_end, "on_headers_finished": self._headers_done,
+            "on_part_data": self._data, "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._disposition = b""
+        self._in_file = False
+
+    def _field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header_field.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_field, self._header_value = b"", b""
+
+    def _headers_done(self) -> None:
+        _, params = parse_options_header(self._disposition)
+        if params.get(b"name") == b"file" and not self.found:
+            self._in_file = self.found = True
+            self.filename = params.get(b"filename", b"").decode("utf-8", "replace") or None
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if not self._in_file:
+            return
+        chunk = data[start:end]
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise ApiError(413, "recording_too_large", f"录音超过大小上限 {self.limit // (1024 * 1024)} MB")
+        if len(self.head) < SNIFF_BYTES:
+            self.head += chunk[: SNIFF_BYTES - len(self.head)]
+        self.digest.update(chunk)
+        self.spool.write(chunk)
+
+    def _part_end(self) -> None:
+        self._in_file = False
+
+
+async def read_upload(request: Request, limit: int) -> _FilePart:
+    """Stream a multipart body's `file` part into a spool, refusing it (413) the moment it passes `limit`.
+
+    Called only once the caller's credentials, role and case were judged from the headers: nothing of the
+    body is read before. 422 file_required without a file part, 415 unsupported_audio by its first bytes.
     """
-    access = await open_case_for(res, user, case_id, Action.upload_recording)
-    limit = res.settings.recordings_max_bytes
-    head = await file.read(SNIFF_BYTES)
-    content_type = sniff_audio(head)
-    if content_type is None:
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise ApiError(422, "file_required", "请以 multipart/form-data 上传录音文件（字段 file）", details={"field": "file"})
+    part = _FilePart(limit)
+    parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except ApiError:
+        part.spool.close()
+        raise
+    except Exception as exc:  # a malformed body: say so, keep nothing
+        part.spool.close()
+        raise ApiError(422, "invalid_payload", "上传内容格式不正确", details={"field": "file"}) from exc
+    if not part.found or not part.filename:
+        part.spool.close()
+        raise ApiError(422, "file_required", "请选择录音文件", details={"field": "file"})
+    if sniff_audio(part.head) is None:
+        part.spool.close()
         raise ApiError(415, "unsupported_audio", "文件内容不是 mp3、m4a、wav 或 amr 录音", details={"field": "file"})
-    # Size and checksum over the spooled upload, without holding it in memory.
-    digest, size = hashlib.sha256(head), len(head)
-    while chunk := await file.read(RECORDING_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "recording_too_large", f"录音超过大小上限 {limit // (1024 * 1024)} MB")
-        digest.update(chunk)
+    part.spool.seek(0)
+    return part
+
+
+async def may_upload(res: Resources, user: CurrentUser, case_id: int) -> CaseAccess:
+    """Everything judged from the headers before an upload's body is read: the case (404), the role (403),
+    the case still open (409)."""
+    access = await open_case_for(res, user, case_id, Action.upload_recording)
     if not access.facts.open:
         raise ApiError(409, "case_closed", "案件不在进行中，不能上传录音")
+    return access
+
+
+async def upload_recording(res: Resources, user: CurrentUser, case_id: int, request: Request) -> asyncpg.Record:
+    """Attach the recorder's audio (mp3/m4a/wav/amr, by content) to an open case; its recordings row.
+
+    404 case_not_found, 403 wrong_role, 409 case_closed — all before the body is read — then, while it
+    streams, 413 recording_too_large; 415 unsupported_audio, 503.
+    """
+    await may_upload(res, user, case_id)
+    part = await read_upload(request, res.settings.recordings_max_bytes)
+    try:
+        return await _store_upload(res, user, case_id, part)
+    finally:
+        part.spool.close()
+
+
+async def _store_upload(res: Resources, user: CurrentUser, case_id: int, part: _FilePart) -> asyncpg.Record:
+    content_type = sniff_audio(part.head)
+    assert content_type is not None
+    size = part.size
     store = res.recordings()
     key = f"case-{case_id}/{uuid.uuid4().hex}{AUDIO_TYPES[content_type]}"
-    await file.seek(0)
     try:
-        await store.put(key, file.file, content_type)
+        await store.put(key, part.spool, content_type)  # type: ignore[arg-type]
     except Exception as exc:
         log.warning("case %s: recording not stored: %r", case_id, exc)
         raise ApiError(503, "storage_unavailable", "录音存储暂时不可用，请稍后重试", headers={"Retry-After": "5"}) from exc
     pool = await res.pool()
-    filename = (file.filename or "recording")[-200:]
+    filename = (part.filename or "recording")[-200:]
     try:
         row = await bounded(res, repo.insert_recording(
             pool, case_id=case_id, key=key, filename=filename, content_type=content_type, size=size,
-            sha256=digest.hexdigest(), uploaded_by=user.id,
+            sha256=part.digest.hexdigest(), uploaded_by=user.id,
         ))
         # The case's timeline shows it (the workflow records the number, type and size only).
         client = await res.client()

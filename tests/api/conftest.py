@@ -178,7 +178,8 @@ async def api(client: Client, pool: asyncpg.Pool, pg_dsn: str, people: dict[str,
     worker (a case whose worker was gone would only answer 503 temporal_timeout).
     """
     tq = f"api-{uuid.uuid4().hex[:10]}"
-    settings = Settings(task_queue=tq, database_url=pg_dsn, request_timeout_seconds=5.0,
+    # Many tests check refusals of bad tokens from one address: the flood limit is tested on its own.
+    settings = Settings(task_queue=tq, database_url=pg_dsn, request_timeout_seconds=5.0, auth_failures_per_minute=100_000,
                         company_address=COMPANY_ADDRESS, recordings_dir=Path(tempfile.mkdtemp(prefix="recordings-")))
     app = create_app(settings, temporal_client=client, pool=pool, policy=fast_policy())
     worker = build_worker(client, pool, settings, task_queue=tq)

@@ -82,19 +82,40 @@ async def test_codec_endpoint_decodes_for_allowed_staff_only(api: Api) -> None:
     assert r.status_code == 200 and base64.b64decode(r.json()["payloads"][0]["metadata"]["encoding"]) == ENCODING
 
 
-async def test_personal_codec_url_and_revocation(api: Api) -> None:
+async def test_personal_codec_url_and_revocation(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     repo = StaffRepository(api.pool)
     boss = await repo.add(name="临时总经理", phone=unique_phone(), role=Role.director)
     token = await repo.issue_token(staff_id=boss.id, ttl_days=1)
     _, found = await _office_case(api)
-    r = await api.http.post(f"/codec/k/{token}/decode", json={"payloads": found})
+    # a codec-only credential, issued by the person for themself
+    r = await api.http.post("/codec/credentials", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 201, r.text
+    url = r.json()["url"]
+    path = url.removeprefix(api.settings.console_base())
+    assert path.startswith("/codec/k/itc_") and token not in url
+    with caplog.at_level("INFO", logger="intake.access"):
+        r = await api.http.post(f"{path}/decode", json={"payloads": found})
     assert r.status_code == 200 and any(
         CAR in base64.b64decode(p["data"]).decode("utf-8", "replace") for p in r.json()["payloads"]
     )
-    designer_token = api.people["designer"].token
-    assert_error(await api.http.post(f"/codec/k/{designer_token}/decode", json={"payloads": found}), 403, "wrong_role")
-    await repo.revoke_tokens(staff_id=boss.id)
+    credential = path.rsplit("/", 1)[-1]
+    assert credential not in caplog.text and "/codec/k/{token}/decode" in caplog.text  # the template, not the path
+    # decode only; never a bearer token anywhere else; a bearer token never in the URL
+    assert (await api.http.post(f"{path}/encode", json={"payloads": []})).status_code in (404, 405)
+    for route in ("/me/tasks", "/intakes"):
+        assert_error(await api.http.get(route, headers={"Authorization": f"Bearer {credential}"}), 401, "invalid_token")
+    assert_error(await api.http.post("/codec/decode", json={"payloads": found},
+                                     headers={"Authorization": f"Bearer {credential}"}), 401, "invalid_token")
     assert_error(await api.http.post(f"/codec/k/{token}/decode", json={"payloads": found}), 401, "invalid_token")
+    # stored hashed, with its scope and who issued it
+    row = await api.pool.fetchrow("SELECT scope, issued_by, expires_at - created_at AS ttl FROM staff_tokens"
+                                  " WHERE staff_id = $1 AND scope = 'codec'", boss.id)
+    assert row["issued_by"] == boss.id and row["ttl"].total_seconds() <= api.settings.codec_credential_hours * 3600 + 1
+    assert await api.pool.fetchval("SELECT count(*) FROM staff_tokens WHERE token_hash = $1", credential) == 0
+    # a designer gets none
+    assert_error(await api.http.post("/codec/credentials", headers=api.h("designer")), 403, "wrong_role")
+    await repo.revoke_tokens(staff_id=boss.id)
+    assert_error(await api.http.post(f"{path}/decode", json={"payloads": found}), 401, "invalid_token")
 
 
 async def test_old_key_payloads_decode_after_rotation(api: Api) -> None:

@@ -105,7 +105,7 @@ PUBLIC = {
     ("GET", "/console/login"), ("GET", "/console/login/{code}"), ("POST", "/console/login/{code}"),
     ("POST", "/console/logout"),
     # the personal codec URL names its credential in the path; tested with the codec (test_codec_endpoint)
-    ("POST", "/codec/k/{token}/decode"), ("POST", "/codec/k/{token}/encode"),
+    ("POST", "/codec/k/{token}/decode"),
 }
 
 Expect = dict[str, int]
@@ -228,6 +228,10 @@ ROUTES: dict[tuple[str, str], Row] = {
                                                   path_args={"secret": "guess"}),
     ("POST", "/codec/local/{secret}/encode"): Row(everyone(404), lambda c: {"payloads": []},
                                                   path_args={"secret": "guess"}),
+    ("POST", "/staff/credential-requests/{request_id}/approve"): Row(
+        {a: (404 if a == "admin" else 403) for a in ACTORS}, path_args={"request_id": 999999999}),
+    ("GET", "/audit/credentials"): Row({a: (200 if a in ("manager", "director", "admin") else 403) for a in ACTORS}),
+    ("POST", "/codec/credentials"): Row({a: (201 if a in ("manager", "director", "admin") else 403) for a in ACTORS}),
     # the console: the same rules behind a session cookie
     ("GET", "/console"): Row(everyone(200), form=True),
     ("GET", "/console/cases/{case_id}"): Row(only(dict.fromkeys(VIEWERS, 200)), form=True),
@@ -276,8 +280,8 @@ async def call(ctx: Ctx, method: str, path: str, row: Row, actor: str) -> httpx.
     if method == "GET":
         return await api.http.get(url, cookies=cookies)
     data = {"csrf": csrf_token(token), **(body or {})}
-    if row.upload:
-        return await api.http.post(url, cookies=cookies, data=data,
+    if row.upload:  # the form token rides in the address: judged before the file is read
+        return await api.http.post(url, cookies=cookies, params={"csrf": csrf_token(token)},
                                    files={"file": ("note.mp3", NOT_AUDIO, "audio/mpeg")})
     return await api.http.post(url, cookies=cookies, data=data)
 

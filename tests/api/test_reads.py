@@ -79,7 +79,9 @@ async def test_list_pagination_offset_and_cursor(api: Api, cases: dict[str, Any]
 async def test_case_detail_from_projection_and_live(api: Api, cases: dict[str, Any]) -> None:
     cid = cases["remote"]["id"]
     proj = await api.case(cid, "assistant_lead", fresh=False)
-    live = await api.case(cid, "assistant_lead", fresh=True)
+    live = await api.case(cid, "director", fresh=True)  # a live workflow query: the manager and director only
+    r = await api.http.get(f"/intakes/{cid}", params={"fresh": True}, headers=api.h("assistant_lead"))
+    assert r.status_code == 403 and r.json()["code"] == "wrong_role"
     assert proj["state_source"] == "projection" and live["state_source"] == "workflow"
     for c in (proj, live):
         assert c["stage"] == "contact"
@@ -95,10 +97,10 @@ async def test_case_detail_from_projection_and_live(api: Api, cases: dict[str, A
         kinds = [e["kind"] for e in c["timeline"]]
         assert kinds[0] == "created" and "designer_assigned" in kinds
         assert [e["seq"] for e in c["timeline"]] == sorted(e["seq"] for e in c["timeline"])
-        # the assistant lead sees every case but works none: the phone and address are masked (SPEC §13)
-        full = cases["remote"]["client"]["phone"]
-        assert c["client"]["phone"] == f"{full[:3]}****{full[-4:]}" and not c["client"]["contact_visible"]
-        assert c["client"]["address"] != cases["remote"]["client"]["address"]
+    # the assistant lead sees every case but works none: the phone and address are masked (SPEC §13)
+    full = cases["remote"]["client"]["phone"]
+    assert proj["client"]["phone"] == f"{full[:3]}****{full[-4:]}" and not proj["client"]["contact_visible"]
+    assert proj["client"]["address"] != cases["remote"]["client"]["address"]
     # its designer sees them in full
     own = await api.case(cid, "designer2", fresh=False)
     assert own["client"]["phone"] == cases["remote"]["client"]["phone"] and own["client"]["contact_visible"]

@@ -6,8 +6,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import asyncpg
 
 from devstack import temporal_binary
 
-__all__ = ["database_beside", "fresh_database", "pgserver_uri", "temporal_binary"]
+__all__ = ["compose_users_database", "database_beside", "fresh_database", "pgserver_uri", "temporal_binary"]
 
 
 def pgserver_uri(data_dir: Path) -> str:
@@ -90,3 +90,29 @@ async def database_beside(dsn: str) -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+@contextmanager
+def compose_users_database(data_dir: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL set up as compose sets it up (deploy/postgres-init.sh: users temporal /
+    intake_migrate / intake_app with passwords t / m / a); yields its socket directory."""
+    import re
+    import subprocess
+
+    import pgserver
+
+    from config import PROJECT_ROOT
+
+    server = pgserver.get_server(str(data_dir), cleanup_mode="delete")
+    try:
+        socket_dir = re.search(r"host=([^&]+)", server.get_uri()).group(1)  # type: ignore[union-attr]
+        bindir = os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin")
+        env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": socket_dir,
+               "PATH": f"{bindir}:{os.environ['PATH']}", "TEMPORAL_DB_PASSWORD": "t",
+               "INTAKE_MIGRATE_DB_PASSWORD": "m", "INTAKE_APP_DB_PASSWORD": "a"}
+        proc = subprocess.run(["sh", str(PROJECT_ROOT / "deploy" / "postgres-init.sh")], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        yield socket_dir
+    finally:
+        server.cleanup()
