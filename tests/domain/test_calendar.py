@@ -123,6 +123,9 @@ def test_latest_business_moment_at_or_before() -> None:
     assert latest_business_moment_at_or_before(DEFAULT, monday_night) == sh(2026, 11, 28, 18)
     assert latest_business_moment_at_or_before(DEFAULT, sh(2026, 11, 30, 11)) == sh(2026, 11, 30, 11)
     assert latest_business_moment_at_or_before(DEFAULT, sh(2026, 11, 30, 18)) == sh(2026, 11, 30, 18)
+    # the opening itself is working time (not Saturday's close): a client's reminder a day before a
+    # Tuesday 09:00 meeting goes out on Monday at 09:00
+    assert latest_business_moment_at_or_before(DEFAULT, sh(2026, 11, 30, 9)) == sh(2026, 11, 30, 9)
 
 
 def test_split_periods_lunch_break() -> None:
