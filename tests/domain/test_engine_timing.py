@@ -256,8 +256,12 @@ class Model:
     def check_plans(self, s: CaseState) -> None:
         """The engine's own plan for every open step is the policy's time for its next rung."""
         for o in s.open_steps:
+            chain = self.policy.chain(o.step)
+            assert o.overdue == (o.escalation_level > 0), f"{o.key}: overdue {o.overdue} at level {o.escalation_level}"
             if o.stalled:
                 assert o.next_escalation_at is None and o.next_escalation is None, o.key
+                # a step stalls only once its chain and all its repeats are used up
+                assert o.escalation_level == len(chain.stages) + self.policy.escalation_max_repeats, o.key
                 continue
             r = self.rungs.get(o.key)
             last = r.last_fired if r and r.due == o.due_at and r.level == o.escalation_level else None
@@ -766,3 +770,120 @@ def test_follow_ups_and_the_client_reminder_fall_in_working_time() -> None:
     assert local[f"T4:measure:{measure.isoformat()}"] == "Sat 10-26 18:00"
     # designer and assistant an hour before the measure, whatever the calendar (the meeting is then)
     assert local[f"remind:measure:{measure.isoformat()}:designer"] == "Mon 10-28 09:00"
+
+
+def _remote_at_contact(policy: Policy, created: datetime) -> Model:
+    """A remote case whose designer (and assistant) are assigned: `contact` is open, the designer's."""
+    m = _case(policy, created)
+    now = created + timedelta(seconds=1)
+    m.advance(now, on_time=True)
+    meet = (created + timedelta(days=3)).isoformat()
+    for who, name, payload in [(MANAGER, StepName.callback, {"reached": True, "meeting_at": meet}),
+                               (MANAGER, StepName.assign_designer, {}), (LEAD, StepName.assign_assistant, {})]:
+        done = m.command(CompleteStep(actor=actor(who), step=name, payload=payload,
+                                      first_suggestion=DESIGNER if name == StepName.assign_designer else ASSISTANT), now)
+        assert done is not None
+    assert {o.step for o in m.state.open_steps} == {StepName.contact}
+    return m
+
+
+def test_each_rung_pages_whom_the_chain_says_and_the_stall_tells_the_director() -> None:
+    """Guards the targets of escalate(): owner, then the owner's superior (a manager's step: the director;
+    a designer's step: the manager), the repeats to the chain's repeat target, the stall to the director,
+    and what the timeline and the UI say of each."""
+    policy = fast_policy().model_copy(update={"escalation_max_repeats": 1, "reclaim_at_level": None})
+    # the manager's callback
+    m = _case(policy, datetime(2030, 5, 6, 9, 0, tzinfo=UTC))
+    step = m.state.open_steps[0]
+    assert step.next_escalation == "提醒经理陈建国"
+    d = engine.tick(m.state, now=step.next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    [ev] = [e for e in d.change.events if e.kind == "escalation"]
+    assert (ev.step, ev.text) == (StepName.callback, "经理回访到期 → 提醒经理陈建国")
+    assert ev.data == {"key": "callback#1", "level": 1, "target": "owner", "recipient_id": MANAGER.id}
+    [n] = d.change.effects.notices
+    assert (n.purpose, n.recipient_id, n.recipient_role) == ("esc:callback#1:1", MANAGER.id, None)
+    assert n.text.startswith("提醒：客户 #7「经理回访」已到期")
+    step = d.state.open_steps[0]
+    assert step.overdue and step.next_escalation == "通知总经理赵总"
+    d = engine.tick(d.state, now=step.next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    [ev] = [e for e in d.change.events if e.kind == "escalation"]
+    assert ev.text == "经理回访超时 → 通知总经理赵总"
+    assert ev.data == {"key": "callback#1", "level": 2, "target": "superior", "recipient_id": DIRECTOR.id}
+    [n] = d.change.effects.notices
+    assert (n.recipient_id, n.text[:3]) == (DIRECTOR.id, "升级：")
+    step = d.state.open_steps[0]
+    assert step.next_escalation == "通知总经理赵总"  # the one repeat
+    d = engine.tick(d.state, now=step.next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    step = d.state.open_steps[0]
+    assert step.escalation_level == 3 and step.next_escalation == "搁置并通知总经理"
+    d = engine.tick(d.state, now=step.next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    [ev] = d.change.events
+    assert (ev.kind, ev.step, ev.data) == ("stalled", StepName.callback, {"key": "callback#1", "level": 3})
+    [n] = d.change.effects.notices
+    assert (n.purpose, n.recipient_id, n.recipient_role) == ("stalled:callback#1", DIRECTOR.id, None)
+    assert n.text.startswith("搁置：客户 #7「经理回访」")
+    # the designer's contact: owner, then the manager (the designer's superior)
+    m = _remote_at_contact(policy, datetime(2030, 5, 6, 9, 0, tzinfo=UTC))
+    contact = m.state.open_steps[0]
+    assert contact.next_escalation == "提醒设计师周一鸣"
+    d = engine.tick(m.state, now=contact.next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    assert [(n.recipient_id, n.recipient_role) for n in d.change.effects.notices] == [(DESIGNER.id, None)]
+    contact = d.state.open_steps[0]
+    assert contact.next_escalation == "通知经理陈建国"
+    d = engine.tick(d.state, now=contact.next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    [ev] = [e for e in d.change.events if e.kind == "escalation"]
+    assert ev.data == {"key": "contact#1", "level": 2, "target": "superior", "recipient_id": MANAGER.id}
+    # without a director on the case, the role is named, so the outbox finds one
+    s = d.state.model_copy(update={"director": None})
+    last = engine.tick(s, now=d.state.open_steps[0].next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    later = engine.tick(last.state, now=last.state.open_steps[0].next_escalation_at, policy=policy)  # type: ignore[arg-type]
+    [n] = later.change.effects.notices
+    assert (n.purpose, n.recipient_id, n.recipient_role) == ("stalled:contact#1", None, Role.director)
+
+
+def test_the_designer_lapses_at_the_policy_rung_not_later() -> None:
+    """Guards the reclaim level (escalation_level >= reclaim_at_level): 掉保 on the first repeat (level 3)."""
+    policy = fast_policy()
+    m = _remote_at_contact(policy, datetime(2030, 5, 6, 9, 0, tzinfo=UTC))
+    due = m.state.open_steps[0].due_at
+    assert due is not None and policy.reclaim_at_level == 3
+    m.advance(due + timedelta(minutes=5), on_time=True)
+    reclaimed = m.messages["reclaimed:contact#1"]
+    assert reclaimed == due + timedelta(seconds=5) + policy.escalation.repeat_every  # type: ignore[operator]
+    assert "esc:contact#1:4" not in m.messages and m.state.designer is None
+
+
+def test_a_moved_meeting_restarts_its_steps_chain_from_the_new_time() -> None:
+    """Guards set_due: a rescheduled first meeting is due at the new time plus the grace, not overdue, not
+    stalled, its first rung at that due time; an office visit moved before an assignment's own due time
+    pulls that assignment's due time to the visit."""
+    policy = fast_policy().model_copy(update={"reclaim_at_level": None})  # the designer keeps the case
+    m = _remote_at_contact(policy, datetime(2030, 5, 6, 9, 0, tzinfo=UTC))
+    now = m.now
+    meet = now + timedelta(minutes=30)
+    assert m.command(CompleteStep(actor=actor(DESIGNER), step=StepName.contact,
+                                  payload={"meeting_at": meet.isoformat(), "meeting_kind": "measure"}), now)
+    late = meet + policy.meeting_grace + timedelta(minutes=5)
+    m.advance(late, on_time=True)  # the first meeting escalates and stalls
+    fm = next(o for o in m.state.open_steps if o.step == StepName.first_meeting)
+    assert fm.stalled and fm.overdue
+    moved = late + timedelta(hours=2)
+    d = m.command(Reschedule(actor=actor(MANAGER), target="meeting", at=moved, reason="客户出差"), late)
+    assert d is not None
+    fm = next(o for o in d.state.open_steps if o.step == StepName.first_meeting)
+    assert (fm.due_at, fm.escalation_level, fm.overdue, fm.stalled) == (moved + policy.meeting_grace, 0, False, False)
+    assert fm.next_escalation_at == fm.due_at and fm.next_escalation == "提醒设计师周一鸣"
+    # an office visit moved to five seconds from now: both assignments are due then, not in 20 / 30 s
+    created = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)
+    v = engine.start(IntakeInput(case_id=8, source=Source.marketing, scenario=Scenario.office_visit,
+                                 created_at=created, created_by=CONSULTANT, manager=MANAGER, director=DIRECTOR,
+                                 policy=policy, meeting_at=created + timedelta(days=2)))
+    m = Model.begin(policy, v)
+    m.now = created
+    assert m.command(CompleteStep(actor=actor(MANAGER), step=StepName.callback, payload={"reached": True}), created)
+    visit = created + timedelta(seconds=5)
+    d = m.command(Reschedule(actor=actor(MANAGER), target="meeting", at=visit), created)
+    assert d is not None
+    dues = {o.step: o.due_at for o in d.state.open_steps}
+    assert dues[StepName.assign_designer] == dues[StepName.assign_assistant] == visit
+    assert dues[StepName.arrival] == visit + policy.meeting_grace
