@@ -128,6 +128,17 @@ def test_latest_business_moment_at_or_before() -> None:
     assert latest_business_moment_at_or_before(DEFAULT, sh(2026, 11, 30, 9)) == sh(2026, 11, 30, 9)
 
 
+def test_overlapping_and_touching_periods_count_once() -> None:
+    """A policy file may list periods that overlap or touch (09–12, 11–14, 14–18): each working minute
+    counts once, and a step is not due at a seam that is no close."""
+    cal = CalendarPolicy(hours={d: [(time(14), time(18)), (time(9), time(12)), (time(11), time(14))] for d in range(5)})
+    assert business_time_between(cal, sh(2026, 11, 30, 8), sh(2026, 11, 30, 20)) == timedelta(hours=9)
+    assert add_business_time(cal, sh(2026, 11, 30, 9), timedelta(hours=9)) == sh(2026, 11, 30, 18)
+    assert add_business_time(cal, sh(2026, 11, 30, 11, 30), timedelta(hours=3)) == sh(2026, 11, 30, 14, 30)
+    assert latest_business_moment_at_or_before(cal, sh(2026, 11, 30, 20)) == sh(2026, 11, 30, 18)
+    assert next_business_moment(cal, sh(2026, 11, 30, 12, 30)) == sh(2026, 11, 30, 12, 30)
+
+
 def test_split_periods_lunch_break() -> None:
     cal = CalendarPolicy(hours={d: [(time(9), time(12)), (time(13, 30), time(18))] for d in range(5)})
     assert add_business_time(cal, sh(2026, 11, 27, 11, 50), timedelta(minutes=15)) == sh(2026, 11, 27, 13, 35)
