@@ -139,6 +139,14 @@ def test_overlapping_and_touching_periods_count_once() -> None:
     assert next_business_moment(cal, sh(2026, 11, 30, 12, 30)) == sh(2026, 11, 30, 12, 30)
 
 
+def test_the_local_date_decides_the_day_not_the_utc_date() -> None:
+    """An early shift (06:00–10:00 in Shanghai) starts on the previous UTC day: Monday 07:00 is Monday's."""
+    cal = CalendarPolicy(hours={0: [(time(6), time(10))]})
+    assert is_business_time(cal, sh(2026, 11, 30, 7))
+    assert not is_business_time(cal, sh(2026, 11, 29, 7))
+    assert next_business_moment(cal, sh(2026, 11, 29, 23)) == sh(2026, 11, 30, 6)
+
+
 def test_split_periods_lunch_break() -> None:
     cal = CalendarPolicy(hours={d: [(time(9), time(12)), (time(13, 30), time(18))] for d in range(5)})
     assert add_business_time(cal, sh(2026, 11, 27, 11, 50), timedelta(minutes=15)) == sh(2026, 11, 27, 13, 35)

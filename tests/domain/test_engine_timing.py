@@ -35,6 +35,7 @@ from domain.models import (
     CloseCase,
     CompleteStep,
     IntakeInput,
+    NotifyStaff,
     OpenStep,
     Reassign,
     Reschedule,
@@ -197,6 +198,7 @@ class Model:
     stalls: list[str] = field(default_factory=list)
     escalations: int = 0
     now: datetime = datetime.min.replace(tzinfo=UTC)  # the clock of the sequence
+    all_notices: list[NotifyStaff] = field(default_factory=list)
 
     @classmethod
     def begin(cls, policy: Policy, d: engine.Decision) -> Model:
@@ -380,6 +382,7 @@ class Model:
         self.record_messages(d, now)
 
     def record_messages(self, d: engine.Decision, now: datetime) -> None:
+        self.all_notices += d.change.effects.notices
         for purpose in [*(x.purpose for x in d.change.effects.sms), *(x.purpose for x in d.change.effects.notices)]:
             assert purpose not in self.messages, f"{purpose} decided twice ({self.messages[purpose]}, {now})"
             self.messages[purpose] = now
@@ -887,3 +890,44 @@ def test_a_moved_meeting_restarts_its_steps_chain_from_the_new_time() -> None:
     dues = {o.step: o.due_at for o in d.state.open_steps}
     assert dues[StepName.assign_designer] == dues[StepName.assign_assistant] == visit
     assert dues[StepName.arrival] == visit + policy.meeting_grace
+
+
+def test_a_step_with_a_chain_of_its_own_follows_that_chain() -> None:
+    """Guards policy.chain(step) in plan_escalation: the lunch policy's callback has three stages (owner,
+    superior after 10 min, the director after 50 min) and repeats every 40 min to the director."""
+    policy = POLICIES["lunch"]
+    m = _case(policy, datetime(2030, 10, 9, 9, 0, tzinfo=SHANGHAI))
+    due = m.state.open_steps[0].due_at
+    assert due == datetime(2030, 10, 9, 9, 15, tzinfo=SHANGHAI)
+    pages = _pages(m, datetime(2030, 10, 10, tzinfo=SHANGHAI))
+    local = [(p, t.astimezone(SHANGHAI).strftime("%H:%M")) for p, t in pages]
+    assert local == [("esc:callback#1:1", "09:15"), ("esc:callback#1:2", "09:25"), ("esc:callback#1:3", "10:05"),
+                     ("esc:callback#1:4", "10:45"), ("esc:callback#1:5", "11:25"), ("stalled:callback#1", "13:35")]
+
+
+def test_out_of_attempts_the_callback_reopens_overdue_at_the_end_of_its_chain() -> None:
+    """Guards set_due(level=...): the callback reopened after the last attempt is overdue at once, however
+    short the chain (here one stage), and its next rung is a repeat."""
+    one = EscalationChain(stages=[EscalationStage(after=timedelta(0), target="owner")], repeat_every=timedelta(seconds=20))
+    policy = fast_policy().model_copy(update={"escalation": one, "callback_max_attempts": 1})
+    m = _case(policy, datetime(2030, 5, 6, 9, 0, tzinfo=UTC))
+    now = m.now + timedelta(seconds=1)
+    d = m.command(CompleteStep(actor=actor(MANAGER), step=StepName.callback, payload={"reached": False}), now)
+    assert d is not None
+    [cb] = d.state.open_steps
+    assert (cb.key, cb.escalation_level, cb.overdue, cb.due_at) == ("callback#2", 1, True, now)
+    assert cb.next_escalation_at == now + timedelta(seconds=20) and d.state.overdue
+
+
+def test_a_notice_to_a_role_names_the_role_when_nobody_is_on_the_case() -> None:
+    """Guards the role of an escalation notice (the outbox finds the person by role when the case has
+    nobody in it): the director for a manager's step, the manager for a designer's."""
+    policy = fast_policy()
+    created = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)
+    d = engine.start(IntakeInput(case_id=9, source=Source.online, scenario=Scenario.remote, created_at=created,
+                                 created_by=CONSULTANT, manager=None, director=None, policy=policy))
+    m = Model.begin(policy, d)
+    m.now = created
+    m.advance(created + timedelta(seconds=16), on_time=True)
+    rungs = [(n.purpose, n.recipient_id, n.recipient_role) for n in m.all_notices if n.purpose.startswith("esc:")]
+    assert rungs == [("esc:callback#1:1", None, Role.manager), ("esc:callback#1:2", None, Role.director)]
