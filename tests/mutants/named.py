@@ -5,17 +5,19 @@
     python -m tests.mutants.named NAME ...   # some of them
     python -m tests.mutants.named --control  # the named tests pass on the code as it is
 
-Each mutant is a textual edit (the exact old text, found once in the files its globs name, replaced by
-the new text) applied to a throwaway copy of the project; the named tests then run there and must fail.
-An edit is found by its text, not by a file and line, so it survives moving code between modules (the
-engine split into domain/engine*/, the repositories moved to store/); if its text is gone the script
-says so and exits non-zero: re-create the mutant against the new code.
+Each mutant is a textual edit (the old text, or a regular expression when it starts with "re:", found
+exactly once in the files its globs name, replaced by the new text) applied to a throwaway copy of the
+project; the named tests then run there and must fail. An edit is found by its text, not by a file and
+line, so it survives moving code between modules (the engine split into domain/agenda.py and friends,
+the dispatcher moved to background/); if its text is gone the script says so and exits non-zero:
+re-create the mutant against the new code.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +32,7 @@ IGNORED = shutil.ignore_patterns(
     "__pycache__", "test-artifacts", "docs", "node_modules", "*.egg-info", "build",
 )
 DOMAIN = ("domain/**/*.py",)
-OUTBOX = ("activities/**/*.py", "store/**/*.py")
+OUTBOX = ("activities/**/*.py", "store/**/*.py", "background/**/*.py")
 API = ("api/**/*.py",)
 WORKFLOWS = ("workflows/**/*.py",)
 TIMING = "tests/domain/test_engine_timing.py"
@@ -54,7 +56,7 @@ MUTANTS = [
         "repeats_in_one_burst",
         "every escalation repeat counts from the due time (plan_escalation(step)), not from the rung that fired",
         DOMAIN,
-        (("        self.plan_escalation(step, repeat_from=self.now)\n", "        self.plan_escalation(step)\n"),),
+        ((r"re:plan_escalation\(step, repeat_from=(\w+)\.now\)", "plan_escalation(step)"),),
         (f"{TIMING}::test_each_repeat_fires_one_interval_after_the_rung_before_it",
          f"{TIMING}::test_after_an_outage_one_late_tick_pages_once_then_repeats_an_interval_later"),
     ),
@@ -72,7 +74,7 @@ MUTANTS = [
         "follow_ups_on_days_off",
         "the follow-up reminders are not moved into working time (day 7 on a Sunday pages the designer then)",
         DOMAIN,
-        (("items.append((self.business(outcome.opened_at + after, False), summary,",
+        ((r"re:items\.append\(\((\w+)\.business\(outcome\.opened_at \+ after, False\), summary,",
           "items.append((outcome.opened_at + after, summary,"),),
         (f"{TIMING}::test_follow_ups_and_the_client_reminder_fall_in_working_time",),
     ),
@@ -80,7 +82,7 @@ MUTANTS = [
         "stall_one_repeat_late",
         "the step stalls one repeat after the policy's limit (an off-by-one in the repeat count)",
         DOMAIN,
-        (("        if repeats >= self.p.escalation_max_repeats:\n", "        if repeats > self.p.escalation_max_repeats:\n"),),
+        ((r"re:if repeats >= (\w+)\.p\.escalation_max_repeats:", r"if repeats > \1.p.escalation_max_repeats:"),),
         (f"{TIMING}::test_each_repeat_fires_one_interval_after_the_rung_before_it",
          "tests/domain/test_engine.py::test_escalation_climbs_on_time_then_stalls_and_tells_the_director_once"),
     ),
@@ -152,13 +154,15 @@ def apply(m: Mutant, base: Path) -> list[str]:
     edit's text is not found exactly once."""
     changed: list[str] = []
     for old, new in m.edits:
-        hits = [(p, p.read_text(encoding="utf-8")) for p in _files(base, m.where)]
-        hits = [(p, text) for p, text in hits if old in text]
-        count = sum(text.count(old) for _, text in hits)
+        pattern = re.compile(old[3:] if old.startswith("re:") else re.escape(old))
+        texts = [(p, p.read_text(encoding="utf-8")) for p in _files(base, m.where)]
+        hits = [(p, text) for p, text in texts if pattern.search(text)]
+        count = sum(len(pattern.findall(text)) for _, text in hits)
         if count != 1:
             raise LookupError(f"{m.name}: {old!r} found {count} times in {', '.join(m.where)} (want once)")
         path, text = hits[0]
-        path.write_text(text.replace(old, new), encoding="utf-8")
+        new_text = pattern.sub(new if old.startswith("re:") else (lambda _m, new=new: new), text)
+        path.write_text(new_text, encoding="utf-8")
         changed.append(str(path.relative_to(base)))
     return changed
 
