@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     outbox_attempt_timeout_seconds: float = Field(default=15.0, gt=0)
     outbox_backoff_initial_seconds: float = Field(default=1.0, gt=0)
     outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # A claimed row stays its dispatcher's for the attempt timeout plus this margin (time to record the
+    # outcome); and the longest pause of the dispatcher after database errors. Tests shorten both.
+    outbox_lease_margin_seconds: float = Field(default=5.0, gt=0)
+    outbox_max_error_pause_seconds: float = Field(default=30.0, gt=0)
 
     # Reconciler (in the worker): a case row still `starting` after this long has lost its API request;
     # its workflow is started (or found) and the row opened. Then again every interval.

@@ -32,9 +32,10 @@ from store.outbox import _COLUMNS, _RETURNING, DB_TIMEOUT, OutboxStatus, masked,
 
 log = logging.getLogger(__name__)
 
-# A claim keeps a row from other dispatchers for attempt_timeout plus this: time to record the outcome.
+# A claim keeps a row from other dispatchers for attempt_timeout plus this: time to record the outcome
+# (the default of the dispatcher's `lease_margin`).
 LEASE_MARGIN = timedelta(seconds=5)
-# The longest pause of the loop after database errors.
+# The longest pause of the loop after database errors (the default of `max_error_pause`).
 MAX_ERROR_PAUSE = 30.0
 
 # --- delivering -------------------------------------------------------------------------------
@@ -74,6 +75,8 @@ class OutboxDispatcher:
         backoff_initial: timedelta = timedelta(seconds=1),
         backoff_max: timedelta = timedelta(minutes=5),
         provider_tz: str = "Asia/Shanghai",
+        lease_margin: timedelta = LEASE_MARGIN,
+        max_error_pause: float = MAX_ERROR_PAUSE,
     ) -> None:
         if concurrency < 1 or attempt_timeout <= 0 or poll_interval <= 0:
             raise ValueError("concurrency >= 1, attempt_timeout > 0 and poll_interval > 0 are required")
@@ -82,7 +85,8 @@ class OutboxDispatcher:
         self._poll_interval = poll_interval
         self._concurrency = concurrency
         self._attempt_timeout = attempt_timeout
-        self._lease = timedelta(seconds=attempt_timeout) + LEASE_MARGIN
+        self._lease = timedelta(seconds=attempt_timeout) + lease_margin
+        self._max_error_pause = max_error_pause
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._provider_tz = ZoneInfo(provider_tz)  # the provider's calendar day (Aliyun: Beijing time)
@@ -118,7 +122,7 @@ class OutboxDispatcher:
                         claimed = self._start(await self._claim(free), slots)
                     except Exception as exc:
                         errors += 1
-                        pause = min(max(self._poll_interval, 1.0) * 2 ** min(errors - 1, 10), MAX_ERROR_PAUSE)
+                        pause = min(max(self._poll_interval, 1.0) * 2 ** min(errors - 1, 10), self._max_error_pause)
                         log.warning(
                             "outbox dispatcher: cannot claim rows (%s); trying again in %.1f s",
                             masked(f"{type(exc).__name__}: {exc}"),
@@ -402,4 +406,6 @@ def build_dispatcher(
         attempt_timeout=settings.outbox_attempt_timeout_seconds,
         backoff_initial=timedelta(seconds=settings.outbox_backoff_initial_seconds),
         backoff_max=timedelta(seconds=settings.outbox_backoff_max_seconds),
+        lease_margin=timedelta(seconds=settings.outbox_lease_margin_seconds),
+        max_error_pause=settings.outbox_max_error_pause_seconds,
     )

@@ -87,7 +87,7 @@ class _Days:
             d += timedelta(days=1)
 
     def backward(self, t: datetime) -> Iterator[_Period]:
-        """Working periods starting before ``t``, latest first."""
+        """Working periods starting at or before ``t``, latest first (``t`` at an opening is working time)."""
         d = self.local_date(t) + timedelta(days=1)
         idle = 0
         while True:
@@ -96,7 +96,7 @@ class _Days:
             if idle > MAX_IDLE_DAYS:
                 raise ValueError(f"the calendar has no working time for {MAX_IDLE_DAYS} days before {t}")
             for p in reversed(periods):
-                if p[0] < t:
+                if p[0] <= t:
                     yield p
             d -= timedelta(days=1)
 

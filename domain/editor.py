@@ -342,8 +342,11 @@ class Editor(Schedule):
             if spec.due == which:
                 self.set_due(o, self.due_for(spec))
             elif which == "meeting" and spec.before_meeting:
-                # Assignments due before the visit follow the visit (an office visit moved earlier).
-                self.set_due(o, self.due_for(spec, opened=o.opened_at))
+                # Assignments due before the visit follow the visit (an office visit moved earlier);
+                # one whose due time stays keeps its chain (restarting it would page its rungs again).
+                due = self.due_for(spec, opened=o.opened_at)
+                if due != o.due_at:
+                    self.set_due(o, due)
 
     def close(self, actor: Actor, outcome: Outcome, reason: str | None) -> None:
         s = self.s

@@ -138,6 +138,9 @@ class Policy(_Model):
     # The API writes what an update changed at once; the workflow checks it in this long after (and
     # writes at once what its timers change).
     projection_grace: timedelta = timedelta(seconds=30)
+    # The workflow's write of a change retries until the database answers, waiting at most this long
+    # between tries (doubling from one second): how soon after an outage the projection catches up.
+    projection_retry_max: timedelta = timedelta(minutes=1)
     # Timeline entries the workflow keeps once they are in PostgreSQL (older ones live there only).
     events_kept: int = Field(default=30, ge=5)
 
@@ -202,4 +205,5 @@ def fast_policy() -> Policy:
         send_attempt_timeout=timedelta(seconds=10),
         case_row_wait=timedelta(seconds=10),
         projection_grace=timedelta(seconds=5),
+        projection_retry_max=timedelta(seconds=2),
     )

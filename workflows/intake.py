@@ -64,8 +64,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import Policy
     from domain.tracking import current_details
 
-# Writing the projection retries until the database answers (each attempt is idempotent).
-_WRITE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+# Writing the projection retries until the database answers (each attempt is idempotent), at most
+# policy.projection_retry_max apart.
+_WRITE_RETRY_FIRST = timedelta(seconds=1)
 _WRITE_TIMEOUT = timedelta(seconds=30)
 _SUGGEST_RETRY = RetryPolicy(maximum_attempts=3)
 
@@ -283,7 +284,10 @@ class IntakeWorkflow:
                         ProjectionActivities.apply_change,
                         change,
                         start_to_close_timeout=_WRITE_TIMEOUT,
-                        retry_policy=_WRITE_RETRY,
+                        retry_policy=RetryPolicy(
+                            initial_interval=_WRITE_RETRY_FIRST,
+                            maximum_interval=max(self.policy.projection_retry_max, _WRITE_RETRY_FIRST),
+                        ),
                         summary="写入案件视图与待发消息",
                     )
                 except ActivityError as exc:

@@ -724,7 +724,8 @@ async def test_the_loop_survives_a_database_outage(
     dispatcher_pool = await create_pool(f"{own_dsn}{sep}application_name=outbox-dispatcher-test", max_size=4)
     provider = RecordingOutbox()
     stop = asyncio.Event()
-    loop = asyncio.create_task(_dispatcher(dispatcher_pool, provider, poll_interval=0.05).run(stop))
+    # a short pause after database errors: the test waits for the dispatcher to come back, not 30 s
+    loop = asyncio.create_task(_dispatcher(dispatcher_pool, provider, poll_interval=0.05, max_error_pause=1.0).run(stop))
     try:
         async with pool.acquire() as conn:  # the test's own connection, kept through the outage
             async with conn.transaction():

@@ -180,7 +180,10 @@ async def api(client: Client, pool: asyncpg.Pool, pg_dsn: str, people: dict[str,
     tq = f"api-{uuid.uuid4().hex[:10]}"
     # Many tests check refusals of bad tokens from one address: the flood limit is tested on its own.
     settings = Settings(task_queue=tq, database_url=pg_dsn, request_timeout_seconds=5.0, auth_failures_per_minute=100_000,
-                        company_address=COMPANY_ADDRESS, recordings_dir=Path(tempfile.mkdtemp(prefix="recordings-")))
+                        company_address=COMPANY_ADDRESS, recordings_dir=Path(tempfile.mkdtemp(prefix="recordings-")),
+                        # test-only waits, shortened: a claimed message's lease margin, the dispatcher's
+                        # pause after database errors
+                        outbox_lease_margin_seconds=0.5, outbox_max_error_pause_seconds=2.0)
     app = create_app(settings, temporal_client=client, pool=pool, policy=fast_policy())
     worker = build_worker(client, pool, settings, task_queue=tq)
     # Messages go out through the outbox dispatcher, as in the worker process.

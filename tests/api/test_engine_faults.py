@@ -13,10 +13,14 @@ import asyncio
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import asyncpg
+import pytest
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.services import steps
 from domain.enums import StepName
 from domain.policy import EscalationChain, EscalationStage, fast_policy
 from tests.api.conftest import Api, future, make_http, open_steps
@@ -181,3 +185,39 @@ async def test_the_reconciler_pages_through_every_closed_run(api: Api) -> None:
     for i in ids:
         desc = await api.client.get_workflow_handle(f"intake-{i}").describe()
         assert desc.status is not None and desc.status.name == "RUNNING"
+
+
+async def test_an_update_decided_by_temporal_answers_even_when_the_api_cannot_write_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards: the API's fallback after Temporal decided (api/services/steps.act: a failed projection write is
+    logged, the answer is built from the decision) and the workflow's own write `projection_grace` later,
+    so the case reads right afterwards without the API's write."""
+    c = await api.create("consultant", "remote")
+    attempts: list[int] = []
+
+    async def database_refuses(conn: Any, settings: Any, change: Any, *, confirm: bool = True) -> Any:
+        attempts.append(change.version)
+        raise asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")
+
+    monkeypatch.setattr(steps, "write_change", database_refuses)
+    payload = {"reached": True, "meeting_at": future(), "meeting_kind": "measure"}
+    body = await api.ok_step(c["id"], "callback", "manager", payload)
+    # the answer is the decision, although nothing was written by the API
+    assert attempts, "the API did not try to write the change"
+    assert body["stage"] == "assign_designer" and open_steps(body) == {"assign_designer", "assign_assistant"}
+    assert await api.pool.fetchval("SELECT stage FROM cases WHERE id = $1", c["id"]) == "callback"
+    monkeypatch.undo()
+
+    async def projected() -> dict[str, Any] | None:
+        # the projection as lists, tasks and a plain GET read it (not the workflow's query)
+        got = await api.case(c["id"], fresh=False)
+        return got if got["stage"] == "assign_designer" else None
+
+    got = await api.until(projected, timeout=fast_policy().projection_grace.total_seconds() + 10,
+                          what="the workflow's own write of the decided change")
+    assert open_steps(got) == {"assign_designer", "assign_assistant"} and got["state_source"] == "projection"
+    tasks = (await api.http.get("/me/tasks", headers=api.h("assistant_lead"))).json()
+    assert any(t["case_id"] == c["id"] and t["step"] == "assign_assistant" for t in tasks["items"])
+    notices = await api.notices(c["id"])
+    assert {"open:assign_designer#1", "open:assign_assistant#1"} <= set(notices)

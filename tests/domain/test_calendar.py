@@ -123,6 +123,28 @@ def test_latest_business_moment_at_or_before() -> None:
     assert latest_business_moment_at_or_before(DEFAULT, monday_night) == sh(2026, 11, 28, 18)
     assert latest_business_moment_at_or_before(DEFAULT, sh(2026, 11, 30, 11)) == sh(2026, 11, 30, 11)
     assert latest_business_moment_at_or_before(DEFAULT, sh(2026, 11, 30, 18)) == sh(2026, 11, 30, 18)
+    # the opening itself is working time (not Saturday's close): a client's reminder a day before a
+    # Tuesday 09:00 meeting goes out on Monday at 09:00
+    assert latest_business_moment_at_or_before(DEFAULT, sh(2026, 11, 30, 9)) == sh(2026, 11, 30, 9)
+
+
+def test_overlapping_and_touching_periods_count_once() -> None:
+    """A policy file may list periods that overlap or touch (09–12, 11–14, 14–18): each working minute
+    counts once, and a step is not due at a seam that is no close."""
+    cal = CalendarPolicy(hours={d: [(time(14), time(18)), (time(9), time(12)), (time(11), time(14))] for d in range(5)})
+    assert business_time_between(cal, sh(2026, 11, 30, 8), sh(2026, 11, 30, 20)) == timedelta(hours=9)
+    assert add_business_time(cal, sh(2026, 11, 30, 9), timedelta(hours=9)) == sh(2026, 11, 30, 18)
+    assert add_business_time(cal, sh(2026, 11, 30, 11, 30), timedelta(hours=3)) == sh(2026, 11, 30, 14, 30)
+    assert latest_business_moment_at_or_before(cal, sh(2026, 11, 30, 20)) == sh(2026, 11, 30, 18)
+    assert next_business_moment(cal, sh(2026, 11, 30, 12, 30)) == sh(2026, 11, 30, 12, 30)
+
+
+def test_the_local_date_decides_the_day_not_the_utc_date() -> None:
+    """An early shift (06:00–10:00 in Shanghai) starts on the previous UTC day: Monday 07:00 is Monday's."""
+    cal = CalendarPolicy(hours={0: [(time(6), time(10))]})
+    assert is_business_time(cal, sh(2026, 11, 30, 7))
+    assert not is_business_time(cal, sh(2026, 11, 29, 7))
+    assert next_business_moment(cal, sh(2026, 11, 29, 23)) == sh(2026, 11, 30, 6)
 
 
 def test_split_periods_lunch_break() -> None:

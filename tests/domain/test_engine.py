@@ -22,6 +22,7 @@ from domain.models import (
     StaffRef,
 )
 from domain.policy import Policy, fast_policy
+from tests.support.examples import examples
 
 T0 = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)
 MANAGER = StaffRef(id=1, name="陈建国", role=Role.manager)
@@ -226,7 +227,7 @@ def _check_invariants(s: CaseState, policy: Policy, now: datetime) -> None:
     assert len(set(s.sent)) == len(s.sent)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=st.sampled_from(list(Scenario)), data=st.data())
 def test_any_sequence_keeps_the_case_sound(scenario: Scenario, data: st.DataObject) -> None:
     policy = fast_policy()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from domain.enums import CaseStatus, Outcome, Scenario, StepName
@@ -27,15 +23,6 @@ from tests.workflows.fakes import (
     worker,
 )
 from workflows.intake import IntakeWorkflow
-
-HISTORIES = Path(__file__).parent / "histories"
-
-
-async def record_history(h: WorkflowHandle[Any, Any], name: str) -> None:
-    """With RECORD_HISTORIES=1, save the finished case's history for the replay test."""
-    if os.environ.get("RECORD_HISTORIES") == "1":
-        hist = await h.fetch_history()
-        (HISTORIES / f"{name}.json").write_text(hist.to_json(), encoding="utf-8")
 
 
 def open_steps(state: CaseState) -> set[str]:
@@ -91,7 +78,6 @@ async def test_remote_to_signed(client: Client, task_queue: str) -> None:
         # the projection saw the final state
         assert fakes.projections[final.case_id].status == CaseStatus.closed
         assert [a.role for a in fakes.assignments] == ["assistant", "designer"]
-        await record_history(h, "remote_signed")
 
 
 async def test_walk_in_measure_at_first_meeting_then_lost(client: Client, task_queue: str) -> None:
@@ -120,7 +106,6 @@ async def test_walk_in_measure_at_first_meeting_then_lost(client: Client, task_q
         assert s.stage == "lost" and s.outcome_reason == "预算不足"
         assert not s.open_steps
         await h.result()
-        await record_history(h, "walk_in_lost")
 
 
 async def test_site_office_prefilled_designer_and_t1_without_assistant(client: Client, task_queue: str) -> None:
@@ -147,7 +132,6 @@ async def test_site_office_prefilled_designer_and_t1_without_assistant(client: C
         await complete(h, MANAGER, StepName.debrief, {"findings": "很好"})
         await complete(h, MANAGER, StepName.outcome, {"outcome": "signed"})
         await h.result()
-        await record_history(h, "site_office_signed")
 
 
 async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str) -> None:
@@ -181,7 +165,6 @@ async def test_office_visit_arrival_then_meeting(client: Client, task_queue: str
         await complete(h, MANAGER, StepName.debrief, {"findings": "ok"})
         await complete(h, MANAGER, StepName.outcome, {"outcome": "lost", "reason": "选择了别家"})
         await h.result()
-        await record_history(h, "office_visit_lost")
 
 
 
