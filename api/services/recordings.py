@@ -52,6 +52,7 @@ class _FilePart:
         self.filename: str | None = None
         self.head = b""
         self.found = False
+        self.too_large = False
         self._in_file = False
         self._header_field = b""
         self._header_value = b""
@@ -92,7 +93,9 @@ class _FilePart:
         chunk = data[start:end]
         self.size += len(chunk)
         if self.size > self.limit:
-            raise ApiError(413, "recording_too_large", f"录音超过大小上限 {self.limit // (1024 * 1024)} MB")
+            # Said by a flag, not raised here: the parser is free to wrap what its callbacks raise.
+            self.too_large = True
+            return
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
         self.digest.update(chunk)
@@ -114,15 +117,20 @@ async def read_upload(request: Request, limit: int) -> _FilePart:
         raise ApiError(422, "file_required", "请以 multipart/form-data 上传录音文件（字段 file）", details={"field": "file"})
     part = _FilePart(limit)
     parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
+    too_large = ApiError(413, "recording_too_large", f"录音超过大小上限 {limit // (1024 * 1024)} MB")
     try:
         async for chunk in request.stream():
             parser.write(chunk)
+            if part.too_large:
+                raise too_large
         parser.finalize()
     except ApiError:
         part.spool.close()
         raise
-    except Exception as exc:  # a malformed body: say so, keep nothing
+    except Exception as exc:  # a malformed body (or one cut off past the limit): say so, keep nothing
         part.spool.close()
+        if part.too_large:
+            raise too_large from exc
         raise ApiError(422, "invalid_payload", "上传内容格式不正确", details={"field": "file"}) from exc
     if not part.found or not part.filename:
         part.spool.close()

@@ -317,13 +317,15 @@ async def test_permission_matrix(ctx: Ctx, route: tuple[str, str]) -> None:
 
 
 async def test_matrix_changed_nothing_but_notes(ctx: Ctx) -> None:
+    """Whatever of the matrix ran against this case (tests may run on several workers): only notes, each by
+    someone who may add one."""
     s = await ctx.api.case(ctx.case_id)
     assert s["status"] == "open" and open_steps(s) == {"contact"}
     assert s["designer"]["id"] == ctx.api.people["designer"].id
     assert s["assistant"]["id"] == ctx.api.people["assistant"].id
-    # (runs after the matrix in this module) every caller the matrix let through added one note
-    allowed = [a for a, status in ROUTES[("POST", "/intakes/{case_id}/notes")].expect.items() if status == 200]
-    assert len(s["case_notes"]) == len(allowed)
+    allowed = {ctx.api.people[a].name for a, status in ROUTES[("POST", "/intakes/{case_id}/notes")].expect.items()
+               if status == 200}
+    assert {n["data"]["by"] for n in s["case_notes"]} <= allowed
 
 
 def _masked(phone: str) -> str:

@@ -113,7 +113,7 @@ async def test_the_size_limit_is_enforced_while_the_body_streams(api: Api, serve
         try:
             r = await http.post(f"/intakes/{c['id']}/recordings", content=body(),
                                 headers={**api.h("manager"), "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
-            assert r.status_code == 413 and r.json()["code"] == "recording_too_large"
+            assert r.status_code == 413 and r.json()["code"] == "recording_too_large", r.text
         except httpx.HTTPError:
             pass  # the server may close before the client finished sending: refused all the same
     assert _files(rec_dir) == []

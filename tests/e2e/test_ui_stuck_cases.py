@@ -226,12 +226,18 @@ async def _walk(dev: DevProcess, chromium_path: str) -> None:
             assert "typed in the UI" not in str(case), case["timeline"][-3:]
             await page.reload()
 
-            # 6. Production: a manager's personal codec URL in the UI's settings (token masked in the shots).
+            # 6. Production: a manager's personal codec URL in the UI's settings (a codec-only credential that
+            # decrypts and nothing else, from POST /codec/credentials; masked in the shots).
+            async with httpx.AsyncClient(base_url=dev.api, timeout=30) as http:
+                issued = await http.post("/codec/credentials", headers=manager)
+            assert issued.status_code == 201, issued.text
+            personal_url = issued.json()["url"]
+            assert tokens["manager"].token not in personal_url and "/codec/k/itc_" in personal_url
             await page.locator("[aria-label*='Codec Server']").locator("visible=true").first.click()
             await _shot(page, "ui-codec-settings-1-open.png", mask=[page.get_by_text(secret)])
             await page.get_by_test_id("use-local-endpoint-input").check()
             box = page.get_by_test_id("data-encoder-endpoint-input")
-            await box.fill(f"{dev.api}/codec/k/{tokens['manager'].token}")
+            await box.fill(personal_url)
             await _shot(page, "ui-codec-settings-2-personal-url.png", mask=[box, page.get_by_text(secret)])
             codec_answers.clear()
             await page.get_by_test_id("confirm-modal-button").locator("visible=true").click()
