@@ -170,7 +170,10 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
         # The navigation shows what domain/permissions.py lets this person open.
         ctx.setdefault("may", {"new": permissions.may_create(user) is None,
                                "board": permissions.may_see_board(user) is None,
-                               "reports": permissions.may_read_reports(user) is None})
+                               "reports": permissions.may_read_reports(user) is None,
+                               "insight": permissions.may_open_insight(user) is None,
+                               "whatif": permissions.may_run_whatif(user) is None,
+                               "policy": permissions.may_read_policy(user) is None})
     response = TEMPLATES.TemplateResponse(request, name, ctx, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
