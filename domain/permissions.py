@@ -381,9 +381,13 @@ def may_read_habits(person: Person) -> Refusal | None:
     return None if person.role in INSIGHT_ROLES else _wrong_role(INSIGHT_ROLES, "查看习惯与签单分析")
 
 
+# A what-if shows case numbers, dates and designers' names, no client: the admin runs one before saving an edit.
+WHATIF_ROLES = INSIGHT_ROLES | POLICY_EDIT_ROLES
+
+
 def may_run_whatif(person: Person) -> Refusal | None:
-    """Replaying past cases under an edited policy: the manager and the director."""
-    return None if person.role in INSIGHT_ROLES else _wrong_role(INSIGHT_ROLES, "推演规则变化")
+    """Replaying past cases under an edited policy: the manager, the director, and the admin who edits it."""
+    return None if person.role in WHATIF_ROLES else _wrong_role(WHATIF_ROLES, "推演规则变化")
 
 
 def may_read_policy(person: Person) -> Refusal | None:

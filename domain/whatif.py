@@ -588,3 +588,38 @@ def compare(histories: Sequence[CaseHistory], designers: Mapping[int, Designer],
     recorded_first = {h.case_id: next((d for d, k in h.ledger if k != "lapse"), None) for h in histories}
     ok = all(reproduces(h, base.cases[h.case_id]) for h in histories)
     return Comparison(base, alt, recorded_first, ok)
+
+
+def report(comp: Comparison, histories: Sequence[CaseHistory], *, limit_leads: int = 500) -> dict[str, object]:
+    """The comparison as plain data (stored with a run, printed by the CLI, drawn by the console)."""
+    names = {i: d.ref.name for i, d in comp.whatif.designers.items()}
+    created = {h.case_id: h.inp.created_at.isoformat() for h in histories}
+
+    def shares(r: Replay) -> list[dict[str, object]]:
+        return [{"designer_id": f.designer_id, "name": f.name, "leads": f.leads, "share": f.share, "ideal": f.ideal}
+                for f in r.fairness()]
+
+    def gini_of(r: Replay) -> float | None:
+        return gini([f.leads / f.ideal for f in r.fairness() if f.ideal > 0])
+
+    leads = comp.leads()
+    changed = [x for x in leads if x.baseline != x.whatif]
+    shown = (changed + [x for x in leads if x.baseline == x.whatif])[:limit_leads]
+    mismatched = [h.case_id for h in histories if not reproduces(h, comp.baseline.cases[h.case_id])]
+    return {
+        "cases": len(histories),
+        "reproduced": comp.reproduced,
+        "mismatched": mismatched,
+        "totals": {"baseline": comp.baseline.totals(), "whatif": comp.whatif.totals()},
+        "fairness": {"baseline": shares(comp.baseline), "whatif": shares(comp.whatif)},
+        "gini": {"baseline": gini_of(comp.baseline), "whatif": gini_of(comp.whatif)},
+        "changed": len(changed),
+        "leads": [{"case_id": x.case_id, "created_at": created.get(x.case_id),
+                   "recorded": names.get(x.recorded) if x.recorded else None,
+                   "baseline": names.get(x.baseline) if x.baseline else None,
+                   "whatif": names.get(x.whatif) if x.whatif else None, "no_eligible": x.no_eligible}
+                  for x in shown],
+        "no_eligible": sorted(cid for cid, r in comp.whatif.cases.items() if r.no_eligible),
+        "not_replayed": [{"case_id": cid, "what": w} for cid, r in sorted(comp.whatif.cases.items())
+                         for w in r.not_replayed][:200],
+    }

@@ -170,3 +170,21 @@ def _history(inp: IntakeInput, row: asyncpg.Record, events: list[asyncpg.Record]
         ledger=tuple((lr["designer_id"], lr["kind"]) for lr in ledger), escalations=escalations,
         outcome=row["outcome"], closed_at=row["closed_at"],
     )
+
+
+async def run(conn: asyncpg.Pool | asyncpg.Connection, *, policy: Policy, period_from: datetime, period_to: datetime,
+              now: datetime) -> dict[str, object]:
+    """Read the period's cases and replay them under their own policies and under `policy`; the report."""
+    import asyncio
+
+    from domain.whatif import compare, report
+
+    found, policies, background = await histories(conn, period_from=period_from, period_to=period_to)
+    people = await designers(conn)
+
+    def replay() -> dict[str, object]:
+        comp = compare(found, people, background, policy=policy, horizon=now, recorded_policies=policies)
+        return report(comp, found)
+
+    # Hundreds of cases take seconds of CPU: off the event loop.
+    return await asyncio.to_thread(replay)

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.console.insight import router as insight_router
+from api.console.policy import router as policy_router
 from api.console.routes import router
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -25,6 +26,7 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
     app.include_router(insight_router)
+    app.include_router(policy_router)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -46,6 +46,7 @@ from api.schemas import (
 )
 from api.services.access import contact_map, open_case, viewer
 from api.services.cases import case_answer
+from api.services.policy import version_label
 from api.views import task_item
 from domain import permissions
 from domain.enums import (
@@ -362,6 +363,7 @@ async def _case_page(
         staff_lists=staff_lists,
         recordings=recordings,
         stage_label=stage_label(view.stage),
+        policy_text=version_label(access.row["policy_version"], access.row["policy"]),
         temporal_url=res.settings.temporal_workflow_url(view.workflow_id),
         done=STEP_LABELS[StepName(done)] if done and done in StepName.__members__ else None,
         action_done={"reschedule": "已改期", "reassign": "已更换", "close": "已结案", "note": "已添加备注",
