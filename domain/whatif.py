@@ -48,7 +48,9 @@ from domain.models import (
 from domain.policy import Policy
 
 # A case that never stops asking for timers is cut here (a policy can make a step repeat for long).
-MAX_DECISIONS_PER_CASE = 400
+MAX_DECISIONS_PER_CASE = 200
+# Reclaims the replay reassigns by itself (history had none there); after these the step stays open.
+MAX_REASSIGNS_PER_CASE = 2
 
 
 # --- the clock ------------------------------------------------------------------------------------
@@ -258,6 +260,7 @@ class _Case:
     waiting: list[Recorded] = field(default_factory=list)
     version: int = 0
     decisions: int = 0
+    reassigned: int = 0
 
 
 class _Replayer:
@@ -401,9 +404,11 @@ class _Replayer:
         # An assignment reopened by a reclaim history does not have: the manager reassigns at once.
         assign = next((o for o in s.open_steps if o.step == StepName.assign_designer), None)
         recorded_next = any(self._step_of(w) == StepName.assign_designer for w in (*c.queue, *c.waiting))
-        if assign is not None and s.lapsed and not recorded_next and s.manager is not None:
+        if (assign is not None and s.lapsed and not recorded_next and s.manager is not None
+                and c.reassigned < MAX_REASSIGNS_PER_CASE):
             ranked = [d for d in self.ranking(c, at) if d.id not in s.lapsed[-1:]]
             if ranked:
+                c.reassigned += 1
                 cmd = CompleteStep(actor=_actor(s.manager), step=StepName.assign_designer,
                                    payload={"designer_id": ranked[0].id}, staff=[ranked[0]],
                                    first_suggestion=ranked[0])
