@@ -156,8 +156,9 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         async with _database(settings) as pool:
             done = await seed_history(pool, policy=load_policy(settings), count=args.cases, days=args.days,
                                       seed=args.seed)
-        print(f"Seeded {done.cases} cases ({done.signed} signed) created {done.first:%Y-%m-%d} – "
-              f"{done.last:%Y-%m-%d}, {done.decisions} decisions of the engine.")
+        first, last = done.span
+        print(f"Seeded {done.cases} cases ({done.signed} signed) created {first:%Y-%m-%d} – "
+              f"{last:%Y-%m-%d}, {done.decisions} decisions of the engine.")
         return 0
 
     return _run(main())

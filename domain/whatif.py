@@ -35,16 +35,7 @@ from datetime import datetime
 from domain import engine
 from domain.allocation import DesignerCandidate, rank_designers
 from domain.enums import CaseStatus, Level, Role, StaffStatus, StepName
-from domain.models import (
-    Actor,
-    CaseState,
-    CloseCase,
-    CompleteStep,
-    IntakeInput,
-    Reassign,
-    Reschedule,
-    StaffRef,
-)
+from domain.models import Actor, CaseState, CompleteStep, IntakeInput, Reassign, StaffRef
 from domain.policy import Policy
 
 # A case that never stops asking for timers is cut here (a policy can make a step repeat for long).
@@ -95,7 +86,7 @@ class Recorded:
     """One recorded staff action: when, and the command as it was given."""
 
     at: datetime
-    command: CompleteStep | Reschedule | Reassign | CloseCase
+    command: engine.Command
     # A designer assignment: the recorded designer and whether the manager took the first suggestion.
     followed: bool | None = None
 

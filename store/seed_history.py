@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -66,16 +67,8 @@ class _NoMessages:
         return None
 
 
-@dataclass(frozen=True)
-class _Client:
-    name: str
-    phone: str
-    gender: Gender
-    age_range: str | None
-    compound: str | None
-    address: str | None
-    area_m2: int | None
-    budget: int | None
+# The client's row as store/cases.insert_starting reads it.
+_Client = namedtuple("_Client", "name phone gender age_range compound address area_m2 budget")
 
 
 @dataclass
@@ -100,15 +93,12 @@ class _Case:
     score: float = 0.0
 
 
-@dataclass(frozen=True)
-class Seeded:
-    """What a seeding wrote."""
-
+# What a seeding wrote: cases, of them signed, the engine's decisions, (first creation, last decision).
+class Seeded(NamedTuple):
     cases: int
     signed: int
     decisions: int
-    first: datetime
-    last: datetime
+    span: tuple[datetime, datetime]
 
 
 class HistorySeeder:
@@ -134,9 +124,9 @@ class HistorySeeder:
     async def seed(self, *, count: int, start: datetime, end: datetime) -> Seeded:
         """Create and drive `count` cases created between `start` and `end - 30 days` (all closed by `end`)."""
         staff = await self._staff()
-        for role in (Role.manager, Role.designer, Role.assistant, Role.assistant_lead):
-            if not staff.get(role):
-                raise ValueError(f"no active {role.value}: add staff first (intake staff add)")
+        for needed in (Role.manager, Role.designer, Role.assistant, Role.assistant_lead):
+            if not staff.get(needed):
+                raise ValueError(f"no active {needed.value}: add staff first (intake staff add)")
         self.people = {
             ref.id: _Person(ref, prompt=self.rng.uniform(0.55, 0.92),
                             musts={k: self.rng.uniform(0.35, 0.95) for k in
@@ -179,8 +169,8 @@ class HistorySeeder:
                     await self._decide(conn, c, CloseCase(actor=_actor(manager), outcome=Outcome.lost,
                                                          reason="历史数据：未跟进到结果"), end - timedelta(minutes=1))
         signed = sum(1 for c in cases if c.state is not None and c.state.outcome == "signed")
-        return Seeded(len(cases), signed, self.decisions, cases[0].inp.created_at if cases else start,
-                      max((c.now for c in cases if c.now), default=start))
+        return Seeded(len(cases), signed, self.decisions, (cases[0].inp.created_at if cases else start,
+                                                           max((c.now for c in cases if c.now), default=start)))
 
     # --- a new case ---------------------------------------------------------------------------------
 
@@ -227,7 +217,7 @@ class HistorySeeder:
         decision = engine.start(inp)
         async with conn.transaction():
             while await conn.fetchval("SELECT 1 FROM cases WHERE client_phone = $1 AND status <> 'closed'", client.phone):
-                client = _Client(**{**client.__dict__, "phone": f"16{rng.randrange(10**9):09d}"})
+                client = client._replace(phone=f"16{rng.randrange(10**9):09d}")
             await case_rows.insert_starting(conn, inp, client=client, notes=None)
             await self.writer.apply(conn, decision.change, confirm=True)
         self.decisions += 1

@@ -18,15 +18,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from domain.enums import Level, Role, StaffStatus, StepName
-from domain.models import (
-    Actor,
-    CloseCase,
-    CompleteStep,
-    IntakeInput,
-    Reassign,
-    Reschedule,
-    StaffRef,
-)
+from domain.models import Actor, CloseCase, CompleteStep, IntakeInput, Reassign, Reschedule, StaffRef
 from domain.policy import Policy
 from domain.whatif import Background, CaseHistory, Designer, Recorded, background_from_ledger
 from store.staff import schedule_from_db

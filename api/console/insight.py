@@ -13,13 +13,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.console.auth import SignedIn
-from api.console.routes import ConsoleRoute, render
+from api.console.routes import TEMPLATES, ConsoleRoute, render
 from api.deps import ResourcesDep, refuse
 from api.services import insight
 from domain import permissions
 from domain.insight import ITEM_LABELS
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+
+# The scripts of a page with charts: the vendored Chart.js and the small drawer of insight's charts.
+TEMPLATES.env.globals["chart_scripts"] = (
+    '<script src="/static/vendor/chart.umd.min.js" defer></script>\n<script src="/static/insight.js" defer></script>')
 
 DAY_CHOICES = (30, 90, 180, 365)
 

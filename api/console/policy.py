@@ -33,6 +33,14 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+async def _posted(request: Request, user: ConsoleUser, rule: Any) -> Any:
+    """The posted form of a person `rule` (a domain.permissions rule) lets through, its CSRF token checked."""
+    refuse(rule(user))
+    form = await request.form()
+    check_csrf(user, _str(form.get("csrf")) or None)
+    return form
+
+
 def _day(value: str, default: date) -> date:
     try:
         return date.fromisoformat(value)
@@ -45,6 +53,7 @@ def _day(value: str, default: date) -> date:
 
 async def _whatif_page(request: Request, user: ConsoleUser, res: Any, *, yaml_text: str = "", label: str = "",
                        errors: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
+    refuse(permissions.may_run_whatif(user))
     current, version = await policy_service.current_policy(res)
     today = datetime.now(TZ).date()
     q = request.query_params
@@ -59,16 +68,13 @@ async def _whatif_page(request: Request, user: ConsoleUser, res: Any, *, yaml_te
 @router.get("/whatif", response_class=HTMLResponse)
 async def whatif_form(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """The what-if form: a policy (YAML, the current one to start from) and a period of past cases."""
-    refuse(permissions.may_run_whatif(user))
     return await _whatif_page(request, user, res)
 
 
 @router.post("/whatif")
 async def whatif_start(request: Request, user: SignedIn, res: ResourcesDep) -> Response:
     """Start a what-if run of the posted policy over the posted period; then its page."""
-    refuse(permissions.may_run_whatif(user))
-    form = await request.form()
-    check_csrf(user, _str(form.get("csrf")) or None)
+    form = await _posted(request, user, permissions.may_run_whatif)
     text = _str(form.get("policy_yaml"))
     label = _str(form.get("label")).strip() or "编辑后的规则"
     policy, errors = policy_admin.parse_text(text)
@@ -149,9 +155,7 @@ async def policy_page(request: Request, user: SignedIn, res: ResourcesDep) -> HT
 @router.post("/policy", response_class=HTMLResponse)
 async def policy_preview(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """The edited form checked as a policy file; errors beside their fields, or the diff before saving."""
-    refuse(permissions.may_edit_policy(user))
-    form = await request.form()
-    check_csrf(user, _str(form.get("csrf")) or None)
+    form = await _posted(request, user, permissions.may_edit_policy)
     current, version = await policy_service.current_policy(res)
     fields = policy_admin.form_fields(current)
     values = {k: _str(v) for k, v in form.items()}
@@ -176,9 +180,7 @@ async def policy_preview(request: Request, user: SignedIn, res: ResourcesDep) ->
 @router.post("/policy/save")
 async def policy_save(request: Request, user: SignedIn, res: ResourcesDep) -> Response:
     """Save the previewed policy as the next version (new cases take it; running cases keep theirs)."""
-    refuse(permissions.may_edit_policy(user))
-    form = await request.form()
-    check_csrf(user, _str(form.get("csrf")) or None)
+    form = await _posted(request, user, permissions.may_edit_policy)
     new, errors = policy_admin.parse_text(_str(form.get("policy_yaml")))
     if new is None:
         raise ApiError(422, "invalid_policy", "规则内容不正确：" + "；".join(f"{k}: {v}" for k, v in errors.items()))

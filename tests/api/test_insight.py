@@ -7,44 +7,18 @@ no Temporal is needed (these routes read PostgreSQL only).
 from __future__ import annotations
 
 import io
-import tempfile
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from pathlib import Path
 
 import httpx
-import pytest_asyncio
 from openpyxl import load_workbook
 
-from api.app import create_app
-from config import Settings
-from domain.policy import Policy
-from store.sessions import SessionRepository
-from tests.support.history import History, seeded_history
+from tests.support.history import History, console_session, history_fixtures
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def hist() -> AsyncIterator[History]:
-    async with seeded_history(cases=40, days=120) as h:
-        yield h
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def http(hist: History) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(database_url=hist.dsn, request_timeout_seconds=5.0,
-                        recordings_dir=Path(tempfile.mkdtemp(prefix="insight-recordings-")))
-    app = create_app(settings, pool=hist.pool, policy=Policy())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30) as c:
-        yield c
+hist, http = history_fixtures(cases=40, days=120)
 
 
 async def session(hist: History, key: str) -> dict[str, str]:
     """A console session cookie for a person."""
-    repo = SessionRepository(hist.pool)
-    code = await repo.issue_link(staff_id=hist.ids[key], ttl=timedelta(minutes=10))
-    got = await repo.redeem_link(code=code, ttl=timedelta(hours=1), user_agent="test")
-    assert got is not None
-    return {"intake_session": got[0]}
+    return (await console_session(hist, key))[0]
 
 
 async def test_a_designer_reads_their_own_scorecard_and_no_one_elses(hist: History, http: httpx.AsyncClient) -> None:

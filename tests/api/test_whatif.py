@@ -14,38 +14,20 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest_asyncio
 
-from api.app import create_app
-from config import Settings
 from domain import whatif
 from domain.enums import StepName
 from domain.policy import Policy
 from store import whatif as store
 from store.policy_versions import PolicyVersions
-from store.sessions import SessionRepository, csrf_token
-from tests.support.history import History, seeded_history
+from tests.support.history import History, console_session, history_fixtures
 from tests.support.wait import until
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def hist() -> AsyncIterator[History]:
-    async with seeded_history(cases=60, days=150) as h:
-        yield h
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def http(hist: History) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(database_url=hist.dsn, request_timeout_seconds=5.0,
-                        recordings_dir=Path(tempfile.mkdtemp(prefix="whatif-recordings-")))
-    app = create_app(settings, pool=hist.pool, policy=Policy())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30) as c:
-        yield c
+hist, http = history_fixtures(cases=60, days=150)
 
 
 async def _load(hist: History) -> tuple[list[whatif.CaseHistory], dict[int, Policy], whatif.Background,
@@ -98,16 +80,8 @@ async def test_an_edited_policy_changes_who_gets_the_leads_and_what_escalates(hi
     assert abs(sum(f["ideal"] for f in shares) - 1) < 1e-9
 
 
-async def _session(hist: History, key: str) -> tuple[dict[str, str], str]:
-    repo = SessionRepository(hist.pool)
-    code = await repo.issue_link(staff_id=hist.ids[key], ttl=timedelta(minutes=10))
-    got = await repo.redeem_link(code=code, ttl=timedelta(hours=1), user_agent="test")
-    assert got is not None
-    return {"intake_session": got[0]}, csrf_token(got[0])
-
-
 async def test_the_console_what_if_runs_beside_the_request(hist: History, http: httpx.AsyncClient) -> None:
-    cookies, csrf = await _session(hist, "manager")
+    cookies, csrf = await console_session(hist, "manager")
     page = await http.get("/console/whatif", cookies=cookies)
     assert page.status_code == 200 and "reclaim_at_level" in page.text
     yaml_text = "name: 不收回\nreclaim_at_level: null\n"
@@ -130,13 +104,13 @@ async def test_the_console_what_if_runs_beside_the_request(hist: History, http: 
         "period_to": hist.now.date().isoformat()})
     assert r.status_code == 422 and "callback_max_attempts" in r.text
     # A designer may not run one.
-    dcookies, dcsrf = await _session(hist, "designer")
+    dcookies, dcsrf = await console_session(hist, "designer")
     r = await http.post("/console/whatif", cookies=dcookies, data={"csrf": dcsrf, "policy_yaml": yaml_text})
     assert r.status_code == 403
 
 
 async def test_the_admin_edits_the_policy_with_a_diff_and_versions(hist: History, http: httpx.AsyncClient) -> None:
-    cookies, csrf = await _session(hist, "admin")
+    cookies, csrf = await console_session(hist, "admin")
     page = await http.get("/console/policy", cookies=cookies)
     assert page.status_code == 200 and 'name="durations.callback"' in page.text and "配置文件的规则" in page.text
     # The form is generated from the model: every field's current value is there; change two.
@@ -175,12 +149,12 @@ async def test_the_admin_edits_the_policy_with_a_diff_and_versions(hist: History
         "csrf": csrf, "policy_yaml": "name: other\n", "based_on": "", "note": ""})
     assert r.status_code == 409 and "policy_changed" in r.text
     # The manager reads the versions but has no form; a designer does not see the policy at all.
-    mcookies, mcsrf = await _session(hist, "manager")
+    mcookies, mcsrf = await console_session(hist, "manager")
     page = await http.get("/console/policy", cookies=mcookies)
     assert page.status_code == 200 and 'data-testid="policy-form"' not in page.text and "#1" in page.text
     r = await http.post("/console/policy", cookies=mcookies, data={**form, "csrf": mcsrf})
     assert r.status_code == 403
-    dcookies, _ = await _session(hist, "designer")
+    dcookies, _ = await console_session(hist, "designer")
     assert (await http.get("/console/policy", cookies=dcookies)).status_code == 403
 
 

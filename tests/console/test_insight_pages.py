@@ -18,14 +18,10 @@ from api.app import create_app
 from config import Settings
 from domain.policy import Policy
 from tests.console.conftest import Console, Staffer, _free_port
-from tests.support.history import STAFF, History, seeded_history
+from tests.support.history import STAFF, History, history_fixtures
 from tests.support.wait import until
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def hist() -> AsyncIterator[History]:
-    async with seeded_history(cases=80, days=150) as h:
-        yield h
+hist = history_fixtures(cases=80, days=150)[0]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
