@@ -21,9 +21,10 @@ from store.policy_versions import PolicyChanged, PolicyVersion, PolicyVersions
 
 log = logging.getLogger("intake.api")
 
-# How long one process reuses what it read of the newest version (saving here forgets it at once).
+# How long one process reuses what it read of the newest version (saving here forgets it at once). Only
+# the database's answer is kept: without a saved version each app takes its own file (or injected) policy.
 CACHE_SECONDS = 2.0
-_cache: dict[int, tuple[float, Policy, int | None]] = {}
+_cache: dict[int, tuple[float, PolicyVersion | None]] = {}
 
 
 async def current_policy(res: Resources) -> tuple[Policy, int | None]:
@@ -32,14 +33,14 @@ async def current_policy(res: Resources) -> tuple[Policy, int | None]:
     hit = _cache.get(id(pool))
     now = time.monotonic()
     if hit is not None and now - hit[0] < CACHE_SECONDS:
-        return hit[1], hit[2]
-    try:
-        newest = await bounded(res, PolicyVersions(pool).newest())
-    except asyncpg.UndefinedTableError:
-        newest = None  # migration 021 not applied yet: the file, as before
-    policy, version = (newest.policy, newest.version) if newest else (res.policy(), None)
-    _cache[id(pool)] = (now, policy, version)
-    return policy, version
+        newest = hit[1]
+    else:
+        try:
+            newest = await bounded(res, PolicyVersions(pool).newest())
+        except asyncpg.UndefinedTableError:
+            newest = None  # migration 021 not applied yet: the file, as before
+        _cache[id(pool)] = (now, newest)
+    return (newest.policy, newest.version) if newest else (res.policy(), None)
 
 
 def forget(pool: asyncpg.Pool) -> None:
