@@ -707,6 +707,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("activate", help="mark a staff member active again")
     p.add_argument("id", type=int)
     p.set_defaults(func=_set_status(StaffStatus.active))
+
+    import insight_cli  # `intake policy …` and `intake insight …` (SPEC §16)
+
+    insight_cli.add_commands(sub)
     return parser
 
 

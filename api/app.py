@@ -22,7 +22,7 @@ from temporalio.client import Client
 from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
-from api.routers import actions, audit, codec, health, intakes, me, recordings, reports, staff
+from api.routers import actions, audit, codec, health, insight, intakes, me, recordings, reports, staff
 from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text, route_template
 from codec import LocalCodecCredential
 from config import Settings, get_settings
@@ -58,6 +58,7 @@ TAGS = [
     {"name": "reports", "description": "报表（经理、总经理）"},
     {"name": "audit", "description": "审计：客户手机号查看记录（经理、总经理）"},
     {"name": "staff", "description": "员工管理（管理员）：资料、在岗/休假/离职、令牌吊销"},
+    {"name": "insight", "description": "考核与习惯：个人流程执行、习惯与签单（本人、经理、总经理）"},
     {"name": "codec", "description": "Temporal UI 编解码服务：解密流程载荷（经理、总经理、管理员）"},
     {"name": "health", "description": "健康检查"},
 ]
@@ -383,6 +384,7 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(staff.router)
     app.include_router(codec.router)
+    app.include_router(insight.router)
     console.install(app)
 
     plain_openapi = app.openapi

@@ -377,3 +377,64 @@ def notices_for(person: Person) -> int | None:
     """Whose staff notices of a case `person` reads: everyone's (None) or only their own (their id)."""
     return None if person.role in CONTACT_ROLES else person.id
 
+
+
+# --- insight (SPEC §16) -----------------------------------------------------------------------------
+
+# Who reads every person's scorecard, the habits' figures and runs a policy what-if: they run the department.
+INSIGHT_ROLES = REPORT_ROLES
+# Who reads their own scorecard (and nobody else's): the people the procedure's habits are about.
+SCORECARD_SELF_ROLES = frozenset({Role.designer, Role.assistant})
+# Who reads the policy and its versions; who edits it.
+POLICY_READ_ROLES = frozenset({Role.admin, Role.manager, Role.director})
+POLICY_EDIT_ROLES = frozenset({Role.admin})
+
+NOT_YOUR_SCORECARD = Refusal("not_your_scorecard", "只能查看自己的考核记录")
+
+
+def _one_of(person: Person, roles: frozenset[Role], what: str) -> Refusal | None:
+    """None when the person's role is one of `roles`, else wrong_role naming them."""
+    return None if person.role in roles else _wrong_role(roles, what)
+
+
+def may_read_scorecard(person: Person, staff_id: int) -> Refusal | None:
+    """A person's SOP scorecard: the manager and the director everyone's; a designer or assistant their own."""
+    if person.role in INSIGHT_ROLES:
+        return None
+    if person.role in SCORECARD_SELF_ROLES:
+        return None if person.id == staff_id else NOT_YOUR_SCORECARD
+    return _wrong_role(INSIGHT_ROLES | SCORECARD_SELF_ROLES, "查看考核记录")
+
+
+def scorecard_scope(person: Person) -> int | None:
+    """Whose scorecards a person's insight page opens on: everyone's (None) or their own (their id)."""
+    return None if person.role in INSIGHT_ROLES else person.id
+
+
+def may_open_insight(person: Person) -> Refusal | None:
+    """The insight pages at all (the team's, or one's own scorecard)."""
+    return _one_of(person, INSIGHT_ROLES | SCORECARD_SELF_ROLES, "查看考核记录")
+
+
+def may_read_habits(person: Person) -> Refusal | None:
+    """Which habits go with signed contracts, over the whole team: the manager and the director."""
+    return _one_of(person, INSIGHT_ROLES, "查看习惯与签单分析")
+
+
+# A what-if shows case numbers, dates and designers' names, no client: the admin runs one before saving an edit.
+WHATIF_ROLES = INSIGHT_ROLES | POLICY_EDIT_ROLES
+
+
+def may_run_whatif(person: Person) -> Refusal | None:
+    """Replaying past cases under an edited policy: the manager, the director, and the admin who edits it."""
+    return _one_of(person, WHATIF_ROLES, "推演规则变化")
+
+
+def may_read_policy(person: Person) -> Refusal | None:
+    """The policy in force and its versions."""
+    return _one_of(person, POLICY_READ_ROLES, "查看规则")
+
+
+def may_edit_policy(person: Person) -> Refusal | None:
+    """Saving a new version of the policy: the admin."""
+    return _one_of(person, POLICY_EDIT_ROLES, "修改规则")

@@ -58,7 +58,7 @@ CASE_COLUMNS = (
 )
 
 _DETAIL_SQL = (
-    f"SELECT {CASE_COLUMNS}, c.state, c.policy,"
+    f"SELECT {CASE_COLUMNS}, c.state, c.policy, c.policy_version,"
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"

@@ -14,6 +14,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.console.insight import router as insight_router
+from api.console.policy import router as policy_router
 from api.console.routes import router
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -23,6 +25,8 @@ def install(app: FastAPI) -> None:
     """Mount the console, its static files and the offline /docs on the app."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
+    app.include_router(insight_router)
+    app.include_router(policy_router)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -46,6 +46,7 @@ from api.schemas import (
 )
 from api.services.access import contact_map, open_case, viewer
 from api.services.cases import case_answer
+from api.services.policy import version_label
 from api.views import task_item
 from domain import permissions
 from domain.enums import (
@@ -170,7 +171,10 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
         # The navigation shows what domain/permissions.py lets this person open.
         ctx.setdefault("may", {"new": permissions.may_create(user) is None,
                                "board": permissions.may_see_board(user) is None,
-                               "reports": permissions.may_read_reports(user) is None})
+                               "reports": permissions.may_read_reports(user) is None,
+                               "insight": permissions.may_open_insight(user) is None,
+                               "whatif": permissions.may_run_whatif(user) is None,
+                               "policy": permissions.may_read_policy(user) is None})
     response = TEMPLATES.TemplateResponse(request, name, ctx, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
@@ -365,6 +369,7 @@ async def _case_page(
         staff_lists=staff_lists,
         recordings=recordings,
         stage_label=stage_label(view.stage),
+        policy_text=version_label(access.row["policy_version"], access.row["policy"]),
         temporal_url=res.settings.temporal_workflow_url(view.workflow_id),
         done=STEP_LABELS[StepName(done)] if done and done in StepName.__members__ else None,
         action_done={"reschedule": "已改期", "reassign": "已更换", "close": "已结案", "note": "已添加备注",

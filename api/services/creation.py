@@ -21,6 +21,7 @@ from api.deps import CurrentUser, Resources, bounded, refuse
 from api.errors import ApiError, not_found_case, unavailable
 from api.schemas import CaseView, IntakeCreate
 from api.services.access import record_contact, redact, viewer
+from api.services.policy import current_policy
 from api.temporal import bounded_temporal, intake_workflow, query_state
 from api.views import case_view, state_from_row, timeline
 from domain import engine, permissions
@@ -112,7 +113,8 @@ async def create_case(
     manager = (user.staff if permissions.manages_new_case(user)
                else await bounded(res, repo.first_active(role=Role.manager)))
     director = await bounded(res, repo.first_active(role=Role.director))
-    policy = res.policy()
+    # The newest saved version of the policy (PostgreSQL), else the policy file; the case keeps its copy.
+    policy, policy_version = await current_policy(res)
     now = datetime.now(UTC)
 
     def ref(s: Staff | None) -> StaffRef | None:
@@ -147,7 +149,8 @@ async def create_case(
                 policy=policy,
             )
             opening = engine.start(inp)
-            await cases.insert_starting(conn, inp, client=c, notes=body.notes, timeout=res.timeout)
+            await cases.insert_starting(conn, inp, client=c, notes=body.notes, timeout=res.timeout,
+                                        policy_version=policy_version)
             # The opening (steps, timeline, the manager's "call back now" notice) in the same commit;
             # the outbox holds messages of a `starting` case until its workflow runs.
             await projection_writer(res.settings).apply(conn, opening.change, confirm=False)

@@ -36,6 +36,10 @@ ACTORS = VIEW_ALL + TIED + STRANGERS
 VIEWERS = VIEW_ALL + TIED
 CREATORS = {"consultant", "manager", "site_lead", "assistant", "designer", "designer2", "designer3", "assistant3"}
 NOT_AUDIO = b"this is not a recording"
+# Who opens a scorecard at all: the manager and the director everyone's, designers and assistants their own.
+WHATIF = {"manager", "director", "admin"}
+POLICY_READERS = WHATIF
+SCORECARD_READERS = {"manager", "director", "designer", "designer2", "designer3", "assistant", "assistant3"}
 
 
 @dataclass
@@ -250,6 +254,33 @@ ROUTES: dict[tuple[str, str], Row] = {
                                   lambda c: {"source": "marketing", "scenario": "walk_in"}, form=True),
     ("GET", "/console/board"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}, form=True),
     ("GET", "/console/reports"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}, form=True),
+    # insight (SPEC §16): everyone's scorecard for the manager and the director, one's own for designers and assistants
+    ("GET", "/insight/scorecards/{staff_id}"): Row(
+        {a: (200 if a in ("manager", "director", "designer") else 403) for a in ACTORS},
+        path_args={"staff_id": "designer"},
+        codes={"designer2": "not_your_scorecard", "assistant": "not_your_scorecard", "consultant": "wrong_role"}),
+    ("GET", "/insight/habits"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS},
+                                    codes={"designer": "wrong_role"}),
+    ("GET", "/insight/scorecards.xlsx"): Row({a: (200 if a in SCORECARD_READERS else 403) for a in ACTORS}),
+    ("GET", "/console/insight"): Row({a: (200 if a in SCORECARD_READERS else 403) for a in ACTORS}, form=True),
+    ("GET", "/console/insight/staff/{staff_id}"): Row(
+        {a: (200 if a in ("manager", "director", "designer") else 403) for a in ACTORS},
+        path_args={"staff_id": "designer"}, form=True),
+    ("GET", "/console/insight/export.xlsx"): Row({a: (200 if a in SCORECARD_READERS else 403) for a in ACTORS},
+                                                 form=True),
+    # the policy what-if (manager, director; the admin before saving an edit) and the policy itself
+    ("GET", "/console/whatif"): Row({a: (200 if a in WHATIF else 403) for a in ACTORS}, form=True),
+    ("POST", "/console/whatif"): Row({a: (422 if a in WHATIF else 403) for a in ACTORS},
+                                     lambda c: {"policy_yaml": "callback_max_attempts: 0"}, form=True),
+    ("GET", "/console/whatif/{run_id}"): Row({a: (404 if a in WHATIF else 403) for a in ACTORS},
+                                             path_args={"run_id": 999999999}, form=True),
+    ("GET", "/console/policy"): Row({a: (200 if a in POLICY_READERS else 403) for a in ACTORS}, form=True),
+    ("POST", "/console/policy"): Row({a: (422 if a == "admin" else 403) for a in ACTORS},
+                                     lambda c: {"max_open_cases.chief": "很多"}, form=True),
+    ("POST", "/console/policy/save"): Row({a: (422 if a == "admin" else 403) for a in ACTORS},
+                                          lambda c: {"policy_yaml": "callback_max_attempts: 0"}, form=True),
+    ("GET", "/console/policy/versions/{number}"): Row({a: (404 if a in POLICY_READERS else 403) for a in ACTORS},
+                                                      path_args={"number": 999999}, form=True),
 }
 
 
