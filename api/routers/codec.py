@@ -90,7 +90,7 @@ async def _run(res: Any, body: Payloads, direction: str) -> Payloads:
 
 
 Allowed = Annotated[CurrentUser, Depends(permitted(permissions.may_use_codec))]
-DOC = responses(R401, R403, R422, R503)
+DOC = responses(R401, R403, R422, R503) | {413: {"description": "payload_too_large：请求体过大"}}
 
 
 @router.post("/decode", response_model=Payloads, summary="解密载荷（Temporal UI 编解码服务）", responses=DOC)
