@@ -190,6 +190,7 @@ def _new_state(inp: IntakeInput) -> CaseState:
         compound=inp.compound,
         budget=inp.budget,
         reception=inp.reception,
+        engine_version=inp.engine_version,
     )
     if inp.scenario == Scenario.walk_in:
         # The client is at the door: the first meeting is now, at the office.

@@ -29,6 +29,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The rules a new case runs by. A case keeps the version it started with (in its input and state), so
+# a workflow started under older rules replays and runs on exactly as it did:
+#   1  the engine before issue 16 (what a case without the field runs by)
+#   2  the company's day (SPEC §14): 情况二 assignments due at the visit, T4 spacing and the manager's
+#      T4, T5 after a change of designer or assistant, reclaim only of an uncalled contact (a late first
+#      meeting asks the manager), the musts by where the first meeting is
+ENGINE_VERSION = 2
+
+
 # --- staff -------------------------------------------------------------------------------------
 
 
@@ -130,9 +139,10 @@ class ArrivalPayload(ReceptionChecklist):
     """客户到店：接待清单（口香糖清口、录音笔、门口迎接、递名片、安排前台倒水）做到了哪几项。"""
 
 
-# First meeting musts (seed 二f): each answered; a "no" needs its reason.
-_MUST_REASONS = (
-    ("measure_agreed", "measure_reason", "未约定量房时间"),
+# First meeting musts (seed 二f): each answered; a "no" needs its reason. The visits' reasons are the
+# engine's to require: at a home measure (version 2) the visits are invited, not done (SPEC §14).
+_MUST_REASONS = (("measure_agreed", "measure_reason", "未约定量房时间"),)
+VISIT_REASONS = (
     ("visited_site", "site_reason", "未参观在施工地"),
     ("visited_material_store", "material_store_reason", "未参观材料库"),
 )
@@ -149,6 +159,10 @@ class FirstMeetingPayload(_Model):
     site_reason: str | None = Field(default=None, max_length=500, description="未参观在施工地的原因")
     visited_material_store: bool = Field(description="是否参观材料库")
     material_store_reason: str | None = Field(default=None, max_length=500, description="未参观材料库的原因")
+    site_visit_at: datetime | None = Field(
+        default=None, description="上门量房时：邀约参观在施工地的时间（不填为暂未约定）")
+    material_store_visit_at: datetime | None = Field(
+        default=None, description="上门量房时：邀约参观材料库的时间（不填为暂未约定）")
     seen_off: bool = Field(description="是否送客户到门外")
 
     @model_validator(mode="after")
@@ -161,6 +175,14 @@ class FirstMeetingPayload(_Model):
         if not self.measure_agreed and self.measure_at is not None:
             raise ValueError("未约定量房却填写了量房时间 measure_at")
         return self
+
+
+class LapseReviewPayload(_Model):
+    """首次见面超时处理：收回重新分配（掉保），或写明原因延期到新的时间。"""
+
+    decision: Literal["reclaim", "extend"] = Field(description="收回 reclaim / 延期 extend")
+    reason: str | None = Field(default=None, max_length=500, description="原因（延期时必填）")
+    until: datetime | None = Field(default=None, description="延期到（延期时必填，须是将来的时间）")
 
 
 class MeasurePayload(_Model):
@@ -205,6 +227,7 @@ STEP_PAYLOADS: dict[StepName, type[BaseModel]] = {
     StepName.debrief: DebriefPayload,
     StepName.acknowledge: AcknowledgePayload,
     StepName.outcome: OutcomePayload,
+    StepName.lapse_review: LapseReviewPayload,
 }
 
 
@@ -300,6 +323,8 @@ class IntakeInput(_Model):
     state: CaseState | None = None
     # Started by the reconciler after the API could not (the case row was there, its workflow not).
     repaired: bool = False
+    # The rules the case runs by (see ENGINE_VERSION); absent in cases started before version 2.
+    engine_version: int = 1
 
 
 class OpenStep(_Model):
@@ -411,6 +436,12 @@ class CaseState(_Model):
     escalation_level: int = 0
     step_due_at: datetime | None = None
     version: int = 0
+    engine_version: int = 1  # the rules the case runs by (ENGINE_VERSION when it started)
+    # When each meeting was last announced to the client (T1/T2/T5), by "which:time": no T4 follows
+    # within the policy's spacing (version 2).
+    announced: dict[str, datetime] = Field(default_factory=dict)
+    # The designer the client knew before a change (reassignment or reclaim): T5 names them (version 2).
+    handover_from: StaffRef | None = None
 
     def meeting(self, which: str) -> Meeting | None:
         """The current (latest, not cancelled) meeting of a kind."""
@@ -466,9 +497,10 @@ class SendSms(_Model):
     """Send one client SMS of a template, exactly once per (case, purpose)."""
 
     case_id: int
-    purpose: str  # e.g. "T1", "T2", "T3", "T4:meeting:2026-11-27T02:00:00+00:00"
-    template: Literal["T1", "T2", "T3", "T4"]
-    designer_id: int | None = None
+    purpose: str  # e.g. "T1", "T2", "T3", "T4:meeting:2026-11-27T02:00:00+00:00", "T5:contact#2"
+    template: Literal["T1", "T2", "T3", "T4", "T5"]
+    designer_id: int | None = None  # T4 without a designer is signed by the manager (情况二 before the visit)
+    previous_designer_id: int | None = None  # T5: the designer whose work was handed over
     assistant_id: int | None = None
     manager_id: int | None = None
     at: datetime | None = None  # the meeting / measure time the text names
@@ -488,6 +520,8 @@ class NotifyStaff(_Model):
     # Rendered by the outbox writer from PostgreSQL at enqueue time (client details stay out of Temporal);
     # `text` is the fallback without client data.
     template: Literal["designer_assigned"] | None = None
+    # Goes out at once even outside the recipient's working hours (policy urgent_steps, walk-ins).
+    urgent: bool = False
 
 
 class RecordAssignment(_Model):

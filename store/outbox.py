@@ -246,7 +246,8 @@ class OutboxWriter:
         self, conn: asyncpg.Connection, sms: Sequence[SendSms], notices: Sequence[NotifyStaff]
     ) -> tuple[dict[int, asyncpg.Record], dict[str, asyncpg.Record]]:
         """Staff by id (names in SMS, notice recipients) and the first active member of each role asked for."""
-        ids = {i for m in sms for i in (m.designer_id, m.assistant_id, m.manager_id) if i is not None}
+        ids = {i for m in sms for i in (m.designer_id, m.assistant_id, m.manager_id, m.previous_designer_id)
+               if i is not None}
         ids |= {n.recipient_id for n in notices if n.recipient_id is not None}
         roles = {n.recipient_role.value for n in notices if n.recipient_id is None and n.recipient_role is not None}
         if not ids and not roles:
@@ -299,7 +300,7 @@ class OutboxWriter:
     def _render_sms(
         self, req: SendSms, *, client_name: str, gender: Gender, names: dict[int, str]
     ) -> tuple[str, str, dict[str, str]]:
-        """(template id, text, variables) of a client SMS (T1..T4); raises _Unrenderable."""
+        """(template id, text, variables) of a client SMS (T1..T5); raises _Unrenderable."""
 
         def name_of(staff_id: int | None, what: str, *, required: bool) -> str | None:
             if staff_id is None:
@@ -315,6 +316,20 @@ class OutboxWriter:
                 raise _Unrenderable("sms_invalid", f"短信 {req.template} 需要时间")
             return req.at
 
+        if req.template == "T4" and req.designer_id is None and req.manager_id is not None:
+            # 情况二 before the visit: the client has spoken only to the manager, who signs the reminder.
+            manager = name_of(req.manager_id, "设计部经理", required=True)
+            assert manager is not None
+            if req.meeting_kind is None:
+                raise _Unrenderable("sms_invalid", "短信 T4 需要见面类型")
+            try:
+                variables = templates.t4_manager_variables(
+                    client_name=client_name, gender=gender, company=self._company, manager=manager,
+                    at=need_at(), kind=req.meeting_kind, tz=req.timezone)
+            except (KeyError, ValueError) as exc:
+                raise _Unrenderable("sms_invalid", f"短信无法生成: {exc}") from exc
+            name = "T4_OFFICE_MANAGER" if "address" in variables else "T4_MANAGER"
+            return name, templates.substitute(templates.TEMPLATES[name], variables), variables
         designer = name_of(req.designer_id, "设计师", required=True)
         assert designer is not None
         assistant = name_of(req.assistant_id, "助理设计师", required=False) if req.include_assistant else None
@@ -331,6 +346,9 @@ class OutboxWriter:
                 variables = templates.t2_variables(
                     **common, assistant=assistant, measure_at=need_at(), tz=req.timezone
                 )
+            elif req.template == "T5":
+                previous = name_of(req.previous_designer_id, "原设计师", required=False)
+                variables = templates.t5_variables(**common, assistant=assistant, previous=previous)
             elif req.template == "T3":
                 manager = name_of(req.manager_id, "设计部经理", required=True)
                 assert manager is not None
@@ -344,7 +362,10 @@ class OutboxWriter:
                     variables = templates.t4_variables(
                         **common, at=need_at(), kind=req.meeting_kind, tz=req.timezone
                     )
-            template_name = templates.template_id(req.template, assistant=assistant)
+            if req.template == "T5":
+                template_name = templates.t5_template_id(assistant=assistant, previous=variables.get("previous"))
+            else:
+                template_name = templates.template_id(req.template, assistant=assistant)
             if "address" in variables:
                 template_name = "T4_OFFICE"
             text = templates.substitute(templates.TEMPLATES[template_name], variables)
