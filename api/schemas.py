@@ -423,6 +423,9 @@ class MessageItem(BaseModel):
     error_code: str | None = Field(default=None, description="失败原因代码（status=failed 时）")
     created_at: datetime
     sent_at: datetime | None = None
+    not_before: datetime | None = Field(
+        default=None, description="暂缓发送至此时（客户免打扰时段、员工下班时间）；为空即立即发送")
+    held: str | None = Field(default=None, description="仍在暂缓时的说明，如「暂缓至 05-07 08:30 发送」")
 
 
 class MessageList(BaseModel):

@@ -59,19 +59,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
 
 from config import Settings
 from domain import notices as notice_texts
-from domain import permissions, templates
+from domain import permissions, quiet, templates
 from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role
 from domain.models import CaseState, NotifyStaff, SendSms
 from domain.phone import mask_phones_in
+from domain.policy import Policy
 from domain.tracking import local_time
+from store.staff import schedule_from_db
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,19 @@ _RETURNING = ", ".join(f"o.{c}" for c in _COLUMN_NAMES)
 # Staff channels that deliver to one person only. The log and the WeCom group robot are read by others,
 # so phones written into a notice's free text are masked there.
 PERSONAL_CHANNELS = frozenset({"sms"})
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _policy_of(raw: Any) -> Policy | None:
+    """The case's own policy (quiet window, calendar). A row without one (written before migration 003)
+    holds nothing: the quiet rules come with the policy the case started with."""
+    try:
+        return Policy.model_validate(_json(raw)) if raw else None
+    except ValueError:
+        return None
 
 
 def outbox_key(case_id: int, purpose: str) -> str:
@@ -130,6 +145,7 @@ class _NewRow:
     status: OutboxStatus = "pending"
     last_error: str | None = None
     error_code: str | None = None
+    not_before: datetime | None = None  # held until then (quiet hours, off duty); None: at once
 
 
 class OutboxWriter:
@@ -149,10 +165,16 @@ class OutboxWriter:
         *,
         sms: Sequence[SendSms] = (),
         notices: Sequence[NotifyStaff] = (),
+        now: datetime | None = None,
     ) -> None:
-        """Record messages exactly once per (case, purpose), first rendering wins; never raises for a business problem."""
+        """Record messages exactly once per (case, purpose), first rendering wins; never raises for a business problem.
+
+        A message decided at `now` (default: the present) inside the client's quiet hours or outside its
+        recipient's working hours is recorded held (`not_before`, SPEC §14).
+        """
         if not sms and not notices:
             return
+        now = now or datetime.now(UTC)
         messages: list[SendSms | NotifyStaff] = [*sms, *notices]
         # Three statements whatever the number of messages: cases, staff (ids and roles), one INSERT.
         # FOR KEY SHARE: the cases cannot vanish before the caller commits, so the INSERT cannot fail
@@ -161,7 +183,7 @@ class OutboxWriter:
             r["id"]: r
             for r in await conn.fetch(
                 "SELECT id, client_name, client_gender, client_phone, created_by, received_by, manager_id,"
-                " designer_id, assistant_id, status FROM cases"
+                " designer_id, assistant_id, status, policy FROM cases"
                 " WHERE id = ANY($1::bigint[]) FOR KEY SHARE",
                 sorted({m.case_id for m in messages}),
             )
@@ -188,6 +210,8 @@ class OutboxWriter:
                 if isinstance(msg, SendSms)
                 else self._notice_row(msg, by_id, by_role, case)
             )
+            if row.status == "pending":
+                row = self._held(row, msg, case, by_id, now)
             if row.status == "failed":
                 log.warning(
                     "outbox: case %s message %s recorded as failed (%s)", row.case_id, row.purpose, row.error_code
@@ -195,6 +219,21 @@ class OutboxWriter:
             rows.append(row)
         if rows:
             await self._insert(conn, rows)
+
+    @staticmethod
+    def _held(row: _NewRow, msg: SendSms | NotifyStaff, case: asyncpg.Record, by_id: dict[int, asyncpg.Record],
+              now: datetime) -> _NewRow:
+        """The row, held until the client's quiet hours end or its recipient's next working start."""
+        policy = _policy_of(case["policy"])
+        if policy is None:
+            return row
+        if isinstance(msg, SendSms):
+            until = quiet.not_before(policy, now, client=True)
+        else:
+            staff = by_id.get(row.recipient_id) if row.recipient_id is not None else None
+            schedule = schedule_from_db(_json(staff["office_schedule"])) if staff is not None else None
+            until = quiet.not_before(policy, now, client=False, schedule=schedule, urgent=msg.urgent)
+        return replace(row, not_before=until) if until is not None else row
 
     async def _details(self, conn: asyncpg.Connection, notices: Sequence[NotifyStaff]) -> dict[int, str]:
         """将客户的详细情况告诉设计师: the designer's notice, from PostgreSQL (never from the workflow).
@@ -253,15 +292,17 @@ class OutboxWriter:
         if not ids and not roles:
             return {}, {}
         found = await conn.fetch(
-            "SELECT id, name, phone, role, NULL::text AS for_role FROM staff WHERE id = ANY($1::bigint[])"
+            "SELECT id, name, phone, role, office_schedule, NULL::text AS for_role FROM staff"
+            " WHERE id = ANY($1::bigint[])"
             " UNION ALL"
-            " (SELECT DISTINCT ON (role) id, name, phone, role, role AS for_role FROM staff"
+            " (SELECT DISTINCT ON (role) id, name, phone, role, office_schedule, role AS for_role FROM staff"
             "  WHERE role = ANY($2::text[]) AND status = 'active' ORDER BY role, id)",
             sorted(ids),
             sorted(roles),
         )
         by_id = {r["id"]: r for r in found if r["for_role"] is None}
         by_role = {r["for_role"]: r for r in found if r["for_role"] is not None}
+        by_id.update({r["id"]: r for r in by_role.values() if r["id"] not in by_id})  # schedules by recipient
         return by_id, by_role
 
     def _sms_row(self, req: SendSms, case: asyncpg.Record, names: dict[int, str]) -> _NewRow:
@@ -431,13 +472,13 @@ class OutboxWriter:
         # no jsonb codec.
         await conn.execute(
             "INSERT INTO outbox (case_id, purpose, channel, recipient_id, recipient, template, text,"
-            " variables, provider, status, last_error, error_code)"
+            " variables, provider, status, last_error, error_code, not_before, next_attempt_at)"
             " SELECT case_id, purpose, channel, recipient_id, recipient, template, text, variables::jsonb,"
-            " provider, status, last_error, error_code"
+            " provider, status, last_error, error_code, not_before, coalesce(not_before, now())"
             " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],"
-            " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])"
+            " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[])"
             " AS u(case_id, purpose, channel, recipient_id, recipient, template, text, variables, provider,"
-            " status, last_error, error_code)"
+            " status, last_error, error_code, not_before)"
             " ON CONFLICT (case_id, purpose) DO NOTHING",
             [r.case_id for r in rows],
             [r.purpose for r in rows],
@@ -451,6 +492,7 @@ class OutboxWriter:
             [r.status for r in rows],
             [r.last_error for r in rows],
             [r.error_code for r in rows],
+            [r.not_before for r in rows],
         )
 
 

@@ -270,7 +270,7 @@ async def case_messages(
     of one recipient when `recipient_id` is given."""
     return await conn.fetch(
         "SELECT purpose, template, text, status, recipient, recipient_id, provider, provider_id, attempts,"
-        " error_code, last_error, created_at, sent_at FROM outbox WHERE case_id = $1 AND channel = $2"
+        " error_code, last_error, created_at, sent_at, not_before FROM outbox WHERE case_id = $1 AND channel = $2"
         " AND ($3::bigint IS NULL OR recipient_id = $3) ORDER BY created_at, id",
         case_id,
         channel,

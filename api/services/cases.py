@@ -7,7 +7,7 @@ Every read goes through :func:`api.services.access.open_case`: a person who may 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -24,6 +24,7 @@ from domain.models import StaffRef, SuggestAssistants, Suggestion
 from domain.permissions import Action
 from domain.phone import mask_phone, mask_phones_in
 from domain.policy import Policy
+from domain.tracking import local_time
 from store import queries
 from store.allocation import AllocationRepository, DesignerSuggestion
 
@@ -82,6 +83,7 @@ async def case_messages(
     pool = await res.pool()
     mine = None if channel == "sms" else permissions.notices_for(user)
     rows = await bounded(res, queries.case_messages(pool, case_id, channel, mine))
+    now, tz = datetime.now(UTC), case_policy(res, access.row).calendar.timezone
     contact = access.contact and bool(rows)
     if contact and channel == "sms":
         # The recipient of an SMS is the client's phone: full only for those who may see it (and recorded).
@@ -94,6 +96,10 @@ async def case_messages(
             data["last_error"] = mask_phones_in(data["last_error"]) if data["last_error"] else data["last_error"]
             if channel == "sms":
                 data["recipient"] = mask_phone(data["recipient"])
+        held = data["not_before"]
+        if held is not None and data["status"] == "pending" and held > now:
+            why = "客户免打扰时段" if channel == "sms" else "接收人下班时间"
+            data["held"] = f"暂缓至 {local_time(held, tz)} 发送（{why}）"
         return MessageItem(**data)
 
     return MessageList(case_id=case_id, items=[item(r) for r in rows])

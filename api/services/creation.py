@@ -26,7 +26,7 @@ from api.views import case_view, state_from_row, timeline
 from domain import engine, permissions
 from domain.constants import workflow_id
 from domain.enums import Role, Scenario, Source, StaffStatus
-from domain.models import CaseState, IntakeInput, StaffRef
+from domain.models import ENGINE_VERSION, CaseState, IntakeInput, StaffRef
 from domain.permissions import CaseFacts
 from domain.tracking import initial_search_attributes, static_summary
 from store import cases, queries
@@ -145,6 +145,7 @@ async def create_case(
                 meeting_kind=body.meeting_kind,
                 reception=body.reception,
                 policy=policy,
+                engine_version=ENGINE_VERSION,  # the rules a new case runs by (kept for its whole life)
             )
             opening = engine.start(inp)
             await cases.insert_starting(conn, inp, client=c, notes=body.notes, timeout=res.timeout)
