@@ -26,7 +26,15 @@ from domain.enums import (
     StaffStatus,
     StepName,
 )
-from domain.models import CaseEvent, DoneStep, Meeting, OpenStep, ReceptionChecklist, StaffRef
+from domain.models import (
+    CaseEvent,
+    DoneStep,
+    Meeting,
+    OpenStep,
+    ReceptionChecklist,
+    SiteReceptionMusts,
+    StaffRef,
+)
 
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -197,6 +205,11 @@ class IntakeCreate(RequestModel):
         default=None,
         description="自然客户到店时的接待清单（口香糖清口、录音笔、门口迎接、递名片、安排前台倒水）；仅 walk_in",
     )
+    site_musts: SiteReceptionMusts | None = Field(
+        default=None,
+        description="情况三b 没有合适的值班设计师时，接待人员的四必须：告知有更好的设计师、基本需求（必填）、"
+        "留下电话、告知经理和设计师会联系；仅 site_office，经理审核接待时可见",
+    )
     notes: str | None = Field(default=None, max_length=2000, description="备注")
 
 
@@ -313,6 +326,7 @@ class CaseView(BaseModel):
     designer_level: Level | None = None
     car: str | None = None
     reception: ReceptionChecklist | None = Field(default=None, description="客户到店时的接待清单（做到了哪几项）")
+    site_musts: SiteReceptionMusts | None = Field(default=None, description="情况三b 小区办公室接待四必须")
     recordings: list[int] = Field(default_factory=list, description="已上传的录音编号（GET /intakes/{id}/recordings）")
     overdue: bool = Field(description="是否有超时未完成的步骤")
     escalation_level: int = Field(description="最高升级级别")

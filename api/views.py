@@ -171,6 +171,7 @@ def case_view(
         designer_level=state.designer_level,
         car=state.car,
         reception=state.reception,
+        site_musts=state.site_musts,
         recordings=state.recordings,
         overdue=any(s.overdue for s in open_steps),
         escalation_level=state.escalation_level,

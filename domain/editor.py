@@ -191,6 +191,10 @@ class Editor(Schedule):
             self.prefill_designer(step)
         if spec.step == StepName.assign_assistant:
             self.prefill_assistant(step)
+        if spec.step == StepName.reception_review and self.s.site_musts is not None:
+            # 情况三 b: the receiver's four musts, in front of the manager who reviews the reception.
+            step.prefill = {"reception_musts": self.s.site_musts.model_dump(mode="json"),
+                            "missed": self.s.site_musts.missed()}
         if spec.step in _ANNOUNCED_STEPS or (spec.step == StepName.lapse_review):
             self.notify(f"open:{step.key}", notices.step_opened(self.s, step, self.local),
                         recipient=step.owner, role=step.owner_role,

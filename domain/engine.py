@@ -60,7 +60,7 @@ from domain.models import (
 )
 from domain.permissions import Action, CaseFacts
 from domain.policy import Policy
-from domain.steps import STEP_RULES, checklist_text, require_reason, validate_payload
+from domain.steps import STEP_RULES, checklist_text, require_reason, site_musts_text, validate_payload
 
 Command = CompleteStep | Reschedule | Reassign | AddNote | CloseCase | AttachRecording
 
@@ -78,6 +78,9 @@ def start(inp: IntakeInput) -> Decision:
     if inp.scenario == Scenario.walk_in:
         eng.event("arrived", "自然客户到店（建档即到店）" + checklist_text(inp.reception), actor_id=inp.created_by.id,
                   data={"reception": inp.reception.model_dump() if inp.reception else None})
+    if inp.site_musts is not None:
+        eng.event("site_musts", "小区办公室接待四必须" + site_musts_text(inp.site_musts),
+                  actor_id=(inp.received_by or inp.created_by).id, data={"site_musts": inp.site_musts.model_dump()})
     for spec in eng.g.roots():
         eng.open_step(spec)
     if inp.repaired:
@@ -190,6 +193,7 @@ def _new_state(inp: IntakeInput) -> CaseState:
         compound=inp.compound,
         budget=inp.budget,
         reception=inp.reception,
+        site_musts=inp.site_musts,
         engine_version=inp.engine_version,
     )
     if inp.scenario == Scenario.walk_in:

@@ -135,6 +135,35 @@ class ReceptionChecklist(_Model):
         return [label for key, label in RECEPTION_ITEMS.items() if not getattr(self, key)]
 
 
+# 情况三 b: no suitable designer on duty; whoever received the client at the compound office (site lead
+# or assistant designer) records what the procedure requires of them, in its order.
+SITE_MUSTS: dict[str, str] = {
+    "told_better_designers": "告知客户公司有更好的设计师为其服务",
+    "basic_needs": "了解客户的基本需求",
+    "phone_kept": "留下客户的联系电话",
+    "told_will_call": "告诉客户设计部经理和设计师会与其联系",
+}
+
+
+class SiteReceptionMusts(_Model):
+    """小区办公室接待四必须（情况三b，没有合适的值班设计师时由接待人员记录）。"""
+
+    told_better_designers: bool = Field(description="已告知客户公司有更好的设计师为其服务")
+    basic_needs: str = Field(min_length=1, max_length=2000, description="客户的基本需求（必填）")
+    phone_kept: bool = Field(description="已留下客户的联系电话")
+    told_will_call: bool = Field(description="已告诉客户设计部经理和设计师会与其联系")
+
+    @model_validator(mode="after")
+    def _needs(self) -> SiteReceptionMusts:
+        if not self.basic_needs.strip():
+            raise ValueError("请填写客户的基本需求 basic_needs")
+        return self
+
+    def missed(self) -> list[str]:
+        """The Chinese names of the musts not done."""
+        return [label for key, label in SITE_MUSTS.items() if key != "basic_needs" and not getattr(self, key)]
+
+
 class ArrivalPayload(ReceptionChecklist):
     """客户到店：接待清单（口香糖清口、录音笔、门口迎接、递名片、安排前台倒水）做到了哪几项。"""
 
@@ -319,6 +348,8 @@ class IntakeInput(_Model):
     meeting_kind: MeetingKind | None = None
     # Walk-ins: the reception checklist as done when the client came in (the creation is the arrival).
     reception: ReceptionChecklist | None = None
+    # 情况三 b: the receiver's four musts when no suitable designer was on duty (shown in the review).
+    site_musts: SiteReceptionMusts | None = None
     policy: Policy
     state: CaseState | None = None
     # Started by the reconciler after the API could not (the case row was there, its workflow not).
@@ -419,6 +450,7 @@ class CaseState(_Model):
     designer_level: Level | None = None
     car: str | None = None
     reception: ReceptionChecklist | None = None  # what the manager did when the client came in
+    site_musts: SiteReceptionMusts | None = None  # 情况三 b: what the compound office's receiver did
     recordings: list[int] = Field(default_factory=list)  # recording ids attached (files in PostgreSQL/storage)
     lapsed: list[int] = Field(default_factory=list)  # designers whose case was reclaimed (掉保)
     meetings: list[Meeting] = Field(default_factory=list)

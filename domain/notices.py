@@ -39,7 +39,11 @@ def step_opened(s: CaseState, step: OpenStep, local: Local) -> str:
         StepName.lapse_review: f"客户 #{s.case_id}「首次见面」已超时：请决定收回重新分配（掉保），或写明原因后延期",
     }
     due = f"，{local(step.due_at)} 前完成" if step.due_at else ""
-    return texts.get(step.step, f"客户 #{s.case_id}：{step.label}") + due
+    musts = ""
+    if step.step == StepName.reception_review and s.site_musts is not None:
+        missed = s.site_musts.missed()
+        musts = "；接待四必须" + (f"未做：{'、'.join(missed)}" if missed else "均已做到")
+    return texts.get(step.step, f"客户 #{s.case_id}：{step.label}") + musts + due
 
 
 def escalation(case_id: int, step: OpenStep, target: str, local: Local) -> str:

@@ -30,6 +30,7 @@ from domain.enums import (
 )
 from domain.models import (
     RECEPTION_ITEMS,
+    SITE_MUSTS,
     VISIT_REASONS,
     AcknowledgePayload,
     ArrivalPayload,
@@ -47,6 +48,7 @@ from domain.models import (
     OutcomePayload,
     ReceptionChecklist,
     ReceptionReviewPayload,
+    SiteReceptionMusts,
     StaffRef,
 )
 
@@ -88,6 +90,14 @@ def checklist_text(c: ReceptionChecklist | None) -> str:
     done = [label for key, label in RECEPTION_ITEMS.items() if getattr(c, key)]
     missed = c.missed()
     return "；接待清单 已做：" + ("、".join(done) or "无") + ("；未做：" + "、".join(missed) if missed else "")
+
+
+def site_musts_text(m: SiteReceptionMusts) -> str:
+    """情况三 b, as the timeline and the review read it: what was done, what was not."""
+    done = [label for key, label in SITE_MUSTS.items() if key != "basic_needs" and getattr(m, key)]
+    missed = m.missed()
+    return ("：已做：" + ("、".join(done) or "无") + (f"；未做：{'、'.join(missed)}" if missed else "")
+            + f"；客户基本需求：{m.basic_needs.strip()}")
 
 
 # --- the assignment steps' choice of staff --------------------------------------------------------

@@ -98,6 +98,10 @@ async def create_case(
             details={"field": "reception"},
         )
 
+    if body.site_musts is not None and body.scenario != Scenario.site_office:
+        raise ApiError(
+            422, "invalid_payload", "接待四必须只用于小区办公室接待的客户（情况三）", details={"field": "site_musts"},
+        )
     pool = await res.pool()
     req_hash = idempotency.request_hash(body.model_dump_json())
     if idempotency_key:
@@ -144,6 +148,7 @@ async def create_case(
                 meeting_at=body.meeting_at,
                 meeting_kind=body.meeting_kind,
                 reception=body.reception,
+                site_musts=body.site_musts,
                 policy=policy,
                 engine_version=ENGINE_VERSION,  # the rules a new case runs by (kept for its whole life)
             )

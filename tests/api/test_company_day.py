@@ -184,3 +184,18 @@ async def test_a_lead_at_night_is_called_back_next_morning_with_nothing_sent_at_
     s = await api.ok_step(lead["id"], "callback", "manager", {"reached": True})
     assert {"assign_designer", "assign_assistant"} <= open_steps(s)
     assert musts()  # the shared payload helper stays importable for the scenario above
+
+
+async def test_site_office_without_a_designer_on_duty_records_the_four_musts(api: Api) -> None:
+    musts4 = {"told_better_designers": True, "basic_needs": "三口之家，想要开放式厨房", "phone_kept": True,
+              "told_will_call": True}
+    r = await api.http.post("/intakes", headers=api.h("site_lead"),
+                            json=api.intake_body("site_office", site_musts=musts4 | {"basic_needs": " "}))
+    assert r.status_code == 422 and "basic_needs" in r.text, r.text
+    r = await api.http.post("/intakes", headers=api.h("consultant"),
+                            json=api.intake_body("remote", site_musts=musts4))
+    assert r.status_code == 422 and r.json()["code"] == "invalid_payload", r.text
+    c = await api.create("site_lead", "site_office", site_musts=musts4)
+    assert c["site_musts"] == musts4
+    review = next(o for o in (await api.case(c["id"]))["open_steps"] if o["step"] == "reception_review")
+    assert review["prefill"]["reception_musts"] == musts4 and review["prefill"]["missed"] == []

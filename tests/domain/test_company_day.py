@@ -25,6 +25,7 @@ from domain.models import (
     NotifyStaff,
     Reassign,
     SendSms,
+    SiteReceptionMusts,
     StaffRef,
 )
 from domain.policy import Policy, fast_policy
@@ -302,3 +303,26 @@ def test_at_the_office_all_four_musts_stand() -> None:
     assert exc.value.code == "invalid_payload" and "site_reason" in exc.value.message
     w.step(StepName.first_meeting, DESIGNER, musts | {"site_reason": "工地今天停工"})
     assert "measure" in w.open()
+
+
+# --- 情况三 b: no suitable designer on duty ----------------------------------------------------------
+
+
+def test_the_receivers_four_musts_are_in_front_of_the_manager_in_the_review() -> None:
+    site_lead = StaffRef(id=8, name="钱站长", role=Role.site_lead)
+    musts = SiteReceptionMusts(told_better_designers=True, basic_needs="三口之家，想要开放式厨房", phone_kept=True,
+                               told_will_call=False)
+    d = engine.start(IntakeInput(case_id=8, source=Source.site_office, scenario=Scenario.site_office,
+                                 created_at=sh(2030, 5, 6, 10, 0), created_by=site_lead, received_by=site_lead,
+                                 manager=MANAGER, director=DIRECTOR, policy=Policy(), site_musts=musts,
+                                 engine_version=ENGINE_VERSION))
+    review = next(o for o in d.state.open_steps if o.step == StepName.reception_review)
+    assert review.prefill["reception_musts"]["basic_needs"] == "三口之家，想要开放式厨房"
+    assert review.prefill["missed"] == ["告诉客户设计部经理和设计师会与其联系"]
+    told = next(n for n in d.change.effects.notices if n.purpose == "open:reception_review#1")
+    assert "接待四必须未做：告诉客户设计部经理和设计师会与其联系" in told.text
+    assert "开放式厨房" not in told.text  # the client's needs stay on the case, not in the notice channel
+    event = next(e for e in d.state.events if e.kind == "site_musts")
+    assert "客户基本需求：三口之家" in event.text and event.actor_id == site_lead.id
+    with pytest.raises(ValueError):
+        SiteReceptionMusts(told_better_designers=True, basic_needs="  ", phone_kept=True, told_will_call=True)
