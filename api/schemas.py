@@ -573,6 +573,7 @@ class StaffOut(BaseModel):
     office_schedule: dict[str, list[str]] = Field(description="星期（0=周一）→ 在岗时段")
     max_open_cases: int | None = None
     weight: float
+    deputy_id: int | None = Field(default=None, description="经理的代理人（员工ID）：经理休假或不在班时代为处理其步骤")
 
 
 class StaffList(BaseModel):
@@ -607,6 +608,7 @@ class StaffPatch(RequestModel):
     status: StaffStatus | None = Field(
         default=None, description="active 在岗 / on_leave 休假（不接新案例） / inactive 离职（吊销全部令牌，无任何访问）"
     )
+    deputy_id: Id | None = Field(default=None, description="经理的代理人（员工ID）；null 取消代理人")
 
 
 class IssuedToken(BaseModel):

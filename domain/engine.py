@@ -290,26 +290,31 @@ class _Engine(Editor):
         if self.s.status == CaseStatus.closed:
             raise Rejected("case_closed", f"案件已结案（{self.s.outcome}），不能再操作")
 
-    def facts(self) -> CaseFacts:
-        """Who is tied to the case, as the permission rules read it."""
+    def facts(self, actor: Actor | None = None) -> CaseFacts:
+        """Who is tied to the case, as the permission rules read it (the actor as the manager's deputy
+        when the API found them to be; the case itself does not know its manager's deputy)."""
         s = self.s
+        manager_id = s.manager.id if s.manager else None
+        deputy = actor.staff_id if actor is not None and actor.deputy_for is not None \
+            and actor.deputy_for == manager_id else None
         return CaseFacts(
             received_by=s.received_by.id if s.received_by else None,
-            manager_id=s.manager.id if s.manager else None,
+            manager_id=manager_id,
             designer_id=s.designer.id if s.designer else None,
             assistant_id=s.assistant.id if s.assistant else None,
+            deputy_id=deputy,
             open=s.status != CaseStatus.closed,
         )
 
     def allow(self, actor: Actor, action: Action) -> None:
         """Rejected unless domain.permissions lets the actor take the action on this case."""
-        refusal = permissions.may(actor, action, self.facts())
+        refusal = permissions.may(actor, action, self.facts(actor))
         if refusal is not None:
             raise Rejected(refusal.code, refusal.message, **refusal.details)
 
     def check_owner(self, step: OpenStep, actor: Actor) -> None:
         """The step's owner only (domain.permissions.complete_step)."""
-        refusal = permissions.complete_step(actor, step.step, self.facts(), owner_role=step.owner_role,
+        refusal = permissions.complete_step(actor, step.step, self.facts(actor), owner_role=step.owner_role,
                                             owner_id=step.owner.id if step.owner else None)
         if refusal is not None:
             raise Rejected(refusal.code, refusal.message, **refusal.details)

@@ -47,6 +47,8 @@ class Actor(_Model):
     staff_id: int
     role: Role
     name: str = ""
+    # The manager (id) this person acts for as their deputy on the case (SPEC §13, §14).
+    deputy_for: int | None = None
 
     @property
     def id(self) -> int:

@@ -67,8 +67,8 @@ import asyncpg
 
 from config import Settings
 from domain import notices as notice_texts
-from domain import permissions, quiet, templates
-from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role
+from domain import permissions, quiet, staffing, templates
+from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role, StaffStatus
 from domain.models import CaseState, NotifyStaff, SendSms
 from domain.phone import mask_phones_in
 from domain.policy import Policy
@@ -107,6 +107,11 @@ def _policy_of(raw: Any) -> Policy | None:
         return Policy.model_validate(_json(raw)) if raw else None
     except ValueError:
         return None
+
+
+def _availability(staff: asyncpg.Record) -> staffing.Availability:
+    return staffing.Availability(id=staff["id"], status=StaffStatus(staff["status"]),
+                                 schedule=schedule_from_db(_json(staff["office_schedule"])) or None)
 
 
 def outbox_key(case_id: int, purpose: str) -> str:
@@ -208,7 +213,7 @@ class OutboxWriter:
             row = (
                 self._sms_row(msg, case, names)
                 if isinstance(msg, SendSms)
-                else self._notice_row(msg, by_id, by_role, case)
+                else self._notice_row(msg, by_id, by_role, case, now)
             )
             if row.status == "pending":
                 row = self._held(row, msg, case, by_id, now)
@@ -291,12 +296,17 @@ class OutboxWriter:
         roles = {n.recipient_role.value for n in notices if n.recipient_id is None and n.recipient_role is not None}
         if not ids and not roles:
             return {}, {}
+        # The recipients' deputies come along (a manager away hands their notices to the deputy).
         found = await conn.fetch(
-            "SELECT id, name, phone, role, office_schedule, NULL::text AS for_role FROM staff"
-            " WHERE id = ANY($1::bigint[])"
+            "WITH named AS (SELECT id, name, phone, role, status, office_schedule, deputy_id, NULL::text AS for_role"
+            "  FROM staff WHERE id = ANY($1::bigint[])"
             " UNION ALL"
-            " (SELECT DISTINCT ON (role) id, name, phone, role, office_schedule, role AS for_role FROM staff"
-            "  WHERE role = ANY($2::text[]) AND status = 'active' ORDER BY role, id)",
+            " (SELECT DISTINCT ON (role) id, name, phone, role, status, office_schedule, deputy_id, role AS for_role"
+            "  FROM staff"
+            "  WHERE role = ANY($2::text[]) AND status = 'active' ORDER BY role, id))"
+            " SELECT * FROM named UNION ALL"
+            " SELECT id, name, phone, role, status, office_schedule, deputy_id, NULL::text FROM staff"
+            " WHERE id IN (SELECT deputy_id FROM named) AND id NOT IN (SELECT id FROM named)",
             sorted(ids),
             sorted(roles),
         )
@@ -414,9 +424,20 @@ class OutboxWriter:
             raise _Unrenderable("sms_invalid", f"短信无法生成: {exc}") from exc
         return template_name, text, variables
 
+    @staticmethod
+    def _deputy(staff: asyncpg.Record, by_id: dict[int, asyncpg.Record], case: asyncpg.Record,
+                now: datetime) -> asyncpg.Record | None:
+        """The recipient's deputy when the recipient is away and the deputy at work, else None."""
+        deputy = by_id.get(staff["deputy_id"]) if staff["deputy_id"] is not None else None
+        if deputy is None:
+            return None
+        calendar = (_policy_of(case["policy"]) or Policy()).calendar
+        acting = staffing.acting_deputy(_availability(staff), _availability(deputy), calendar, now)
+        return deputy if acting is not None else None
+
     def _notice_row(
         self, req: NotifyStaff, by_id: dict[int, asyncpg.Record], by_role: dict[str, asyncpg.Record],
-        case: asyncpg.Record,
+        case: asyncpg.Record, now: datetime,
     ) -> _NewRow:
         staff: asyncpg.Record | None
         if req.recipient_id is not None:
@@ -428,6 +449,11 @@ class OutboxWriter:
         else:
             staff = None
             missing = "通知没有指定接收人或角色"
+        deputy = self._deputy(staff, by_id, case, now) if staff is not None else None
+        if staff is not None and deputy is not None:
+            # The manager is away and their deputy at work: the deputy holds the step (SPEC §14).
+            req = req.model_copy(update={"text": f"【代{staff['name']}】{req.text}"})
+            staff = deputy
         if staff is None or not self._private(staff, case):
             # A phone written into free text (a note, a correction) reaches only those who may see it.
             req = req.model_copy(update={"text": mask_phones_in(req.text)})

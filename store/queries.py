@@ -21,6 +21,7 @@ _RELATION_SQL: dict[Relation, str] = {
     Relation.creator: "c.created_by = {p}",
     Relation.receiver: "c.received_by = {p}",
     Relation.manager: "c.manager_id = {p}",
+    Relation.deputy: "c.manager_id IN (SELECT m.id FROM staff m WHERE m.deputy_id = {p})",
     Relation.designer: "c.designer_id = {p}",
     Relation.assistant: "c.assistant_id = {p}",
     Relation.former_designer: "c.id IN (SELECT l.case_id FROM allocation_ledger l WHERE l.designer_id = {p})",
@@ -58,7 +59,7 @@ CASE_COLUMNS = (
 )
 
 _DETAIL_SQL = (
-    f"SELECT {CASE_COLUMNS}, c.state, c.policy,"
+    f"SELECT {CASE_COLUMNS}, c.state, c.policy, mg.deputy_id AS manager_deputy_id,"
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
@@ -224,7 +225,8 @@ _TASK_COLUMNS = (
 
 
 async def my_tasks(
-    conn: asyncpg.Pool | asyncpg.Connection, *, viewer: Viewer, role: str, limit: int, offset: int
+    conn: asyncpg.Pool | asyncpg.Connection, *, viewer: Viewer, role: str, limit: int, offset: int,
+    holding_for: tuple[int, ...] = (),
 ) -> tuple[list[asyncpg.Record], int]:
     """Open steps owned by the staff member, or unowned, of their role and on a case they may see;
     soonest due first.
@@ -240,22 +242,27 @@ async def my_tasks(
         " WHERE s.status = 'open' AND c.status = 'open' AND {cond}"
         " ORDER BY s.due_at NULLS LAST LIMIT $3)"
     )
+    # A deputy holds the steps of the managers who are away (domain.staffing.acting_deputy).
+    held = "s.owner_id = ANY($6::bigint[])"
     rows = await conn.fetch(
         f"SELECT * FROM ({branch.format(cond='s.owner_id = $1')}"
-        f" UNION ALL {branch.format(cond=unowned)}) t"
+        f" UNION ALL {branch.format(cond=unowned)}"
+        f" UNION ALL {branch.format(cond=held)}) t"
         " ORDER BY t.due_at NULLS LAST, t.case_id, t.step_key LIMIT $4 OFFSET $5",
         staff_id,
         role,
         cut,
         limit,
         offset,
+        list(holding_for),
     )
     total: int = await conn.fetchval(
         "SELECT count(*) FROM case_steps s JOIN cases c ON c.id = s.case_id"
         " WHERE s.status = 'open' AND c.status = 'open'"
-        f" AND (s.owner_id = $1 OR ({unowned}))",
+        f" AND (s.owner_id = $1 OR ({unowned}) OR ({held.replace('$6', '$3')}))",
         staff_id,
         role,
+        list(holding_for),
     )
     return rows, total
 
@@ -399,6 +406,7 @@ async def board_cases(
         SELECT * FROM (
           SELECT c.id, c.workflow_id, c.stage, c.source, c.scenario, c.client_name, c.compound,
             c.designer_id, d.name AS designer_name, c.assistant_id, a.name AS assistant_name,
+            c.manager_id, m.name AS manager_name,
             c.escalation_level, f.step_due_at, c.created_at,
             (c.overdue OR coalesce(f.step_due_at < now(), false)) AS overdue
           FROM cases c
@@ -407,6 +415,7 @@ async def board_cases(
                              WHERE s.case_id = c.id AND s.status = 'open') f ON true
           LEFT JOIN staff d ON d.id = c.designer_id
           LEFT JOIN staff a ON a.id = c.assistant_id
+          LEFT JOIN staff m ON m.id = c.manager_id
           WHERE c.status = 'open'
             AND ($1::bigint IS NULL OR c.designer_id = $1)
             AND ($2::text IS NULL OR c.source = $2)

@@ -83,8 +83,8 @@ def _add_step_route(step: StepName) -> None:
     async def owner_only(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> None:
         # A dependency, so a case the person may not see is 404 and a wrong role 403 before the body is
         # judged (422); the service reads the same case again from the request's cache.
-        await open_case(res, user, case_id)
-        services.ensure_step_role(user, step)
+        access = await open_case(res, user, case_id)
+        services.ensure_step_role(user, step, access.facts)
 
     async def complete(
         case_id: int,

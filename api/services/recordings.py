@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 from api.deps import CurrentUser, Resources, bounded
 from api.errors import ApiError
 from api.schemas import MAX_ID
-from api.services.access import open_case_for
+from api.services.access import actor_on, open_case_for
 from api.temporal import execute_update, intake_workflow
 from domain import permissions
 from domain.audio import AUDIO_TYPES, SNIFF_BYTES, sniff_audio
@@ -81,7 +81,7 @@ async def upload_recording(res: Resources, user: CurrentUser, case_id: int, file
         client = await res.client()
         change: CaseChange = await execute_update(
             client, case_id=case_id, update=intake_workflow().attach_recording,
-            arg=AttachRecording(actor=user.actor(), recording_id=row["id"], content_type=content_type, size=size),
+            arg=AttachRecording(actor=actor_on(user, access), recording_id=row["id"], content_type=content_type, size=size),
             timeout=res.timeout,
         )
     except BaseException:

@@ -199,3 +199,38 @@ async def test_site_office_without_a_designer_on_duty_records_the_four_musts(api
     assert c["site_musts"] == musts4
     review = next(o for o in (await api.case(c["id"]))["open_steps"] if o["step"] == "reception_review")
     assert review["prefill"]["reception_musts"] == musts4 and review["prefill"]["missed"] == []
+
+
+async def test_the_deputy_holds_the_managers_steps_while_the_manager_is_on_leave(api: Api) -> None:
+    manager, deputy = api.people["manager2"], api.people["designer2"]
+    r = await api.http.patch(f"/staff/{manager.id}", headers=api.h("admin"), json={"deputy_id": manager.id})
+    assert r.status_code == 422, r.text  # nobody deputizes for themself
+    r = await api.http.patch(f"/staff/{manager.id}", headers=api.h("admin"),
+                             json={"deputy_id": deputy.id, "status": "on_leave"})
+    assert r.status_code == 200 and r.json()["deputy_id"] == deputy.id, r.text
+    try:
+        c = await api.create("manager2", "remote")  # 孙经理's own case
+        cid = c["id"]
+        # the new step goes to the deputy: in their tasks, its notice to them, for the manager
+        r = await api.http.get("/me/tasks", headers=api.h("designer2"))
+        assert any(t["case_id"] == cid and t["step"] == "callback" for t in r.json()["items"]), r.text
+        told = await api.notice(cid, "open:callback#1")
+        assert told["recipient_id"] == deputy.id and told["text"].startswith(f"【代{manager.name}】"), told
+        # late: the deputy is reminded first, the director only after the deputy
+        first = await api.notice(cid, "esc:callback#1:1", timeout=30)
+        second = await api.notice(cid, "esc:callback#1:2", timeout=30)
+        assert first["recipient_id"] == deputy.id and second["recipient_id"] == api.people["director"].id
+        # the deputy acts with the manager's rights on the manager's case
+        s = await api.ok_step(cid, "callback", "designer2", {"reached": True})
+        assert {"assign_designer", "assign_assistant"} <= open_steps(s)
+        s = await api.ok_step(cid, "assign_designer", "designer2",
+                              {"designer_id": api.people["designer"].id, "reason": "代经理分配"})
+        assert s["designer"]["id"] == api.people["designer"].id
+        # on another manager's case the deputy is nobody
+        other = await api.create("consultant", "remote")
+        r = await api.step(other["id"], "callback", "designer2", {"reached": True})
+        assert r.status_code == 404, r.text
+    finally:
+        r = await api.http.patch(f"/staff/{manager.id}", headers=api.h("admin"),
+                                 json={"deputy_id": None, "status": "active"})
+        assert r.status_code == 200, r.text

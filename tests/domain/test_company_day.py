@@ -326,3 +326,17 @@ def test_the_receivers_four_musts_are_in_front_of_the_manager_in_the_review() ->
     assert "客户基本需求：三口之家" in event.text and event.actor_id == site_lead.id
     with pytest.raises(ValueError):
         SiteReceptionMusts(told_better_designers=True, basic_needs="  ", phone_kept=True, told_will_call=True)
+
+
+def test_the_engine_lets_the_managers_deputy_act_on_the_managers_case() -> None:
+    deputy = StaffRef(id=30, name="吴主任", role=Role.designer, level=Level.senior)
+    w = Week(Scenario.remote, sh(2030, 5, 6, 10, 0), Policy())
+    as_deputy = Actor(staff_id=deputy.id, role=deputy.role, name=deputy.name, deputy_for=MANAGER.id)
+    w.do(CompleteStep(actor=as_deputy, step=StepName.callback, payload={"reached": True}))
+    assert {"assign_designer", "assign_assistant"} <= w.open()
+    w.do(Reassign(actor=as_deputy, role="assistant", staff=ASSISTANT, reason="代经理安排"))
+    # standing in for another manager gives no rights here
+    stranger = Actor(staff_id=deputy.id, role=deputy.role, name=deputy.name, deputy_for=MANAGER.id + 100)
+    with pytest.raises(engine.Rejected) as exc:
+        w.do(CompleteStep(actor=stranger, step=StepName.assign_designer, payload={}, first_suggestion=DESIGNER))
+    assert exc.value.code == "wrong_role"
