@@ -149,6 +149,8 @@ class ClientIn(RequestModel):
 
     name: str = Field(min_length=1, max_length=50, description="客户姓名", examples=["王建国"])
     phone: Phone
+    second_phone: Phone | None = Field(
+        default=None, description="第二联系电话（如配偶）；查重时与所有案例的两个电话比对")
     gender: Gender = Field(default=Gender.unknown, description="male 先生 / female 女士 / unknown")
     age_range: str | None = Field(default=None, max_length=20, description="年龄段", examples=["30-40"])
     compound: str | None = Field(default=None, max_length=100, description="小区", examples=["阳光花园"])
@@ -327,6 +329,8 @@ class CaseView(BaseModel):
     car: str | None = None
     reception: ReceptionChecklist | None = Field(default=None, description="客户到店时的接待清单（做到了哪几项）")
     site_musts: SiteReceptionMusts | None = Field(default=None, description="情况三b 小区办公室接待四必须")
+    previous_case_id: int | None = Field(default=None, description="回头客：关联的旧案例编号")
+    returning: str | None = Field(default=None, description="回头客：与旧案例关联的原因")
     recordings: list[int] = Field(default_factory=list, description="已上传的录音编号（GET /intakes/{id}/recordings）")
     overdue: bool = Field(description="是否有超时未完成的步骤")
     escalation_level: int = Field(description="最高升级级别")
@@ -460,12 +464,26 @@ class SuggestionItem(BaseModel):
     last_assigned_at: datetime | None = None
 
 
+class RelatedCase(BaseModel):
+    """Another case of the same client or house (查重, 撞单), as the manager sees it before assigning."""
+
+    case_id: int
+    status: str
+    outcome: Outcome | None = None
+    designer: str | None = Field(default=None, description="该案例的设计师")
+    matched_by: str = Field(description="phone 手机号 / second_phone 第二联系电话 / house 房屋")
+    reason: str = Field(description="中文说明")
+
+
 class SuggestionList(BaseModel):
-    """Ranked eligible designers for a case."""
+    """Ranked eligible designers for a case; a returning client's earlier designer first, and the other
+    cases of the same client or house."""
 
     case_id: int
     required_level: Level
     items: list[SuggestionItem]
+    returning: str | None = Field(default=None, description="回头客：与哪个旧案例关联、为什么")
+    related_cases: list[RelatedCase] = Field(default_factory=list, description="同一客户或同一房屋的其他案例")
 
 
 class SlaRow(BaseModel):

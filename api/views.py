@@ -117,6 +117,8 @@ def case_view(
         "notes": row["notes"],
         "created_at": row["created_at"],
         "created_by": staff_ref(row["created_by_ref"]),
+        "previous_case_id": row.get("previous_case_id"),
+        "returning": row.get("returning_reason"),
         "timeline": events,
         "state_source": source,
         "assignments": [

@@ -75,6 +75,8 @@ def start(inp: IntakeInput) -> Decision:
     """The case as it opens: its root steps, the owners told at once. Deterministic in `inp`."""
     eng = _Engine(_new_state(inp), inp.policy, inp.created_at)
     eng.event("created", "新客户建档", actor_id=inp.created_by.id)
+    if inp.returning:
+        eng.event("returning", inp.returning, actor_id=inp.created_by.id)
     if inp.scenario == Scenario.walk_in:
         eng.event("arrived", "自然客户到店（建档即到店）" + checklist_text(inp.reception), actor_id=inp.created_by.id,
                   data={"reception": inp.reception.model_dump() if inp.reception else None})

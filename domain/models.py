@@ -358,6 +358,8 @@ class IntakeInput(_Model):
     repaired: bool = False
     # The rules the case runs by (see ENGINE_VERSION); absent in cases started before version 2.
     engine_version: int = 1
+    # A returning client (查重): why the case is linked to an earlier one, for the timeline (no client data).
+    returning: str | None = None
 
 
 class OpenStep(_Model):

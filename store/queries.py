@@ -59,7 +59,8 @@ CASE_COLUMNS = (
 )
 
 _DETAIL_SQL = (
-    f"SELECT {CASE_COLUMNS}, c.state, c.policy, mg.deputy_id AS manager_deputy_id,"
+    f"SELECT {CASE_COLUMNS}, c.state, c.policy, mg.deputy_id AS manager_deputy_id, c.previous_case_id,"
+    " c.returning_reason, c.house_key, c.second_phone,"
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
@@ -121,6 +122,36 @@ async def open_case_for_phone(
         *args,
     )
     return (row["id"], row["visible"]) if row is not None else None
+
+
+async def case_designer(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> int | None:
+    """The designer a case had last: its designer, else the last one in its allocation ledger."""
+    value: int | None = await conn.fetchval(
+        "SELECT coalesce(c.designer_id, (SELECT l.designer_id FROM allocation_ledger l WHERE l.case_id = c.id"
+        " ORDER BY l.at DESC, l.id DESC LIMIT 1)) FROM cases c WHERE c.id = $1", case_id)
+    return value
+
+
+async def matching_cases(
+    conn: asyncpg.Pool | asyncpg.Connection, *, phones: list[str], house_key: str | None, viewer: Viewer,
+    exclude_id: int | None = None, limit: int = 20,
+) -> list[asyncpg.Record]:
+    """Cases of the same client or house (查重, 撞单), open ones first, then the newest: how each matched
+    (phone, second_phone, house), its designer, and whether `viewer` may see it."""
+    visible = scope_sql(viewer.scope, "$4")
+    return await conn.fetch(
+        # $4 (the viewer) is named even when their scope is everything, so its type is always known.
+        f"SELECT c.id, c.status, c.outcome, c.designer_id, d.name AS designer_name, {visible} AS visible,"
+        " $4::bigint AS viewer_id,"
+        " CASE WHEN c.client_phone = ANY($1::text[]) THEN 'phone'"
+        "      WHEN c.second_phone = ANY($1::text[]) THEN 'second_phone' ELSE 'house' END AS matched_by"
+        " FROM cases c LEFT JOIN staff d ON d.id = c.designer_id"
+        " WHERE (c.client_phone = ANY($1::text[]) OR c.second_phone = ANY($1::text[])"
+        "        OR ($2::text IS NOT NULL AND c.house_key = $2))"
+        " AND ($3::bigint IS NULL OR c.id <> $3)"
+        " ORDER BY c.status IN ('open', 'starting') DESC, c.created_at DESC, c.id DESC LIMIT $5",
+        phones, house_key, exclude_id, viewer.staff_id, limit,
+    )
 
 
 # --- list ----------------------------------------------------------------------------------------

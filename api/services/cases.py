@@ -14,11 +14,11 @@ import asyncpg
 
 from api.deps import CurrentUser, Resources, bounded
 from api.errors import ApiError
-from api.schemas import CaseView, MessageItem, MessageList, SuggestionItem, SuggestionList
-from api.services.access import CaseAccess, open_case, open_case_for, record_contact, redact
+from api.schemas import CaseView, MessageItem, MessageList, RelatedCase, SuggestionItem, SuggestionList
+from api.services.access import CaseAccess, open_case, open_case_for, record_contact, redact, viewer
 from api.temporal import query_state
 from api.views import case_view, state_from_row, timeline
-from domain import engine, permissions
+from domain import duplicates, engine, permissions
 from domain.enums import Level, Scenario, StepName
 from domain.models import StaffRef, SuggestAssistants, Suggestion
 from domain.permissions import Action
@@ -151,6 +151,10 @@ async def designer_ranking(
             include_ineligible=include_ineligible,
         ),
     )
+    if row["previous_case_id"] is not None:
+        # A returning client (查重): the designer who served them before comes first, if eligible.
+        earlier = await bounded(res, queries.case_designer(pool, row["previous_case_id"]))
+        ranked = duplicates.earlier_designer_first(ranked, earlier, row["previous_case_id"])
     return ranked
 
 
@@ -185,7 +189,18 @@ async def designer_suggestions(
         )
         for s in ranked
     ]
-    return SuggestionList(case_id=case_id, required_level=level, items=items)
+    row = access.row
+    phones = [row["client_phone"], *([row["second_phone"]] if row["second_phone"] else [])]
+    matches = await bounded(res, queries.matching_cases(pool, phones=phones, house_key=row["house_key"],
+                                                        viewer=viewer(user), exclude_id=case_id))
+    related = [
+        RelatedCase(case_id=m["id"], status=m["status"], outcome=m["outcome"], designer=m["designer_name"],
+                    matched_by=m["matched_by"],
+                    reason=f"{duplicates.BY_LABELS[m['matched_by']]}相同")
+        for m in matches if m["visible"]
+    ]
+    return SuggestionList(case_id=case_id, required_level=level, items=items, returning=row["returning_reason"],
+                          related_cases=related)
 
 
 async def first_suggestion(

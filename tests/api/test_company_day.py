@@ -23,7 +23,7 @@ from temporalio.client import Client
 from api.app import create_app
 from config import Settings
 from domain.policy import CalendarPolicy, Policy, QuietHours, fast_policy
-from tests.api.conftest import Api, Person, future, make_http, open_steps
+from tests.api.conftest import Api, Person, future, make_http, open_steps, unique_phone
 from tests.support.data import musts
 from worker import build_dispatcher, build_worker
 
@@ -234,3 +234,31 @@ async def test_the_deputy_holds_the_managers_steps_while_the_manager_is_on_leave
         r = await api.http.patch(f"/staff/{manager.id}", headers=api.h("admin"),
                                  json={"deputy_id": None, "status": "active"})
         assert r.status_code == 200, r.text
+
+
+async def test_a_returning_client_is_linked_and_one_house_has_one_designer(api: Api) -> None:
+    phone, spouse = unique_phone(), unique_phone()
+    house = {"compound": "翠湖苑", "address": f"{uuid.uuid4().int % 90 + 10}栋1单元{uuid.uuid4().int % 9000 + 1000}"}
+    first = await api.create("consultant", "remote", client={"phone": phone, "second_phone": spouse, **house})
+    await api.ok_step(first["id"], "callback", "manager", {"reached": True})
+    await api.ok_step(first["id"], "assign_designer", "manager",
+                      {"designer_id": api.people["designer2"].id, "reason": "客户点名"})
+    # while it is open: the spouse calling in, or the same house under another phone, is the same client (撞单)
+    for client in ({"phone": spouse}, {"phone": unique_phone(), **house}):
+        r = await api.http.post("/intakes", headers=api.h("manager"), json=api.intake_body("remote", client=client))
+        assert r.status_code == 409 and r.json()["case_id"] == first["id"], r.text
+    r = await api.http.post(f"/intakes/{first['id']}/close", headers=api.h("manager"),
+                            json={"outcome": "lost", "reason": "预算不够"})
+    assert r.status_code == 200, r.text
+    # a year later the client comes back: a new case, linked to its history
+    again = await api.create("consultant", "remote", client={"phone": phone, **house})
+    assert again["previous_case_id"] == first["id"], again
+    assert again["returning"] == f"回头客：手机号与案例 #{first['id']} 相同（已流失，原设计师 周设计）"
+    assert any(e["kind"] == "returning" for e in again["timeline"])
+    # the manager sees the earlier designer first, with the reason, and the other case of the house
+    r = await api.http.get(f"/intakes/{again['id']}/designer-suggestions", headers=api.h("manager"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["items"][0]["staff"]["id"] == api.people["designer2"].id, body["items"]
+    assert body["items"][0]["reasons"][0].startswith(f"曾为该客户服务（案例 #{first['id']}）")
+    assert [(c["case_id"], c["matched_by"]) for c in body["related_cases"]] == [(first["id"], "phone")]
