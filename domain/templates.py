@@ -398,17 +398,14 @@ def t4_manager_variables(
 ) -> dict[str, str]:
     """Variables of T4_MANAGER / T4_OFFICE_MANAGER (情况二: the reminder before the visit, signed by the
     manager while no designer has spoken to the client); the office variant when the address is set."""
-    v = {
-        "name": salutation(client_name, gender),
-        "company": company.name,
-        "manager": manager,
-        "time": format_meeting_time(at, tz),
-    }
+    # The designer's T4 variables with the manager in the signer's place.
     if MeetingKind(kind) == MeetingKind.office_visit and company.address:
-        v["address"] = company.address
+        v = t4_office_variables(client_name=client_name, gender=gender, company=company, designer=manager, at=at,
+                                tz=tz)
     else:
-        v["kind"] = T4_KIND_TEXT[MeetingKind(kind)]
-    v["short_name"] = company.short_name
+        v = t4_variables(client_name=client_name, gender=gender, company=company, designer=manager, at=at, kind=kind,
+                         tz=tz)
+    v["manager"] = v.pop("designer")
     return v
 
 
@@ -421,14 +418,11 @@ def t5_variables(
     assistant: str | None,
     previous: str | None,
 ) -> dict[str, str]:
-    """Variables of T5 (a new designer introduces themself); no ``previous`` when only the assistant
-    changed (T5_ASSISTANT), no ``assistant`` when none is assigned (T5_NO_ASSISTANT)."""
-    v = {"name": salutation(client_name, gender), "company": company.name, "designer": designer}
-    if assistant:
-        v["assistant"] = assistant
+    """Variables of T5 (a new designer introduces themself): T1's, and ``previous`` unless only the
+    assistant changed (T5_ASSISTANT); no ``assistant`` when none is assigned (T5_NO_ASSISTANT)."""
+    v = t1_variables(client_name=client_name, gender=gender, company=company, designer=designer, assistant=assistant)
     if previous:
         v["previous"] = previous
-    v["short_name"] = company.short_name
     return v
 
 

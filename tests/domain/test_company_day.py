@@ -29,25 +29,25 @@ from domain.models import (
     StaffRef,
 )
 from domain.policy import Policy, fast_policy
+from tests.domain.test_engine import (
+    ASSISTANT,
+    CONSULTANT,
+    DESIGNER,
+    DIRECTOR,
+    LEAD,
+    MANAGER,
+    OTHER_DESIGNER,
+    SOURCES,
+    actor,
+)
 
 SH = ZoneInfo("Asia/Shanghai")
-MANAGER = StaffRef(id=1, name="陈建国", role=Role.manager)
-DIRECTOR = StaffRef(id=2, name="赵总", role=Role.director)
-DESIGNER = StaffRef(id=3, name="周一鸣", role=Role.designer, level=Level.chief)
-OTHER = StaffRef(id=4, name="吴佳", role=Role.designer, level=Level.senior)
-ASSISTANT = StaffRef(id=5, name="林小雨", role=Role.assistant)
+OTHER = OTHER_DESIGNER
 OTHER_ASSISTANT = StaffRef(id=9, name="黄婷", role=Role.assistant)
-LEAD = StaffRef(id=6, name="郑主管", role=Role.assistant_lead)
-CONSULTANT = StaffRef(id=7, name="孙丽", role=Role.consultant)
-SOURCES = {Scenario.remote: Source.online, Scenario.office_visit: Source.marketing}
 
 
 def sh(*args: int) -> datetime:
     return datetime(*args, tzinfo=SH)  # type: ignore[arg-type,misc]
-
-
-def actor(ref: StaffRef) -> Actor:
-    return Actor(staff_id=ref.id, role=ref.role, name=ref.name)
 
 
 class Week:
