@@ -306,8 +306,9 @@ def _apply_reintroduction(eng: Editor, step: OpenStep, p: ContactPayload, req: C
     eng.event("step_done", eng.done_text(step, req) + (f"（接替{previous.name}）" if previous else ""),
               actor_id=req.actor.staff_id, step=step.step, data=payload)
     s.handover_from = None
+    # Only the assistant changed: the new assistant is the news, named even where T1 names nobody (情况三).
     eng.client_sms("T5", "新设计师自我介绍短信", purpose=f"T5:{step.key}", at=p.meeting_at, kind=kind,
-                   name_assistant=eng.g.t1_names_assistant, announces=which,
+                   name_assistant=eng.g.t1_names_assistant or previous is None, announces=which,
                    previous_designer_id=previous.id if previous else None)
 
 

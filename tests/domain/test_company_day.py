@@ -340,3 +340,18 @@ def test_the_engine_lets_the_managers_deputy_act_on_the_managers_case() -> None:
     with pytest.raises(engine.Rejected) as exc:
         w.do(CompleteStep(actor=stranger, step=StepName.assign_designer, payload={}, first_suggestion=DESIGNER))
     assert exc.value.code == "wrong_role"
+
+
+def test_a_new_assistant_is_introduced_by_name_even_where_t1_names_nobody() -> None:
+    w = Week(Scenario.site_office, sh(2030, 5, 6, 10, 0), Policy())
+    meet = sh(2030, 5, 9, 15, 0).isoformat()
+    w.step(StepName.reception_review, MANAGER, {"report": "想要开放式厨房"})
+    w.step(StepName.callback, MANAGER, {"reached": True, "meeting_at": meet, "meeting_kind": "measure"})
+    w.step(StepName.assign_designer, MANAGER, first_suggestion=DESIGNER)
+    w.step(StepName.contact, DESIGNER, {"meeting_at": meet, "meeting_kind": "measure"})
+    w.step(StepName.assign_assistant, LEAD, first_suggestion=ASSISTANT)
+    w.do(Reassign(actor=actor(MANAGER), role="assistant", staff=OTHER_ASSISTANT, reason="调岗"))
+    w.step(StepName.contact, DESIGNER, {"meeting_at": meet, "meeting_kind": "measure"})
+    t1, t5 = (m for _, m in w.sms)
+    assert t1.template == "T1" and t1.assistant_id is None  # the seed's 情况三 wording
+    assert t5.template == "T5" and t5.assistant_id == OTHER_ASSISTANT.id and t5.previous_designer_id is None
