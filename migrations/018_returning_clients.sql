@@ -1,4 +1,4 @@
--- 013: 查重 and 撞单 (SPEC §14). A second contact phone (a spouse's), the house as a normalised key
+-- 018: 查重 and 撞单 (SPEC §14). A second contact phone (a spouse's), the house as a normalised key
 -- (compound|building|unit|room, domain/duplicates.py), and the earlier case a returning client's new
 -- case is linked to, with the reason shown. Idempotent.
 ALTER TABLE cases ADD COLUMN IF NOT EXISTS second_phone text CHECK (second_phone IS NULL OR second_phone ~ '^1[3-9][0-9]{9}$');
