@@ -475,6 +475,10 @@ def staff_changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["weight"] = args.weight
     if args.status is not None:
         changes["status"] = STATUS_WORDS[args.status]
+    if getattr(args, "deputy", None) is not None:
+        changes["deputy_id"] = args.deputy
+    if getattr(args, "clear_deputy", False):
+        changes["deputy_id"] = None
     if not changes:
         raise CliError("nothing to change: give at least one option (see intake staff edit --help)")
     return changes
@@ -694,6 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-open-cases", type=int, help="maximum open cases (overrides the policy)")
     p.add_argument("--clear-max-open-cases", action="store_true", help="back to the policy's maximum")
     p.add_argument("--weight", type=float, help="rotation weight")
+    p.add_argument("--deputy", type=int, metavar="ID",
+                   help="the staff id who holds this manager's steps while they are on leave or off schedule")
+    p.add_argument("--clear-deputy", action="store_true", help="no deputy")
     p.add_argument(
         "--status", choices=sorted(STATUS_WORDS),
         help="active; leave (no new cases); left (no access at all, tokens revoked)",

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     aliyun_template_t3_no_assistant: str | None = None
     aliyun_template_t4: str | None = None
     aliyun_template_t4_office: str | None = None  # needed once INTAKE_COMPANY_ADDRESS is set
+    aliyun_template_t4_manager: str | None = None  # 情况二: the reminder before the visit, by the manager
+    aliyun_template_t4_office_manager: str | None = None  # the same with the address (once it is set)
+    aliyun_template_t5: str | None = None  # a new designer introduces themself (after a change)
+    aliyun_template_t5_no_assistant: str | None = None
+    aliyun_template_t5_assistant: str | None = None  # only the assistant changed
 
     # A message whose delivery attempt got no clear answer (the worker died, the provider timed out) is
     # left alone this long before the provider is asked whether it arrived (covers a still-running
@@ -208,6 +213,11 @@ class Settings(BaseSettings):
             "T3_NO_ASSISTANT": self.aliyun_template_t3_no_assistant,
             "T4": self.aliyun_template_t4,
             "T4_OFFICE": self.aliyun_template_t4_office,
+            "T4_MANAGER": self.aliyun_template_t4_manager,
+            "T4_OFFICE_MANAGER": self.aliyun_template_t4_office_manager,
+            "T5": self.aliyun_template_t5,
+            "T5_NO_ASSISTANT": self.aliyun_template_t5_no_assistant,
+            "T5_ASSISTANT": self.aliyun_template_t5_assistant,
             "STAFF": self.aliyun_template_staff,
         }
 

@@ -24,7 +24,7 @@ from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 
 from config import Settings
 from domain.phone import mask_phones_in
-from domain.templates import TEMPLATES
+from domain.templates import ADDRESS_TEMPLATES, TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -476,8 +476,8 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
     if settings.sms_provider == "aliyun":
         provider = AliyunSmsProvider.from_settings(settings)
         # Every variant a case can send (with and without the assistant's name) must be approved.
-        # T4_OFFICE is only sent when the company address is configured.
-        needed = [n for n in TEMPLATES if n != "T4_OFFICE" or settings.company_address]
+        # T4_OFFICE and T4_OFFICE_MANAGER are only sent when the company address is configured.
+        needed = [n for n in TEMPLATES if n not in ADDRESS_TEMPLATES or settings.company_address]
         missing = [n for n in needed if not provider.templates.get(n)]
         if missing:
             raise ValueError(

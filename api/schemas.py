@@ -26,7 +26,15 @@ from domain.enums import (
     StaffStatus,
     StepName,
 )
-from domain.models import CaseEvent, DoneStep, Meeting, OpenStep, ReceptionChecklist, StaffRef
+from domain.models import (
+    CaseEvent,
+    DoneStep,
+    Meeting,
+    OpenStep,
+    ReceptionChecklist,
+    SiteReceptionMusts,
+    StaffRef,
+)
 
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -141,6 +149,8 @@ class ClientIn(RequestModel):
 
     name: str = Field(min_length=1, max_length=50, description="客户姓名", examples=["王建国"])
     phone: Phone
+    second_phone: Phone | None = Field(
+        default=None, description="第二联系电话（如配偶）；查重时与所有案例的两个电话比对")
     gender: Gender = Field(default=Gender.unknown, description="male 先生 / female 女士 / unknown")
     age_range: str | None = Field(default=None, max_length=20, description="年龄段", examples=["30-40"])
     compound: str | None = Field(default=None, max_length=100, description="小区", examples=["阳光花园"])
@@ -196,6 +206,11 @@ class IntakeCreate(RequestModel):
     reception: ReceptionChecklist | None = Field(
         default=None,
         description="自然客户到店时的接待清单（口香糖清口、录音笔、门口迎接、递名片、安排前台倒水）；仅 walk_in",
+    )
+    site_musts: SiteReceptionMusts | None = Field(
+        default=None,
+        description="情况三b 没有合适的值班设计师时，接待人员的四必须：告知有更好的设计师、基本需求（必填）、"
+        "留下电话、告知经理和设计师会联系；仅 site_office，经理审核接待时可见",
     )
     notes: str | None = Field(default=None, max_length=2000, description="备注")
 
@@ -313,6 +328,9 @@ class CaseView(BaseModel):
     designer_level: Level | None = None
     car: str | None = None
     reception: ReceptionChecklist | None = Field(default=None, description="客户到店时的接待清单（做到了哪几项）")
+    site_musts: SiteReceptionMusts | None = Field(default=None, description="情况三b 小区办公室接待四必须")
+    previous_case_id: int | None = Field(default=None, description="回头客：关联的旧案例编号")
+    returning: str | None = Field(default=None, description="回头客：与旧案例关联的原因")
     recordings: list[int] = Field(default_factory=list, description="已上传的录音编号（GET /intakes/{id}/recordings）")
     overdue: bool = Field(description="是否有超时未完成的步骤")
     escalation_level: int = Field(description="最高升级级别")
@@ -423,6 +441,9 @@ class MessageItem(BaseModel):
     error_code: str | None = Field(default=None, description="失败原因代码（status=failed 时）")
     created_at: datetime
     sent_at: datetime | None = None
+    not_before: datetime | None = Field(
+        default=None, description="暂缓发送至此时（客户免打扰时段、员工下班时间）；为空即立即发送")
+    held: str | None = Field(default=None, description="仍在暂缓时的说明，如「暂缓至 05-07 08:30 发送」")
 
 
 class MessageList(BaseModel):
@@ -443,12 +464,26 @@ class SuggestionItem(BaseModel):
     last_assigned_at: datetime | None = None
 
 
+class RelatedCase(BaseModel):
+    """Another case of the same client or house (查重, 撞单), as the manager sees it before assigning."""
+
+    case_id: int
+    status: str
+    outcome: Outcome | None = None
+    designer: str | None = Field(default=None, description="该案例的设计师")
+    matched_by: str = Field(description="phone 手机号 / second_phone 第二联系电话 / house 房屋")
+    reason: str = Field(description="中文说明")
+
+
 class SuggestionList(BaseModel):
-    """Ranked eligible designers for a case."""
+    """Ranked eligible designers for a case; a returning client's earlier designer first, and the other
+    cases of the same client or house."""
 
     case_id: int
     required_level: Level
     items: list[SuggestionItem]
+    returning: str | None = Field(default=None, description="回头客：与哪个旧案例关联、为什么")
+    related_cases: list[RelatedCase] = Field(default_factory=list, description="同一客户或同一房屋的其他案例")
 
 
 class SlaRow(BaseModel):
@@ -556,6 +591,7 @@ class StaffOut(BaseModel):
     office_schedule: dict[str, list[str]] = Field(description="星期（0=周一）→ 在岗时段")
     max_open_cases: int | None = None
     weight: float
+    deputy_id: int | None = Field(default=None, description="经理的代理人（员工ID）：经理休假或不在班时代为处理其步骤")
 
 
 class StaffList(BaseModel):
@@ -590,6 +626,7 @@ class StaffPatch(RequestModel):
     status: StaffStatus | None = Field(
         default=None, description="active 在岗 / on_leave 休假（不接新案例） / inactive 离职（吊销全部令牌，无任何访问）"
     )
+    deputy_id: Id | None = Field(default=None, description="经理的代理人（员工ID）；null 取消代理人")
 
 
 class Revoked(BaseModel):

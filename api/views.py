@@ -117,6 +117,8 @@ def case_view(
         "notes": row["notes"],
         "created_at": row["created_at"],
         "created_by": staff_ref(row["created_by_ref"]),
+        "previous_case_id": row.get("previous_case_id"),
+        "returning": row.get("returning_reason"),
         "timeline": events,
         "state_source": source,
         "assignments": [
@@ -171,6 +173,7 @@ def case_view(
         designer_level=state.designer_level,
         car=state.car,
         reception=state.reception,
+        site_musts=state.site_musts,
         recordings=state.recordings,
         overdue=any(s.overdue for s in open_steps),
         escalation_level=state.escalation_level,

@@ -38,8 +38,10 @@ from domain.tracking import local_time
 if TYPE_CHECKING:
     from domain.editor import Editor
 
-# The designer's own steps that lapse (掉保) when late long enough: the case is reclaimed.
+# The designer's own steps that lapse (掉保) when late long enough: the case is reclaimed. From engine
+# version 2 only a contact lapses (the designer never called); a late first meeting asks the manager.
 RECLAIMABLE = (StepName.contact, StepName.first_meeting)
+RECLAIMABLE_V2 = (StepName.contact,)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class Schedule:
     def local(self, t: datetime) -> str:
         return local_time(t, self.p.calendar.timezone)
 
+    @property
+    def v2(self) -> bool:
+        """Whether the case runs by the company's day (engine version 2, SPEC §14)."""
+        return self.s.engine_version >= 2
+
     def due_for(self, spec: StepSpec, opened: datetime | None = None) -> datetime | None:
         """Due time of a step opening now (or, for a duration step, opened at `opened`)."""
         s, p, now = self.s, self.p, self.now
@@ -83,7 +90,9 @@ class Schedule:
         if spec.before_meeting:
             m = s.meeting("meeting")
             if m is not None and m.at > now:
-                due = min(due, m.at)
+                # 情况二 (version 2): the manager picks at the office (seed 二b/d), so due at the visit;
+                # before, due by the duration but no later than the visit.
+                due = m.at if self.v2 else min(due, m.at)
         return due
 
     def set_due(self, step: OpenStep, due: datetime | None, *, level: int = 0) -> None:
@@ -154,18 +163,23 @@ def pending(eng: Editor) -> list[tuple[datetime, str, Callable[[], None]]]:
         items.append((s.callback_retry_at, f"回访未接通 → 第{s.callback_attempts + 1}次回访",
                       partial(retry_callback, eng)))
     # Reminders before meetings; a rescheduled meeting has a new time, hence new purposes.
-    contact_pending = eng.g.spec(StepName.contact) is not None and not eng.done(StepName.contact)
+    contact_spec = eng.g.spec(StepName.contact)
+    contact_pending = contact_spec is not None and not contact_spec.triggered and not eng.done(StepName.contact)
     for m in s.meetings:
         if m.status != "scheduled" or m.at <= now:
             continue
         when = m.at.isoformat()
         purpose = f"T4:{m.which}:{when}"
+        signer = t4_signer(eng, m)
         # The client hears from the designer (T1) before being reminded of the meeting.
-        if s.designer is not None and not (m.which == "meeting" and contact_pending) and purpose not in s.sent:
-            at = cal.latest_business_moment_at_or_before(p.calendar, m.at - p.client_reminder_before)
-            items.append((max(at, now), "见面前一天 → 短信提醒客户",
-                          partial(eng.client_sms, "T4", "见面前提醒客户", purpose=purpose, at=m.at,
-                                  kind=m.kind)))
+        if signer is not None and not (m.which == "meeting" and contact_pending) and purpose not in s.sent:
+            planned = cal.latest_business_moment_at_or_before(p.calendar, m.at - p.client_reminder_before)
+            announced = s.announced.get(f"{m.which}:{when}") if eng.v2 else None
+            # No two texts about one meeting within the spacing: T1/T2/T5 just named it (version 2).
+            if announced is None or planned - announced >= p.message_spacing:
+                items.append((max(planned, now), "见面前一天 → 短信提醒客户",
+                              partial(eng.client_sms, "T4", "见面前提醒客户", purpose=purpose, at=m.at,
+                                      kind=m.kind, signer=signer)))
         for who, before in (("designer", p.staff_reminder_before), ("assistant", p.staff_reminder_before),
                             ("manager", p.manager_reminder_before)):
             purpose = f"remind:{m.which}:{when}:{who}"
@@ -174,6 +188,8 @@ def pending(eng: Editor) -> list[tuple[datetime, str, Callable[[], None]]]:
             if purpose not in s.sent and (who == "manager" or getattr(s, who) is not None):
                 items.append((max(m.at - before, now), f"见面前提醒{MEMBER_LABELS[who]}",
                               partial(remind_staff, eng, purpose, m, who)))
+    if eng.v2:
+        items += _assignment_reminders(eng)
     outcome = eng.find_open(StepName.outcome)
     if outcome is not None and s.designer is not None:
         for i, after in enumerate(p.followups, start=1):
@@ -183,6 +199,45 @@ def pending(eng: Editor) -> list[tuple[datetime, str, Callable[[], None]]]:
                 items.append((eng.business(outcome.opened_at + after, False), summary,
                               partial(eng.notify, purpose, notices.followup(s.case_id, i),
                                       recipient=s.designer, role=Role.designer, summary=summary)))
+    return items
+
+
+def t4_signer(eng: Editor, m: Meeting) -> str | None:
+    """Who signs the client's reminder before a meeting: whoever the client has spoken to.
+
+    The designer; in 情况二 before the visit (version 2) the manager, unless the designer has called
+    the client (a reintroduction). None: nobody to sign it yet (no reminder).
+    """
+    s = eng.s
+    if (eng.v2 and m.which == "meeting" and m.kind == MeetingKind.office_visit and s.manager is not None
+            and not (s.designer is not None and eng.done(StepName.contact))):
+        return "manager"
+    return "designer" if s.designer is not None else None
+
+
+def _assignment_reminders(eng: Editor) -> list[tuple[datetime, str, Callable[[], None]]]:
+    """情况二 (version 2): an assignment due at the visit reminds its owner before it, while open."""
+    s, p, now = eng.s, eng.p, eng.now
+    m = s.meeting("meeting")
+    if m is None or m.status != "scheduled" or m.at <= now:
+        return []
+    items: list[tuple[datetime, str, Callable[[], None]]] = []
+    for o in s.open_steps:
+        spec = eng.g.spec(o.step)
+        if spec is None or not spec.before_meeting or o.due_at != m.at:
+            continue
+        for i, before in enumerate(p.assignment_reminders_before, start=1):
+            at = m.at - before
+            if not cal.is_business_time(p.calendar, at):  # at night: the evening before, not at 03:00
+                at = cal.latest_business_moment_at_or_before(p.calendar, at)
+            purpose = f"remind:{o.key}:{m.at.isoformat()}:{i}"
+            # A reminder that would come before the step opened is the opening notice itself.
+            if at <= o.opened_at or purpose in s.sent:
+                continue
+            summary = f"到店前提醒{o.label}"
+            items.append((max(at, now), summary, partial(
+                eng.notify, purpose, notices.assignment_reminder(s.case_id, o, eng.local(m.at)),
+                recipient=o.owner, role=o.owner_role, summary=summary)))
     return items
 
 
@@ -228,11 +283,15 @@ def escalate(eng: Editor, key: str) -> None:
                     "recipient_id": recipient.id if recipient else None})
     eng.notify(f"esc:{step.key}:{step.escalation_level}",
                notices.escalation(s.case_id, step, target, eng.local), recipient=recipient, role=role,
-               summary=ev_text)
+               summary=ev_text, urgent=eng.urgent(step))
     reclaim_at = eng.p.reclaim_at_level
-    if (step.step in RECLAIMABLE and reclaim_at is not None and step.escalation_level >= reclaim_at
-            and s.designer is not None):
+    if (step.step in (RECLAIMABLE_V2 if eng.v2 else RECLAIMABLE) and reclaim_at is not None
+            and step.escalation_level >= reclaim_at and s.designer is not None):
         reclaim(eng, step)
+        return
+    if (eng.v2 and step.step == StepName.first_meeting and reclaim_at is not None
+            and step.escalation_level >= reclaim_at and s.designer is not None):
+        ask_lapse(eng, step)
         return
     eng.plan_escalation(step, repeat_from=eng.now)
 
@@ -253,9 +312,32 @@ def reclaim(eng: Editor, step: OpenStep) -> None:
                role=Role.manager, summary="掉保 → 通知经理重新分配")
     eng.notify(f"reclaimed_from:{step.key}", notices.reclaimed_from(s.case_id, step.label), recipient=designer,
                summary="掉保 → 通知原设计师")
+    if eng.v2:
+        # The next designer introduces themself (T5) when this one had already spoken to the client.
+        eng.hand_over(designer)
+        # A reclaimed first meeting reopens for the next designer once assigned (open_unlocked).
     spec = eng.g.spec(StepName.assign_designer)
     assert spec is not None
     eng.open_step(spec)
+
+
+def ask_lapse(eng: Editor, step: OpenStep) -> None:
+    """A late first meeting (version 2): the manager decides, reclaim or extend with a reason (掉保审核).
+
+    The designer may have called and the client postponed: nobody is reclaimed without the manager.
+    The first meeting's own chain stops here; the manager's decision step has its chain (→ director).
+    """
+    s = eng.s
+    step.next_escalation_at = None
+    step.next_escalation = None
+    if eng.find_open(StepName.lapse_review) is not None:
+        return
+    spec = eng.g.spec(StepName.lapse_review)
+    assert spec is not None
+    review = eng.open_step(spec)
+    designer = s.designer.name if s.designer else ""
+    eng.event("lapse_asked", f"首次见面超时（升级{step.escalation_level}级）→ 请经理决定：收回（掉保）或延期（写明原因）",
+              step=step.step, data={"key": step.key, "review": review.key, "designer": designer})
 
 
 def retry_callback(eng: Editor) -> None:

@@ -191,10 +191,15 @@ class Editor(Schedule):
             self.prefill_designer(step)
         if spec.step == StepName.assign_assistant:
             self.prefill_assistant(step)
-        if spec.step in _ANNOUNCED_STEPS:
+        if spec.step == StepName.reception_review and self.s.site_musts is not None:
+            # 情况三 b: the receiver's four musts, in front of the manager who reviews the reception.
+            step.prefill = {"reception_musts": self.s.site_musts.model_dump(mode="json"),
+                            "missed": self.s.site_musts.missed()}
+        if spec.step in _ANNOUNCED_STEPS or (spec.step == StepName.lapse_review):
             self.notify(f"open:{step.key}", notices.step_opened(self.s, step, self.local),
                         recipient=step.owner, role=step.owner_role,
-                        summary=f"{step.label} → 通知{'助理负责人' if step.owner_role == Role.assistant_lead else '经理'}")
+                        summary=f"{step.label} → 通知{'助理负责人' if step.owner_role == Role.assistant_lead else '经理'}",
+                        urgent=self.urgent(step))
         return step
 
     def prefill_designer(self, step: OpenStep) -> None:
@@ -223,6 +228,11 @@ class Editor(Schedule):
             self.s.case_id, source, text, self.local(step.due_at) if step.due_at else None),
             recipient=person, summary=f"纠正 → 通知{person.name}")
         return step
+
+    def urgent(self, step: OpenStep) -> bool:
+        """Whether notices about the step go out at once, even outside working hours (a walk-in client
+        is waiting; the policy's urgent steps)."""
+        return step.wall_clock or step.step in self.p.urgent_steps
 
     def finish_step(self, step: OpenStep, *, actor_id: int | None, result: str = "done",
                     payload: dict[str, Any] | None = None) -> DoneStep:
@@ -276,6 +286,7 @@ class Editor(Schedule):
 
     def reassign(self, req: Reassign) -> None:
         staff = req.staff
+        before = self.s.designer if req.role == "designer" else self.s.assistant
         self.record_assignment(role=req.role, staff=staff, actor=req.actor, kind="reassign", reason=req.reason)
         self.set_member(req.role, staff)
         who = MEMBER_LABELS[req.role]
@@ -283,34 +294,70 @@ class Editor(Schedule):
                    actor_id=req.actor.staff_id, data={"role": req.role, "staff_id": staff.id, "reason": req.reason})
         self.notify(f"assigned:{req.role}:{staff.id}:{self.s.event_seq}",
                     notices.reassigned(self.s.case_id, who, req.reason), recipient=staff, summary=f"通知新{who}")
+        if self.v2 and (before is None or before.id != staff.id):
+            if req.role == "designer":
+                # The manager's question about a late first meeting is answered by the change itself.
+                review = self.find_open(StepName.lapse_review)
+                if review is not None:
+                    self.finish_step(review, actor_id=req.actor.staff_id, result="cancelled")
+            self.hand_over(before if req.role == "designer" else None)
+
+    # --- a new designer introduces themself (version 2) ------------------------------------------
+
+    def contacted(self) -> bool:
+        """Whether the case's designer has spoken to the client (called, or met at the first meeting)."""
+        return self.done(StepName.contact) or self.done(StepName.first_meeting)
+
+    def hand_over(self, previous: StaffRef | None) -> None:
+        """The designer or assistant changed: once the client was contacted, the (new) designer's
+        contact opens again and its completion sends T5 (once per change)."""
+        s = self.s
+        if not self.contacted():
+            return
+        if previous is not None and s.handover_from is None:
+            s.handover_from = previous  # the designer the client knew, until T5 names the new one
+        if s.designer is not None and self.find_open(StepName.contact) is None:
+            spec = self.g.spec(StepName.contact)
+            assert spec is not None
+            self.open_step(spec)
 
     def notify(self, purpose: str, text: str, *, recipient: StaffRef | None = None, role: Role | None = None,
-               summary: str, template: Literal["designer_assigned"] | None = None) -> None:
-        """A staff notice, decided once per purpose."""
+               summary: str, template: Literal["designer_assigned"] | None = None, urgent: bool = False) -> None:
+        """A staff notice, decided once per purpose (`urgent`: not held outside working hours)."""
         if purpose in self.s.sent:
             return
         self.s.sent.append(purpose)
         self.effects.notices.append(NotifyStaff(
             case_id=self.s.case_id, purpose=purpose, recipient_id=recipient.id if recipient else None,
             recipient_role=None if recipient else (role or Role.manager), text=text, template=template,
+            urgent=urgent,
         ))
 
-    def client_sms(self, template: Literal["T1", "T2", "T3", "T4"], summary: str, *, purpose: str | None = None,
-                   at: datetime | None = None, kind: MeetingKind | None = None, manager_id: int | None = None,
-                   name_assistant: bool = True) -> None:
-        """An SMS to the client, once per purpose; names the case's designer and assistant."""
+    def client_sms(self, template: Literal["T1", "T2", "T3", "T4", "T5"], summary: str, *,
+                   purpose: str | None = None, at: datetime | None = None, kind: MeetingKind | None = None,
+                   manager_id: int | None = None, name_assistant: bool = True, signer: str = "designer",
+                   announces: str | None = None, previous_designer_id: int | None = None) -> None:
+        """An SMS to the client, once per purpose; names the case's designer and assistant.
+
+        `signer` "manager": a reminder signed by the manager (no designer named); `announces` the meeting
+        ("which") whose time the text tells the client, so no reminder about it follows too soon.
+        """
         s = self.s
         purpose = purpose or template
         if purpose in s.sent:
             return
         s.sent.append(purpose)
         assistant = s.assistant if name_assistant else None
+        by_manager = signer == "manager" and s.manager is not None
         self.effects.sms.append(SendSms(
             case_id=s.case_id, purpose=purpose, template=template,
-            designer_id=s.designer.id if s.designer else None,
+            designer_id=s.designer.id if s.designer and not by_manager else None,
             assistant_id=assistant.id if assistant else None, include_assistant=assistant is not None,
-            manager_id=manager_id, at=at, meeting_kind=kind, timezone=self.p.calendar.timezone,
+            manager_id=s.manager.id if by_manager and s.manager else manager_id, at=at, meeting_kind=kind,
+            timezone=self.p.calendar.timezone, previous_designer_id=previous_designer_id,
         ))
+        if self.v2 and announces is not None and at is not None:
+            s.announced = {**s.announced, f"{announces}:{at.isoformat()}": self.now}
         self.event("sms_queued", f"短信{template}：{summary}", data={"purpose": purpose})
 
     def tell_designer(self, staff: StaffRef) -> None:

@@ -60,7 +60,7 @@ from domain.models import (
 )
 from domain.permissions import Action, CaseFacts
 from domain.policy import Policy
-from domain.steps import STEP_RULES, checklist_text, require_reason, validate_payload
+from domain.steps import STEP_RULES, checklist_text, require_reason, site_musts_text, validate_payload
 
 Command = CompleteStep | Reschedule | Reassign | AddNote | CloseCase | AttachRecording
 
@@ -75,9 +75,14 @@ def start(inp: IntakeInput) -> Decision:
     """The case as it opens: its root steps, the owners told at once. Deterministic in `inp`."""
     eng = _Engine(_new_state(inp), inp.policy, inp.created_at)
     eng.event("created", "新客户建档", actor_id=inp.created_by.id)
+    if inp.returning:
+        eng.event("returning", inp.returning, actor_id=inp.created_by.id)
     if inp.scenario == Scenario.walk_in:
         eng.event("arrived", "自然客户到店（建档即到店）" + checklist_text(inp.reception), actor_id=inp.created_by.id,
                   data={"reception": inp.reception.model_dump() if inp.reception else None})
+    if inp.site_musts is not None:
+        eng.event("site_musts", "小区办公室接待四必须" + site_musts_text(inp.site_musts),
+                  actor_id=(inp.received_by or inp.created_by).id, data={"site_musts": inp.site_musts.model_dump()})
     for spec in eng.g.roots():
         eng.open_step(spec)
     if inp.repaired:
@@ -190,6 +195,8 @@ def _new_state(inp: IntakeInput) -> CaseState:
         compound=inp.compound,
         budget=inp.budget,
         reception=inp.reception,
+        site_musts=inp.site_musts,
+        engine_version=inp.engine_version,
     )
     if inp.scenario == Scenario.walk_in:
         # The client is at the door: the first meeting is now, at the office.
@@ -285,26 +292,31 @@ class _Engine(Editor):
         if self.s.status == CaseStatus.closed:
             raise Rejected("case_closed", f"案件已结案（{self.s.outcome}），不能再操作")
 
-    def facts(self) -> CaseFacts:
-        """Who is tied to the case, as the permission rules read it."""
+    def facts(self, actor: Actor | None = None) -> CaseFacts:
+        """Who is tied to the case, as the permission rules read it (the actor as the manager's deputy
+        when the API found them to be; the case itself does not know its manager's deputy)."""
         s = self.s
+        manager_id = s.manager.id if s.manager else None
+        deputy = actor.staff_id if actor is not None and actor.deputy_for is not None \
+            and actor.deputy_for == manager_id else None
         return CaseFacts(
             received_by=s.received_by.id if s.received_by else None,
-            manager_id=s.manager.id if s.manager else None,
+            manager_id=manager_id,
             designer_id=s.designer.id if s.designer else None,
             assistant_id=s.assistant.id if s.assistant else None,
+            deputy_id=deputy,
             open=s.status != CaseStatus.closed,
         )
 
     def allow(self, actor: Actor, action: Action) -> None:
         """Rejected unless domain.permissions lets the actor take the action on this case."""
-        refusal = permissions.may(actor, action, self.facts())
+        refusal = permissions.may(actor, action, self.facts(actor))
         if refusal is not None:
             raise Rejected(refusal.code, refusal.message, **refusal.details)
 
     def check_owner(self, step: OpenStep, actor: Actor) -> None:
         """The step's owner only (domain.permissions.complete_step)."""
-        refusal = permissions.complete_step(actor, step.step, self.facts(), owner_role=step.owner_role,
+        refusal = permissions.complete_step(actor, step.step, self.facts(actor), owner_role=step.owner_role,
                                             owner_id=step.owner.id if step.owner else None)
         if refusal is not None:
             raise Rejected(refusal.code, refusal.message, **refusal.details)

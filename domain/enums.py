@@ -99,6 +99,7 @@ class StepName(StrEnum):
     debrief = "debrief"
     acknowledge = "acknowledge"
     outcome = "outcome"
+    lapse_review = "lapse_review"  # a late first meeting: the manager reclaims or extends (version 2)
 
 
 STEP_LABELS: dict[StepName, str] = {
@@ -113,6 +114,7 @@ STEP_LABELS: dict[StepName, str] = {
     StepName.debrief: "复盘讲评",
     StepName.acknowledge: "确认纠正",
     StepName.outcome: "签单结果",
+    StepName.lapse_review: "首次见面超时处理",
 }
 
 

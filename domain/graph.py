@@ -49,7 +49,9 @@ class ScenarioGraph:
     client_present_at_start: bool = False
     # Where `measure` opens from: the first meeting's agreed measure time (all scenarios).
     side_steps: frozenset[StepName] = field(
-        default_factory=lambda: frozenset({StepName.assign_assistant, StepName.measure, StepName.acknowledge})
+        default_factory=lambda: frozenset(
+            {StepName.assign_assistant, StepName.measure, StepName.acknowledge, StepName.lapse_review}
+        )
     )
 
     def spec(self, step: StepName) -> StepSpec | None:
@@ -80,6 +82,11 @@ class ScenarioGraph:
 _S = StepName
 # Opened by a correction (reception review, debrief) for the corrected person: "做记录并改正".
 _ACK = StepSpec(_S.acknowledge, "corrected", triggered=True)
+# Opened by a late first meeting (version 2): the manager reclaims (掉保) or extends with a reason.
+_LAPSE = StepSpec(_S.lapse_review, "manager", triggered=True)
+# Where the graph has no contact of its own (office visits, walk-ins): a new designer's call to introduce
+# themself after a change of designer or assistant (T5, version 2).
+_REINTRODUCE = StepSpec(_S.contact, "case_designer", triggered=True)
 
 GRAPHS: dict[Scenario, ScenarioGraph] = {
     # 情况一: lead from marketing/online; the client has never been to the company.
@@ -96,6 +103,7 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
             _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
+            _LAPSE,
         ),
     ),
     # 情况二: lead from marketing/online; the client will come to the company.
@@ -115,6 +123,8 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
             _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
+            _LAPSE,
+            _REINTRODUCE,
         ),
     ),
     # 情况三: received at a compound sales office.
@@ -131,6 +141,7 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
             _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
+            _LAPSE,
         ),
         t1_names_assistant=False,
     ),
@@ -149,6 +160,8 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
             StepSpec(_S.debrief, "manager", after=(_S.first_meeting,)),
             _ACK,
             StepSpec(_S.outcome, "manager", after=(_S.debrief,)),
+            _LAPSE,
+            _REINTRODUCE,
         ),
         client_present_at_start=True,
     ),

@@ -29,6 +29,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The rules a new case runs by. A case keeps the version it started with (in its input and state), so
+# a workflow started under older rules replays and runs on exactly as it did:
+#   1  the engine before issue 16 (what a case without the field runs by)
+#   2  the company's day (SPEC §14): 情况二 assignments due at the visit, T4 spacing and the manager's
+#      T4, T5 after a change of designer or assistant, reclaim only of an uncalled contact (a late first
+#      meeting asks the manager), the musts by where the first meeting is
+ENGINE_VERSION = 2
+
+
 # --- staff -------------------------------------------------------------------------------------
 
 
@@ -38,6 +47,8 @@ class Actor(_Model):
     staff_id: int
     role: Role
     name: str = ""
+    # The manager (id) this person acts for as their deputy on the case (SPEC §13, §14).
+    deputy_for: int | None = None
 
     @property
     def id(self) -> int:
@@ -126,13 +137,43 @@ class ReceptionChecklist(_Model):
         return [label for key, label in RECEPTION_ITEMS.items() if not getattr(self, key)]
 
 
+# 情况三 b: no suitable designer on duty; whoever received the client at the compound office (site lead
+# or assistant designer) records what the procedure requires of them, in its order.
+SITE_MUSTS: dict[str, str] = {
+    "told_better_designers": "告知客户公司有更好的设计师为其服务",
+    "basic_needs": "了解客户的基本需求",
+    "phone_kept": "留下客户的联系电话",
+    "told_will_call": "告诉客户设计部经理和设计师会与其联系",
+}
+
+
+class SiteReceptionMusts(_Model):
+    """小区办公室接待四必须（情况三b，没有合适的值班设计师时由接待人员记录）。"""
+
+    told_better_designers: bool = Field(description="已告知客户公司有更好的设计师为其服务")
+    basic_needs: str = Field(min_length=1, max_length=2000, description="客户的基本需求（必填）")
+    phone_kept: bool = Field(description="已留下客户的联系电话")
+    told_will_call: bool = Field(description="已告诉客户设计部经理和设计师会与其联系")
+
+    @model_validator(mode="after")
+    def _needs(self) -> SiteReceptionMusts:
+        if not self.basic_needs.strip():
+            raise ValueError("请填写客户的基本需求 basic_needs")
+        return self
+
+    def missed(self) -> list[str]:
+        """The Chinese names of the musts not done."""
+        return [label for key, label in SITE_MUSTS.items() if key != "basic_needs" and not getattr(self, key)]
+
+
 class ArrivalPayload(ReceptionChecklist):
     """客户到店：接待清单（口香糖清口、录音笔、门口迎接、递名片、安排前台倒水）做到了哪几项。"""
 
 
-# First meeting musts (seed 二f): each answered; a "no" needs its reason.
-_MUST_REASONS = (
-    ("measure_agreed", "measure_reason", "未约定量房时间"),
+# First meeting musts (seed 二f): each answered; a "no" needs its reason. The visits' reasons are the
+# engine's to require: at a home measure (version 2) the visits are invited, not done (SPEC §14).
+_MUST_REASONS = (("measure_agreed", "measure_reason", "未约定量房时间"),)
+VISIT_REASONS = (
     ("visited_site", "site_reason", "未参观在施工地"),
     ("visited_material_store", "material_store_reason", "未参观材料库"),
 )
@@ -149,6 +190,10 @@ class FirstMeetingPayload(_Model):
     site_reason: str | None = Field(default=None, max_length=500, description="未参观在施工地的原因")
     visited_material_store: bool = Field(description="是否参观材料库")
     material_store_reason: str | None = Field(default=None, max_length=500, description="未参观材料库的原因")
+    site_visit_at: datetime | None = Field(
+        default=None, description="上门量房时：邀约参观在施工地的时间（不填为暂未约定）")
+    material_store_visit_at: datetime | None = Field(
+        default=None, description="上门量房时：邀约参观材料库的时间（不填为暂未约定）")
     seen_off: bool = Field(description="是否送客户到门外")
 
     @model_validator(mode="after")
@@ -161,6 +206,14 @@ class FirstMeetingPayload(_Model):
         if not self.measure_agreed and self.measure_at is not None:
             raise ValueError("未约定量房却填写了量房时间 measure_at")
         return self
+
+
+class LapseReviewPayload(_Model):
+    """首次见面超时处理：收回重新分配（掉保），或写明原因延期到新的时间。"""
+
+    decision: Literal["reclaim", "extend"] = Field(description="收回 reclaim / 延期 extend")
+    reason: str | None = Field(default=None, max_length=500, description="原因（延期时必填）")
+    until: datetime | None = Field(default=None, description="延期到（延期时必填，须是将来的时间）")
 
 
 class MeasurePayload(_Model):
@@ -205,6 +258,7 @@ STEP_PAYLOADS: dict[StepName, type[BaseModel]] = {
     StepName.debrief: DebriefPayload,
     StepName.acknowledge: AcknowledgePayload,
     StepName.outcome: OutcomePayload,
+    StepName.lapse_review: LapseReviewPayload,
 }
 
 
@@ -296,10 +350,16 @@ class IntakeInput(_Model):
     meeting_kind: MeetingKind | None = None
     # Walk-ins: the reception checklist as done when the client came in (the creation is the arrival).
     reception: ReceptionChecklist | None = None
+    # 情况三 b: the receiver's four musts when no suitable designer was on duty (shown in the review).
+    site_musts: SiteReceptionMusts | None = None
     policy: Policy
     state: CaseState | None = None
     # Started by the reconciler after the API could not (the case row was there, its workflow not).
     repaired: bool = False
+    # The rules the case runs by (see ENGINE_VERSION); absent in cases started before version 2.
+    engine_version: int = 1
+    # A returning client (查重): why the case is linked to an earlier one, for the timeline (no client data).
+    returning: str | None = None
 
 
 class OpenStep(_Model):
@@ -394,6 +454,7 @@ class CaseState(_Model):
     designer_level: Level | None = None
     car: str | None = None
     reception: ReceptionChecklist | None = None  # what the manager did when the client came in
+    site_musts: SiteReceptionMusts | None = None  # 情况三 b: what the compound office's receiver did
     recordings: list[int] = Field(default_factory=list)  # recording ids attached (files in PostgreSQL/storage)
     lapsed: list[int] = Field(default_factory=list)  # designers whose case was reclaimed (掉保)
     meetings: list[Meeting] = Field(default_factory=list)
@@ -411,6 +472,12 @@ class CaseState(_Model):
     escalation_level: int = 0
     step_due_at: datetime | None = None
     version: int = 0
+    engine_version: int = 1  # the rules the case runs by (ENGINE_VERSION when it started)
+    # When each meeting was last announced to the client (T1/T2/T5), by "which:time": no T4 follows
+    # within the policy's spacing (version 2).
+    announced: dict[str, datetime] = Field(default_factory=dict)
+    # The designer the client knew before a change (reassignment or reclaim): T5 names them (version 2).
+    handover_from: StaffRef | None = None
 
     def meeting(self, which: str) -> Meeting | None:
         """The current (latest, not cancelled) meeting of a kind."""
@@ -466,9 +533,10 @@ class SendSms(_Model):
     """Send one client SMS of a template, exactly once per (case, purpose)."""
 
     case_id: int
-    purpose: str  # e.g. "T1", "T2", "T3", "T4:meeting:2026-11-27T02:00:00+00:00"
-    template: Literal["T1", "T2", "T3", "T4"]
-    designer_id: int | None = None
+    purpose: str  # e.g. "T1", "T2", "T3", "T4:meeting:2026-11-27T02:00:00+00:00", "T5:contact#2"
+    template: Literal["T1", "T2", "T3", "T4", "T5"]
+    designer_id: int | None = None  # T4 without a designer is signed by the manager (情况二 before the visit)
+    previous_designer_id: int | None = None  # T5: the designer whose work was handed over
     assistant_id: int | None = None
     manager_id: int | None = None
     at: datetime | None = None  # the meeting / measure time the text names
@@ -488,6 +556,8 @@ class NotifyStaff(_Model):
     # Rendered by the outbox writer from PostgreSQL at enqueue time (client details stay out of Temporal);
     # `text` is the fallback without client data.
     template: Literal["designer_assigned"] | None = None
+    # Goes out at once even outside the recipient's working hours (policy urgent_steps, walk-ins).
+    urgent: bool = False
 
 
 class RecordAssignment(_Model):

@@ -36,9 +36,14 @@ def step_opened(s: CaseState, step: OpenStep, local: Local) -> str:
         StepName.assign_designer: f"客户 #{s.case_id} 需要分配设计师{waiting}",
         StepName.assign_assistant: f"客户 #{s.case_id} 需要安排助理设计师并备案登记{waiting}",
         StepName.debrief: f"客户 #{s.case_id} 首次见面已完成，请听录音复盘并讲评",
+        StepName.lapse_review: f"客户 #{s.case_id}「首次见面」已超时：请决定收回重新分配（掉保），或写明原因后延期",
     }
     due = f"，{local(step.due_at)} 前完成" if step.due_at else ""
-    return texts.get(step.step, f"客户 #{s.case_id}：{step.label}") + due
+    musts = ""
+    if step.step == StepName.reception_review and s.site_musts is not None:
+        missed = s.site_musts.missed()
+        musts = "；接待四必须" + (f"未做：{'、'.join(missed)}" if missed else "均已做到")
+    return texts.get(step.step, f"客户 #{s.case_id}：{step.label}") + musts + due
 
 
 def escalation(case_id: int, step: OpenStep, target: str, local: Local) -> str:
@@ -152,3 +157,13 @@ def reclaimed(case_id: int, step_label: str, designer: StaffRef) -> str:
 def reclaimed_from(case_id: int, step_label: str) -> str:
     """The designer who lost the case."""
     return f"客户 #{case_id}「{step_label}」多次催办未完成，已按公司规定收回（掉保），计入您的分配记录"
+
+
+def assignment_reminder(case_id: int, step: OpenStep, visit: str) -> str:
+    """情况二: an assignment still open before the visit (due at the visit, seed 二b/d)."""
+    return f"提醒：客户 #{case_id} 将于 {visit} 到店，「{step.label}」尚未完成，请在客户到店时确定"
+
+
+def lapse_extended(case_id: int, until: str, reason: str) -> str:
+    """The designer: the manager gave more time for the first meeting."""
+    return f"客户 #{case_id}「首次见面」经理同意延期到 {until}（原因：{reason}），请按时完成"

@@ -2,7 +2,7 @@
 
 Every question of the form "may this person … this case?" is answered here, from the person (id and
 role) and their relation to the case (creator, receiver, designer, assistant, former designer or
-assistant, the case's manager). The engine's checks, the API's services, the SQL filters of every
+assistant, the case's manager, the manager's deputy). The engine's checks, the API's services, the SQL filters of every
 list (through :func:`case_scope`, which names the relations a list may follow) and the console's
 buttons all ask these functions; no role or ownership check is written anywhere else (a test greps).
 
@@ -49,6 +49,7 @@ class Relation(StrEnum):
     former_designer = "former_designer"  # was its designer before a reassignment or reclaim
     former_assistant = "former_assistant"  # was its assistant before a reassignment
     manager = "manager"  # the case's design manager
+    deputy = "deputy"  # the deputy of the case's manager: acts with the manager's rights on the case
 
 
 # Who sees every case (SPEC §13): they run the department.
@@ -116,6 +117,7 @@ class CaseFacts:
     assistant_id: int | None = None
     former_designers: frozenset[int] = frozenset()
     former_assistants: frozenset[int] = frozenset()
+    deputy_id: int | None = None  # the case manager's deputy (staff setting)
     open: bool = True
 
     @classmethod
@@ -131,6 +133,7 @@ class CaseFacts:
             assistant_id=get("assistant_id"),
             former_designers=frozenset(get("former_designers") or ()),
             former_assistants=frozenset(get("former_assistants") or ()),
+            deputy_id=get("manager_deputy_id"),
             open=get("status", "open") in ("open", "starting"),
         )
 
@@ -145,6 +148,8 @@ def relations(person: Person, case: CaseFacts) -> frozenset[Relation]:
         out.add(Relation.receiver)
     if case.manager_id == me:
         out.add(Relation.manager)
+    elif case.deputy_id == me:
+        out.add(Relation.deputy)
     if case.designer_id == me:
         out.add(Relation.designer)
     elif me in case.former_designers:
@@ -193,9 +198,14 @@ def may_see_contact(person: Person, case: CaseFacts) -> bool:
     if not may_view(person, case):
         return False
     rel = relations(person, case)
-    if rel & WORKING:
+    if rel & WORKING or Relation.deputy in rel:
         return True
     return bool(rel & INTAKE) and case.designer_id is None
+
+
+def acts_as_manager(person: Person, case: CaseFacts) -> bool:
+    """A manager, or the deputy of the case's manager (who acts with the manager's rights on it)."""
+    return person.role == Role.manager or Relation.deputy in relations(person, case)
 
 
 def works_case(person: Person, case: CaseFacts) -> bool:
@@ -220,7 +230,8 @@ NOT_YOUR_CASE = Refusal("not_your_case", "这不是您负责的客户")
 def may_try_step(person: Person, step: StepName, case: CaseFacts, *, owner_role: Role | None) -> Refusal | None:
     """What can be judged before the case is asked: the step's owner role, and for a designer's step
     the case's designer (who was corrected, for an acknowledgement, only the case knows)."""
-    if owner_role is not None and person.role != owner_role:
+    deputy = owner_role == Role.manager and Relation.deputy in relations(person, case)
+    if owner_role is not None and person.role != owner_role and not deputy:
         return Refusal("wrong_role", f"「{STEP_LABELS[step]}」由{ROLE_LABELS[owner_role]}完成",
                        {"required_role": owner_role.value})
     if owner_role == Role.designer and step != StepName.acknowledge and case.designer_id != person.id:
@@ -251,28 +262,29 @@ def may(person: Person, action: Action, case: CaseFacts) -> Refusal | None:
     """
     rel = relations(person, case)
     working = bool(rel & WORKING)
+    manager = acts_as_manager(person, case)
     if action == Action.reschedule:
-        if person.role == Role.manager or working:
+        if manager or working:
             return None
         if person.role in (Role.designer, Role.assistant):
             return NOT_YOUR_CASE
         return Refusal("wrong_role", "只有经理和本案设计师、助理可以改期")
     if action in (Action.reassign, Action.close, Action.upload_recording, Action.suggestions):
-        if person.role == Role.manager:
+        if manager:
             return None
         what = {Action.reassign: "更换设计师或助理", Action.close: "结案",
                 Action.upload_recording: "上传录音", Action.suggestions: "查看推荐设计师"}[action]
         return _wrong_role([Role.manager], what)
     if action == Action.note:
-        if person.role in NOTE_ROLES or working:
+        if person.role in NOTE_ROLES or working or manager:
             return None
         return Refusal("not_your_case", "只有经理和本案人员可以添加备注")
     if action == Action.listen:
-        if person.role in LISTEN_ROLES or working or Relation.receiver in rel:
+        if person.role in LISTEN_ROLES or working or manager or Relation.receiver in rel:
             return None
         return Refusal("not_your_case", "只有本案人员、设计部经理和总经理可以听取录音")
     if action == Action.all_notices:
-        return None if person.role in CONTACT_ROLES else NOT_YOUR_CASE
+        return None if person.role in CONTACT_ROLES or manager else NOT_YOUR_CASE
     raise ValueError(action)  # pragma: no cover - every Action is answered above
 
 

@@ -67,6 +67,19 @@ class EscalationChain(_Model):
     repeat_target: EscalationTarget = "superior"
 
 
+class QuietHours(_Model):
+    """When clients are not texted (local time of the calendar's zone); the window may span midnight."""
+
+    start: time = time(21, 0)
+    end: time = time(8, 30)
+
+    @model_validator(mode="after")
+    def _check(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("the quiet window is empty (start == end); use null to turn it off")
+        return self
+
+
 class BudgetBand(_Model):
     """Budgets (in yuan) from `min_budget` up need at least `level`."""
 
@@ -107,6 +120,19 @@ class Policy(_Model):
     staff_reminder_before: timedelta = timedelta(hours=1)
     manager_reminder_before: timedelta = timedelta(minutes=15)
     followups: list[timedelta] = Field(default_factory=lambda: [timedelta(days=7), timedelta(days=15)])
+    # 情况二: the manager picks designer and assistant at the office (seed 二b/d), so both assignments are
+    # due at the visit; while still open, their owners are reminded this long before it.
+    assignment_reminders_before: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(days=1), timedelta(hours=1)]
+    )
+    # Client SMS that fall inside this window wait for its end (None: text at any hour).
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
+    # Staff notices outside working hours wait for the person's next working start, except those about
+    # these steps (and wall-clock steps: a walk-in client is waiting).
+    urgent_steps: list[StepName] = Field(default_factory=list)
+    # A client gets no two texts about the same meeting within this: T4 is skipped when T1/T2/T5
+    # announced that meeting less than this before the reminder would go.
+    message_spacing: timedelta = timedelta(days=1)
     # Allocation (客户分配制度)
     default_level: Level = Level.designer
     level_by_budget: list[BudgetBand] = Field(
@@ -121,9 +147,11 @@ class Policy(_Model):
         default_factory=lambda: {Level.chief: 8, Level.senior: 10, Level.designer: 12, Level.junior: 6}
     )
     auto_assign_designer: bool = False
-    # Automatic reclaim (掉保/公海): when the designer's `contact` or `first_meeting` reaches this
-    # escalation level, the case goes back to the manager's `assign_designer` and the lapse is recorded
-    # against the designer. None turns it off. Level 1 = owner reminded, 2 = superior told, 3 = first repeat.
+    # Automatic reclaim (掉保/公海): when the designer's `contact` reaches this escalation level (the
+    # designer never called), the case goes back to the manager's `assign_designer` and the lapse is
+    # recorded against the designer; a late `first_meeting` at this level asks the manager instead
+    # (reclaim, or extend with a reason). None turns both off. Level 1 = owner reminded, 2 = superior
+    # told, 3 = first repeat. (Cases started before engine version 2 reclaim a late first meeting too.)
     reclaim_at_level: int | None = Field(default=3, ge=1)
     # How long one attempt to hand a message to the provider may take before Temporal retries it
     # (a worker that died mid-send is noticed after this; the outbox makes the retry harmless).
@@ -202,6 +230,9 @@ def fast_policy() -> Policy:
         staff_reminder_before=timedelta(seconds=20),
         manager_reminder_before=timedelta(seconds=10),
         followups=[timedelta(seconds=60), timedelta(seconds=120)],
+        assignment_reminders_before=[timedelta(seconds=60), timedelta(seconds=20)],
+        quiet_hours=None,
+        message_spacing=timedelta(seconds=60),
         send_attempt_timeout=timedelta(seconds=10),
         case_row_wait=timedelta(seconds=10),
         projection_grace=timedelta(seconds=5),

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from domain import notices
+from domain.agenda import reclaim
 from domain.editor import Editor, Rejected
 from domain.enums import (
     MEMBER_LABELS,
@@ -29,6 +30,8 @@ from domain.enums import (
 )
 from domain.models import (
     RECEPTION_ITEMS,
+    SITE_MUSTS,
+    VISIT_REASONS,
     AcknowledgePayload,
     ArrivalPayload,
     AssignAssistantPayload,
@@ -38,12 +41,14 @@ from domain.models import (
     ContactPayload,
     DebriefPayload,
     FirstMeetingPayload,
+    LapseReviewPayload,
     MeasurePayload,
     Meeting,
     OpenStep,
     OutcomePayload,
     ReceptionChecklist,
     ReceptionReviewPayload,
+    SiteReceptionMusts,
     StaffRef,
 )
 
@@ -85,6 +90,14 @@ def checklist_text(c: ReceptionChecklist | None) -> str:
     done = [label for key, label in RECEPTION_ITEMS.items() if getattr(c, key)]
     missed = c.missed()
     return "；接待清单 已做：" + ("、".join(done) or "无") + ("；未做：" + "、".join(missed) if missed else "")
+
+
+def site_musts_text(m: SiteReceptionMusts) -> str:
+    """情况三 b, as the timeline and the review read it: what was done, what was not."""
+    done = [label for key, label in SITE_MUSTS.items() if key != "basic_needs" and getattr(m, key)]
+    missed = m.missed()
+    return ("：已做：" + ("、".join(done) or "无") + (f"；未做：{'、'.join(missed)}" if missed else "")
+            + f"；客户基本需求：{m.basic_needs.strip()}")
 
 
 # --- the assignment steps' choice of staff --------------------------------------------------------
@@ -238,6 +251,9 @@ def _apply_assign_designer(
               step=step.step, data={"designer_id": ref.id, "suggested_id": first.id if first else None,
                                     "reason": p.reason})
     eng.tell_designer(ref)
+    if eng.v2 and eng.s.handover_from is not None:
+        # After a reclaim of a designer who had spoken to the client: the new one introduces themself.
+        eng.hand_over(None)
 
 
 def _apply_assign_assistant(
@@ -261,11 +277,45 @@ def _check_contact(eng: Editor, step: OpenStep, p: ContactPayload, req: Complete
 
 def _apply_contact(eng: Editor, step: OpenStep, p: ContactPayload, req: CompleteStep, _: StaffRef | None) -> None:
     payload = p.model_dump(mode="json")
+    if eng.v2 and eng.contacted():
+        _apply_reintroduction(eng, step, p, req)
+        return
     eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload)
     eng.set_meeting("meeting", p.meeting_kind, p.meeting_at)
     eng.event("step_done", eng.done_text(step, req), actor_id=req.actor.staff_id, step=step.step, data=payload)
     eng.client_sms("T1", "设计师自我介绍短信", at=p.meeting_at, kind=p.meeting_kind,
-                   name_assistant=eng.g.t1_names_assistant)
+                   name_assistant=eng.g.t1_names_assistant, announces="meeting")
+
+
+def _apply_reintroduction(eng: Editor, step: OpenStep, p: ContactPayload, req: CompleteStep) -> None:
+    """The new designer called the client after a change (version 2): T5, once per change.
+
+    The time confirmed is the next appointment: the first meeting while it is ahead, else the measure.
+    """
+    s, payload = eng.s, p.model_dump(mode="json")
+    previous = s.handover_from
+    eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload | {"handover_from": previous.id if previous
+                                                                                      else None})
+    which = "meeting" if not eng.done(StepName.first_meeting) else "measure"
+    m = s.meeting(which)
+    kind = p.meeting_kind if which == "meeting" else MeetingKind.measure
+    if m is None and which == "meeting":
+        eng.set_meeting("meeting", kind, p.meeting_at)
+    elif m is not None and m.status == "scheduled" and m.at != p.meeting_at:
+        eng.reschedule(req.actor, which, p.meeting_at, "新设计师联系客户时确认")
+    eng.event("step_done", eng.done_text(step, req) + (f"（接替{previous.name}）" if previous else ""),
+              actor_id=req.actor.staff_id, step=step.step, data=payload)
+    s.handover_from = None
+    # Only the assistant changed: the new assistant is the news, named even where T1 names nobody (情况三).
+    eng.client_sms("T5", "新设计师自我介绍短信", purpose=f"T5:{step.key}", at=p.meeting_at, kind=kind,
+                   name_assistant=eng.g.t1_names_assistant or previous is None, announces=which,
+                   previous_designer_id=previous.id if previous else None)
+
+
+def _at_home(eng: Editor) -> bool:
+    """Whether the first meeting is a home measure under version 2 (the visits are invited, not done)."""
+    meeting = eng.s.meeting("meeting")
+    return eng.v2 and meeting is not None and meeting.kind == MeetingKind.measure
 
 
 def _check_first_meeting(eng: Editor, step: OpenStep, p: FirstMeetingPayload, req: CompleteStep) -> StaffRef | None:
@@ -274,6 +324,16 @@ def _check_first_meeting(eng: Editor, step: OpenStep, p: FirstMeetingPayload, re
     was_measure = meeting is not None and meeting.kind == MeetingKind.measure
     if p.measure_agreed and p.measure_at is None and not was_measure:
         raise Rejected("invalid_payload", "已约定量房，请填写量房时间 measure_at", field="measure_at")
+    if _at_home(eng):
+        # SPEC §14: at the client's house the site and material store visits are invited (a time, or not yet).
+        eng.future(p.site_visit_at, "site_visit_at")
+        eng.future(p.material_store_visit_at, "material_store_visit_at")
+        return None
+    # At the office all four musts stand (seed 二f): a visit not made needs its reason.
+    for flag, why, label in VISIT_REASONS:
+        if not getattr(p, flag) and not (getattr(p, why) or "").strip():
+            raise Rejected("invalid_payload", f"{label}，请填写原因 {why}", field=why,
+                           errors=[{"loc": [why], "msg": f"{label}，请填写原因 {why}", "type": "value_error"}])
     return None
 
 
@@ -290,7 +350,16 @@ def _apply_first_meeting(
         for flag, why, label in (("measure_agreed", "measure_reason", "约定量房"),
                                  ("visited_site", "site_reason", "参观在施工地"),
                                  ("visited_material_store", "material_store_reason", "参观材料库"))
+        if not (_at_home(eng) and flag != "measure_agreed" and not getattr(p, flag))
     )
+    if _at_home(eng):
+        for flag, at, label in (("visited_site", p.site_visit_at, "参观在施工地"),
+                                ("visited_material_store", p.material_store_visit_at, "参观材料库")):
+            if not getattr(p, flag):
+                musts += f"；{label}：{'已邀约 ' + eng.local(at) if at else '暂未约定'}"
+    review = eng.find_open(StepName.lapse_review)
+    if review is not None:
+        eng.finish_step(review, actor_id=actor.staff_id, result="cancelled")  # the meeting took place
     eng.event("step_done", eng.done_text(step, req) + f"；{musts}；送客户到门外：{'是' if p.seen_off else '否'}",
               actor_id=actor.staff_id, step=step.step, data=payload)
     spec = eng.g.spec(StepName.measure)
@@ -304,7 +373,7 @@ def _apply_first_meeting(
     elif p.measure_at is not None:
         eng.set_meeting("measure", MeetingKind.measure, p.measure_at)
         eng.open_step(spec)
-        eng.client_sms("T2", "量房预约确认短信", at=p.measure_at, kind=MeetingKind.measure)
+        eng.client_sms("T2", "量房预约确认短信", at=p.measure_at, kind=MeetingKind.measure, announces="measure")
 
 
 def _check_measure(eng: Editor, step: OpenStep, p: MeasurePayload, req: CompleteStep) -> StaffRef | None:
@@ -377,6 +446,38 @@ def _apply_arrival(eng: Editor, step: OpenStep, p: ArrivalPayload, req: Complete
         m.at = eng.now  # the client came early: the meeting is now
 
 
+def _check_lapse_review(eng: Editor, step: OpenStep, p: LapseReviewPayload, req: CompleteStep) -> StaffRef | None:
+    if eng.find_open(StepName.first_meeting) is None or eng.s.designer is None:
+        raise Rejected("step_not_open", "首次见面已不在等待中")
+    if p.decision == "extend":
+        if not (p.reason and p.reason.strip()):
+            raise Rejected("reason_required", "延期请写明原因 reason", field="reason")
+        if p.until is None:
+            raise Rejected("invalid_payload", "延期请填写延期到的时间 until", field="until")
+        eng.future(p.until, "until")
+    return None
+
+
+def _apply_lapse_review(
+    eng: Editor, step: OpenStep, p: LapseReviewPayload, req: CompleteStep, _: StaffRef | None
+) -> None:
+    s, payload = eng.s, p.model_dump(mode="json")
+    meeting = eng.find_open(StepName.first_meeting)
+    assert meeting is not None and s.designer is not None
+    eng.finish_step(step, actor_id=req.actor.staff_id, payload=payload)
+    if p.decision == "reclaim":
+        eng.event("step_done", eng.done_text(step, req) + f"：收回（掉保）{('，' + p.reason) if p.reason else ''}",
+                  actor_id=req.actor.staff_id, step=step.step, data=payload)
+        reclaim(eng, meeting)
+        return
+    assert p.until is not None and p.reason is not None
+    eng.set_due(meeting, p.until)
+    eng.event("step_done", eng.done_text(step, req) + f"：首次见面延期到 {eng.local(p.until)}（{p.reason}）",
+              actor_id=req.actor.staff_id, step=step.step, data=payload)
+    eng.notify(f"extended:{step.key}", notices.lapse_extended(s.case_id, eng.local(p.until), p.reason),
+               recipient=s.designer, summary="首次见面延期 → 通知设计师")
+
+
 def _check_outcome(eng: Editor, step: OpenStep, p: OutcomePayload, req: CompleteStep) -> StaffRef | None:
     if p.outcome == "lost":
         require_reason(p.reason)
@@ -400,5 +501,6 @@ STEP_RULES: dict[StepName, StepRule] = {
     StepName.debrief: StepRule(DebriefPayload, _apply_debrief, _check_debrief),
     StepName.acknowledge: StepRule(AcknowledgePayload, _apply_acknowledge),
     StepName.outcome: StepRule(OutcomePayload, _apply_outcome, _check_outcome),
+    StepName.lapse_review: StepRule(LapseReviewPayload, _apply_lapse_review, _check_lapse_review),
 }
 

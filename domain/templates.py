@@ -3,7 +3,8 @@
 Each text exists once, as a module constant written the way it is registered in the Aliyun console.
 ``render_*`` substitutes the ``*_variables`` into that constant, so the text kept in the outbox and
 the variables sent to the provider can never diverge. Variable keys: ``name`` (the salutation,
-e.g. 王先生), ``company``, ``short_name``, ``designer``, ``assistant``, ``manager``, ``time``, ``kind``.
+e.g. 王先生), ``company``, ``short_name``, ``designer``, ``assistant``, ``manager``, ``time``, ``kind``,
+``address``, ``previous`` (T5: the designer whose work was handed over).
 Each ``*_variables`` returns exactly the keys its template uses.
 """
 
@@ -57,8 +58,34 @@ T4_OFFICE_TEMPLATE = (
     "公司地址：${address}，届时我们在门口迎接您。如需调整时间，请随时联系我。${short_name}设计师${designer}敬！"
 )
 
+# 情况二 before the visit the client has spoken only to the manager (回访): the reminder is the manager's.
+T4_MANAGER_TEMPLATE = (
+    "${name}您好：我是${company}设计部经理${manager}，温馨提醒您，我们约定于${time}${kind}，"
+    "届时我们会准时与您见面。如需调整时间，请随时联系我。${short_name}设计部经理${manager}敬！"
+)
+T4_OFFICE_MANAGER_TEMPLATE = (
+    "${name}您好：我是${company}设计部经理${manager}，温馨提醒您，我们约定于${time}到店见面，"
+    "公司地址：${address}，届时我在门口迎接您。如需调整时间，请随时联系我。${short_name}设计部经理${manager}敬！"
+)
+
+# T5: a new designer introduces themself after a change of designer (SPEC §14), in the company's words.
+T5_TEMPLATE = (
+    "${name}您好：我是${company}设计师${designer}，接下来由我和助理设计师${assistant}为您服务，"
+    "${previous}设计师的工作已与我交接，我们会准时到达。${short_name}设计师${designer}敬！"
+)
+T5_NO_ASSISTANT_TEMPLATE = (
+    "${name}您好：我是${company}设计师${designer}，接下来由我和我的助理设计师为您服务，"
+    "${previous}设计师的工作已与我交接，我们会准时到达。${short_name}设计师${designer}敬！"
+)
+# Only the assistant changed: the designer introduces the new assistant.
+T5_ASSISTANT_TEMPLATE = (
+    "${name}您好：我是${company}设计师${designer}，接下来由我和助理设计师${assistant}为您服务，"
+    "助理设计师的工作已交接，我们会准时到达。${short_name}设计师${designer}敬！"
+)
+
 TemplateId = Literal[
-    "T1", "T1_NO_ASSISTANT", "T2", "T2_NO_ASSISTANT", "T3", "T3_NO_ASSISTANT", "T4", "T4_OFFICE"
+    "T1", "T1_NO_ASSISTANT", "T2", "T2_NO_ASSISTANT", "T3", "T3_NO_ASSISTANT", "T4", "T4_OFFICE",
+    "T4_MANAGER", "T4_OFFICE_MANAGER", "T5", "T5_NO_ASSISTANT", "T5_ASSISTANT",
 ]
 
 # Template id → text; configuration maps each id to its approved Aliyun template code.
@@ -71,12 +98,21 @@ TEMPLATES: dict[str, str] = {
     "T3_NO_ASSISTANT": T3_NO_ASSISTANT_TEMPLATE,
     "T4": T4_TEMPLATE,
     "T4_OFFICE": T4_OFFICE_TEMPLATE,
+    "T4_MANAGER": T4_MANAGER_TEMPLATE,
+    "T4_OFFICE_MANAGER": T4_OFFICE_MANAGER_TEMPLATE,
+    "T5": T5_TEMPLATE,
+    "T5_NO_ASSISTANT": T5_NO_ASSISTANT_TEMPLATE,
+    "T5_ASSISTANT": T5_ASSISTANT_TEMPLATE,
 }
+
+# Sent only once the company address is configured (INTAKE_COMPANY_ADDRESS).
+ADDRESS_TEMPLATES = frozenset({"T4_OFFICE", "T4_OFFICE_MANAGER"})
 
 _NO_ASSISTANT: dict[str, TemplateId] = {
     "T1": "T1_NO_ASSISTANT",
     "T2": "T2_NO_ASSISTANT",
     "T3": "T3_NO_ASSISTANT",
+    "T5": "T5_NO_ASSISTANT",
 }
 
 # How T4 names the meeting (the kind variable).
@@ -173,7 +209,7 @@ def substitute(template: str, variables: dict[str, str]) -> str:
     return Template(template).substitute(variables)
 
 
-def template_id(which: Literal["T1", "T2", "T3", "T4"], *, assistant: str | None) -> TemplateId:
+def template_id(which: Literal["T1", "T2", "T3", "T4", "T5"], *, assistant: str | None) -> TemplateId:
     """The template variant a message uses: the ``_NO_ASSISTANT`` one when no assistant is named."""
     if which == "T4":
         return "T4"
@@ -348,3 +384,65 @@ def render_t4(
         client_name=client_name, gender=gender, company=company, designer=designer, at=at, kind=kind, tz=tz
     )
     return substitute(T4_TEMPLATE, v)
+
+
+def t4_manager_variables(
+    *,
+    client_name: str,
+    gender: Gender,
+    company: Company,
+    manager: str,
+    at: datetime,
+    kind: MeetingKind,
+    tz: str = "Asia/Shanghai",
+) -> dict[str, str]:
+    """Variables of T4_MANAGER / T4_OFFICE_MANAGER (情况二: the reminder before the visit, signed by the
+    manager while no designer has spoken to the client); the office variant when the address is set."""
+    # The designer's T4 variables with the manager in the signer's place.
+    if MeetingKind(kind) == MeetingKind.office_visit and company.address:
+        v = t4_office_variables(client_name=client_name, gender=gender, company=company, designer=manager, at=at,
+                                tz=tz)
+    else:
+        v = t4_variables(client_name=client_name, gender=gender, company=company, designer=manager, at=at, kind=kind,
+                         tz=tz)
+    v["manager"] = v.pop("designer")
+    return v
+
+
+def t5_variables(
+    *,
+    client_name: str,
+    gender: Gender,
+    company: Company,
+    designer: str,
+    assistant: str | None,
+    previous: str | None,
+) -> dict[str, str]:
+    """Variables of T5 (a new designer introduces themself): T1's, and ``previous`` unless only the
+    assistant changed (T5_ASSISTANT); no ``assistant`` when none is assigned (T5_NO_ASSISTANT)."""
+    v = t1_variables(client_name=client_name, gender=gender, company=company, designer=designer, assistant=assistant)
+    if previous:
+        v["previous"] = previous
+    return v
+
+
+def t5_template_id(*, assistant: str | None, previous: str | None) -> TemplateId:
+    """The T5 variant: the designer changed (T5, T5_NO_ASSISTANT) or only the assistant (T5_ASSISTANT)."""
+    if previous is None:
+        return "T5_ASSISTANT"
+    return template_id("T5", assistant=assistant)
+
+
+def render_t5(
+    *,
+    client_name: str,
+    gender: Gender,
+    company: Company,
+    designer: str,
+    assistant: str | None,
+    previous: str | None,
+) -> str:
+    """T5, sent when the new designer's contact is done after a change of designer or assistant."""
+    v = t5_variables(client_name=client_name, gender=gender, company=company, designer=designer,
+                     assistant=assistant, previous=previous)
+    return substitute(TEMPLATES[t5_template_id(assistant=assistant, previous=previous)], v)

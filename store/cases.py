@@ -26,6 +26,9 @@ async def insert_starting(
     notes: str | None,
     timeout: float | None = None,
     policy_version: int | None = None,
+    house_key: str | None = None,
+    previous_case_id: int | None = None,
+    returning_reason: str | None = None,
 ) -> None:
     """The case row as `starting`, with the client's data and everything its workflow starts with.
 
@@ -36,9 +39,10 @@ async def insert_starting(
     await conn.execute(
         "INSERT INTO cases (id, workflow_id, source, scenario, stage, status, client_name, client_phone,"
         " client_gender, client_age_range, compound, address, area_m2, budget, notes, meeting_at,"
-        " meeting_kind, created_by, received_by, manager_id, created_at, policy, workflow_input, policy_version)"
+        " meeting_kind, created_by, received_by, manager_id, created_at, policy, workflow_input, policy_version,"
+        " second_phone, house_key, previous_case_id, returning_reason)"
         " VALUES ($1,$2,$3,$4,$5,'starting',$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
-        "$21,$22,$23)",
+        "$21,$22,$23,$24,$25,$26,$27)",
         inp.case_id,
         workflow_id(inp.case_id),
         inp.source.value,
@@ -62,6 +66,10 @@ async def insert_starting(
         inp.policy.model_dump(mode="json"),
         inp.model_dump(mode="json"),
         policy_version,
+        getattr(client, "second_phone", None),
+        house_key,
+        previous_case_id,
+        returning_reason,
         timeout=timeout,
     )
 

@@ -59,19 +59,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
 
 from config import Settings
 from domain import notices as notice_texts
-from domain import permissions, templates
-from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role
+from domain import permissions, quiet, staffing, templates
+from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role, StaffStatus
 from domain.models import CaseState, NotifyStaff, SendSms
 from domain.phone import mask_phones_in
+from domain.policy import Policy
 from domain.tracking import local_time
+from store.staff import schedule_from_db
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,24 @@ _RETURNING = ", ".join(f"o.{c}" for c in _COLUMN_NAMES)
 # Staff channels that deliver to one person only. The log and the WeCom group robot are read by others,
 # so phones written into a notice's free text are masked there.
 PERSONAL_CHANNELS = frozenset({"sms"})
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _policy_of(raw: Any) -> Policy | None:
+    """The case's own policy (quiet window, calendar). A row without one (written before migration 003)
+    holds nothing: the quiet rules come with the policy the case started with."""
+    try:
+        return Policy.model_validate(_json(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def _availability(staff: asyncpg.Record) -> staffing.Availability:
+    return staffing.Availability(id=staff["id"], status=StaffStatus(staff["status"]),
+                                 schedule=schedule_from_db(_json(staff["office_schedule"])) or None)
 
 
 def outbox_key(case_id: int, purpose: str) -> str:
@@ -130,6 +150,7 @@ class _NewRow:
     status: OutboxStatus = "pending"
     last_error: str | None = None
     error_code: str | None = None
+    not_before: datetime | None = None  # held until then (quiet hours, off duty); None: at once
 
 
 class OutboxWriter:
@@ -149,10 +170,16 @@ class OutboxWriter:
         *,
         sms: Sequence[SendSms] = (),
         notices: Sequence[NotifyStaff] = (),
+        now: datetime | None = None,
     ) -> None:
-        """Record messages exactly once per (case, purpose), first rendering wins; never raises for a business problem."""
+        """Record messages exactly once per (case, purpose), first rendering wins; never raises for a business problem.
+
+        A message decided at `now` (default: the present) inside the client's quiet hours or outside its
+        recipient's working hours is recorded held (`not_before`, SPEC §14).
+        """
         if not sms and not notices:
             return
+        now = now or datetime.now(UTC)
         messages: list[SendSms | NotifyStaff] = [*sms, *notices]
         # Three statements whatever the number of messages: cases, staff (ids and roles), one INSERT.
         # FOR KEY SHARE: the cases cannot vanish before the caller commits, so the INSERT cannot fail
@@ -161,7 +188,7 @@ class OutboxWriter:
             r["id"]: r
             for r in await conn.fetch(
                 "SELECT id, client_name, client_gender, client_phone, created_by, received_by, manager_id,"
-                " designer_id, assistant_id, status FROM cases"
+                " designer_id, assistant_id, status, policy FROM cases"
                 " WHERE id = ANY($1::bigint[]) FOR KEY SHARE",
                 sorted({m.case_id for m in messages}),
             )
@@ -186,8 +213,10 @@ class OutboxWriter:
             row = (
                 self._sms_row(msg, case, names)
                 if isinstance(msg, SendSms)
-                else self._notice_row(msg, by_id, by_role, case)
+                else self._notice_row(msg, by_id, by_role, case, now)
             )
+            if row.status == "pending":
+                row = self._held(row, msg, case, by_id, now)
             if row.status == "failed":
                 log.warning(
                     "outbox: case %s message %s recorded as failed (%s)", row.case_id, row.purpose, row.error_code
@@ -195,6 +224,21 @@ class OutboxWriter:
             rows.append(row)
         if rows:
             await self._insert(conn, rows)
+
+    @staticmethod
+    def _held(row: _NewRow, msg: SendSms | NotifyStaff, case: asyncpg.Record, by_id: dict[int, asyncpg.Record],
+              now: datetime) -> _NewRow:
+        """The row, held until the client's quiet hours end or its recipient's next working start."""
+        policy = _policy_of(case["policy"])
+        if policy is None:
+            return row
+        if isinstance(msg, SendSms):
+            until = quiet.not_before(policy, now, client=True)
+        else:
+            staff = by_id.get(row.recipient_id) if row.recipient_id is not None else None
+            schedule = schedule_from_db(_json(staff["office_schedule"])) if staff is not None else None
+            until = quiet.not_before(policy, now, client=False, schedule=schedule, urgent=msg.urgent)
+        return replace(row, not_before=until) if until is not None else row
 
     async def _details(self, conn: asyncpg.Connection, notices: Sequence[NotifyStaff]) -> dict[int, str]:
         """将客户的详细情况告诉设计师: the designer's notice, from PostgreSQL (never from the workflow).
@@ -246,21 +290,29 @@ class OutboxWriter:
         self, conn: asyncpg.Connection, sms: Sequence[SendSms], notices: Sequence[NotifyStaff]
     ) -> tuple[dict[int, asyncpg.Record], dict[str, asyncpg.Record]]:
         """Staff by id (names in SMS, notice recipients) and the first active member of each role asked for."""
-        ids = {i for m in sms for i in (m.designer_id, m.assistant_id, m.manager_id) if i is not None}
+        ids = {i for m in sms for i in (m.designer_id, m.assistant_id, m.manager_id, m.previous_designer_id)
+               if i is not None}
         ids |= {n.recipient_id for n in notices if n.recipient_id is not None}
         roles = {n.recipient_role.value for n in notices if n.recipient_id is None and n.recipient_role is not None}
         if not ids and not roles:
             return {}, {}
+        # The recipients' deputies come along (a manager away hands their notices to the deputy).
         found = await conn.fetch(
-            "SELECT id, name, phone, role, NULL::text AS for_role FROM staff WHERE id = ANY($1::bigint[])"
+            "WITH named AS (SELECT id, name, phone, role, status, office_schedule, deputy_id, NULL::text AS for_role"
+            "  FROM staff WHERE id = ANY($1::bigint[])"
             " UNION ALL"
-            " (SELECT DISTINCT ON (role) id, name, phone, role, role AS for_role FROM staff"
-            "  WHERE role = ANY($2::text[]) AND status = 'active' ORDER BY role, id)",
+            " (SELECT DISTINCT ON (role) id, name, phone, role, status, office_schedule, deputy_id, role AS for_role"
+            "  FROM staff"
+            "  WHERE role = ANY($2::text[]) AND status = 'active' ORDER BY role, id))"
+            " SELECT * FROM named UNION ALL"
+            " SELECT id, name, phone, role, status, office_schedule, deputy_id, NULL::text FROM staff"
+            " WHERE id IN (SELECT deputy_id FROM named) AND id NOT IN (SELECT id FROM named)",
             sorted(ids),
             sorted(roles),
         )
         by_id = {r["id"]: r for r in found if r["for_role"] is None}
         by_role = {r["for_role"]: r for r in found if r["for_role"] is not None}
+        by_id.update({r["id"]: r for r in by_role.values() if r["id"] not in by_id})  # schedules by recipient
         return by_id, by_role
 
     def _sms_row(self, req: SendSms, case: asyncpg.Record, names: dict[int, str]) -> _NewRow:
@@ -299,7 +351,7 @@ class OutboxWriter:
     def _render_sms(
         self, req: SendSms, *, client_name: str, gender: Gender, names: dict[int, str]
     ) -> tuple[str, str, dict[str, str]]:
-        """(template id, text, variables) of a client SMS (T1..T4); raises _Unrenderable."""
+        """(template id, text, variables) of a client SMS (T1..T5); raises _Unrenderable."""
 
         def name_of(staff_id: int | None, what: str, *, required: bool) -> str | None:
             if staff_id is None:
@@ -315,6 +367,20 @@ class OutboxWriter:
                 raise _Unrenderable("sms_invalid", f"短信 {req.template} 需要时间")
             return req.at
 
+        if req.template == "T4" and req.designer_id is None and req.manager_id is not None:
+            # 情况二 before the visit: the client has spoken only to the manager, who signs the reminder.
+            manager = name_of(req.manager_id, "设计部经理", required=True)
+            assert manager is not None
+            if req.meeting_kind is None:
+                raise _Unrenderable("sms_invalid", "短信 T4 需要见面类型")
+            try:
+                variables = templates.t4_manager_variables(
+                    client_name=client_name, gender=gender, company=self._company, manager=manager,
+                    at=need_at(), kind=req.meeting_kind, tz=req.timezone)
+            except (KeyError, ValueError) as exc:
+                raise _Unrenderable("sms_invalid", f"短信无法生成: {exc}") from exc
+            name = "T4_OFFICE_MANAGER" if "address" in variables else "T4_MANAGER"
+            return name, templates.substitute(templates.TEMPLATES[name], variables), variables
         designer = name_of(req.designer_id, "设计师", required=True)
         assert designer is not None
         assistant = name_of(req.assistant_id, "助理设计师", required=False) if req.include_assistant else None
@@ -331,6 +397,9 @@ class OutboxWriter:
                 variables = templates.t2_variables(
                     **common, assistant=assistant, measure_at=need_at(), tz=req.timezone
                 )
+            elif req.template == "T5":
+                previous = name_of(req.previous_designer_id, "原设计师", required=False)
+                variables = templates.t5_variables(**common, assistant=assistant, previous=previous)
             elif req.template == "T3":
                 manager = name_of(req.manager_id, "设计部经理", required=True)
                 assert manager is not None
@@ -344,7 +413,10 @@ class OutboxWriter:
                     variables = templates.t4_variables(
                         **common, at=need_at(), kind=req.meeting_kind, tz=req.timezone
                     )
-            template_name = templates.template_id(req.template, assistant=assistant)
+            if req.template == "T5":
+                template_name = templates.t5_template_id(assistant=assistant, previous=variables.get("previous"))
+            else:
+                template_name = templates.template_id(req.template, assistant=assistant)
             if "address" in variables:
                 template_name = "T4_OFFICE"
             text = templates.substitute(templates.TEMPLATES[template_name], variables)
@@ -352,9 +424,20 @@ class OutboxWriter:
             raise _Unrenderable("sms_invalid", f"短信无法生成: {exc}") from exc
         return template_name, text, variables
 
+    @staticmethod
+    def _deputy(staff: asyncpg.Record, by_id: dict[int, asyncpg.Record], case: asyncpg.Record,
+                now: datetime) -> asyncpg.Record | None:
+        """The recipient's deputy when the recipient is away and the deputy at work, else None."""
+        deputy = by_id.get(staff["deputy_id"]) if staff["deputy_id"] is not None else None
+        if deputy is None:
+            return None
+        calendar = (_policy_of(case["policy"]) or Policy()).calendar
+        acting = staffing.acting_deputy(_availability(staff), _availability(deputy), calendar, now)
+        return deputy if acting is not None else None
+
     def _notice_row(
         self, req: NotifyStaff, by_id: dict[int, asyncpg.Record], by_role: dict[str, asyncpg.Record],
-        case: asyncpg.Record,
+        case: asyncpg.Record, now: datetime,
     ) -> _NewRow:
         staff: asyncpg.Record | None
         if req.recipient_id is not None:
@@ -366,6 +449,11 @@ class OutboxWriter:
         else:
             staff = None
             missing = "通知没有指定接收人或角色"
+        deputy = self._deputy(staff, by_id, case, now) if staff is not None else None
+        if staff is not None and deputy is not None:
+            # The manager is away and their deputy at work: the deputy holds the step (SPEC §14).
+            req = req.model_copy(update={"text": f"【代{staff['name']}】{req.text}"})
+            staff = deputy
         if staff is None or not self._private(staff, case):
             # A phone written into free text (a note, a correction) reaches only those who may see it.
             req = req.model_copy(update={"text": mask_phones_in(req.text)})
@@ -410,13 +498,13 @@ class OutboxWriter:
         # no jsonb codec.
         await conn.execute(
             "INSERT INTO outbox (case_id, purpose, channel, recipient_id, recipient, template, text,"
-            " variables, provider, status, last_error, error_code)"
+            " variables, provider, status, last_error, error_code, not_before, next_attempt_at)"
             " SELECT case_id, purpose, channel, recipient_id, recipient, template, text, variables::jsonb,"
-            " provider, status, last_error, error_code"
+            " provider, status, last_error, error_code, not_before, coalesce(not_before, now())"
             " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],"
-            " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])"
+            " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[])"
             " AS u(case_id, purpose, channel, recipient_id, recipient, template, text, variables, provider,"
-            " status, last_error, error_code)"
+            " status, last_error, error_code, not_before)"
             " ON CONFLICT (case_id, purpose) DO NOTHING",
             [r.case_id for r in rows],
             [r.purpose for r in rows],
@@ -430,6 +518,7 @@ class OutboxWriter:
             [r.status for r in rows],
             [r.last_error for r in rows],
             [r.error_code for r in rows],
+            [r.not_before for r in rows],
         )
 
 

@@ -21,6 +21,7 @@ _RELATION_SQL: dict[Relation, str] = {
     Relation.creator: "c.created_by = {p}",
     Relation.receiver: "c.received_by = {p}",
     Relation.manager: "c.manager_id = {p}",
+    Relation.deputy: "c.manager_id IN (SELECT m.id FROM staff m WHERE m.deputy_id = {p})",
     Relation.designer: "c.designer_id = {p}",
     Relation.assistant: "c.assistant_id = {p}",
     Relation.former_designer: "c.id IN (SELECT l.case_id FROM allocation_ledger l WHERE l.designer_id = {p})",
@@ -58,7 +59,8 @@ CASE_COLUMNS = (
 )
 
 _DETAIL_SQL = (
-    f"SELECT {CASE_COLUMNS}, c.state, c.policy, c.policy_version,"
+    f"SELECT {CASE_COLUMNS}, c.state, c.policy, c.policy_version, mg.deputy_id AS manager_deputy_id,"
+    " c.previous_case_id, c.returning_reason, c.house_key, c.second_phone,"
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
@@ -120,6 +122,36 @@ async def open_case_for_phone(
         *args,
     )
     return (row["id"], row["visible"]) if row is not None else None
+
+
+async def case_designer(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> int | None:
+    """The designer a case had last: its designer, else the last one in its allocation ledger."""
+    value: int | None = await conn.fetchval(
+        "SELECT coalesce(c.designer_id, (SELECT l.designer_id FROM allocation_ledger l WHERE l.case_id = c.id"
+        " ORDER BY l.at DESC, l.id DESC LIMIT 1)) FROM cases c WHERE c.id = $1", case_id)
+    return value
+
+
+async def matching_cases(
+    conn: asyncpg.Pool | asyncpg.Connection, *, phones: list[str], house_key: str | None, viewer: Viewer,
+    exclude_id: int | None = None, limit: int = 20,
+) -> list[asyncpg.Record]:
+    """Cases of the same client or house (查重, 撞单), open ones first, then the newest: how each matched
+    (phone, second_phone, house), its designer, and whether `viewer` may see it."""
+    visible = scope_sql(viewer.scope, "$4")
+    return await conn.fetch(
+        # $4 (the viewer) is named even when their scope is everything, so its type is always known.
+        f"SELECT c.id, c.status, c.outcome, c.designer_id, d.name AS designer_name, {visible} AS visible,"
+        " $4::bigint AS viewer_id,"
+        " CASE WHEN c.client_phone = ANY($1::text[]) THEN 'phone'"
+        "      WHEN c.second_phone = ANY($1::text[]) THEN 'second_phone' ELSE 'house' END AS matched_by"
+        " FROM cases c LEFT JOIN staff d ON d.id = c.designer_id"
+        " WHERE (c.client_phone = ANY($1::text[]) OR c.second_phone = ANY($1::text[])"
+        "        OR ($2::text IS NOT NULL AND c.house_key = $2))"
+        " AND ($3::bigint IS NULL OR c.id <> $3)"
+        " ORDER BY c.status IN ('open', 'starting') DESC, c.created_at DESC, c.id DESC LIMIT $5",
+        phones, house_key, exclude_id, viewer.staff_id, limit,
+    )
 
 
 # --- list ----------------------------------------------------------------------------------------
@@ -224,7 +256,8 @@ _TASK_COLUMNS = (
 
 
 async def my_tasks(
-    conn: asyncpg.Pool | asyncpg.Connection, *, viewer: Viewer, role: str, limit: int, offset: int
+    conn: asyncpg.Pool | asyncpg.Connection, *, viewer: Viewer, role: str, limit: int, offset: int,
+    holding_for: tuple[int, ...] = (),
 ) -> tuple[list[asyncpg.Record], int]:
     """Open steps owned by the staff member, or unowned, of their role and on a case they may see;
     soonest due first.
@@ -240,22 +273,27 @@ async def my_tasks(
         " WHERE s.status = 'open' AND c.status = 'open' AND {cond}"
         " ORDER BY s.due_at NULLS LAST LIMIT $3)"
     )
+    # A deputy holds the steps of the managers who are away (domain.staffing.acting_deputy).
+    held = "s.owner_id = ANY($6::bigint[])"
     rows = await conn.fetch(
         f"SELECT * FROM ({branch.format(cond='s.owner_id = $1')}"
-        f" UNION ALL {branch.format(cond=unowned)}) t"
+        f" UNION ALL {branch.format(cond=unowned)}"
+        f" UNION ALL {branch.format(cond=held)}) t"
         " ORDER BY t.due_at NULLS LAST, t.case_id, t.step_key LIMIT $4 OFFSET $5",
         staff_id,
         role,
         cut,
         limit,
         offset,
+        list(holding_for),
     )
     total: int = await conn.fetchval(
         "SELECT count(*) FROM case_steps s JOIN cases c ON c.id = s.case_id"
         " WHERE s.status = 'open' AND c.status = 'open'"
-        f" AND (s.owner_id = $1 OR ({unowned}))",
+        f" AND (s.owner_id = $1 OR ({unowned}) OR ({held.replace('$6', '$3')}))",
         staff_id,
         role,
+        list(holding_for),
     )
     return rows, total
 
@@ -270,7 +308,7 @@ async def case_messages(
     of one recipient when `recipient_id` is given."""
     return await conn.fetch(
         "SELECT purpose, template, text, status, recipient, recipient_id, provider, provider_id, attempts,"
-        " error_code, last_error, created_at, sent_at FROM outbox WHERE case_id = $1 AND channel = $2"
+        " error_code, last_error, created_at, sent_at, not_before FROM outbox WHERE case_id = $1 AND channel = $2"
         " AND ($3::bigint IS NULL OR recipient_id = $3) ORDER BY created_at, id",
         case_id,
         channel,
@@ -399,6 +437,7 @@ async def board_cases(
         SELECT * FROM (
           SELECT c.id, c.workflow_id, c.stage, c.source, c.scenario, c.client_name, c.compound,
             c.designer_id, d.name AS designer_name, c.assistant_id, a.name AS assistant_name,
+            c.manager_id, m.name AS manager_name,
             c.escalation_level, f.step_due_at, c.created_at,
             (c.overdue OR coalesce(f.step_due_at < now(), false)) AS overdue
           FROM cases c
@@ -407,6 +446,7 @@ async def board_cases(
                              WHERE s.case_id = c.id AND s.status = 'open') f ON true
           LEFT JOIN staff d ON d.id = c.designer_id
           LEFT JOIN staff a ON a.id = c.assistant_id
+          LEFT JOIN staff m ON m.id = c.manager_id
           WHERE c.status = 'open'
             AND ($1::bigint IS NULL OR c.designer_id = $1)
             AND ($2::text IS NULL OR c.source = $2)

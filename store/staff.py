@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from domain import staffing
 from domain.enums import Level, Role, StaffStatus
 from domain.models import StaffRef
+from domain.policy import CalendarPolicy
 
 
 class Staff(BaseModel):
@@ -28,6 +29,7 @@ class Staff(BaseModel):
     office_schedule: dict[int, list[tuple[time, time]]] = Field(default_factory=dict)
     max_open_cases: int | None = None
     weight: float = 1.0
+    deputy_id: int | None = None  # managers: who holds their steps while they are away
     created_at: datetime | None = None
 
     def ref(self) -> StaffRef:
@@ -42,6 +44,11 @@ class StaffError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def availability(s: Staff) -> staffing.Availability:
+    """What decides whether the person is at work (status, in-office schedule)."""
+    return staffing.Availability(id=s.id, status=s.status, schedule=s.office_schedule or None)
 
 
 def hash_token(token: str) -> str:
@@ -74,12 +81,14 @@ def _row_to_staff(row: asyncpg.Record) -> Staff:
         office_schedule=schedule,
         max_open_cases=row["max_open_cases"],
         weight=float(row["weight"]),
+        deputy_id=row["deputy_id"],
         created_at=row["created_at"],
     )
 
 
 _COLUMNS = (
-    "id, name, phone, role, level, status, communities, office_schedule, max_open_cases, weight, created_at"
+    "id, name, phone, role, level, status, communities, office_schedule, max_open_cases, weight, deputy_id,"
+    " created_at"
 )
 
 
@@ -189,7 +198,8 @@ class StaffRepository:
         """Change some of a staff member's fields (name, role, level, communities, office_schedule,
         max_open_cases, weight, status); None when there is no such member. Leaving (inactive) also
         revokes every token, so coming back needs a new one."""
-        allowed = {"name", "role", "level", "communities", "office_schedule", "max_open_cases", "weight", "status"}
+        allowed = {"name", "role", "level", "communities", "office_schedule", "max_open_cases", "weight", "status",
+                   "deputy_id"}
         unknown = set(changes) - allowed
         if unknown:
             raise StaffError("invalid_staff", f"不能修改的字段: {', '.join(sorted(unknown))}")
@@ -200,11 +210,15 @@ class StaffRepository:
         problem = staffing.level_error(Role(merged.role), merged.level)
         if problem is not None:
             raise StaffError("level_required" if merged.level is None else "invalid_staff", problem)
+        if merged.deputy_id is not None:
+            deputy = await self.get(staff_id=merged.deputy_id)
+            if merged.deputy_id == staff_id or deputy is None or deputy.status == StaffStatus.inactive:
+                raise StaffError("invalid_staff", "代理人须是另一位在职员工")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
                     f"UPDATE staff SET name = $2, role = $3, level = $4, communities = $5, office_schedule = $6,"
-                    f" max_open_cases = $7, weight = $8, status = $9, updated_at = now() WHERE id = $1"
+                    f" max_open_cases = $7, weight = $8, status = $9, deputy_id = $10, updated_at = now() WHERE id = $1"
                     f" RETURNING {_COLUMNS}",
                     staff_id,
                     merged.name,
@@ -215,6 +229,7 @@ class StaffRepository:
                     merged.max_open_cases,
                     merged.weight,
                     StaffStatus(merged.status).value,
+                    merged.deputy_id,
                 )
                 if merged.status == StaffStatus.inactive:
                     await revoke_all_access(conn, staff_id)
@@ -223,6 +238,31 @@ class StaffRepository:
         except asyncpg.CheckViolationError as exc:
             raise StaffError("invalid_staff", f"员工信息不合法: {exc.constraint_name}") from exc
         return _row_to_staff(row) if row else None
+
+    async def acting_for(self, *, staff_id: int, calendar: CalendarPolicy, now: datetime) -> tuple[int, ...]:
+        """The managers whose steps `staff_id` holds now as their deputy (each away, the deputy at work)."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM staff WHERE deputy_id = $1 OR id = $1 ORDER BY id", staff_id)
+        me = next((r for r in rows if r["id"] == staff_id), None)
+        if me is None:
+            return ()
+        deputy = availability(_row_to_staff(me))
+        return tuple(r["id"] for r in rows if r["id"] != staff_id
+                     and staffing.acting_deputy(availability(_row_to_staff(r)), deputy, calendar, now) == staff_id)
+
+    async def holders(self, *, calendar: CalendarPolicy, now: datetime) -> dict[int, Staff]:
+        """Who holds whose steps now: each person away whose deputy is at work, mapped to that deputy."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM staff WHERE deputy_id IS NOT NULL"
+            f" UNION SELECT {_COLUMNS} FROM staff WHERE id IN (SELECT deputy_id FROM staff)")
+        people = {r["id"]: _row_to_staff(r) for r in rows}
+        out: dict[int, Staff] = {}
+        for p in people.values():
+            deputy = people.get(p.deputy_id) if p.deputy_id is not None else None
+            if deputy is not None and staffing.acting_deputy(availability(p), availability(deputy), calendar,
+                                                              now) is not None:
+                out[p.id] = deputy
+        return out
 
     async def revoke_tokens(self, *, staff_id: int) -> int:
         """Revoke every live token of a staff member (a lost phone, someone leaving), and with them every

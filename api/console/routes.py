@@ -44,7 +44,7 @@ from api.schemas import (
     ReassignRequest,
     RescheduleRequest,
 )
-from api.services.access import contact_map, open_case, viewer
+from api.services.access import contact_map, holding_for, open_case, viewer
 from api.services.cases import case_answer
 from api.services.policy import version_label
 from api.views import task_item
@@ -255,7 +255,9 @@ async def logout(request: Request, user: SignedIn, res: ResourcesDep) -> Respons
 async def home(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """我的待办: the person's open steps, soonest due first, overdue in red with how late."""
     pool = await res.pool()
-    rows, total = await bounded(res, queries.my_tasks(pool, viewer=viewer(user), role=user.role.value, limit=200, offset=0))
+    holding = await holding_for(res, user)
+    rows, total = await bounded(res, queries.my_tasks(pool, viewer=viewer(user), role=user.role.value, limit=200,
+                                                      offset=0, holding_for=holding))
     now = datetime.now(UTC)
     allowed = await contact_map(res, user, rows, "console 我的待办")
     tasks = [task_item(r, now, contact=ok) for r, ok in zip(rows, allowed, strict=True)]
@@ -567,7 +569,11 @@ async def _board_data(request: Request, res: Any) -> dict[str, Any]:
     stages: dict[str, list[Any]] = {}
     for r in rows:
         stages.setdefault(r["stage"], []).append(r)
+    # Who holds a manager's steps while the manager is away (the deputy, SPEC §14).
+    holders = await bounded(res, StaffRepository(pool).holders(calendar=res.policy().calendar,
+                                                               now=datetime.now(UTC)))
     return {
+        "holders": {manager_id: deputy.name for manager_id, deputy in holders.items()},
         "groups": [(stage, stage_label(stage), items) for stage, items in stages.items()],
         "count": len(rows),
         "overdue_count": sum(1 for r in rows if r["overdue"]),

@@ -71,6 +71,7 @@ _EXAMPLES: dict[StepName, dict[str, Any]] = {
         "assistant_corrections": "量房记录要拍照存档",
     },
     StepName.outcome: {"outcome": "signed"},
+    StepName.lapse_review: {"decision": "extend", "reason": "客户出差，下周一见面", "until": "2030-05-06T10:00:00+08:00"},
 }
 
 

@@ -11,7 +11,7 @@ from api.deps import CurrentStaff, ResourcesDep, bounded
 from api.errors import R401, R422, R503, responses
 from api.pagination import MAX_OFFSET
 from api.schemas import TaskList
-from api.services.access import contact_map, viewer
+from api.services.access import contact_map, holding_for, viewer
 from api.views import task_item
 from store import queries
 
@@ -25,10 +25,13 @@ async def my_tasks(
     limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="跳过条数")] = 0,
 ) -> TaskList:
-    """The caller's open steps over all open cases (theirs, or unowned ones of their role), soonest due first."""
+    """The caller's open steps over all open cases (theirs, unowned ones of their role, and those of a manager
+    they stand in for as deputy while the manager is away), soonest due first."""
     pool = await res.pool()
+    holding = await holding_for(res, user)
     rows, total = await bounded(
-        res, queries.my_tasks(pool, viewer=viewer(user), role=user.role.value, limit=limit, offset=offset)
+        res, queries.my_tasks(pool, viewer=viewer(user), role=user.role.value, limit=limit, offset=offset,
+                              holding_for=holding)
     )
     now = datetime.now(UTC)
     allowed = await contact_map(res, user, rows, "GET /me/tasks")

@@ -51,6 +51,7 @@ def staff_out(s: Staff) -> StaffOut:
         },
         max_open_cases=s.max_open_cases,
         weight=s.weight,
+        deputy_id=s.deputy_id,
     )
 
 
@@ -167,7 +168,7 @@ async def edit_staff(staff_id: StaffId, body: StaffPatch, user: Admin, res: Reso
     changes: dict[str, Any] = {}
     for name in body.model_fields_set:
         value = getattr(body, name)
-        if value is None and name not in ("level", "max_open_cases"):
+        if value is None and name not in ("level", "max_open_cases", "deputy_id"):
             raise ApiError(422, "invalid_payload", f"{name} 不能为空", details={"field": name})
         changes[name] = value
     if "office_schedule" in changes:

@@ -7,6 +7,7 @@ domain/permissions.py (the one authority), never from a rule written here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
@@ -18,10 +19,12 @@ from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded
 from api.errors import not_found_case
 from api.schemas import MAX_ID
 from domain import permissions
+from domain.models import Actor
 from domain.permissions import Action, CaseFacts
 from domain.phone import mask_phones_in
 from store import queries
 from store.audit import record_phone_reads
+from store.staff import StaffRepository
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,6 +57,21 @@ VisibleCase = Annotated[CaseAccess, Depends(visible_case)]
 def viewer(user: CurrentUser) -> queries.Viewer:
     """The person as the lists' SQL filters take them."""
     return queries.Viewer(staff_id=user.id, scope=permissions.case_scope(user))
+
+
+async def holding_for(res: Resources, user: CurrentUser) -> tuple[int, ...]:
+    """The managers whose steps `user` holds now as their deputy (they are away, the deputy at work)."""
+    pool = await res.pool()
+    return await bounded(res, StaffRepository(pool).acting_for(
+        staff_id=user.id, calendar=res.policy().calendar, now=datetime.now(UTC)))
+
+
+def actor_on(user: CurrentUser, access: CaseAccess) -> Actor:
+    """Who acts on this case: the deputy of its manager acts for that manager (with their rights)."""
+    actor = user.actor()
+    if permissions.Relation.deputy in permissions.relations(user, access.facts):
+        return actor.model_copy(update={"deputy_for": access.row["manager_id"]})
+    return actor
 
 
 async def open_case(res: Resources, user: CurrentUser, case_id: int) -> CaseAccess:

@@ -7,23 +7,24 @@ Every read goes through :func:`api.services.access.open_case`: a person who may 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
 
 from api.deps import CurrentUser, Resources, bounded, refuse
 from api.errors import ApiError
-from api.schemas import CaseView, MessageItem, MessageList, SuggestionItem, SuggestionList
-from api.services.access import CaseAccess, open_case, open_case_for, record_contact, redact
+from api.schemas import CaseView, MessageItem, MessageList, RelatedCase, SuggestionItem, SuggestionList
+from api.services.access import CaseAccess, open_case, open_case_for, record_contact, redact, viewer
 from api.temporal import query_state
 from api.views import case_view, state_from_row, timeline
-from domain import engine, permissions
+from domain import duplicates, engine, permissions
 from domain.enums import Level, Scenario, StepName
 from domain.models import StaffRef, SuggestAssistants, Suggestion
 from domain.permissions import Action
 from domain.phone import mask_phone, mask_phones_in
 from domain.policy import Policy
+from domain.tracking import local_time
 from store import queries
 from store.allocation import AllocationRepository, DesignerSuggestion
 
@@ -87,6 +88,7 @@ async def case_messages(
     pool = await res.pool()
     mine = None if channel == "sms" else permissions.notices_for(user)
     rows = await bounded(res, queries.case_messages(pool, case_id, channel, mine))
+    now, tz = datetime.now(UTC), case_policy(res, access.row).calendar.timezone
     contact = access.contact and bool(rows)
     if contact and channel == "sms":
         # The recipient of an SMS is the client's phone: full only for those who may see it (and recorded).
@@ -99,6 +101,10 @@ async def case_messages(
             data["last_error"] = mask_phones_in(data["last_error"]) if data["last_error"] else data["last_error"]
             if channel == "sms":
                 data["recipient"] = mask_phone(data["recipient"])
+        held = data["not_before"]
+        if held is not None and data["status"] == "pending" and held > now:
+            why = "客户免打扰时段" if channel == "sms" else "接收人下班时间"
+            data["held"] = f"暂缓至 {local_time(held, tz)} 发送（{why}）"
         return MessageItem(**data)
 
     return MessageList(case_id=case_id, items=[item(r) for r in rows])
@@ -150,6 +156,10 @@ async def designer_ranking(
             include_ineligible=include_ineligible,
         ),
     )
+    if row["previous_case_id"] is not None:
+        # A returning client (查重): the designer who served them before comes first, if eligible.
+        earlier = await bounded(res, queries.case_designer(pool, row["previous_case_id"]))
+        ranked = duplicates.earlier_designer_first(ranked, earlier, row["previous_case_id"])
     return ranked
 
 
@@ -184,7 +194,18 @@ async def designer_suggestions(
         )
         for s in ranked
     ]
-    return SuggestionList(case_id=case_id, required_level=level, items=items)
+    row = access.row
+    phones = [row["client_phone"], *([row["second_phone"]] if row["second_phone"] else [])]
+    matches = await bounded(res, queries.matching_cases(pool, phones=phones, house_key=row["house_key"],
+                                                        viewer=viewer(user), exclude_id=case_id))
+    related = [
+        RelatedCase(case_id=m["id"], status=m["status"], outcome=m["outcome"], designer=m["designer_name"],
+                    matched_by=m["matched_by"],
+                    reason=f"{duplicates.BY_LABELS[m['matched_by']]}相同")
+        for m in matches if m["visible"]
+    ]
+    return SuggestionList(case_id=case_id, required_level=level, items=items, returning=row["returning_reason"],
+                          related_cases=related)
 
 
 async def first_suggestion(

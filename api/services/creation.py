@@ -24,10 +24,10 @@ from api.services.access import record_contact, redact, viewer
 from api.services.policy import current_policy
 from api.temporal import bounded_temporal, intake_workflow, query_state
 from api.views import case_view, state_from_row, timeline
-from domain import engine, permissions
+from domain import duplicates, engine, permissions
 from domain.constants import workflow_id
-from domain.enums import Role, Scenario, Source, StaffStatus
-from domain.models import CaseState, IntakeInput, StaffRef
+from domain.enums import Outcome, Role, Scenario, Source, StaffStatus
+from domain.models import ENGINE_VERSION, CaseState, IntakeInput, StaffRef
 from domain.permissions import CaseFacts
 from domain.tracking import initial_search_attributes, static_details, static_summary
 from store import cases, queries
@@ -99,6 +99,10 @@ async def create_case(
             details={"field": "reception"},
         )
 
+    if body.site_musts is not None and body.scenario != Scenario.site_office:
+        raise ApiError(
+            422, "invalid_payload", "接待四必须只用于小区办公室接待的客户（情况三）", details={"field": "site_musts"},
+        )
     pool = await res.pool()
     req_hash = idempotency.request_hash(body.model_dump_json())
     if idempotency_key:
@@ -116,6 +120,8 @@ async def create_case(
     # The newest saved version of the policy (PostgreSQL), else the policy file; the case keeps its copy.
     policy, policy_version = await current_policy(res)
     now = datetime.now(UTC)
+    house = duplicates.house_key(body.client.compound, body.client.address)
+    earlier = await _earlier_case(res, pool, body, user, house, idempotency_key, req_hash)
 
     def ref(s: Staff | None) -> StaffRef | None:
         return s.ref() if s else None
@@ -146,11 +152,16 @@ async def create_case(
                 meeting_at=body.meeting_at,
                 meeting_kind=body.meeting_kind,
                 reception=body.reception,
+                site_musts=body.site_musts,
+                returning=duplicates.reason(earlier) if earlier else None,
                 policy=policy,
+                engine_version=ENGINE_VERSION,  # the rules a new case runs by (kept for its whole life)
             )
             opening = engine.start(inp)
             await cases.insert_starting(conn, inp, client=c, notes=body.notes, timeout=res.timeout,
-                                        policy_version=policy_version)
+                                        policy_version=policy_version, house_key=house,
+                                        previous_case_id=earlier.case_id if earlier else None,
+                                        returning_reason=inp.returning)
             # The opening (steps, timeline, the manager's "call back now" notice) in the same commit;
             # the outbox holds messages of a `starting` case until its workflow runs.
             await projection_writer(res.settings).apply(conn, opening.change, confirm=False)
@@ -260,6 +271,25 @@ async def _replay(res: Resources, pool: asyncpg.Pool, stored: asyncpg.Record, us
     return Created(stored["status_code"], resp, replayed=True)
 
 
+async def _earlier_case(
+    res: Resources, pool: asyncpg.Pool, body: IntakeCreate, user: CurrentUser, house: str | None,
+    key: str | None, req_hash: str,
+) -> duplicates.Match | None:
+    """查重: an open case of the same client or house refuses the lead (409, 撞单); a closed one is the
+    history the new case is linked to (its designer suggested first)."""
+    phones = [body.client.phone, *([body.client.second_phone] if body.client.second_phone else [])]
+    rows = await bounded(res, queries.matching_cases(pool, phones=phones, house_key=house, viewer=viewer(user)))
+    for r in rows:
+        if r["status"] in ("open", "starting"):
+            raise await _refused(res, pool, user, key, req_hash, r["id"], r["visible"], r["matched_by"])
+    return duplicates.earlier([
+        duplicates.Match(case_id=r["id"], open=False, by=r["matched_by"],
+                         outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+                         designer_id=r["designer_id"], designer_name=r["designer_name"])
+        for r in rows
+    ])
+
+
 async def _duplicate(
     res: Resources, pool: asyncpg.Pool, body: IntakeCreate, user: CurrentUser, key: str | None, req_hash: str
 ) -> ApiError:
@@ -268,9 +298,18 @@ async def _duplicate(
         # The other case closed in between: the phone is free again, the client may simply retry.
         return ApiError(409, "duplicate_open_case", "该手机号刚有一个案例在处理中，请重试")
     case_id, visible = existing
+    return await _refused(res, pool, user, key, req_hash, case_id, visible, "phone")
+
+
+async def _refused(
+    res: Resources, pool: asyncpg.Pool, user: CurrentUser, key: str | None, req_hash: str, case_id: int,
+    visible: bool, by: str,
+) -> ApiError:
+    """409 duplicate_open_case for an open case of the same client or house (kept for an Idempotency-Key)."""
+    what = duplicates.BY_LABELS.get(by, "手机号")
     if visible:
-        err = ApiError(409, "duplicate_open_case", f"该手机号已有未结案的案例 #{case_id}，请在该案例中继续跟进",
-                       case_id=case_id)
+        err = ApiError(409, "duplicate_open_case", f"该{what}已有未结案的案例 #{case_id}，请在该案例中继续跟进",
+                       case_id=case_id, matched_by=by)
     else:
         # Not theirs to see: that the client is being served, not by whom or where.
         err = ApiError(409, "duplicate_open_case", "该客户已有未结案的案例，正由设计部跟进；如有新情况请告知设计部经理")

@@ -22,7 +22,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from api.deps import CurrentUser, Resources, bounded
 from api.errors import ApiError
 from api.schemas import MAX_ID
-from api.services.access import CaseAccess, open_case_for
+from api.services.access import CaseAccess, actor_on, open_case_for
 from api.temporal import execute_update, intake_workflow
 from domain.audio import AUDIO_TYPES, SNIFF_BYTES, sniff_audio
 from domain.models import AttachRecording, CaseChange
@@ -157,15 +157,16 @@ async def upload_recording(res: Resources, user: CurrentUser, case_id: int, requ
     404 case_not_found, 403 wrong_role, 409 case_closed — all before the body is read — then, while it
     streams, 413 recording_too_large; 415 unsupported_audio, 503.
     """
-    await may_upload(res, user, case_id)
+    access = await may_upload(res, user, case_id)
     part = await read_upload(request, res.settings.recordings_max_bytes)
     try:
-        return await _store_upload(res, user, case_id, part)
+        return await _store_upload(res, user, access, part)
     finally:
         part.spool.close()
 
 
-async def _store_upload(res: Resources, user: CurrentUser, case_id: int, part: _FilePart) -> asyncpg.Record:
+async def _store_upload(res: Resources, user: CurrentUser, access: CaseAccess, part: _FilePart) -> asyncpg.Record:
+    case_id = access.case_id
     content_type = sniff_audio(part.head)
     assert content_type is not None
     size = part.size
@@ -187,7 +188,8 @@ async def _store_upload(res: Resources, user: CurrentUser, case_id: int, part: _
         client = await res.client()
         change: CaseChange = await execute_update(
             client, case_id=case_id, update=intake_workflow().attach_recording,
-            arg=AttachRecording(actor=user.actor(), recording_id=row["id"], content_type=content_type, size=size),
+            arg=AttachRecording(actor=actor_on(user, access), recording_id=row["id"], content_type=content_type,
+                                size=size),
             timeout=res.timeout,
         )
     except BaseException:

@@ -28,7 +28,7 @@ from api.schemas import (
     RequestModel,
     RescheduleRequest,
 )
-from api.services.access import CaseAccess, open_case, open_case_for
+from api.services.access import CaseAccess, actor_on, open_case, open_case_for
 from api.services.cases import first_suggestion, shown
 from api.temporal import execute_update, intake_workflow
 from api.views import case_view, timeline
@@ -174,7 +174,7 @@ async def complete_step(
     first = await first_suggestion(res, access.row, step, payload)
     update_id = _update_id(user, f"step:{step.value}", idempotency_key)
     req = CompleteStep(
-        actor=user.actor(), step=step, payload=payload, notes=notes, staff=staff,
+        actor=actor_on(user, access), step=step, payload=payload, notes=notes, staff=staff,
         first_suggestion=first, request_id=update_id,
     )
     return await act(res, access, intake_workflow().complete_step, req, update_id, user)
@@ -186,7 +186,7 @@ async def reschedule(
     """Move the first meeting or the measure; the manager or the case's designer or assistant."""
     access = await open_case_for(res, user, case_id, Action.reschedule)
     update_id = _update_id(user, "reschedule", idempotency_key)
-    req = Reschedule(actor=user.actor(), target=body.target, at=body.at, reason=body.reason, request_id=update_id)
+    req = Reschedule(actor=actor_on(user, access), target=body.target, at=body.at, reason=body.reason, request_id=update_id)
     return await act(res, access, intake_workflow().reschedule, req, update_id, user)
 
 
@@ -197,7 +197,7 @@ async def reassign(
     access = await open_case_for(res, user, case_id, Action.reassign)
     ref = await staff_ref(res, body.staff_id, MEMBER_ROLES[body.role], "staff_id")
     update_id = _update_id(user, "reassign", idempotency_key)
-    req = Reassign(actor=user.actor(), role=body.role, staff=ref, reason=body.reason, request_id=update_id)
+    req = Reassign(actor=actor_on(user, access), role=body.role, staff=ref, reason=body.reason, request_id=update_id)
     return await act(res, access, intake_workflow().reassign, req, update_id, user)
 
 
@@ -207,7 +207,7 @@ async def close_case(
     """Close the case: signed, lost (with a reason) or duplicate; managers only (the reason: the engine's rule)."""
     access = await open_case_for(res, user, case_id, Action.close)
     update_id = _update_id(user, "close", idempotency_key)
-    req = CloseCase(actor=user.actor(), outcome=body.outcome, reason=body.reason, request_id=update_id)
+    req = CloseCase(actor=actor_on(user, access), outcome=body.outcome, reason=body.reason, request_id=update_id)
     return await act(res, access, intake_workflow().close, req, update_id, user)
 
 
@@ -219,5 +219,5 @@ async def add_note(
         raise ApiError(422, "invalid_payload", "备注不能为空", details={"field": "text"})
     access = await open_case_for(res, user, case_id, Action.note)
     update_id = _update_id(user, "note", idempotency_key)
-    req = AddNote(actor=user.actor(), text=body.text, request_id=update_id)
+    req = AddNote(actor=actor_on(user, access), text=body.text, request_id=update_id)
     return await act(res, access, intake_workflow().add_note, req, update_id, user)

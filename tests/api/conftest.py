@@ -38,6 +38,12 @@ def unique_phone() -> str:
     return data.unique_phone("15")
 
 
+def unique_house() -> str:
+    """A building/unit/room of its own: one house has one open case (撞单), and the session shares a database."""
+    n = uuid.uuid4().int
+    return f"{n % 97 + 1}栋{n // 97 % 9 + 1}单元{n // 873 % 9000 + 1000}"
+
+
 def future(seconds: float = 2 * 86400) -> str:
     """An ISO time `seconds` from now (default two days: no reminder fires during a test)."""
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
@@ -108,7 +114,7 @@ class Api:
         src = source or {"remote": "marketing", "office_visit": "online", "site_office": "site_office",
                          "walk_in": "walk_in"}[scenario]
         client = {"name": "王建国", "phone": unique_phone(), "gender": "male", "age_range": "30-40",
-                  "compound": "阳光花园", "address": "3栋2单元1201", "area_m2": 120, "budget": 300000}
+                  "compound": "阳光花园", "address": unique_house(), "area_m2": 120, "budget": 300000}
         client.update(over.pop("client", {}))
         body: dict[str, Any] = {"source": src, "scenario": scenario, "client": client, "notes": "测试"}
         body.update(over)

@@ -142,7 +142,7 @@ def _mismatch(ctx: Ctx) -> dict[str, Any]:
 
 STEP_ROLES = {
     "reception_review": "manager", "callback": "manager", "assign_designer": "manager", "arrival": "manager",
-    "debrief": "manager", "outcome": "manager", "assign_assistant": "assistant_lead",
+    "debrief": "manager", "outcome": "manager", "assign_assistant": "assistant_lead", "lapse_review": "manager",
 }
 STEP_BODIES: dict[str, Callable[[Ctx], Any]] = {
     "reception_review": lambda c: {},
@@ -156,6 +156,7 @@ STEP_BODIES: dict[str, Callable[[Ctx], Any]] = {
     "debrief": lambda c: {"findings": "好"},
     "acknowledge": lambda c: {"note": "已改"},
     "outcome": lambda c: {"outcome": "signed"},
+    "lapse_review": lambda c: {"decision": "reclaim"},
 }
 
 

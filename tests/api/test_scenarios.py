@@ -113,18 +113,19 @@ async def test_remote_lead_to_signed(api: Api) -> None:
     assert all(m["recipient_id"] == P(api, "designer") for m in (await api.notices(cid, "designer")).values())
     s = await api.ok_step(cid, "contact", "designer", {"meeting_at": meet, "meeting_kind": "measure"})
     assert open_steps(s) == {"first_meeting"}
-    # the four musts: every one answered, a "no" needs its reason
+    # the musts at a home measure (SPEC §14): true needs required; the visits are invited, no reason forced
     r = await api.step(cid, "first_meeting", "designer", {"true_needs": "三室两厅，现代简约，年底入住"})
     assert r.status_code == 422 and r.json()["code"] == "invalid_payload", r.text
-    r = await api.step(cid, "first_meeting", "designer", musts(visited_material_store=False))
-    assert r.status_code == 422 and "material_store_reason" in r.text, r.text
+    r = await api.step(cid, "first_meeting", "designer", musts(" ", visited_material_store=False))
+    assert r.status_code == 422 and "true_needs" in r.text, r.text
+    store_at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     # the first meeting is the measure itself: it completes the measure too
     s = await api.ok_step(cid, "first_meeting", "designer",
                           musts("三室两厅，现代简约，年底入住", visited_material_store=False,
-                                material_store_reason="客户时间紧，下次到店再看"))
+                                material_store_visit_at=store_at))
     assert open_steps(s) == {"debrief"} and "measure" in {d["step"] for d in s["done_steps"]}
     fm = next(d for d in s["done_steps"] if d["step"] == "first_meeting")
-    assert fm["payload"]["seen_off"] is True and fm["payload"]["material_store_reason"] == "客户时间紧，下次到店再看"
+    assert fm["payload"]["seen_off"] is True and fm["payload"]["material_store_visit_at"] is not None
     s = await api.ok_step(cid, "debrief", "manager", {"findings": "需求挖掘充分"})
     assert open_steps(s) == {"outcome"}
     s = await api.ok_step(cid, "outcome", "manager", {"outcome": "signed"})
@@ -151,9 +152,11 @@ async def test_office_visit_to_lost(api: Api) -> None:
         lambda: _manager_reminder(api, cid), timeout=30, what="the manager's reminder")
     for item in ("口香糖清口", "录音笔", "门口迎接", "递名片", "安排前台倒水"):
         assert item in manager_reminder["text"], manager_reminder["text"]
-    # the client's reminder (T4) names the company address for an office visit
+    # the client's reminder (T4) names the company address for an office visit; before the visit the
+    # client has spoken only to the manager, who signs it (SPEC §14)
     t4 = await api.until(lambda: _t4(api, cid), timeout=30, what="T4 sent")
-    assert COMPANY_ADDRESS in t4["text"] and t4["template"] == "T4_OFFICE" and "到店见面" in t4["text"], t4
+    assert COMPANY_ADDRESS in t4["text"] and t4["template"] == "T4_OFFICE_MANAGER" and "到店见面" in t4["text"], t4
+    assert t4["text"].endswith(f"设计部经理{c['manager']['name']}敬！"), t4
     # arrival records which items were done; the first meeting still waits for the assistant
     s = await api.ok_step(cid, "arrival", "manager", {"gum": True, "recorder": True, "greeted_at_door": True,
                                                       "business_card": True, "water": False})

@@ -18,6 +18,7 @@ from domain.models import (
     CloseCase,
     CompleteStep,
     IntakeInput,
+    Reassign,
     Reschedule,
     StaffRef,
 )
@@ -210,6 +211,7 @@ def _payload(name: StepName, now: datetime, rnd: st.DataObject) -> dict[str, Any
                            {"findings": "好", "designer_corrections": "先问需求", "assistant_corrections": "拍照"}],
         StepName.acknowledge: [{}, {"note": "已改正"}],
         StepName.outcome: [{"outcome": "signed"}, {"outcome": "lost", "reason": "预算不够"}],
+        StepName.lapse_review: [{"decision": "reclaim"}, {"decision": "extend", "reason": "客户出差", "until": later}],
     }
     return rnd.draw(st.sampled_from(options[name]))
 
@@ -228,18 +230,18 @@ def _check_invariants(s: CaseState, policy: Policy, now: datetime) -> None:
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenario=st.sampled_from(list(Scenario)), data=st.data())
-def test_any_sequence_keeps_the_case_sound(scenario: Scenario, data: st.DataObject) -> None:
+@given(scenario=st.sampled_from(list(Scenario)), version=st.sampled_from([1, 2]), data=st.data())
+def test_any_sequence_keeps_the_case_sound(scenario: Scenario, version: int, data: st.DataObject) -> None:
     policy = fast_policy()
     meeting = {"meeting_at": T0 + timedelta(hours=5)} if scenario == Scenario.office_visit else {}
     receiver = data.draw(st.sampled_from([SITE_LEAD, DESIGNER, ASSISTANT]))
     received = {"received_by": receiver} if scenario == Scenario.site_office else {}
-    d = new_case(scenario, policy, **meeting, **received)
+    d = new_case(scenario, policy, **meeting, **received, engine_version=version)
     s, now = d.state, T0
     purposes: list[str] = [n.purpose for n in d.change.effects.notices]
     for _ in range(data.draw(st.integers(1, 30))):
         now += timedelta(seconds=data.draw(st.integers(0, 40)))
-        kind = data.draw(st.sampled_from(["step", "step", "step", "tick", "note", "reschedule", "wrong"]))
+        kind = data.draw(st.sampled_from(["step", "step", "step", "tick", "note", "reschedule", "reassign", "wrong"]))
         before = s.model_dump()
         cmd: Any
         if kind == "tick":
@@ -257,6 +259,12 @@ def test_any_sequence_keeps_the_case_sound(scenario: Scenario, data: st.DataObje
                                    else ASSISTANT)
             elif kind == "note":
                 cmd = AddNote(actor=actor(data.draw(st.sampled_from(PEOPLE))), text="备注")
+            elif kind == "reassign":
+                if data.draw(st.booleans()):
+                    cmd = Reassign(actor=actor(MANAGER), role="designer", reason="客户要求",
+                                   staff=data.draw(st.sampled_from([DESIGNER, OTHER_DESIGNER])))
+                else:
+                    cmd = Reassign(actor=actor(MANAGER), role="assistant", staff=ASSISTANT, reason="调岗")
             elif kind == "reschedule":
                 cmd = Reschedule(actor=actor(data.draw(st.sampled_from(PEOPLE))),
                                  target=data.draw(st.sampled_from(["meeting", "measure"])),

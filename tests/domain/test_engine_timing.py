@@ -509,6 +509,7 @@ def _payload(name: StepName, now: datetime, scale: timedelta, rnd: st.DataObject
         StepName.debrief: [{"findings": "先问需求"}, {"findings": "好", "designer_corrections": "少讲案例"}],
         StepName.acknowledge: [{"note": "已改正"}],
         StepName.outcome: [{"outcome": "signed"}, {"outcome": "lost", "reason": "预算不够"}],
+        StepName.lapse_review: [{"decision": "reclaim"}, {"decision": "extend", "reason": "客户出差", "until": later}],
     }
     return rnd.draw(st.sampled_from(options[name]), label=f"{name.value} payload")
 

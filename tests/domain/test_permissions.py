@@ -177,3 +177,47 @@ def test_phones_in_free_text_are_masked_as_people_write_them(text: str, masked: 
 
     assert mask_phones_in(text) == masked
     assert scrub(text) == masked  # the logs' second line of defence is the same masker
+
+
+# --- the manager's deputy (SPEC §13, §14) -------------------------------------------------------------
+
+DEPUTY = 20
+
+
+def test_the_deputy_acts_with_the_managers_rights_on_the_managers_cases() -> None:
+    case = CaseFacts(manager_id=MANAGER, designer_id=DESIGNER, deputy_id=DEPUTY)
+    deputy = p(DEPUTY, Role.designer)  # a senior designer standing in for the manager
+    assert permissions.relations(deputy, case) == {Relation.deputy}
+    assert permissions.may_view(deputy, case) and permissions.may_see_contact(deputy, case)
+    for action in (Action.reassign, Action.close, Action.suggestions, Action.reschedule, Action.note):
+        assert permissions.may(deputy, action, case) is None, action
+    assert permissions.complete_step(deputy, StepName.callback, case, owner_role=Role.manager, owner_id=MANAGER) is None
+    # not the designer's own steps, and nothing on another manager's cases
+    assert permissions.may_try_step(deputy, StepName.first_meeting, case, owner_role=Role.designer) is not None
+    other = CaseFacts(manager_id=MANAGER + 100, designer_id=DESIGNER)
+    assert not permissions.may_view(deputy, other)
+    refusal = permissions.complete_step(deputy, StepName.callback, other, owner_role=Role.manager, owner_id=None)
+    assert refusal is not None and refusal.code == "wrong_role"
+    assert Relation.deputy in permissions.case_scope(deputy).relations  # lists follow the relation (SQL)
+
+
+def test_a_deputy_holds_the_steps_only_while_the_manager_is_away() -> None:
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from domain.enums import StaffStatus
+    from domain.policy import CalendarPolicy
+    from domain.staffing import Availability, acting_deputy
+
+    cal = CalendarPolicy()  # Mon–Sat 09:00–18:00 Beijing time
+    monday_10 = datetime(2030, 5, 6, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    manager = Availability(MANAGER, StaffStatus.active)
+    deputy = Availability(DEPUTY, StaffStatus.active)
+    assert acting_deputy(manager, deputy, cal, monday_10) is None  # the manager is at work
+    assert acting_deputy(Availability(MANAGER, StaffStatus.on_leave), deputy, cal, monday_10) == DEPUTY
+    mornings_off = {d: [(time(13, 0), time(18, 0))] for d in range(6)}
+    assert acting_deputy(Availability(MANAGER, StaffStatus.active, mornings_off), deputy, cal, monday_10) == DEPUTY
+    # a deputy who is away too leaves the steps with the manager; nobody without a deputy
+    assert acting_deputy(Availability(MANAGER, StaffStatus.on_leave), Availability(DEPUTY, StaffStatus.on_leave),
+                         cal, monday_10) is None
+    assert acting_deputy(Availability(MANAGER, StaffStatus.on_leave), None, cal, monday_10) is None

@@ -188,3 +188,32 @@ def test_template_ids_and_constants() -> None:
 def test_missing_variable_is_an_error() -> None:
     with pytest.raises(KeyError):
         substitute(T1_TEMPLATE, {"name": "王先生"})
+
+
+# --- the company's day (SPEC §14) ---------------------------------------------------------------------
+
+
+def test_t5_is_the_new_designers_introduction_word_for_word() -> None:
+    from domain.templates import render_t5
+
+    text = render_t5(client_name="王建国", gender=Gender.male, company=CO, designer="吴佳", assistant="林小雨",
+                     previous="周一鸣")
+    assert text == ("王先生您好：我是城市人家装饰公司设计师吴佳，接下来由我和助理设计师林小雨为您服务，"
+                    "周一鸣设计师的工作已与我交接，我们会准时到达。城市人家设计师吴佳敬！")
+    only_assistant = render_t5(client_name="王建国", gender=Gender.male, company=CO, designer="吴佳",
+                               assistant="黄婷", previous=None)
+    assert "助理设计师黄婷" in only_assistant and "周一鸣" not in only_assistant
+
+
+def test_t4_before_an_office_visit_is_signed_by_the_manager() -> None:
+    from domain.templates import t4_manager_variables
+
+    v = t4_manager_variables(client_name="李梅", gender=Gender.female, company=CO, manager="陈建国",
+                             at=MEASURE_AT, kind=MeetingKind.office_visit)
+    text = substitute(TEMPLATES["T4_MANAGER"], v)
+    assert text.startswith("李女士您好：我是城市人家装饰公司设计部经理陈建国") and "到店见面" in text
+    assert text.endswith("城市人家设计部经理陈建国敬！")
+    with_address = t4_manager_variables(client_name="李梅", gender=Gender.female,
+                                        company=Company(address="幸福路 8 号"), manager="陈建国", at=MEASURE_AT,
+                                        kind=MeetingKind.office_visit)
+    assert "幸福路 8 号" in substitute(TEMPLATES["T4_OFFICE_MANAGER"], with_address)

@@ -131,6 +131,10 @@ async def _scenario(pool: asyncpg.Pool, dsn: str, tmp_path: Path) -> None:
             "INTAKE_ALIYUN_TEMPLATE_T3": "SMS_T3",
             "INTAKE_ALIYUN_TEMPLATE_T3_NO_ASSISTANT": "SMS_T3N",
             "INTAKE_ALIYUN_TEMPLATE_T4": "SMS_T4",
+            "INTAKE_ALIYUN_TEMPLATE_T4_MANAGER": "SMS_T4M",
+            "INTAKE_ALIYUN_TEMPLATE_T5": "SMS_T5",
+            "INTAKE_ALIYUN_TEMPLATE_T5_NO_ASSISTANT": "SMS_T5N",
+            "INTAKE_ALIYUN_TEMPLATE_T5_ASSISTANT": "SMS_T5A",
             "INTAKE_OUTBOX_POLL_INTERVAL_SECONDS": "0.1",
             # the restarted dispatcher may ask about the interrupted send once it is 3 s old and the
             # dead process's claim (attempt timeout + a margin) has run out
