@@ -138,9 +138,9 @@ def form_fields(policy: Policy, model: type[BaseModel] = Policy, prefix: str = "
         label = LABELS.get(path, name)
         value = getattr(policy, name)
         tp, optional = _unwrap(info.annotation)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and value is not None:
             out += form_fields(value, tp, f"{path}.", label)
-            continue
+            continue  # (an optional section left out, e.g. no quiet hours, is edited as YAML below)
         scalar = _scalar(path, label, tp, optional, value, group)
         if scalar is not None:
             out.append(scalar)
