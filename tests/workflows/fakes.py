@@ -23,6 +23,7 @@ from domain.models import (
     NotifyStaff,
     RecordAssignment,
     SendSms,
+    SiteReceptionMusts,
     StaffRef,
     SuggestDesigners,
     Suggestion,
@@ -112,8 +113,11 @@ async def start_case(
     received_by: StaffRef | None = None,
     created_at: datetime | None = None,
     budget: int | None = 200_000,
+    engine_version: int = 1,
+    site_musts: SiteReceptionMusts | None = None,
 ) -> WorkflowHandle[IntakeWorkflow, CaseState]:
-    """Start one case workflow as the API would."""
+    """Start one case workflow as the API would (by default a case of engine version 1, as started
+    before version 2; the API starts new cases with domain.models.ENGINE_VERSION)."""
     src = source or {
         Scenario.remote: Source.online,
         Scenario.office_visit: Source.marketing,
@@ -133,6 +137,8 @@ async def start_case(
         budget=budget,
         meeting_at=meeting_at,
         policy=policy or test_policy(),
+        engine_version=engine_version,
+        site_musts=site_musts,
     )
     return await client.start_workflow(
         IntakeWorkflow.run,

@@ -28,6 +28,13 @@ REQUIRED_PATHS = frozenset({
     "note", "correction_acknowledged", "measure_no_show", "measure_rescheduled",
     "close_reception_review", "close_callback", "close_assign_designer", "close_contact", "close_first_meeting",
     "close_debrief", "close_outcome_signed", "close_outcome_lost",
+}) | frozenset({
+    # Engine version 2 (the cases POST /intakes starts now), claimed by version-2 cases only; the paths
+    # above by version-1 cases only (cases started before version 2 keep running on the old rules).
+    "v2_office_assignments_due_at_visit", "v2_assignment_reminders", "v2_t4_by_manager", "v2_t4_spaced_after_t1",
+    "v2_reassign_contact_again", "v2_t5_new_designer", "v2_t5_new_assistant", "v2_t5_after_reclaim",
+    "v2_lapse_review_asked", "v2_lapse_review_extend", "v2_lapse_review_reclaim", "v2_reclaim_uncalled_contact",
+    "v2_home_measure_invited_visits", "v2_site_musts", "v2_deputy",
 })
 
 

@@ -9,7 +9,11 @@ the scenarios below side by side under a recording policy of seconds. Each scena
 the paths it claims really happened (from what the workflow wrote: messages, ledger rows, state), so
 a set's manifest only lists paths its histories contain. The histories (one file per run: a case that
 continued as new has two) go to tests/workflows/histories/<set>/ with manifest.json: the hash of
-workflows/ and domain/ they were recorded from, and the paths each covers.
+workflows/ and domain/ they were recorded from, and each history's engine version and paths.
+
+Both rule versions are driven: the scenarios without a prefix are version-1 cases (started before
+engine version 2, still running on the old rules), the v2_* ones cases of domain.models.ENGINE_VERSION
+as POST /intakes starts them now; each version's paths are claimed only by its own cases.
 
 Older sets stay: tests/workflows/test_replay.py replays every set, so a change that would break
 cases recorded by an older version still fails.
@@ -36,8 +40,23 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from domain.constants import SEARCH_ATTRIBUTES
-from domain.enums import Outcome, Role, Scenario, StepName
-from domain.models import AddNote, AttachRecording, CaseState, CloseCase, Reassign, Reschedule, StaffRef
+from domain.enums import Level, Outcome, Role, Scenario, StepName
+from domain.models import (
+    ENGINE_VERSION,
+    Actor,
+    AddNote,
+    AttachRecording,
+    CaseEvent,
+    CaseState,
+    CloseCase,
+    CompleteStep,
+    DoneStep,
+    Reassign,
+    Reschedule,
+    SendSms,
+    SiteReceptionMusts,
+    StaffRef,
+)
 from domain.policy import EscalationChain, EscalationStage, Policy, fast_policy
 from tests.support.data import musts
 from tests.support.infra import temporal_binary
@@ -49,6 +68,7 @@ from tests.workflows.fakes import (
     DESIGNER2,
     LEAD,
     MANAGER,
+    SITE_LEAD,
     FakeActivities,
     actor,
     complete,
@@ -60,6 +80,8 @@ from tests.workflows.history_sets import HISTORIES, MANIFEST, RECORD_COMMAND, RE
 from workflows.intake import IntakeWorkflow
 
 ASSISTANT2 = StaffRef(id=21, name="王芳", role=Role.assistant)
+# A designer standing in for the manager (Actor.deputy_for, engine version 2).
+DEPUTY = StaffRef(id=30, name="吴主任", role=Role.designer, level=Level.senior)
 S = timedelta(seconds=1)
 
 
@@ -104,6 +126,37 @@ class Ctx:
     def assignment_kinds(self, case_id: int) -> set[str]:
         """The kinds of the ledger rows the workflow wrote for a case (assign, auto, lapse, ...)."""
         return {a.kind for ch in self.fakes.changes if ch.case_id == case_id for a in ch.effects.assignments}
+
+    def all_sms(self, case_id: int) -> list[SendSms]:
+        """The client SMS the workflow decided for a case, in order."""
+        return [m for ch in self.fakes.changes if ch.case_id == case_id for m in ch.effects.sms]
+
+    def sms(self, case_id: int, purpose: str) -> SendSms:
+        """The one client SMS of a purpose."""
+        found = [m for m in self.all_sms(case_id) if m.purpose == purpose]
+        assert len(found) == 1, f"case {case_id}: {len(found)} SMS {purpose}"
+        return found[0]
+
+    async def done(self, case_id: int, step: StepName, timeout: float = 20) -> DoneStep:
+        """Wait until the workflow wrote the step as finished (its write follows an update by the
+        projection grace); the newest instance."""
+
+        def found() -> DoneStep | None:
+            return next((d for ch in reversed(self.fakes.changes) if ch.case_id == case_id
+                         for d in reversed(ch.finished) if d.step == step), None)
+
+        done: DoneStep = await until(found, timeout, f"case {case_id}: {step} written as finished")
+        return done
+
+    async def event(self, case_id: int, kind: str, step: StepName | None = None, timeout: float = 20) -> CaseEvent:
+        """Wait until the workflow wrote a timeline entry of a kind (of a step); the first one."""
+
+        def found() -> CaseEvent | None:
+            return next((e for ch in self.fakes.changes if ch.case_id == case_id for e in ch.events
+                         if e.kind == kind and (step is None or e.step == step)), None)
+
+        ev: CaseEvent = await until(found, timeout, f"case {case_id}: a {kind} event")
+        return ev
 
     async def sent(self, case_id: int, *prefixes: str, timeout: float = 30) -> None:
         """Wait until a message of each prefix was written for the case."""
@@ -274,14 +327,215 @@ async def closed_at_first_meeting(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set
     return h, {"close_first_meeting"}
 
 
+# --- engine version 2 (the company's day, SPEC §14): the cases POST /intakes starts now -------------
+# Each claims only its v2_* paths: the other paths stay covered by the version-1 cases above (cases
+# started before version 2 still run, on the old rules), whatever the v2 cases happen to pass through.
+
+
+def v2_policy(**over: Any) -> Policy:
+    """The recording policy with version 2's own times in seconds too: the assignment reminders before
+    an office visit, and the spacing that keeps a T4 from following T1/T2/T5 about the same meeting."""
+    return recording_policy(**{"assignment_reminders_before": [6 * S, 3 * S], "message_spacing": 60 * S, **over})
+
+
+async def _start_v2(c: Ctx, scenario: Scenario, **kw: Any) -> WorkflowHandle[Any, Any]:
+    h = await start_case(c.client, c.task_queue, scenario, policy=kw.pop("policy", None) or v2_policy(),
+                         engine_version=ENGINE_VERSION, **kw)
+    assert (await c.state(h)).engine_version == ENGINE_VERSION
+    return h
+
+
+async def _v2_assigned(c: Ctx, h: WorkflowHandle[Any, Any], meeting: datetime) -> None:
+    """情况一 up to the contact: reached, designer and assistant assigned (the meeting a home measure)."""
+    await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at": meeting.isoformat(),
+                                                   "meeting_kind": "measure"})
+    await complete(h, MANAGER, StepName.assign_designer, {})
+    await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
+
+
+async def v2_office_visit_assignments_at_visit(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """情况二 (v2): the assignments are due at the visit, their owners reminded twice before it and
+    nobody paged; the client's reminder is the manager's (no designer yet); the four musts at the office."""
+    h = await _start_v2(c, Scenario.office_visit)
+    case_id = (await c.state(h)).case_id
+    await complete(h, MANAGER, StepName.callback, {"reached": True, "meeting_at": soon(12).isoformat()})
+    s = await c.state(h)
+    visit = s.meeting("meeting")
+    assert visit is not None
+    due = {o.step: o.due_at for o in s.open_steps}
+    assert due[StepName.assign_designer] == visit.at and due[StepName.assign_assistant] == visit.at, due
+    at = visit.at.isoformat()
+    await c.sent(case_id, *(f"remind:{key}#1:{at}:{i}" for i in (1, 2) for key in ("assign_designer",
+                                                                                      "assign_assistant")))
+    await c.sent(case_id, f"T4:meeting:{at}")
+    t4 = c.sms(case_id, f"T4:meeting:{at}")
+    assert t4.designer_id is None and t4.manager_id == MANAGER.id, t4
+    await complete(h, MANAGER, StepName.assign_designer, {})
+    await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
+    done = [await c.done(case_id, step) for step in (StepName.assign_designer, StepName.assign_assistant)]
+    assert all(d.escalation_level == 0 and d.due_at == visit.at for d in done), done
+    assert not any(p.startswith("esc:assign_") for p in c.purposes(case_id)), "paged before the visit"
+    await complete(h, MANAGER, StepName.arrival, {"gum": True, "recorder": True, "greeted_at_door": True})
+    await complete(h, DESIGNER, StepName.first_meeting, musts("小户型改造", measure_agreed=False,
+                                                               measure_reason="客户要商量", visited_site=False,
+                                                               site_reason="工地今天停工"))
+    assert (await c.state(h)).stage == "debrief"
+    await _close(h, Outcome.lost, "预算不够")
+    return h, {"v2_office_assignments_due_at_visit", "v2_assignment_reminders", "v2_t4_by_manager"}
+
+
+async def v2_reassign_after_contact(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """v2: after the client was contacted, a new designer's contact opens again and sends T5 naming the
+    previous designer; a new assistant is a second introduction (T5 once per change)."""
+    h = await _start_v2(c, Scenario.remote)
+    case_id = (await c.state(h)).case_id
+    meeting = soon(600)
+    await _v2_assigned(c, h, meeting)
+    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T1")
+    await h.execute_update(IntakeWorkflow.reassign, Reassign(actor=actor(MANAGER), role="designer", staff=DESIGNER2,
+                                                             reason="设计师休假"))
+    s = await c.state(h)
+    contact = next(o for o in s.open_steps if o.step == StepName.contact)
+    assert contact.key == "contact#2" and contact.owner == DESIGNER2 and s.handover_from == DESIGNER, s
+    await complete(h, DESIGNER2, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T5:contact#2")
+    t5 = c.sms(case_id, "T5:contact#2")
+    assert t5.designer_id == DESIGNER2.id and t5.previous_designer_id == DESIGNER.id, t5
+    await h.execute_update(IntakeWorkflow.reassign, Reassign(actor=actor(MANAGER), role="assistant", staff=ASSISTANT2,
+                                                             reason="调岗"))
+    await until(lambda: _open(c, h, "contact#3"), 20, "the contact again after the new assistant")
+    await complete(h, DESIGNER2, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T5:contact#3")
+    t5 = c.sms(case_id, "T5:contact#3")
+    assert t5.previous_designer_id is None and t5.assistant_id == ASSISTANT2.id, t5
+    assert [m.template for m in c.all_sms(case_id)] == ["T1", "T5", "T5"]
+    assert (await c.state(h)).stage == "first_meeting"
+    await _close(h, Outcome.duplicate)
+    return h, {"v2_reassign_contact_again", "v2_t5_new_designer", "v2_t5_new_assistant"}
+
+
+async def v2_lapse_review_extend_then_reclaim(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """v2: a late first meeting is not reclaimed but asks the manager (lapse_review): extended with a
+    reason and a time (the designer told), late again, then reclaimed; the next designer introduces
+    themself with T5 (the client had heard from the first)."""
+    h = await _start_v2(c, Scenario.remote)
+    case_id = (await c.state(h)).case_id
+    meeting = soon(3)
+    await _v2_assigned(c, h, meeting)
+    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T1", "open:lapse_review#1")
+    s = await c.state(h)
+    assert s.designer == DESIGNER and "lapse" not in c.assignment_kinds(case_id), s.designer
+    fm = next(o for o in s.open_steps if o.step == StepName.first_meeting)
+    assert fm.next_escalation_at is None and fm.escalation_level >= 3, fm  # the manager decides now
+    extend_to = soon(3)
+    await complete(h, MANAGER, StepName.lapse_review, {"decision": "extend", "reason": "客户出差，周末见",
+                                                       "until": extend_to.isoformat()})
+    await c.sent(case_id, "extended:lapse_review#1")
+    assert "lapse" not in c.assignment_kinds(case_id)
+    await c.sent(case_id, "open:lapse_review#2")  # late again
+    await complete(h, MANAGER, StepName.lapse_review, {"decision": "reclaim", "reason": "多次爽约"})
+    await c.sent(case_id, "reclaimed:first_meeting#1")
+    await until(lambda: "lapse" in c.assignment_kinds(case_id), 20, "the lapse in the ledger")
+    s = await c.state(h)
+    assert s.designer is None and _has_open(s, StepName.assign_designer), s.open_steps
+    await complete(h, MANAGER, StepName.assign_designer, {"designer_id": DESIGNER2.id, "reason": "掉保重分"},
+                   [DESIGNER2])
+    await until(lambda: _open(c, h, "contact#2"), 20, "the new designer's contact")
+    await complete(h, DESIGNER2, StepName.contact, {"meeting_at": soon(600).isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T5:contact#2")
+    assert c.sms(case_id, "T5:contact#2").previous_designer_id == DESIGNER.id
+    await _close(h, Outcome.duplicate)
+    return h, {"v2_lapse_review_asked", "v2_lapse_review_extend", "v2_lapse_review_reclaim", "v2_t5_after_reclaim"}
+
+
+async def v2_contact_reclaimed_uncalled(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """v2: a designer who never called the client is still reclaimed (掉保); the next designer's call is a
+    plain introduction (T1, no T5)."""
+    h = await _start_v2(c, Scenario.remote)
+    case_id = (await c.state(h)).case_id
+    await _v2_assigned(c, h, soon(600))
+    await c.sent(case_id, "reclaimed:contact#1")
+    await until(lambda: "lapse" in c.assignment_kinds(case_id), 20, "the lapse in the ledger")
+    await complete(h, MANAGER, StepName.assign_designer, {"designer_id": DESIGNER2.id, "reason": "掉保重分"},
+                   [DESIGNER2])
+    await until(lambda: _open(c, h, "contact#2"), 20, "the new designer's contact")
+    await complete(h, DESIGNER2, StepName.contact, {"meeting_at": soon(600).isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T1")
+    assert [m.template for m in c.all_sms(case_id)] == ["T1"]
+    await _close(h, Outcome.duplicate)
+    return h, {"v2_reclaim_uncalled_contact"}
+
+
+async def v2_home_measure_invited_visits(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """v2: no T4 right after T1 named the meeting; at a home measure the site and material-store visits
+    are recorded as invited (a time, or not yet) without reasons; the measure is done with it; signed."""
+    h = await _start_v2(c, Scenario.remote)
+    case_id = (await c.state(h)).case_id
+    await _v2_assigned(c, h, soon(600))
+    meeting = soon(6)
+    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    s = await c.state(h)
+    m = s.meeting("meeting")
+    assert m is not None and m.at == meeting
+    # The designer's reminder comes after the client's would have: by then T4 was decided against.
+    await c.sent(case_id, "T1", f"remind:meeting:{m.at.isoformat()}:designer")
+    assert not any(p.startswith("T4:") for p in c.purposes(case_id)), "T4 right after T1"
+    await until(lambda: datetime.now(UTC) > meeting, 20, "the meeting time")
+    await complete(h, DESIGNER, StepName.first_meeting, {
+        "true_needs": "三房改两房", "measure_agreed": True, "visited_site": False,
+        "site_visit_at": soon(86400).isoformat(), "visited_material_store": False, "seen_off": True})
+    text = (await c.event(case_id, "step_done", StepName.first_meeting)).text
+    assert "参观在施工地：已邀约" in text and "参观材料库：暂未约定" in text, text
+    measure = await c.done(case_id, StepName.measure)  # the first meeting was the measure
+    assert measure.result == "auto" and measure.payload.get("with") == "first_meeting", measure
+    assert (await c.state(h)).stage == "debrief"
+    await complete(h, MANAGER, StepName.debrief, {"findings": "量房时邀约了看工地"})
+    await complete(h, MANAGER, StepName.outcome, {"outcome": "signed"})
+    return h, {"v2_t4_spaced_after_t1", "v2_home_measure_invited_visits"}
+
+
+async def v2_site_musts_deputy(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """v2, 情况三 b: the receiver's four musts recorded at creation are in front of the manager in the
+    review; the manager's deputy reviews, calls back and closes the case."""
+    site_musts = SiteReceptionMusts(told_better_designers=True, basic_needs="三口之家，想要开放式厨房",
+                                    phone_kept=True, told_will_call=False)
+    h = await _start_v2(c, Scenario.site_office, received_by=SITE_LEAD, site_musts=site_musts)
+    s = await c.state(h)
+    review = next(o for o in s.open_steps if o.step == StepName.reception_review)
+    assert review.prefill["reception_musts"]["basic_needs"] == site_musts.basic_needs, review.prefill
+    assert review.prefill["missed"] == site_musts.missed() != []
+    assert "未做：告诉客户设计部经理和设计师会与其联系" in (await c.event(s.case_id, "site_musts")).text
+    await c.sent(s.case_id, "open:reception_review#1")
+    deputy = Actor(staff_id=DEPUTY.id, role=DEPUTY.role, name=DEPUTY.name, deputy_for=MANAGER.id)
+    for step, payload in ((StepName.reception_review, {"report": "想要开放式厨房"}),
+                          (StepName.callback, {"reached": True, "meeting_at": soon(600).isoformat()})):
+        await h.execute_update(IntakeWorkflow.complete_step, CompleteStep(actor=deputy, step=step, payload=payload))
+    await h.execute_update(IntakeWorkflow.close, CloseCase(actor=deputy, outcome=Outcome.duplicate))
+    s = await c.state(h)
+    assert s.status == "closed"
+    for step in (StepName.reception_review, StepName.callback):
+        d = await c.done(s.case_id, step)
+        assert d.completed_by == DEPUTY.id and d.result == "done", d
+    return h, {"v2_site_musts", "v2_deputy"}
+
+
 SCENARIOS: dict[str, Scenario_] = {f.__name__: f for f in (
     escalation_stall, callback_retries_to_signed, office_visit_auto_assign_reassign, site_office_reclaim,
     walk_in_measure_lost, continue_as_new, closed_at_reception, closed_at_first_meeting,
+    # engine version 2
+    v2_office_visit_assignments_at_visit, v2_reassign_after_contact, v2_lapse_review_extend_then_reclaim,
+    v2_contact_reclaimed_uncalled, v2_home_measure_invited_visits, v2_site_musts_deputy,
 )}
 
 
 async def _open(c: Ctx, h: WorkflowHandle[Any, Any], key: str) -> bool:
     return any(o.key == key for o in (await c.state(h)).open_steps)
+
+
+def _has_open(s: CaseState, step: StepName) -> bool:
+    return any(o.step == step for o in s.open_steps)
 
 
 async def _designer(c: Ctx, h: WorkflowHandle[Any, Any], staff_id: int) -> bool:
@@ -328,14 +582,18 @@ async def record(set_name: str, only: list[str]) -> Path:
                 raise SystemExit(f"{len(failed)} scenario(s) failed; nothing saved")
             for (name, _), result in zip(chosen.items(), results, strict=True):
                 h, covers = cast(tuple[WorkflowHandle[Any, Any], set[str]], result)
-                await env.client.get_workflow_handle(h.id).result()
+                final = await env.client.get_workflow_handle_for(IntakeWorkflow.run, h.id).result()
+                engine_version = final.engine_version
+                v2 = name.startswith("v2_")
+                assert engine_version == (ENGINE_VERSION if v2 else 1), f"{name}: engine version {engine_version}"
+                assert all(p.startswith("v2_") == v2 for p in covers), f"{name}: {sorted(covers)}"
                 runs = await _runs(env.client, h.id)
                 for i, run_id in enumerate(runs, start=1):
                     file = f"{name}.json" if len(runs) == 1 else f"{name}.run{i}.json"
                     history = await env.client.get_workflow_handle(h.id, run_id=run_id).fetch_history()
                     (tmp / file).write_text(history.to_json(), encoding="utf-8")
                     saved[file] = {"scenario": name, "run": i, "of_runs": len(runs), "events": len(history.events),
-                                   "covers": sorted(covers)}
+                                   "engine_version": engine_version, "covers": sorted(covers)}
             print(f"drove {len(chosen)} scenarios in {time.monotonic() - t0:.0f} s")
         # Each history replays against the code it was recorded from (else it would be no proof).
         replayer = Replayer(workflows=[IntakeWorkflow], data_converter=encrypted_converter())

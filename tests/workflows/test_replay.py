@@ -15,6 +15,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from domain.models import ENGINE_VERSION
 from tests.support.keys import encrypted_converter
 from tests.workflows.history_sets import (
     HISTORIES,
@@ -64,6 +65,11 @@ def test_the_newest_histories_cover_every_path() -> None:
     assert files == set(m["histories"]), "the manifest and the set's files differ"
     covered = {path for h in m["histories"].values() for path in h["covers"]}
     assert REQUIRED_PATHS <= covered, f"not covered: {sorted(REQUIRED_PATHS - covered)}"
+    # Each rule version's paths from cases of that version (version-1 cases still run).
+    for h in m["histories"].values():
+        v2 = [p.startswith("v2_") for p in h["covers"]]
+        assert all(v2) or not any(v2), h
+        assert h["engine_version"] == (ENGINE_VERSION if all(v2) and v2 else 1), h
     # What the histories themselves show, without decoding a payload: the updates, the activities,
     # the timers, and a run that continued as new.
     text = "\n".join((newest / f).read_text(encoding="utf-8") for f in files)
