@@ -23,12 +23,14 @@ lint: $(STAMP)
 
 # Two pytest workers (pytest-xdist), each with its own dev server and database: the suite mostly waits
 # on real timers, so two halves run side by side in about half the time on 2 cores (docs/testing.md).
+# A test file stays on one worker (--dist loadfile): module fixtures (a module's own database, one case
+# the whole permission matrix works on) and the cluster-wide checks of one module are never split.
 # PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # Mutation testing of domain/ (docs/testing.md), not part of `make test`: mutmut mutates the functions that
 # decide WHEN (escalation planning, agenda, due times, the business calendar) and WHO (owner, role and

@@ -116,7 +116,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     # A streamed body without Content-Length: FastAPI answers 400 bad_request (JSON).
-                    raise ValueError("request body too large")
+                    raise errors.BodyTooLarge("request body too large")
             return message
 
         await self.app(scope, limited, outgoing)

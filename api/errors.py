@@ -40,6 +40,10 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] | None = Field(default=None, description="补充信息")
 
 
+class BodyTooLarge(ValueError):
+    """A streamed request body (no Content-Length) passed its limit: raised from the app's receive."""
+
+
 class ApiError(Exception):
     """An answer other than success: HTTP status, stable code, message and optional extra fields."""
 

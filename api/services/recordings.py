@@ -20,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.deps import CurrentUser, Resources, bounded
-from api.errors import ApiError
+from api.errors import ApiError, BodyTooLarge
 from api.schemas import MAX_ID
 from api.services.access import CaseAccess, actor_on, open_case_for
 from api.temporal import execute_update, intake_workflow
@@ -127,6 +127,11 @@ async def read_upload(request: Request, limit: int) -> _FilePart:
     except ApiError:
         part.spool.close()
         raise
+    except BodyTooLarge as exc:
+        # The whole body passed the upload limit in a chunk the parser has not seen yet (chunks coalesce
+        # under load): the file is too large all the same.
+        part.spool.close()
+        raise too_large from exc
     except Exception as exc:  # a malformed body (or one cut off past the limit): say so, keep nothing
         part.spool.close()
         if part.too_large:

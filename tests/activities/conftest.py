@@ -7,15 +7,18 @@ never assume they are alone in a table.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import time
 
 import asyncpg
 import pytest
+import pytest_asyncio
 
 from domain.enums import Level, Role, StaffStatus
+from store.db import create_pool
 from store.staff import Staff, StaffRepository
 from tests.support.data import unique_phone
+from tests.support.infra import database_beside
 
 MakeStaff = Callable[..., Awaitable[Staff]]
 MakeCase = Callable[..., Awaitable[int]]
@@ -88,3 +91,20 @@ def make_case(pool: asyncpg.Pool, make_staff: MakeStaff) -> MakeCase:
         return int(case_id)
 
     return _make
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def own_dsn(pg_dsn: str) -> AsyncIterator[str]:
+    """A database for one test module alone (for tests that count or claim every row of a table)."""
+    async with database_beside(pg_dsn) as dsn:
+        yield dsn
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def own_pool(own_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the module's own database; a module uses it by overriding `pool` with it."""
+    p = await create_pool(own_dsn, min_size=1, max_size=20)
+    try:
+        yield p
+    finally:
+        await p.close()

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,6 @@ from store.db import create_pool
 from store.outbox import OutboxWriter, build_writer
 from tests.activities.conftest import MakeCase, MakeStaff
 from tests.activities.peer import FakeAliyun, HoldingAliyun, PeerRequest, http_peer
-from tests.support.infra import database_beside
 from tests.support.wait import until
 
 COMPANY = templates.Company("城市人家装饰公司", "城市人家")
@@ -50,20 +49,9 @@ ALIYUN_TEMPLATES: dict[str, str | None] = {
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def own_dsn(pg_dsn: str) -> AsyncIterator[str]:
-    """A database for this module alone."""
-    async with database_beside(pg_dsn) as dsn:
-        yield dsn
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(own_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """Overrides the session pool (make_staff and make_case use this one too)."""
-    p = await create_pool(own_dsn, min_size=1, max_size=20)
-    try:
-        yield p
-    finally:
-        await p.close()
+async def pool(own_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """This module's own database instead of the session's (make_staff and make_case use it too)."""
+    return own_pool
 
 
 class RecordingOutbox(OutboxOnlyProvider):

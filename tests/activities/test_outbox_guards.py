@@ -10,7 +10,6 @@ that the test naming it fails.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,25 +24,13 @@ from domain.models import NotifyStaff, SendSms
 from store.db import create_pool
 from store.outbox import OutboxWriter
 from tests.activities.conftest import MakeCase, MakeStaff
-from tests.support.infra import database_beside
 from tests.support.wait import until
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def own_dsn(pg_dsn: str) -> AsyncIterator[str]:
-    """A database for this module alone."""
-    async with database_beside(pg_dsn) as dsn:
-        yield dsn
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(own_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """Overrides the session pool (make_staff and make_case use this one too)."""
-    p = await create_pool(own_dsn, min_size=1, max_size=20)
-    try:
-        yield p
-    finally:
-        await p.close()
+async def pool(own_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """This module's own database instead of the session's (make_staff and make_case use it too)."""
+    return own_pool
 
 
 class ScriptedSms(OutboxOnlyProvider):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,9 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain import engine
-from domain.enums import CaseStatus, Level, MeetingKind, Outcome, Role, Scenario, Source, StepName
+from domain.enums import CaseStatus, MeetingKind, Outcome, Role, Scenario, StepName
 from domain.models import (
-    Actor,
     AddNote,
     CaseState,
     CloseCase,
@@ -23,28 +22,20 @@ from domain.models import (
     StaffRef,
 )
 from domain.policy import Policy, fast_policy
+from tests.support.cast import (
+    ASSISTANT,
+    CONSULTANT,
+    DESIGNER,
+    DIRECTOR,
+    LEAD,
+    MANAGER,
+    OTHER_DESIGNER,
+    SITE_LEAD,
+    SOURCES,
+    T0,
+    actor,
+)
 from tests.support.examples import examples
-
-T0 = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)
-MANAGER = StaffRef(id=1, name="陈建国", role=Role.manager)
-DIRECTOR = StaffRef(id=2, name="赵总", role=Role.director)
-DESIGNER = StaffRef(id=3, name="周一鸣", role=Role.designer, level=Level.chief)
-OTHER_DESIGNER = StaffRef(id=4, name="吴佳", role=Role.designer, level=Level.senior)
-ASSISTANT = StaffRef(id=5, name="林小雨", role=Role.assistant)
-LEAD = StaffRef(id=6, name="郑主管", role=Role.assistant_lead)
-CONSULTANT = StaffRef(id=7, name="孙丽", role=Role.consultant)
-SITE_LEAD = StaffRef(id=8, name="钱站长", role=Role.site_lead)
-
-SOURCES = {
-    Scenario.remote: Source.online,
-    Scenario.office_visit: Source.marketing,
-    Scenario.site_office: Source.site_office,
-    Scenario.walk_in: Source.walk_in,
-}
-
-
-def actor(ref: StaffRef) -> Actor:
-    return Actor(staff_id=ref.id, role=ref.role, name=ref.name)
 
 
 def new_case(scenario: Scenario, policy: Policy | None = None, **extra: Any) -> engine.Decision:

@@ -3,15 +3,14 @@ message staff read. Uses only domain.engine's public functions (check, decide) a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from domain import engine
-from domain.enums import Level, Outcome, Role, Scenario, Source, StepName
+from domain.enums import Outcome, Scenario, Source, StepName
 from domain.models import (
-    Actor,
     AddNote,
     AttachRecording,
     CaseState,
@@ -23,23 +22,22 @@ from domain.models import (
     StaffRef,
 )
 from domain.policy import fast_policy
+from tests.support.cast import (
+    ASSISTANT,
+    CONSULTANT,
+    DESIGNER,
+    DIRECTOR,
+    LEAD,
+    MANAGER,
+    OTHER_ASSISTANT,
+    OTHER_DESIGNER,
+    T0,
+    actor,
+)
 
-T0 = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)
-MANAGER = StaffRef(id=1, name="陈建国", role=Role.manager)
-DIRECTOR = StaffRef(id=2, name="赵总", role=Role.director)
-DESIGNER = StaffRef(id=3, name="周一鸣", role=Role.designer, level=Level.chief)
-OTHER_DESIGNER = StaffRef(id=4, name="吴佳", role=Role.designer, level=Level.senior)
-ASSISTANT = StaffRef(id=5, name="林小雨", role=Role.assistant)
-OTHER_ASSISTANT = StaffRef(id=9, name="何静", role=Role.assistant)
-LEAD = StaffRef(id=6, name="郑主管", role=Role.assistant_lead)
-CONSULTANT = StaffRef(id=7, name="孙丽", role=Role.consultant)
 POLICY = fast_policy()
 NOW = T0 + timedelta(seconds=1)
 LATER = T0 + timedelta(days=2)
-
-
-def actor(ref: StaffRef) -> Actor:
-    return Actor(staff_id=ref.id, role=ref.role, name=ref.name)
 
 
 def _step(s: CaseState, who: StaffRef, name: StepName, payload: dict[str, Any] | None = None) -> CaseState:

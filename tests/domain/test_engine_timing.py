@@ -26,9 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain import engine
-from domain.enums import CaseStatus, Level, Outcome, Role, Scenario, Source, StepName
+from domain.enums import CaseStatus, Outcome, Role, Scenario, Source, StepName
 from domain.models import (
-    Actor,
     AddNote,
     AttachRecording,
     CaseState,
@@ -42,25 +41,23 @@ from domain.models import (
     StaffRef,
 )
 from domain.policy import CalendarPolicy, EscalationChain, EscalationStage, Policy, fast_policy
+from tests.support.cast import (
+    ASSISTANT,
+    CONSULTANT,
+    DESIGNER,
+    DIRECTOR,
+    LEAD,
+    MANAGER,
+    OTHER_ASSISTANT,
+    OTHER_DESIGNER,
+    SITE_LEAD,
+    SOURCES,
+    actor,
+)
 from tests.support.examples import examples
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-MANAGER = StaffRef(id=1, name="陈建国", role=Role.manager)
-DIRECTOR = StaffRef(id=2, name="赵总", role=Role.director)
-DESIGNER = StaffRef(id=3, name="周一鸣", role=Role.designer, level=Level.chief)
-OTHER_DESIGNER = StaffRef(id=4, name="吴佳", role=Role.designer, level=Level.senior)
-ASSISTANT = StaffRef(id=5, name="林小雨", role=Role.assistant)
-OTHER_ASSISTANT = StaffRef(id=9, name="何静", role=Role.assistant)
-LEAD = StaffRef(id=6, name="郑主管", role=Role.assistant_lead)
-CONSULTANT = StaffRef(id=7, name="孙丽", role=Role.consultant)
-SITE_LEAD = StaffRef(id=8, name="钱站长", role=Role.site_lead)
 PEOPLE = [MANAGER, DIRECTOR, DESIGNER, OTHER_DESIGNER, ASSISTANT, LEAD, CONSULTANT, SITE_LEAD]
-SOURCES = {
-    Scenario.remote: Source.online,
-    Scenario.office_visit: Source.marketing,
-    Scenario.site_office: Source.site_office,
-    Scenario.walk_in: Source.walk_in,
-}
 
 # --- calendars and policies ------------------------------------------------------------------------
 
@@ -480,10 +477,6 @@ class Model:
 
 
 # --- generated sequences ---------------------------------------------------------------------------
-
-
-def actor(ref: StaffRef) -> Actor:
-    return Actor(staff_id=ref.id, role=ref.role, name=ref.name)
 
 
 def _musts(**over: Any) -> dict[str, Any]:
