@@ -177,7 +177,7 @@ def client_salutation(name: str, gender: Gender) -> str:
 
 
 def span(seconds: int) -> str:
-    """A duration as staff say it: 2天3小时, 5小时20分, 25分钟."""
+    """A duration as staff say it: 2天3小时, 5小时20分, 25分钟, 不到1分钟."""
     minutes = max(int(seconds), 0) // 60
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
@@ -185,7 +185,7 @@ def span(seconds: int) -> str:
         return f"{days}天{hours}小时" if hours else f"{days}天"
     if hours:
         return f"{hours}小时{mins}分" if mins else f"{hours}小时"
-    return f"{mins}分钟"
+    return f"{mins}分钟" if mins else "不到1分钟"
 
 
 def day_label(d: date) -> str:

@@ -146,7 +146,7 @@ def test_a_client_is_named_by_salutation_only() -> None:
 
 def test_durations_read_as_staff_say_them() -> None:
     assert [morning.span(s) for s in (0, 59, 60, 3600, 3660, 86400, 90000)] == [
-        "0分钟", "0分钟", "1分钟", "1小时", "1小时1分", "1天", "1天1小时"]
+        "不到1分钟", "不到1分钟", "1分钟", "1小时", "1小时1分", "1天", "1天1小时"]
     assert morning.step_label("callback") == "经理回访" and morning.step_label("nope") == "nope"
     assert morning.source_label("walk_in") == "自然客户" and morning.source_label("x") == "x"
     assert morning.period_label(figures(since=date(2026, 10, 4))) == "昨日"
