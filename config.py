@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     idempotency_retention_days: float = Field(default=30.0, gt=0)
     prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
+    # The morning summary (晨报, SPEC §15) to each manager and the director, each working day at the start
+    # of the policy's working hours (background/morning.py, in the worker): on or off, and how often the
+    # worker looks whether it is due (it goes out at most this long after the opening).
+    morning_summary: bool = True
+    morning_summary_interval_seconds: float = Field(default=60.0, gt=0)
+
     # Staff notifications (reminders, escalations)
     notify_channel: Literal["log", "sms", "wecom"] = "log"
     wecom_webhook_url: SecretStr | None = None

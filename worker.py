@@ -1,18 +1,20 @@
 """The one place that wires everything together: pool, providers, activities, workflows, worker.
 
-A worker process runs three things side by side:
+A worker process runs these side by side:
 * the Temporal worker (IntakeWorkflow and its two activities: writing changes, suggesting designers);
 * the outbox dispatcher, which delivers decided messages (SMS, staff notices) on its own, so a
   provider that is down or hangs never holds up a case;
 * the reconciler, which repairs at start and then periodically what a crash left between
-  PostgreSQL and Temporal.
+  PostgreSQL and Temporal;
+* the morning summary's loop (INTAKE_MORNING_SUMMARY), which writes each working day's summary to the
+  outbox once, for the dispatcher to deliver.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ from config import Settings, get_settings
 if TYPE_CHECKING:
     from activities.providers import SmsProvider, StaffNotifier
     from background.dispatcher import OutboxDispatcher
+    from background.morning import MorningSummaryScheduler
     from background.reconciler import Reconciler
 
 log = logging.getLogger("intake.worker")
@@ -88,6 +91,14 @@ def build_reconciler(client: Client, pool: asyncpg.Pool, settings: Settings, *, 
     )
 
 
+def build_morning_scheduler(pool: asyncpg.Pool, settings: Settings) -> MorningSummaryScheduler:
+    """The morning summary's loop (INTAKE_MORNING_SUMMARY); the policy file while no version is saved."""
+    from background.morning import build_morning_scheduler as build
+    from connections import load_policy
+
+    return build(pool, settings, policy=load_policy(settings))
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -118,10 +129,14 @@ async def run_worker(
         worker = build_worker(client, pool, settings, task_queue=task_queue)
         dispatcher = build_dispatcher(pool, settings, sms_provider=sms_provider, staff_notifier=staff_notifier)
         reconciler = build_reconciler(client, pool, settings, task_queue=task_queue)
+        morning = build_morning_scheduler(pool, settings) if settings.morning_summary else None
         log.info("worker started on task queue %s", worker.task_queue)
         async with worker:
-            await asyncio.gather(dispatcher.run(stop), reconciler.run(stop), run_pruner(pool, settings, stop),
-                                 stop.wait())
+            loops: list[Coroutine[Any, Any, None]] = [dispatcher.run(stop), reconciler.run(stop),
+                                                      run_pruner(pool, settings, stop)]
+            if morning is not None:
+                loops.append(morning.run(stop))
+            await asyncio.gather(*loops, stop.wait())
     finally:
         await pool.close()
 

@@ -133,6 +133,9 @@ R422: Responses = {422: _resp(
 R422_PERIOD: Responses = {422: _resp(
     "invalid_payload：参数不合格（ISO 8601 时间；数字不是时间）；invalid_period：起须早于止，区间最长 400 天"
 )}
+R422_DATE: Responses = {422: _resp(
+    "invalid_payload：参数不合格（日期须为 YYYY-MM-DD）；invalid_date：日期须在今天及之前 400 天内"
+)}
 R503: Responses = {
     503: _resp("temporal_unavailable / temporal_timeout / database_unavailable / request_timeout：稍后重试（见 Retry-After）")
 }

@@ -7,6 +7,7 @@ time zone are read as Beijing time (Asia/Shanghai), the company's clock.
 from __future__ import annotations
 
 import re
+from datetime import date as date_type
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -35,6 +36,7 @@ from domain.models import (
     SiteReceptionMusts,
     StaffRef,
 )
+from domain.morning import MorningFigures
 
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -511,6 +513,20 @@ class SlaReport(BaseModel):
     period_to: datetime
     group_by: Literal["none", "source", "manager", "designer"]
     rows: list[SlaRow]
+
+
+class MorningSummary(BaseModel):
+    """The morning summary (晨报) of a day: as sent, or computed now when none was sent for it."""
+
+    date: date_type = Field(description="the day the summary is for (the company's local date)")
+    since: date_type = Field(description="the previous working day: leads and late steps since its start")
+    working_day: bool = Field(description="whether the day is a working day (a summary is sent only then)")
+    sent: bool = Field(description="true: as sent that morning; false: computed now (not sent, or not yet)")
+    sent_at: datetime | None = None
+    recipients: list[int] = Field(default_factory=list, description="staff ids it was sent to")
+    text: str = Field(description="the text as staff read it (no phone number)")
+    lines: list[str]
+    figures: MorningFigures
 
 
 class Health(BaseModel):

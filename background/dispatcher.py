@@ -361,7 +361,7 @@ class OutboxDispatcher:
     def _notice_of(self, row: asyncpg.Record) -> OutgoingNotice:
         variables = _variables(row)
         return OutgoingNotice(
-            key=outbox_key(row["case_id"], row["purpose"]),
+            key=outbox_key(row["case_id"], row["purpose"], row["recipient_id"]),
             recipient_name=str(variables.get("name", "")),
             phone=row["recipient"],
             role=str(variables.get("role", "")),

@@ -168,3 +168,36 @@ def business_time_between(cal: CalendarPolicy, a: datetime, b: datetime) -> time
             break
         total += min(e, ub) - max(s, ua)
     return total
+
+
+def local_date(cal: CalendarPolicy, t: datetime) -> date:
+    """The calendar's local date of the moment ``t``."""
+    return _utc(t).astimezone(_zone(cal)).date()
+
+
+def working_hours_on(cal: CalendarPolicy, d: date) -> tuple[datetime, datetime] | None:
+    """The first opening and the last close of local date ``d`` (UTC); None when ``d`` has no working time.
+
+    A calendar open around the clock works the whole local day, midnight to midnight.
+    """
+    if cal.always_open:
+        zone = _zone(cal)
+        start = datetime.combine(d, time(0), tzinfo=zone)
+        end = datetime.combine(d + timedelta(days=1), time(0), tzinfo=zone)
+        return start.astimezone(UTC), end.astimezone(UTC)
+    periods = _Days(cal).periods_on(d)
+    if not periods:
+        return None
+    return periods[0][0], periods[-1][1]
+
+
+def previous_working_day(cal: CalendarPolicy, d: date) -> date:
+    """The last local date before ``d`` that has working time (holidays and make-up days included)."""
+    if cal.always_open:
+        return d - timedelta(days=1)
+    days = _Days(cal)
+    for back in range(1, MAX_IDLE_DAYS + 1):
+        candidate = d - timedelta(days=back)
+        if days.periods_on(candidate):
+            return candidate
+    raise ValueError(f"the calendar has no working time for {MAX_IDLE_DAYS} days before {d}")

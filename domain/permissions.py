@@ -450,3 +450,14 @@ def may_read_policy(person: Person) -> Refusal | None:
 def may_edit_policy(person: Person) -> Refusal | None:
     """Saving a new version of the policy: the admin."""
     return _one_of(person, POLICY_EDIT_ROLES, "修改规则")
+
+
+# --- the morning summary (SPEC §15) ------------------------------------------------------------------
+
+# Who gets the morning summary each working day (as a staff notice) and reads it (API, board).
+MORNING_SUMMARY_ROLES = REPORT_ROLES
+
+
+def may_read_morning_summary(person: Person) -> Refusal | None:
+    """The morning summary (晨报): the manager and the director, who get it each working day."""
+    return _one_of(person, MORNING_SUMMARY_ROLES, "查看晨报")

@@ -61,3 +61,8 @@ def mask_phones_in(text: str) -> str:
 def has_phone(text: str) -> bool:
     """Whether free text carries a mobile number."""
     return _IN_TEXT.search(text) is not None
+
+
+def hide_phones_in(text: str, placeholder: str = "〔号码已隐去〕") -> str:
+    """Every mobile number written into free text replaced whole (not even the last four digits kept)."""
+    return _IN_TEXT.sub(placeholder, text)

@@ -68,6 +68,7 @@ import asyncpg
 from config import Settings
 from domain import notices as notice_texts
 from domain import permissions, quiet, staffing, templates
+from domain.calendar import local_date
 from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role, StaffStatus
 from domain.models import CaseState, NotifyStaff, SendSms
 from domain.phone import mask_phones_in
@@ -114,9 +115,10 @@ def _availability(staff: asyncpg.Record) -> staffing.Availability:
                                  schedule=schedule_from_db(_json(staff["office_schedule"])) or None)
 
 
-def outbox_key(case_id: int, purpose: str) -> str:
-    """The key a provider sees (Aliyun `OutId`): "<case_id>:<purpose>"."""
-    return f"{case_id}:{purpose}"
+def outbox_key(case_id: int | None, purpose: str, recipient_id: int | None = None) -> str:
+    """The key a provider sees (Aliyun `OutId`): "<case_id>:<purpose>"; a notice of no case (the morning
+    summary) "staff<recipient_id>:<purpose>"."""
+    return f"{case_id}:{purpose}" if case_id is not None else f"staff{recipient_id}:{purpose}"
 
 
 def masked(text: str) -> str:
@@ -138,7 +140,7 @@ class _Unrenderable(Exception):
 
 @dataclass(frozen=True)
 class _NewRow:
-    case_id: int
+    case_id: int | None  # None: a staff notice of no case (the morning summary)
     purpose: str
     channel: Literal["sms", "staff"]
     recipient_id: int | None
@@ -224,6 +226,37 @@ class OutboxWriter:
             rows.append(row)
         if rows:
             await self._insert(conn, rows)
+
+    async def enqueue_staff_digest(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        purpose: str,
+        text: str,
+        recipients: Sequence[asyncpg.Record],
+        policy: Policy,
+        now: datetime,
+    ) -> None:
+        """Record a notice of no case (the morning summary) for each recipient, once per (purpose, recipient).
+
+        `recipients` are staff rows (id, name, phone, role, office_schedule). A recipient whose own working
+        hours start later today gets it then; one who does not work today gets it at once (a summary held
+        until another day would be stale).
+        """
+        body = mask_phones_in(text)  # the log and the group robot are read by others
+        rows: list[_NewRow] = []
+        for staff in recipients:
+            schedule = schedule_from_db(_json(staff["office_schedule"])) or None
+            until = quiet.not_before(policy, now, client=False, schedule=schedule)
+            if until is not None and local_date(policy.calendar, until) != local_date(policy.calendar, now):
+                until = None
+            rows.append(_NewRow(
+                case_id=None, purpose=purpose, channel="staff", recipient_id=staff["id"], recipient=staff["phone"],
+                template="STAFF", text=body, variables={"name": staff["name"], "role": staff["role"], "text": body},
+                provider=self._staff_channel, not_before=until,
+            ))
+        if rows:
+            await self._insert(conn, rows, caseless=True)
 
     @staticmethod
     def _held(row: _NewRow, msg: SendSms | NotifyStaff, case: asyncpg.Record, by_id: dict[int, asyncpg.Record],
@@ -493,9 +526,10 @@ class OutboxWriter:
         return permissions.may_see_contact(person, permissions.CaseFacts.of_row(case))
 
     @staticmethod
-    async def _insert(conn: asyncpg.Connection, rows: list[_NewRow]) -> None:
+    async def _insert(conn: asyncpg.Connection, rows: list[_NewRow], *, caseless: bool = False) -> None:
         # One statement for every row; variables travel as JSON text so the caller's connection needs
-        # no jsonb codec.
+        # no jsonb codec. Rows of no case are unique per (purpose, recipient) (migration 016).
+        target = "(purpose, recipient_id) WHERE case_id IS NULL" if caseless else "(case_id, purpose)"
         await conn.execute(
             "INSERT INTO outbox (case_id, purpose, channel, recipient_id, recipient, template, text,"
             " variables, provider, status, last_error, error_code, not_before, next_attempt_at)"
@@ -505,7 +539,7 @@ class OutboxWriter:
             " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[])"
             " AS u(case_id, purpose, channel, recipient_id, recipient, template, text, variables, provider,"
             " status, last_error, error_code, not_before)"
-            " ON CONFLICT (case_id, purpose) DO NOTHING",
+            f" ON CONFLICT {target} DO NOTHING",
             [r.case_id for r in rows],
             [r.purpose for r in rows],
             [r.channel for r in rows],

@@ -593,7 +593,9 @@ async def board(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResp
     designers = await bounded(res, StaffRepository(pool).list(role=Role.designer))
     if request.headers.get("HX-Request") == "true":
         return render(request, "_board_rows.html", user=user, **data)
-    return render(request, "board.html", user=user, designers=designers, nav="board",
+    # 今日晨报: whoever sees the board reads today's morning summary (as sent, else as it stands now).
+    summary = await services.morning_summary(res, user, check=permissions.may_see_board)
+    return render(request, "board.html", user=user, designers=designers, nav="board", summary=summary,
                   refresh=BOARD_REFRESH_SECONDS, query=str(request.url.query), **data)
 
 

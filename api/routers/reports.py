@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
 from api import services
 from api.deps import CurrentUser, ResourcesDep, permitted
-from api.errors import R401, R403, R422_PERIOD, R503, responses
-from api.schemas import AllocationReport, IsoTime, SlaReport, query_time
+from api.errors import R401, R403, R422_DATE, R422_PERIOD, R503, responses
+from api.schemas import AllocationReport, IsoTime, MorningSummary, SlaReport, query_time
 from domain import permissions
 from domain.enums import Scenario, Source
 
@@ -63,3 +64,21 @@ async def allocation_report(
     return await services.allocation_report(
         res, user, period_from=query_time(period_from, "from"), period_to=query_time(period_to, "to")
     )
+
+
+MorningReader = Annotated[CurrentUser, Depends(permitted(permissions.may_read_morning_summary))]
+
+
+@router.get(
+    "/morning-summary",
+    response_model=MorningSummary,
+    summary="晨报（经理、总经理）",
+    responses=responses(R401, R403, R422_DATE, R503),
+)
+async def morning_summary(
+    user: MorningReader,
+    res: ResourcesDep,
+    day: Annotated[date | None, Query(alias="date", description="哪一天的晨报（公司所在时区的日期，默认今天）")] = None,
+) -> MorningSummary:
+    """The morning summary of a day: yesterday's leads and late steps, stalled cases, open work, today's visits."""
+    return await services.morning_summary(res, user, day)

@@ -24,7 +24,7 @@ from api.services.recordings import (
     play_recording,
     upload_recording,
 )
-from api.services.reports import allocation_report, sla_report
+from api.services.reports import allocation_report, morning_summary, sla_report
 from api.services.steps import (
     add_note,
     close_case,
@@ -53,6 +53,7 @@ __all__ = [
     "get_case",
     "list_recordings",
     "may_upload",
+    "morning_summary",
     "play_recording",
     "reassign",
     "reschedule",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from api.deps import CurrentUser, Resources, bounded, refuse
 from api.errors import ApiError
-from api.schemas import AllocationReport, AllocationRow, SlaReport, SlaRow, StaffBrief
-from domain import permissions
+from api.schemas import AllocationReport, AllocationRow, MorningSummary, SlaReport, SlaRow, StaffBrief
+from api.services.policy import current_policy
+from domain import calendar, morning, permissions
 from domain.enums import SOURCE_LABELS, STEP_LABELS, Scenario, Source, StepName
+from store import morning as summaries
 from store import queries
 
 DEFAULT_PERIOD = timedelta(days=30)
@@ -109,3 +112,38 @@ async def allocation_report(
             for r in rows
         ],
     )
+
+
+# How far back a morning summary may be asked for (like a report's period).
+MORNING_DAYS_BACK = 400
+
+
+async def morning_summary(
+    res: Resources,
+    user: CurrentUser,
+    day: date | None = None,
+    *,
+    check: Callable[[permissions.Person], permissions.Refusal | None] = permissions.may_read_morning_summary,
+) -> MorningSummary:
+    """The morning summary of `day` (default today, company time): as sent, else computed now.
+
+    `check` is the permission asked (the console board asks its own, domain/permissions.py's either way).
+    """
+    refuse(check(user))
+    policy, _version = await current_policy(res)
+    now = datetime.now(UTC)
+    today = calendar.local_date(policy.calendar, now)
+    day = day or today
+    if day > today or day < today - timedelta(days=MORNING_DAYS_BACK):
+        raise ApiError(422, "invalid_date", f"日期须在今天及之前 {MORNING_DAYS_BACK} 天内", details={"field": "date"})
+    pool = await res.pool()
+    sent = await bounded(res, summaries.stored(pool, day))
+    if sent is not None:
+        figures = sent["figures"]
+        return MorningSummary(date=day, since=figures.since, working_day=figures.working_day, sent=True,
+                              sent_at=sent["sent_at"], recipients=sent["recipients"], text=sent["text"],
+                              lines=sent["text"].split("\n"), figures=figures)
+    figures = await bounded(res, summaries.read_figures(pool, window=morning.window(policy.calendar, day), now=now))
+    lines = morning.summary_lines(figures)
+    return MorningSummary(date=day, since=figures.since, working_day=figures.working_day, sent=False,
+                          text="\n".join(lines), lines=lines, figures=figures)

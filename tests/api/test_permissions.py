@@ -212,6 +212,7 @@ ROUTES: dict[tuple[str, str], Row] = {
         codes={"manager": "recording_not_found", "designer2": "not_your_case"}),
     ("GET", "/reports/sla"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
     ("GET", "/reports/allocation"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
+    ("GET", "/reports/morning-summary"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
     ("GET", "/audit/phone-reads"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
     ("GET", "/staff"): Row({a: (200 if a == "admin" else 403) for a in ACTORS}),
     # the admin passes and is refused for reasons that change nothing

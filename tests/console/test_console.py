@@ -263,6 +263,10 @@ async def test_board_shows_an_overdue_case_in_red_and_reports_draw(console: Cons
     assert "overdue" in (first_overdue or "")
     # the board refreshes by itself (htmx polling)
     assert await manager.locator("#board[hx-trigger^='every']").count() == 1
+    # 今日晨报 at the top: the case stalled now among the figures, as they stand before the summary is sent
+    summary = manager.get_by_test_id("morning-summary")
+    await expect(summary).to_contain_text("今日晨报")
+    await expect(summary).to_contain_text("当前超时")
     await c.shot(manager, "12-manager-board-overdue")
 
     # the same task, red, in the manager's 我的待办 with how late
