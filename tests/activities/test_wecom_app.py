@@ -7,8 +7,9 @@ local HTTP peer speaking WeCom's gettoken, message/send and group robot webhook.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -25,7 +26,7 @@ from store.db import create_pool
 from store.outbox import OutboxWriter
 from store.staff import StaffError, StaffRepository
 from tests.activities.conftest import MakeCase, MakeStaff
-from tests.activities.peer import HttpPeer, http_peer
+from tests.activities.peer import HttpPeer, PeerRequest, http_peer
 from tests.support.infra import database_beside
 from tests.support.wecom_peer import AGENT_ID, CORP_ID, ROBOT_PATH, SECRET, FakeWeCom
 from wecom import WeComCorp
@@ -57,7 +58,7 @@ def fake() -> FakeWeCom:
 
 
 @pytest.fixture
-def peer(fake: FakeWeCom) -> AsyncIterator[HttpPeer]:
+def peer(fake: FakeWeCom) -> Iterator[HttpPeer]:
     with http_peer(fake) as p:
         yield p
 
@@ -202,13 +203,13 @@ async def test_rate_limits_and_outages_are_retried_and_never_sent_twice(
     answers = [(200, {"errcode": 45009, "errmsg": "api freq out of limit"}), (502, {})]
     fake = FakeWeCom(members={userid})
 
-    def respond(req: object) -> object:
-        if getattr(req, "path", "") == "/cgi-bin/message/send" and answers:
-            fake.sends.append(getattr(req, "json", None))
+    def respond(req: PeerRequest) -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
+        if req.path == "/cgi-bin/message/send" and answers:
+            fake.sends.append(req.json)
             return answers.pop(0)
-        return fake(req)  # type: ignore[arg-type]
+        return fake(req)
 
-    with http_peer(respond) as peer:  # type: ignore[arg-type]
+    with http_peer(respond) as peer:
         settings = _settings(peer, robot=False)
         dispatcher = OutboxDispatcher(pool, OutboxOnlyProvider(), build_staff_notifier(settings),
                                       confirm_after=timedelta(0), backoff_initial=timedelta(milliseconds=1))
