@@ -419,6 +419,17 @@ class SmsNotifier:
 WECOM_RATE_LIMITED = 45009
 
 
+def _wecom_network_error(exc: BaseException) -> ProviderError:
+    """A post to WeCom that failed in transport: retryable; ambiguous unless it never connected."""
+    # Never connected: WeCom never saw it. Anything later may have been delivered: ambiguous.
+    return ProviderError(
+        mask_phones_in(f"企业微信网络错误: {exc!r}")[:300],
+        retryable=True,
+        code=type(exc).__name__,
+        ambiguous=not never_connected(exc),
+    )
+
+
 class WeComNotifier:
     """WeCom group robot (企业微信群机器人) webhook: a text message that @-mentions the recipient."""
 
@@ -448,13 +459,7 @@ class WeComNotifier:
         try:
             response = await self._client.post(self._url, json=self.payload(msg), timeout=self._timeout)
         except (TimeoutError, httpx.TransportError) as exc:
-            # Never connected: the robot never saw it. Anything later may have been posted: ambiguous.
-            raise ProviderError(
-                mask_phones_in(f"企业微信网络错误: {exc!r}")[:300],
-                retryable=True,
-                code=type(exc).__name__,
-                ambiguous=not never_connected(exc),
-            ) from exc
+            raise _wecom_network_error(exc) from exc
         if response.status_code >= 500:
             raise ProviderError(
                 f"企业微信服务错误 HTTP {response.status_code}",
@@ -541,13 +546,7 @@ class WeComAppNotifier:
             raise ProviderError(exc.message, retryable=exc.retryable, ambiguous=exc.ambiguous,
                                 code=str(exc.errcode) if exc.errcode is not None else "wecom") from exc
         except (TimeoutError, httpx.TransportError) as exc:
-            # Never connected: WeCom never saw it. Anything later may have been delivered: ambiguous.
-            raise ProviderError(
-                mask_phones_in(f"企业微信网络错误: {exc!r}")[:300],
-                retryable=True,
-                code=type(exc).__name__,
-                ambiguous=not never_connected(exc),
-            ) from exc
+            raise _wecom_network_error(exc) from exc
         if msg.wecom_userid in sent.invalid_users:
             return await self._instead(
                 msg, "wecom_unknown_user", f"企业微信不认识 {msg.recipient_name} 的账号 {msg.wecom_userid}"
