@@ -267,6 +267,7 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
     schedule = parse_office_hours(args.office_hours)
     if args.weight is not None and args.weight <= 0:
         raise CliError("--weight must be above 0")
+    wecom_userid = _wecom_userid(args.wecom_userid)
 
     async def main() -> int:
         async with _database(settings) as pool:
@@ -281,6 +282,7 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
                     office_schedule=schedule,
                     max_open_cases=args.max_open_cases,
                     weight=args.weight if args.weight is not None else 1.0,
+                    wecom_userid=wecom_userid,
                 )
             except StaffError as exc:
                 raise CliError(f"{exc.code}: {exc.message}") from exc
@@ -444,6 +446,18 @@ def cmd_staff_signout(args: argparse.Namespace, settings: Settings) -> int:
     return _run(main())
 
 
+def _wecom_userid(raw: str | None) -> str | None:
+    """--wecom-userid as given (spaces dropped), checked like the admin API checks it."""
+    from store.staff import wecom_userid_error
+
+    if raw is None:
+        return None
+    value = raw.strip()
+    if wecom_userid_error(value) is not None:
+        raise CliError(f"--wecom-userid {raw!r}: 1 to 64 letters, digits, _ - . or @ (the member's account in WeCom)")
+    return value
+
+
 STATUS_WORDS = {"active": StaffStatus.active, "leave": StaffStatus.on_leave, "on_leave": StaffStatus.on_leave,
                 "left": StaffStatus.inactive, "inactive": StaffStatus.inactive}
 
@@ -479,6 +493,10 @@ def staff_changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["deputy_id"] = args.deputy
     if getattr(args, "clear_deputy", False):
         changes["deputy_id"] = None
+    if getattr(args, "wecom_userid", None) is not None:
+        changes["wecom_userid"] = _wecom_userid(args.wecom_userid)
+    if getattr(args, "clear_wecom_userid", False):
+        changes["wecom_userid"] = None
     if not changes:
         raise CliError("nothing to change: give at least one option (see intake staff edit --help)")
     return changes
@@ -652,6 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
         help='in-office schedule, e.g. "0-4=09:00-18:00;5=10:00-16:00" (0 = Monday); default: always in',
     )
     p.add_argument("--weight", type=float, help="rotation weight (default 1; above 1 gets cases sooner)")
+    p.add_argument("--wecom-userid", metavar="USERID",
+                   help="their WeCom member account (企业微信账号): personal notices, signing in from WeCom")
     p.add_argument("--token-label", default="cli", help="a note stored with the token")
     p.set_defaults(func=cmd_staff_add)
 
@@ -701,6 +721,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deputy", type=int, metavar="ID",
                    help="the staff id who holds this manager's steps while they are on leave or off schedule")
     p.add_argument("--clear-deputy", action="store_true", help="no deputy")
+    p.add_argument("--wecom-userid", metavar="USERID", help="their WeCom member account (企业微信账号)")
+    p.add_argument("--clear-wecom-userid", action="store_true", help="no WeCom account on file")
     p.add_argument(
         "--status", choices=sorted(STATUS_WORDS),
         help="active; leave (no new cases); left (no access at all, tokens revoked)",

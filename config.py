@@ -173,13 +173,23 @@ class Settings(BaseSettings):
     morning_summary: bool = True
     morning_summary_interval_seconds: float = Field(default=60.0, gt=0)
 
-    # Staff notifications (reminders, escalations)
-    notify_channel: Literal["log", "sms", "wecom"] = "log"
+    # Staff notifications (reminders, escalations): log, sms, wecom (the group robot, read by the whole
+    # group) or wecom_app (the corp application: each notice to its own recipient; the robot, when its
+    # webhook is set, takes the notices of people WeCom cannot reach, phones masked).
+    notify_channel: Literal["log", "sms", "wecom", "wecom_app"] = "log"
     wecom_webhook_url: SecretStr | None = None
     aliyun_template_staff: str | None = None
+    # The WeCom corp application (企业微信自建应用): personal notices (wecom_app) and signing in to the
+    # console from WeCom (shown once all three are set). The API and OAuth bases are WeCom's own; tests
+    # point them at a local peer.
+    wecom_corp_id: str | None = None
+    wecom_agent_id: int | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wecom_oauth_base: str = "https://open.weixin.qq.com"
 
     @field_validator("temporal_tls_client_cert", "temporal_tls_client_key", "temporal_tls_server_ca",
-                     "recordings_dir", mode="before")
+                     "recordings_dir", "wecom_agent_id", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         """An empty variable (compose passes `NAME=` through) means "not set", never the current directory."""
@@ -191,6 +201,10 @@ class Settings(BaseSettings):
             return self.console_base_url.rstrip("/")
         host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
         return f"http://{host}:{self.api_port}"
+
+    def case_url(self, case_id: int) -> str:
+        """The console page of one case (what a staff notice opens)."""
+        return f"{self.console_base()}/console/cases/{case_id}"
 
     def sign_in_url(self, code: str) -> str:
         """The personal sign-in link carrying a one-time code."""

@@ -1,7 +1,8 @@
 """Message providers (SPEC §6): client SMS and staff notification channels, chosen by configuration.
 
 Shaped like Netflix/dispatch plugins: a small Protocol per kind, a harmless default that only records
-(`outbox`, `log`), and real implementations (Aliyun SMS through the official SDK, WeCom group robot).
+(`outbox`, `log`), and real implementations (Aliyun SMS through the official SDK, WeCom group robot,
+WeCom corp application messages to each person).
 Providers know nothing about PostgreSQL or Temporal: the exactly-once discipline lives in
 :mod:`store.outbox` / :mod:`background.dispatcher`, which keys every call with the outbox key so a provider can be asked later
 whether a message already went out.
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,10 +27,9 @@ from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 from config import Settings
 from domain.phone import mask_phones_in
 from domain.templates import ADDRESS_TEMPLATES, TEMPLATES
+from wecom import WeComCorp, WeComError, missing_settings
 
 log = logging.getLogger(__name__)
-
-
 
 
 class ProviderError(Exception):
@@ -37,16 +38,20 @@ class ProviderError(Exception):
     `retryable`: trying again later may succeed (throttling, network, provider outage).
     `ambiguous`: the provider may nevertheless have accepted the message (timeout, connection lost,
     5xx); the caller must then ask the provider (``find_sent``) before sending again.
+    `outbox_code`: the stable code a refused message's outbox row records instead of the channel's
+    generic one (e.g. ``wecom_no_userid``).
     """
 
     def __init__(
-        self, message: str, *, retryable: bool, code: str | None = None, ambiguous: bool = False
+        self, message: str, *, retryable: bool, code: str | None = None, ambiguous: bool = False,
+        outbox_code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.code = code
         self.ambiguous = ambiguous
+        self.outbox_code = outbox_code
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}" if self.code else self.message
@@ -336,6 +341,18 @@ class OutgoingNotice:
     role: str
     text: str
     sent_on: date  # the (Asia/Shanghai) day the send was attempted
+    case_id: int | None = None
+    recipient_id: int | None = None
+    wecom_userid: str | None = None  # the recipient's WeCom member id as the staff table has it now
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A notice delivered with a remark its outbox row keeps (e.g. by the fallback route, and why)."""
+
+    provider_id: str
+    code: str
+    note: str
 
 
 @runtime_checkable
@@ -346,8 +363,8 @@ class StaffNotifier(Protocol):
     # Whether find_sent can tell that a notice arrived; if not, an interrupted notice is never repeated.
     confirmable: bool
 
-    async def notify(self, msg: OutgoingNotice) -> str:
-        """Deliver the notice; returns a channel message id or raises ProviderError."""
+    async def notify(self, msg: OutgoingNotice) -> str | Delivered:
+        """Deliver the notice; returns a channel message id (with a remark) or raises ProviderError."""
         ...
 
     async def find_sent(self, msg: OutgoingNotice) -> str | None:
@@ -402,6 +419,17 @@ class SmsNotifier:
 WECOM_RATE_LIMITED = 45009
 
 
+def _wecom_network_error(exc: BaseException) -> ProviderError:
+    """A post to WeCom that failed in transport: retryable; ambiguous unless it never connected."""
+    # Never connected: WeCom never saw it. Anything later may have been delivered: ambiguous.
+    return ProviderError(
+        mask_phones_in(f"企业微信网络错误: {exc!r}")[:300],
+        retryable=True,
+        code=type(exc).__name__,
+        ambiguous=not never_connected(exc),
+    )
+
+
 class WeComNotifier:
     """WeCom group robot (企业微信群机器人) webhook: a text message that @-mentions the recipient."""
 
@@ -431,13 +459,7 @@ class WeComNotifier:
         try:
             response = await self._client.post(self._url, json=self.payload(msg), timeout=self._timeout)
         except (TimeoutError, httpx.TransportError) as exc:
-            # Never connected: the robot never saw it. Anything later may have been posted: ambiguous.
-            raise ProviderError(
-                mask_phones_in(f"企业微信网络错误: {exc!r}")[:300],
-                retryable=True,
-                code=type(exc).__name__,
-                ambiguous=not never_connected(exc),
-            ) from exc
+            raise _wecom_network_error(exc) from exc
         if response.status_code >= 500:
             raise ProviderError(
                 f"企业微信服务错误 HTTP {response.status_code}",
@@ -463,6 +485,99 @@ class WeComNotifier:
 
     async def find_sent(self, msg: OutgoingNotice) -> str | None:
         """Never asked (not confirmable): an interrupted notice is marked failed, not posted twice."""
+        return None
+
+
+WECOM_CARD_BUTTON = "打开客户"
+WECOM_BOARD_BUTTON = "打开看板"
+# A text card's title and description are cut by WeCom beyond these many bytes (UTF-8).
+WECOM_TITLE_BYTES = 128
+WECOM_DESCRIPTION_BYTES = 512
+# The words a notice's text may start with ("升级：客户 #12 …") that make a card's title.
+_NOTICE_KINDS = ("提醒", "升级", "搁置")
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` UTF-8 bytes, never splitting a character; "…" marks a cut."""
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    out = text.encode("utf-8")[: limit - 3].decode("utf-8", errors="ignore")
+    return out + "…"
+
+
+class WeComAppNotifier:
+    """WeCom corp application (企业微信自建应用): each notice as a text card to its own recipient.
+
+    The card opens the case's page in the console. Someone WeCom cannot reach (no member id on file, or
+    one WeCom does not know) gets the notice through the group robot when its webhook is configured,
+    with phones masked because the whole group reads it; the outbox row records why. Without the robot
+    such a notice fails with that reason (``wecom_no_userid``, ``wecom_unknown_user``).
+    """
+
+    name = "wecom_app"
+    confirmable = False  # message/send has no delivery query: an interrupted notice is never sent again
+
+    def __init__(
+        self, corp: WeComCorp, *, case_url: Callable[[int], str], board_url: str = "",
+        fallback: WeComNotifier | None = None,
+    ) -> None:
+        self._corp = corp
+        self._case_url = case_url
+        self._board_url = board_url  # what a notice of no case (the morning summary) opens
+        self._fallback = fallback
+
+    def card(self, msg: OutgoingNotice) -> dict[str, str]:
+        """The text card: title (kind and case), the notice as description, the case page, the button."""
+        kind = next((k for k in _NOTICE_KINDS if msg.text.startswith(f"{k}：")), "工作通知")
+        if msg.case_id is None and msg.key.startswith("staff"):
+            # A notice of no case (the morning summary, key "staff<id>:<purpose>"): its first line is the
+            # title, the board its page.
+            return {
+                "title": _cut(msg.text.split("\n", 1)[0], WECOM_TITLE_BYTES),
+                "description": _cut(msg.text, WECOM_DESCRIPTION_BYTES),
+                "url": self._board_url,
+                "btntxt": WECOM_BOARD_BUTTON,
+            }
+        # The outbox key is "<case_id>:<purpose>".
+        case_id = msg.case_id if msg.case_id is not None else int(msg.key.split(":", 1)[0])
+        return {
+            "title": _cut(f"{kind} · 客户 #{case_id}", WECOM_TITLE_BYTES),
+            "description": _cut(msg.text, WECOM_DESCRIPTION_BYTES),
+            "url": self._case_url(case_id),
+            "btntxt": WECOM_CARD_BUTTON,
+        }
+
+    async def notify(self, msg: OutgoingNotice) -> str | Delivered:
+        """message/send to the recipient's member id; unreachable people go through the robot (or fail)."""
+        if not msg.wecom_userid:
+            return await self._instead(msg, "wecom_no_userid", f"{msg.recipient_name} 未登记企业微信账号")
+        card = self.card(msg)
+        try:
+            sent = await self._corp.send_textcard(userid=msg.wecom_userid, **card)
+        except WeComError as exc:
+            raise ProviderError(exc.message, retryable=exc.retryable, ambiguous=exc.ambiguous,
+                                code=str(exc.errcode) if exc.errcode is not None else "wecom") from exc
+        except (TimeoutError, httpx.TransportError) as exc:
+            raise _wecom_network_error(exc) from exc
+        if msg.wecom_userid in sent.invalid_users:
+            return await self._instead(
+                msg, "wecom_unknown_user", f"企业微信不认识 {msg.recipient_name} 的账号 {msg.wecom_userid}"
+            )
+        return f"wecom-app-{sent.msgid or msg.key}"
+
+    async def _instead(self, msg: OutgoingNotice, code: str, reason: str) -> Delivered:
+        """The group robot instead of the personal message (phones masked), or a refusal with `code`."""
+        if self._fallback is None:
+            raise ProviderError(reason, retryable=False, code=code, outbox_code=code)
+        try:
+            robot_id = await self._fallback.notify(replace(msg, text=mask_phones_in(msg.text)))
+        except ProviderError as exc:
+            exc.message = f"{reason}；改由群机器人发送: {exc.message}"
+            raise
+        return Delivered(provider_id=robot_id, code=code, note=f"{reason}，已改由群机器人发送（手机号已遮盖）")
+
+    async def find_sent(self, msg: OutgoingNotice) -> str | None:
+        """Never asked (not confirmable): an interrupted notice is marked failed, not sent twice."""
         return None
 
 
@@ -499,10 +614,21 @@ def build_staff_notifier(settings: Settings) -> StaffNotifier:
                 "notify channel 'wecom' needs INTAKE_WECOM_WEBHOOK_URL (the group robot webhook)"
             )
         return WeComNotifier(url)
+    if settings.notify_channel == "wecom_app":
+        missing = missing_settings(settings)
+        if missing:
+            raise ValueError(
+                "notify channel 'wecom_app' (WeCom corp application) needs " + ", ".join(missing)
+            )
+        robot = settings.wecom_webhook_url.get_secret_value() if settings.wecom_webhook_url else ""
+        return WeComAppNotifier(
+            WeComCorp.from_settings(settings), case_url=settings.case_url,
+            board_url=f"{settings.console_base()}/console/board", fallback=WeComNotifier(robot) if robot else None,
+        )
     if settings.notify_channel == "sms":
         if not settings.aliyun_template_staff:
             raise ValueError(
                 "notify channel 'sms' needs INTAKE_ALIYUN_TEMPLATE_STAFF (template with name, text)"
             )
         return SmsNotifier(AliyunSmsProvider.from_settings(settings))
-    raise ValueError(f"unknown notify channel {settings.notify_channel!r} (log, sms or wecom)")
+    raise ValueError(f"unknown notify channel {settings.notify_channel!r} (log, sms, wecom or wecom_app)")

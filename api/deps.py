@@ -35,6 +35,7 @@ from domain.permissions import Refusal
 from domain.policy import Policy
 from store.recordings import RecordingStore
 from store.staff import Staff, StaffRepository
+from wecom import WeComCorp
 
 log = logging.getLogger("intake.api")
 
@@ -63,6 +64,7 @@ class Resources:
         self._owns_client = temporal_client is None
         self._owns_pool = pool is None
         self._client_attempt: asyncio.Task[Client] | None = None
+        self._wecom: WeComCorp | None = None
         self._pool_attempt: asyncio.Task[asyncpg.Pool] | None = None
         self._expired_at = -math.inf
         self._closed = False
@@ -96,6 +98,12 @@ class Resources:
 
             self._recordings = build_recording_store(self.settings)
         return self._recordings
+
+    def wecom(self) -> WeComCorp:
+        """The WeCom corp application's client (its token cached for the process); only when configured."""
+        if self._wecom is None:
+            self._wecom = WeComCorp.from_settings(self.settings)
+        return self._wecom
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created on first use; 503 when PostgreSQL cannot be reached in time."""
@@ -182,6 +190,9 @@ class Resources:
                 self._pool.terminate()
             self._pool = None
         self._client = None if self._owns_client else self._client
+        if self._wecom is not None:
+            await self._wecom.aclose()
+            self._wecom = None
 
 
 def get_resources(request: Request) -> Resources:

@@ -37,6 +37,7 @@ from domain.models import (
     StaffRef,
 )
 from domain.morning import MorningFigures
+from store.staff import wecom_userid_error
 
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -440,7 +441,8 @@ class MessageItem(BaseModel):
     provider: str
     provider_id: str | None = None
     attempts: int
-    error_code: str | None = Field(default=None, description="失败原因代码（status=failed 时）")
+    error_code: str | None = Field(
+        default=None, description="失败原因代码（status=failed 时）；已发送的员工通知若改由群机器人送达，为原因（如 wecom_no_userid）")
     created_at: datetime
     sent_at: datetime | None = None
     not_before: datetime | None = Field(
@@ -594,6 +596,27 @@ OfficePeriod = Annotated[
 Weekday = Literal["0", "1", "2", "3", "4", "5", "6"]
 
 
+def check_wecom_userid(raw: str) -> str:
+    """A WeCom member id as typed (surrounding spaces dropped), or the rule staff read as a pydantic error."""
+    value = raw.strip()
+    problem = wecom_userid_error(value)
+    if problem is not None:
+        raise PydanticCustomError("invalid_wecom_userid", problem)
+    return value
+
+
+WeComUserId = Annotated[
+    str,
+    Field(
+        max_length=200,
+        description="企业微信成员账号（UserID，通讯录中的「账号」）：1–64 位字母、数字或 _ - . @；用于个人通知与企业微信登录",
+        examples=["zhangwei"],
+        json_schema_extra={"pattern": r"^\s*[A-Za-z0-9_.@-]{1,64}\s*$"},
+    ),
+    AfterValidator(check_wecom_userid),
+]
+
+
 class StaffOut(BaseModel):
     """A staff member as the admin manages them."""
 
@@ -608,6 +631,7 @@ class StaffOut(BaseModel):
     max_open_cases: int | None = None
     weight: float
     deputy_id: int | None = Field(default=None, description="经理的代理人（员工ID）：经理休假或不在班时代为处理其步骤")
+    wecom_userid: str | None = Field(default=None, description="企业微信成员账号（UserID）；未登记为空")
 
 
 class StaffList(BaseModel):
@@ -627,6 +651,7 @@ class StaffCreate(RequestModel):
     office_schedule: dict[Weekday, list[OfficePeriod]] = Field(default_factory=dict)
     max_open_cases: int | None = Field(default=None, ge=0, le=10_000)
     weight: float = Field(default=1.0, gt=0, le=100)
+    wecom_userid: WeComUserId | None = None
 
 
 class StaffPatch(RequestModel):
@@ -643,6 +668,7 @@ class StaffPatch(RequestModel):
         default=None, description="active 在岗 / on_leave 休假（不接新案例） / inactive 离职（吊销全部令牌，无任何访问）"
     )
     deputy_id: Id | None = Field(default=None, description="经理的代理人（员工ID）；null 取消代理人")
+    wecom_userid: WeComUserId | None = Field(default=None, description="企业微信成员账号（UserID）；null 取消登记")
 
 
 class Revoked(BaseModel):

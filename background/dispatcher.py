@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from activities.providers import (
+    Delivered,
     OutgoingNotice,
     OutgoingSms,
     ProviderError,
@@ -28,13 +29,16 @@ from activities.providers import (
     build_staff_notifier,
 )
 from config import Settings
-from store.outbox import _COLUMNS, _RETURNING, DB_TIMEOUT, OutboxStatus, masked, outbox_key
+from store.outbox import _RETURNING, DB_TIMEOUT, OutboxStatus, masked, outbox_key
 
 log = logging.getLogger(__name__)
 
 # A claim keeps a row from other dispatchers for attempt_timeout plus this: time to record the outcome
 # (the default of the dispatcher's `lease_margin`).
 LEASE_MARGIN = timedelta(seconds=5)
+# A staff notice's recipient's WeCom member id as the staff table has it at the attempt (set after the
+# notice was decided counts), beside the row's own columns.
+_WECOM_USERID = "(SELECT s.wecom_userid FROM staff s WHERE s.id = o.recipient_id) AS wecom_userid"
 # The longest pause of the loop after database errors (the default of `max_error_pause`).
 MAX_ERROR_PAUSE = 30.0
 
@@ -47,7 +51,7 @@ class _Channel:
 
     name: str  # the provider's name, as the `provider` column records it
     confirmable: bool
-    send: Callable[[asyncpg.Record], Awaitable[str]]
+    send: Callable[[asyncpg.Record], Awaitable[str | Delivered]]
     find: Callable[[asyncpg.Record], Awaitable[str | None]]
     rejected_code: str
 
@@ -223,15 +227,15 @@ class OutboxDispatcher:
             " ORDER BY next_attempt_at, id LIMIT ${limit} FOR UPDATE OF outbox SKIP LOCKED"
         )
         return await self._fetch(
-            f"WITH sms AS ({due.format(channel='sms', provider=5, limit=2)}),"
-            f" staff AS ({due.format(channel='staff', provider=6, limit=3)}),"
-            " due AS (SELECT * FROM sms UNION ALL SELECT * FROM staff)"
+            f"WITH due_sms AS ({due.format(channel='sms', provider=5, limit=2)}),"
+            f" due_staff AS ({due.format(channel='staff', provider=6, limit=3)}),"
+            " due AS (SELECT * FROM due_sms UNION ALL SELECT * FROM due_staff)"
             " UPDATE outbox AS o SET status = 'sending',"
             # a pending row starts an attempt now; a sending row keeps the attempt it is checked for
             " sending_at = CASE WHEN due.status = 'pending' THEN now() ELSE o.sending_at END,"
             " attempts = o.attempts + CASE WHEN due.status = 'pending' THEN 1 ELSE 0 END,"
             " next_attempt_at = now() + $4::interval"
-            f" FROM due WHERE o.id = due.id RETURNING {_RETURNING}, due.status AS claimed_from",
+            f" FROM due WHERE o.id = due.id RETURNING {_RETURNING}, {_WECOM_USERID}, due.status AS claimed_from",
             self._confirm_after,
             limits.get("sms", 0),
             limits.get("staff", 0),
@@ -270,8 +274,8 @@ class OutboxDispatcher:
             await self._mark_sent(row_id, found)
             return
         again = await self._fetchrow(
-            "UPDATE outbox SET sending_at = now(), attempts = attempts + 1, next_attempt_at = now() + $3::interval"
-            f" WHERE id = $1 AND status = 'sending' AND sending_at = $2 RETURNING {_COLUMNS}",
+            "UPDATE outbox AS o SET sending_at = now(), attempts = o.attempts + 1, next_attempt_at = now() + $3::interval"
+            f" WHERE o.id = $1 AND o.status = 'sending' AND o.sending_at = $2 RETURNING {_RETURNING}, {_WECOM_USERID}",
             row_id,
             started,
             self._lease,
@@ -285,7 +289,7 @@ class OutboxDispatcher:
         channel = self._channels[row["channel"]]
         try:
             async with asyncio.timeout(self._attempt_timeout):
-                provider_id = await channel.send(row)
+                outcome = await channel.send(row)
         except ProviderError as exc:
             if not exc.retryable:
                 error = masked(str(exc))
@@ -294,7 +298,7 @@ class OutboxDispatcher:
                     " WHERE id = $1 AND status = 'sending' AND sending_at = $2",
                     row["id"],
                     row["sending_at"],
-                    channel.rejected_code,
+                    exc.outbox_code or channel.rejected_code,
                     error,
                 )
                 log.warning("outbox %s (case %s, %s): refused for good (%s)",
@@ -307,7 +311,10 @@ class OutboxDispatcher:
             # A timeout or an unknown failure around the call: the provider may have the message.
             await self._retry_later(row, "sending", self._describe(exc))
             return
-        await self._mark_sent(row["id"], provider_id)
+        if isinstance(outcome, Delivered):  # delivered another way than asked: the row keeps why
+            await self._mark_sent(row["id"], outcome.provider_id, code=outcome.code, note=masked(outcome.note))
+        else:
+            await self._mark_sent(row["id"], outcome)
 
     async def _retry_later(self, row: asyncpg.Record, status: OutboxStatus, error: str) -> None:
         error = masked(error)
@@ -325,13 +332,16 @@ class OutboxDispatcher:
         log.warning("outbox %s (case %s, %s): %s; %s, next try at %s", row["id"], row["case_id"],
                     row["purpose"], error, status, when)
 
-    async def _mark_sent(self, row_id: int, provider_id: str) -> None:
+    async def _mark_sent(self, row_id: int, provider_id: str, *, code: str | None = None,
+                         note: str | None = None) -> None:
         # Unconditional: whatever another dispatcher concluded meanwhile, the provider has the message.
         await self._execute(
-            "UPDATE outbox SET status = 'sent', provider_id = $2, sent_at = now(), last_error = NULL,"
-            " error_code = NULL WHERE id = $1",
+            "UPDATE outbox SET status = 'sent', provider_id = $2, sent_at = now(), last_error = $4,"
+            " error_code = $3 WHERE id = $1",
             row_id,
             provider_id,
+            code,
+            note,
         )
 
     def _describe(self, exc: BaseException) -> str:
@@ -367,6 +377,9 @@ class OutboxDispatcher:
             role=str(variables.get("role", "")),
             text=row["text"],
             sent_on=self._day_of(row),
+            case_id=row["case_id"],
+            recipient_id=row["recipient_id"],
+            wecom_userid=row.get("wecom_userid"),
         )
 
     # --- database, bounded ---------------------------------------------------------------------------

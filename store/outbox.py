@@ -30,11 +30,13 @@ Exactly once, step by step:
    can be looked up) and until its ``next_attempt_at``. Then a dispatcher claims it for a check and
    asks the provider (``find_sent``, by the outbox key it was given, on the day of ``sending_at``):
    found → ``sent``; not found → the row is claimed again (conditional on the same ``sending_at``, so
-   two dispatchers cannot both win) and sent. A channel that cannot be asked (WeCom group robot)
-   marks the row ``failed`` with ``outcome_unknown`` instead: never twice, and the case shows the
-   notice may not have arrived.
-4. The outcome is recorded: ``sent`` with the provider id; a definitive rejection → ``failed`` with
-   ``sms_rejected`` / ``notify_rejected`` and never claimed again; a definite "not now" (throttling,
+   two dispatchers cannot both win) and sent. A channel that cannot be asked (the WeCom group robot,
+   WeCom application messages) marks the row ``failed`` with ``outcome_unknown`` instead: never twice,
+   and the case shows the notice may not have arrived.
+4. The outcome is recorded: ``sent`` with the provider id (and, when it went another way than asked,
+   e.g. through the group robot because WeCom does not know the person, the reason in ``error_code`` /
+   ``last_error``); a definitive rejection → ``failed`` with ``sms_rejected`` / ``notify_rejected`` (or
+   the provider's own code, e.g. ``wecom_no_userid``) and never claimed again; a definite "not now" (throttling,
    a refused connection: the request never left) → back to ``pending``; an ambiguous error (timeout,
    connection lost, 5xx, the provider hanging past ``attempt_timeout``: it may have accepted the
    message) → stays ``sending``, so the next try asks first. Both retryable cases set
@@ -93,8 +95,9 @@ _RETURNING = ", ".join(f"o.{c}" for c in _COLUMN_NAMES)
 
 
 # Staff channels that deliver to one person only. The log and the WeCom group robot are read by others,
-# so phones written into a notice's free text are masked there.
-PERSONAL_CHANNELS = frozenset({"sms"})
+# so phones written into a notice's free text are masked there. The WeCom corp application writes to
+# each person; when it cannot reach someone, its fallback to the group robot masks phones itself.
+PERSONAL_CHANNELS = frozenset({"sms", "wecom_app"})
 
 
 def _json(value: Any) -> Any:

@@ -104,6 +104,18 @@ class SessionRepository:
             )
         return token, _row_to_staff(row)
 
+    async def open_for(self, *, staff_id: int, ttl: timedelta, user_agent: str | None) -> str:
+        """A session for someone whose identity was proven otherwise (WeCom sign-in); returns its token once."""
+        token = secrets.token_urlsafe(32)
+        await self._pool.execute(
+            "INSERT INTO console_sessions (staff_id, token_hash, user_agent, expires_at) VALUES ($1, $2, $3, now() + $4)",
+            staff_id,
+            hash_token(token),
+            (user_agent or "")[:300],
+            ttl,
+        )
+        return token
+
     async def by_token(self, *, token: str, idle: timedelta | None = None) -> Session | None:
         """The live session of a cookie token (not expired, not revoked, not idle longer than `idle`, staff
         not inactive); being used keeps it alive (`last_seen_at`)."""

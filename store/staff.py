@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, time
 from typing import Any
@@ -30,6 +31,7 @@ class Staff(BaseModel):
     max_open_cases: int | None = None
     weight: float = 1.0
     deputy_id: int | None = None  # managers: who holds their steps while they are away
+    wecom_userid: str | None = None  # their WeCom member id (personal notices, signing in from WeCom)
     created_at: datetime | None = None
 
     def ref(self) -> StaffRef:
@@ -44,6 +46,16 @@ class StaffError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+# A WeCom member id (企业微信 UserID) as the admin console accepts it; migration 015 checks the same.
+WECOM_USERID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+WECOM_USERID_RULE = "企业微信账号（UserID）应为 1–64 位字母、数字或 _ - . @"
+
+
+def wecom_userid_error(value: str) -> str | None:
+    """Why `value` cannot be a WeCom member id (Chinese, for staff), or None when it can."""
+    return None if WECOM_USERID.fullmatch(value) else WECOM_USERID_RULE
 
 
 def availability(s: Staff) -> staffing.Availability:
@@ -82,13 +94,14 @@ def _row_to_staff(row: asyncpg.Record) -> Staff:
         max_open_cases=row["max_open_cases"],
         weight=float(row["weight"]),
         deputy_id=row["deputy_id"],
+        wecom_userid=row["wecom_userid"],
         created_at=row["created_at"],
     )
 
 
 _COLUMNS = (
     "id, name, phone, role, level, status, communities, office_schedule, max_open_cases, weight, deputy_id,"
-    " created_at"
+    " wecom_userid, created_at"
 )
 
 
@@ -110,15 +123,18 @@ class StaffRepository:
         max_open_cases: int | None = None,
         weight: float = 1.0,
         status: StaffStatus = StaffStatus.active,
+        wecom_userid: str | None = None,
     ) -> Staff:
         """Insert a staff member; designers must have a level."""
         problem = staffing.level_error(role, level)
         if problem is not None:
             raise StaffError("level_required" if level is None else "invalid_staff", problem)
+        _check_wecom_userid(wecom_userid)
         try:
             row = await self._pool.fetchrow(
                 f"INSERT INTO staff (name, phone, role, level, communities, office_schedule,"
-                f" max_open_cases, weight, status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING {_COLUMNS}",
+                f" max_open_cases, weight, status, wecom_userid) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+                f" RETURNING {_COLUMNS}",
                 name,
                 phone,
                 role.value,
@@ -128,9 +144,10 @@ class StaffRepository:
                 max_open_cases,
                 weight,
                 status.value,
+                wecom_userid,
             )
         except asyncpg.UniqueViolationError as exc:
-            raise StaffError("staff_exists", f"该手机号已登记为 {role.value}") from exc
+            raise _taken(exc, f"该手机号已登记为 {role.value}") from exc
         except asyncpg.CheckViolationError as exc:
             raise StaffError("invalid_staff", f"员工信息不合法: {exc.constraint_name}") from exc
         assert row is not None
@@ -199,10 +216,12 @@ class StaffRepository:
         max_open_cases, weight, status); None when there is no such member. Leaving (inactive) also
         revokes every token, so coming back needs a new one."""
         allowed = {"name", "role", "level", "communities", "office_schedule", "max_open_cases", "weight", "status",
-                   "deputy_id"}
+                   "deputy_id", "wecom_userid"}
         unknown = set(changes) - allowed
         if unknown:
             raise StaffError("invalid_staff", f"不能修改的字段: {', '.join(sorted(unknown))}")
+        if "wecom_userid" in changes:
+            _check_wecom_userid(changes["wecom_userid"])
         current = await self.get(staff_id=staff_id)
         if current is None:
             return None
@@ -218,7 +237,8 @@ class StaffRepository:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
                     f"UPDATE staff SET name = $2, role = $3, level = $4, communities = $5, office_schedule = $6,"
-                    f" max_open_cases = $7, weight = $8, status = $9, deputy_id = $10, updated_at = now() WHERE id = $1"
+                    f" max_open_cases = $7, weight = $8, status = $9, deputy_id = $10, wecom_userid = $11,"
+                    f" updated_at = now() WHERE id = $1"
                     f" RETURNING {_COLUMNS}",
                     staff_id,
                     merged.name,
@@ -230,13 +250,20 @@ class StaffRepository:
                     merged.weight,
                     StaffStatus(merged.status).value,
                     merged.deputy_id,
+                    merged.wecom_userid,
                 )
                 if merged.status == StaffStatus.inactive:
                     await revoke_all_access(conn, staff_id)
         except asyncpg.UniqueViolationError as exc:
-            raise StaffError("staff_exists", "该手机号已登记为该角色") from exc
+            raise _taken(exc, "该手机号已登记为该角色") from exc
         except asyncpg.CheckViolationError as exc:
             raise StaffError("invalid_staff", f"员工信息不合法: {exc.constraint_name}") from exc
+        return _row_to_staff(row) if row else None
+
+    async def by_wecom_userid(self, *, userid: str) -> Staff | None:
+        """The staff member (active or on leave, as for sign-in links) whose WeCom member id this is, if any."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM staff WHERE wecom_userid = $1 AND status <> 'inactive'", userid)
         return _row_to_staff(row) if row else None
 
     async def acting_for(self, *, staff_id: int, calendar: CalendarPolicy, now: datetime) -> tuple[int, ...]:
@@ -288,6 +315,20 @@ class StaffRepository:
             scope,
         )
         return _row_to_staff(row) if row else None
+
+
+def _check_wecom_userid(value: str | None) -> None:
+    """StaffError invalid_wecom_userid unless `value` is None or a well-formed WeCom member id."""
+    problem = wecom_userid_error(value) if value is not None else None
+    if problem is not None:
+        raise StaffError("invalid_wecom_userid", problem)
+
+
+def _taken(exc: asyncpg.UniqueViolationError, phone_message: str) -> StaffError:
+    """A unique key already used: the WeCom member id (someone else's) or the phone for the role."""
+    if exc.constraint_name == "staff_wecom_userid_key":
+        return StaffError("wecom_userid_taken", "该企业微信账号已登记给另一位员工")
+    return StaffError("staff_exists", phone_message)
 
 
 async def revoke_all_access(conn: asyncpg.Connection, staff_id: int) -> int:

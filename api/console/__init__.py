@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from api.console.insight import router as insight_router
 from api.console.policy import router as policy_router
 from api.console.routes import router
+from api.console.wecom import router as wecom_router
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -24,6 +25,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 def install(app: FastAPI) -> None:
     """Mount the console, its static files and the offline /docs on the app."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Before the console's own routes: /console/login/wecom is not a sign-in link's code.
+    app.include_router(wecom_router)
     app.include_router(router)
     app.include_router(insight_router)
     app.include_router(policy_router)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +23,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
+import wecom
 from api import services
 from api.console import forms
 from api.console.auth import (
@@ -150,7 +152,7 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except NeedSignIn:
-                return RedirectResponse("/console/login", status_code=303)
+                return RedirectResponse(_login_for(request), status_code=303)
             except ApiError as err:
                 page = error_page(request, err.status, err.message, err.code)
                 page.headers.update(err.headers or {})  # e.g. a refused range's Content-Range
@@ -162,6 +164,15 @@ class ConsoleRoute(APIRoute):
 
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+
+
+def _login_for(request: Request) -> str:
+    """The sign-in page, remembering the console page a GET wanted (a notice's case link) to come back to."""
+    path = request.url.path
+    if request.method != "GET" or path == "/console" or not path.startswith("/console/"):
+        return "/console/login"
+    wanted = path + (f"?{request.url.query}" if request.url.query else "")
+    return f"/console/login?{urlencode({'next': wanted})}"
 
 
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -196,9 +207,10 @@ def see(url: str) -> RedirectResponse:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_help(request: Request) -> HTMLResponse:
-    """How to sign in: a personal link from the manager or the command line."""
-    return render(request, "login.html", owner=None, code=None)
+async def login_help(request: Request, res: ResourcesDep, next: str | None = None) -> HTMLResponse:  # noqa: A002
+    """How to sign in: 企业微信登录 (when configured), or a personal link from the manager or the command line."""
+    return render(request, "login.html", owner=None, code=None, wecom=wecom.configured(res.settings),
+                  next_page=next or "/console")
 
 
 @router.get("/login/{code}", response_class=HTMLResponse)

@@ -52,6 +52,7 @@ def staff_out(s: Staff) -> StaffOut:
         max_open_cases=s.max_open_cases,
         weight=s.weight,
         deputy_id=s.deputy_id,
+        wecom_userid=s.wecom_userid,
     )
 
 
@@ -72,7 +73,7 @@ def _not_found(staff_id: int) -> ApiError:
 
 
 def _staff_error(exc: StaffError) -> ApiError:
-    return ApiError(409 if exc.code == "staff_exists" else 422, exc.code, exc.message)
+    return ApiError(409 if exc.code in ("staff_exists", "wecom_userid_taken") else 422, exc.code, exc.message)
 
 
 @router.get("", response_model=StaffList, summary="员工列表（管理员）", responses=responses(R401, R403, R503))
@@ -127,7 +128,7 @@ async def _ask(res: ResourcesDep, user: CurrentUser, staff_id: int, reason: str)
 
 @router.post(
     "", response_model=StaffCreated, status_code=201, summary="新增员工（管理员）",
-    responses=responses(R401, R403, R422, R503),
+    responses=responses(R401, R403, R409, R422, R503),
 )
 async def add_staff(body: StaffCreate, user: Admin, res: ResourcesDep) -> StaffCreated:
     """Add a staff member; their first sign-in link waits for a second admin's approval (no token here)."""
@@ -139,7 +140,7 @@ async def add_staff(body: StaffCreate, user: Admin, res: ResourcesDep) -> StaffC
             repo.add(
                 name=body.name.strip(), phone=body.phone, role=body.role, level=body.level,
                 communities=body.communities, office_schedule=_schedule(body.office_schedule),
-                max_open_cases=body.max_open_cases, weight=body.weight,
+                max_open_cases=body.max_open_cases, weight=body.weight, wecom_userid=body.wecom_userid,
             ),
         )
     except StaffError as exc:
@@ -161,14 +162,15 @@ async def get_staff(staff_id: StaffId, user: Admin, res: ResourcesDep) -> StaffO
 
 @router.patch(
     "/{staff_id}", response_model=StaffOut, summary="修改员工（管理员）",
-    responses=responses(R401, R403, R404, R422, R503),
+    responses=responses(R401, R403, R404, R409, R422, R503),
 )
 async def edit_staff(staff_id: StaffId, body: StaffPatch, user: Admin, res: ResourcesDep) -> StaffOut:
-    """Change level, communities, schedule, capacity, role or status (on_leave: no new cases; inactive: no access)."""
+    """Change level, communities, schedule, capacity, role, status (on_leave: no new cases; inactive: no access)
+    or the WeCom member id (personal notices, signing in from WeCom)."""
     changes: dict[str, Any] = {}
     for name in body.model_fields_set:
         value = getattr(body, name)
-        if value is None and name not in ("level", "max_open_cases", "deputy_id"):
+        if value is None and name not in ("level", "max_open_cases", "deputy_id", "wecom_userid"):
             raise ApiError(422, "invalid_payload", f"{name} 不能为空", details={"field": name})
         changes[name] = value
     if "office_schedule" in changes:

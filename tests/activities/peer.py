@@ -33,7 +33,8 @@ class PeerRequest:
         return {**self.query, **self.form}
 
 
-Responder = Callable[[PeerRequest], tuple[int, Any]]
+# (status, JSON body) or (status, JSON body, extra headers), e.g. a redirect's Location.
+Responder = Callable[[PeerRequest], tuple[int, Any] | tuple[int, Any, dict[str, str]]]
 
 
 @dataclass
@@ -88,10 +89,14 @@ def _handler(peer: HttpPeer) -> type[BaseHTTPRequestHandler]:
             )
             with lock:
                 peer.requests.append(req)
-            status, body = peer.respond(req)
+            answer = peer.respond(req)
+            status, body = answer[0], answer[1]
+            extra: dict[str, str] = answer[2] if len(answer) > 2 else {}  # type: ignore[misc]
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
             try:
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json;charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -107,6 +107,8 @@ def app_routes(app: Any) -> Iterator[tuple[str, str]]:
 PUBLIC = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/"),
     ("GET", "/console/login"), ("GET", "/console/login/{code}"), ("POST", "/console/login/{code}"),
+    # 企业微信登录: the state cookie and WeCom's answer decide (tests/console/test_wecom_login.py)
+    ("GET", "/console/login/wecom"), ("GET", "/console/login/wecom/callback"),
     ("POST", "/console/logout"),
     # the personal codec URL names its credential in the path; tested with the codec (test_codec_endpoint)
     ("POST", "/codec/k/{token}/decode"),
