@@ -10,6 +10,7 @@ from api.errors import ApiError
 from api.schemas import AllocationReport, AllocationRow, SlaReport, SlaRow, StaffBrief
 from domain import permissions
 from domain.enums import SOURCE_LABELS, STEP_LABELS, Scenario, Source, StepName
+from domain.graph import process_position
 from store import queries
 
 DEFAULT_PERIOD = timedelta(days=30)
@@ -78,6 +79,8 @@ async def sla_report(
                 escalations=int(r["escalations"]),
             )
         )
+    # Steps in the order of the process (the query sorts by name); a step's groups keep their order.
+    out.sort(key=lambda row: process_position(row.step))
     return SlaReport(period_from=frm, period_to=to, group_by=group_by, rows=out)
 
 
