@@ -174,7 +174,8 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
                                "reports": permissions.may_read_reports(user) is None,
                                "insight": permissions.may_open_insight(user) is None,
                                "whatif": permissions.may_run_whatif(user) is None,
-                               "policy": permissions.may_read_policy(user) is None})
+                               "policy": permissions.may_read_policy(user) is None,
+                               "workflow_record": permissions.may_open_workflow_record(user) is None})
     response = TEMPLATES.TemplateResponse(request, name, ctx, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
