@@ -305,6 +305,10 @@ class Reassign(_Model):
     staff: StaffRef
     reason: str = Field(min_length=1)
     request_id: str | None = None
+    # A new designer while the manager is asked about a late first meeting answers that question; the
+    # first meeting's clock then starts again for the new designer. False only when the workflow replays
+    # a history decided before this rule (the meeting then waited for nothing).
+    rearm_first_meeting: bool = True
 
 
 class AddNote(_Model):
