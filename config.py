@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Encrypted payloads (SPEC §12): "k1:<base64>,k2:<base64>", every key decrypts; the key named by
     # payload_encrypt_key_id encrypts (empty: the first). Rotation in two phases: the new key added
-    # decrypt-only everywhere, then named here (docs/operations.md, "Payload keys"). No default: the dev stack generates one into data_dir; deployed code refuses to start without one
+    # decrypt-only everywhere, then named here (docs/operations.md, "Payload keys"). No default: the
+    # dev stack generates one into data_dir; deployed code refuses to start without one
     # unless payload_encryption is "off" (a deliberate choice, e.g. a throwaway test server).
     # "required" also refuses plain payloads on decode (only key holders command a case);
     # "accept_plain" encrypts but still reads plain ones (histories from before encryption).
