@@ -115,7 +115,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    # A streamed body without Content-Length: FastAPI answers 400 bad_request (JSON).
+                    # A streamed body without Content-Length: answered 422 invalid_payload (FastAPI's 400).
                     raise ValueError("request body too large")
             return message
 
