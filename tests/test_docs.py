@@ -223,7 +223,9 @@ def check_command(parser: argparse.ArgumentParser, words: list[str]) -> str | No
     while words and subs:
         word = words[0]
         if word not in subs:
-            if word.startswith(("-", "[", "<", "…", "...")) and not path[1:]:
+            if word.startswith(("…", "...")):  # "`intake …`": any command
+                return None
+            if word.startswith(("-", "[", "<")) and not path[1:]:
                 return f"`{' '.join(path)} {word}`: no command"
             if path[1:] or word.isidentifier() or re.fullmatch(r"[a-z][a-z-]*", word):
                 return f"`{' '.join(path)}` has no command {word!r} ({', '.join(sorted(subs))})"
