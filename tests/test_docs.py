@@ -211,7 +211,10 @@ def intake_commands(text: str) -> list[str]:
     """Every `intake …` command line in the code of a page, up to a shell separator or comment."""
     out: list[str] = []
     for code in _code_of(text):
-        for m in re.finditer(r"(?:^|[\s/])intake((?: +[^\s#;&|>)]+)+)", code):
+        # `intake` as a command: first on the line (a path before it allowed), after a shell separator,
+        # or run in a compose service; never a word of a sentence ("Client intake is running.")
+        starts = r"(?:^\s*(?:\$\s*)?(?:[\w.~-]*/)*|(?:&&|;|\|)\s*|compose (?:run|exec)\b.*? (?:tools|worker|api|migrate) )"
+        for m in re.finditer(starts + r"intake((?: +(?![>#])[^\s;&|]+)+)", code):
             out.append(m.group(1).strip())
     return out
 

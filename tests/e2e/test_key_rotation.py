@@ -74,7 +74,7 @@ class WorkerProcess:
         log = self.log_file(self.starts)
         env = {**self.base_env, "INTAKE_PAYLOAD_KEYS": keys, "INTAKE_PAYLOAD_ENCRYPT_KEY_ID": encrypt}
         with log.open("wb") as out:
-            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "intake"), "worker"], env=env,
+            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "intake"), "worker"], env=env,  # noqa: ASYNC220
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         await until(lambda: "worker started on task queue" in log.read_text(errors="replace")
                     or self.proc.poll() is not None, 60, f"{self.name} polling")  # type: ignore[union-attr]
