@@ -262,3 +262,38 @@ def test_the_command_check_finds_what_does_not_exist() -> None:
     assert check_command(parser, ["migrate", "--wait", "60", "--force"]) is not None
     assert intake_commands("run `.venv/bin/intake cases upgrade --dry-run` then\n```sh\nintake prune # now\n```") == [
         "prune", "cases upgrade --dry-run"]
+
+
+# --- the README's banner --------------------------------------------------------------------------------
+
+
+def test_the_readme_shows_the_banner_make_run_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every line of the README's banner is a line `intake dev` prints, with `…` for what differs per run."""
+    from types import SimpleNamespace
+
+    import devstack
+
+    data = tmp_path / ".data"
+    data.mkdir()
+    tokens = [devstack.DemoToken(staff_id=i, role=role, level=level, name=name, token=f"itk_{i}")
+              for i, (role, level, name) in enumerate(
+                  (("manager", "-", "陈建国"), ("director", "-", "王志强"), ("assistant_lead", "-", "刘敏"),
+                   ("site_lead", "-", "赵磊"), ("consultant", "-", "孙丽"), ("designer", "chief", "周一鸣"),
+                   ("designer", "senior", "吴佳"), ("designer", "designer", "郑浩"), ("assistant", "-", "林小雨"),
+                   ("assistant", "-", "黄婷")), start=1)]
+    (data / devstack.TOKENS_FILE_NAME).write_text("\n".join(
+        f"{t.staff_id}\t{t.role}\t{t.level}\t{t.name}\t{t.token}" for t in tokens), encoding="utf-8")
+    settings = Settings(data_dir=data, temporal_address="127.0.0.1:7233", payload_encryption="off")
+    stack = SimpleNamespace(temporal=object(), local_codec=object(), pg=SimpleNamespace(pgdata=data / "pg"))
+    devstack.DevStack._banner(stack, settings, links={t.staff_id: "x" for t in tokens})  # type: ignore[arg-type]
+    printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+
+    readme = _text(PROJECT_ROOT / "README.md")
+    block = re.search(r"^```\n(=+\nClient intake is running\..*?)^```", readme, flags=re.MULTILINE | re.DOTALL)
+    assert block, "the README shows no banner"
+    for line in block.group(1).splitlines():
+        if line.strip() in ("…", ""):
+            continue
+        pattern = ".*".join(re.escape(part) for part in re.split(r"…", line.rstrip()))
+        pattern = re.sub(r"(\\ )+", r"\\s+", pattern)  # columns are padded to widths
+        assert any(re.fullmatch(pattern, p) for p in printed), f"`intake dev` prints no line like {line!r}"
