@@ -198,10 +198,8 @@ class IntakeWorkflow:
     @workflow.update
     async def reassign(self, req: Reassign) -> CaseChange:
         """Change the case's designer or assistant, with a reason."""
-        if (
-            req.role == "designer"
-            and any(o.step == StepName.lapse_review for o in self.s.open_steps)
-            and not workflow.patched("rearm-first-meeting-on-reassign")
+        if any(o.step == StepName.lapse_review for o in self.s.open_steps) and not workflow.patched(
+            "rearm-first-meeting-on-reassign"
         ):
             req = req.model_copy(update={"rearm_first_meeting": False})  # decided before the rule
         return self._decide(req)
