@@ -83,7 +83,9 @@ async def test_a_hung_request_answers_503_request_timeout_and_liveness_stays() -
     async with make_http(app) as http:
         hung = asyncio.ensure_future(timed(http.get("/t/hang")))
         r, elapsed = await timed(http.get("/healthz"))
-        assert r.status_code == 200 and elapsed < 0.5, "liveness answers while a request hangs"
+        # the hung request is still waiting when liveness has answered (a busy machine may be slow, but
+        # liveness never waits for the hung request's deadline)
+        assert r.status_code == 200 and not hung.done(), ("liveness answers while a request hangs", elapsed)
         assert_request_timeout(*await hung)
         r = await http.get("/t/fast")
         assert r.status_code == 200 and r.json() == {"ok": True}

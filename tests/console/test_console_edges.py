@@ -97,7 +97,7 @@ async def test_walk_in_from_the_new_client_form_then_a_refused_first_meeting(con
 
     # --- 7, 8. the suggestions show the workload once; the reason says what it is for -------------
     form = manager.get_by_test_id("form-assign_designer")
-    for reasons in await form.locator("label.pick .reasons").all():
+    for reasons in await form.locator("label.pick:not(.ineligible) .reasons").all():
         assert (await reasons.inner_text()).count("在手") == 1, await reasons.inner_text()
     reason = form.locator(".field[data-field=reason]")
     await expect(reason.locator("label")).to_contain_text("未选第一推荐设计师的理由")
@@ -169,7 +169,7 @@ async def test_callback_suggestions_board_and_reports(console: Console) -> None:
     manager = await c.sign_in(p["manager"].id)
     await manager.goto(f"{c.base}/console/cases/{case_id}")
     form = manager.get_by_test_id("form-callback")
-    picks = form.locator("label.pick .reasons")
+    picks = form.locator("label.pick:not(.ineligible) .reasons")
     assert await picks.count() >= 2
     for reasons in await picks.all():
         assert (await reasons.inner_text()).count("在手") == 1, await reasons.inner_text()
