@@ -118,11 +118,25 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    """Apply pending migrations."""
+    """Apply pending migrations (waiting up to --wait seconds for the database to accept connections)."""
+    import time
+
+    import asyncpg
+
     from store.db import migrate
 
     dsn, _ = resolve_database(settings, create=True)
-    applied = asyncio.run(migrate(dsn))
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            applied = asyncio.run(migrate(dsn))
+            break
+        # Not up yet, starting, or shutting down (a PostgreSQL restarting under compose): try again.
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            _note(f"database not ready ({type(exc).__name__}): retrying in 2 s")
+            time.sleep(2)
     print(f"applied: {', '.join(applied)}" if applied else "migrations: up to date")
     return 0
 
@@ -543,48 +557,118 @@ def _set_status(status: StaffStatus) -> Callable[[argparse.Namespace, Settings],
     return command
 
 
-def cmd_keys_new(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a new payload key and how to put it in force (rotation)."""
-    from codec import new_key_spec, parse_keys
+def _key_ring(settings: Settings) -> tuple[list[tuple[str, bytes]], str | None]:
+    """The configured key ring and the id of the key that encrypts (None without keys)."""
+    from codec import PayloadKeyError, encrypting_key_id, parse_keys
 
-    current = [k for k, _ in parse_keys(settings.payload_keys.get_secret_value())] if settings.payload_keys else []
+    if settings.payload_keys is None:
+        return [], None
+    try:
+        ring = parse_keys(settings.payload_keys.get_secret_value())
+        return ring, encrypting_key_id(ring, settings.payload_encrypt_key_id)
+    except PayloadKeyError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _ring_text(ring: list[tuple[str, bytes]]) -> str:
+    import base64
+
+    return ",".join(f"{kid}:{base64.b64encode(key).decode()}" for kid, key in ring)
+
+
+def cmd_keys_new(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new payload key (to be added decrypt-only first: `intake keys rotate`)."""
+    from codec import new_key_spec
+
+    current = [k for k, _ in _key_ring(settings)[0]]
     key_id = args.id or next(f"k{n}" for n in range(1, 10_000) if f"k{n}" not in current)
     if key_id in current:
         raise CliError(f"key id {key_id!r} is already in INTAKE_PAYLOAD_KEYS")
-    spec = new_key_spec(key_id)
-    print(spec)
-    ring = ",".join([spec, *(f"{k}:…" for k in current)])
-    _note(f"new key {key_id}: put it first in INTAKE_PAYLOAD_KEYS ({ring}), keep the old ones until"
-          " `intake keys status` shows no open case needing them, then restart workers and APIs")
+    print(new_key_spec(key_id))
+    if current:
+        _note(f"new key {key_id}: rotate in two phases (docs/operations.md, Payload keys): add it decrypt-only"
+              f" everywhere (`intake keys rotate add` prints the lines), then `intake keys rotate encrypt {key_id}`")
     return 0
+
+
+def cmd_keys_rotate_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Rotation, phase one: the ring with a new key that only decrypts; the current key still encrypts."""
+    from codec import new_key_spec, parse_keys
+
+    ring, active = _key_ring(settings)
+    if active is None:
+        raise CliError("INTAKE_PAYLOAD_KEYS is not set: there is nothing to rotate (`intake keys new` makes a first key)")
+    key_id = args.id or next(f"k{n}" for n in range(1, 10_000) if f"k{n}" not in dict(ring))
+    if key_id in dict(ring):
+        raise CliError(f"key id {key_id!r} is already in INTAKE_PAYLOAD_KEYS")
+    print(f"INTAKE_PAYLOAD_KEYS={_ring_text([*ring, *parse_keys(new_key_spec(key_id))])}")
+    print(f"INTAKE_PAYLOAD_ENCRYPT_KEY_ID={active}")
+    _note(f"phase 1 of 2: put both lines in the settings of EVERY worker and API (intake.env) and restart them"
+          f" one by one; {key_id} decrypts only, {active} still encrypts. When every process runs with"
+          f" {key_id}: intake keys rotate encrypt {key_id}")
+    return 0
+
+
+def cmd_keys_rotate_encrypt(args: argparse.Namespace, settings: Settings) -> int:
+    """Rotation, phase two: name the key that encrypts (it must be in every process's ring already)."""
+    ring, active = _key_ring(settings)
+    if args.id not in dict(ring):
+        raise CliError(f"{args.id!r} is not in INTAKE_PAYLOAD_KEYS: add it decrypt-only first (intake keys rotate add)")
+    print(f"INTAKE_PAYLOAD_ENCRYPT_KEY_ID={args.id}")
+    _note(f"phase 2 of 2: change this line (only this one) for every worker and API and restart them one by one;"
+          f" processes with {active} or {args.id} encrypting read each other's payloads. Keep {active} in"
+          f" INTAKE_PAYLOAD_KEYS until `intake keys status` shows no open case needing it")
+    return 0
+
+
+def cmd_keys_rotate_retire(args: argparse.Namespace, settings: Settings) -> int:
+    """After a rotation: the ring without an old key, once no open case's history needs it."""
+    from background.keyring import key_ids_in_use
+    from connections import connect_temporal
+
+    ring, active = _key_ring(settings)
+    if args.id not in dict(ring):
+        raise CliError(f"{args.id!r} is not in INTAKE_PAYLOAD_KEYS")
+    if args.id == active:
+        raise CliError(f"{args.id!r} encrypts: name another key first (intake keys rotate encrypt ID)")
+    resolved = settings if settings.temporal_address else resolved_settings(settings)
+
+    async def main() -> int:
+        in_use = await key_ids_in_use(await connect_temporal(resolved))
+        cases = in_use.get(args.id, [])
+        if cases:
+            raise CliError(f"{len(cases)} open case(s) still need {args.id} (e.g. {', '.join(cases[:3])}): keep it")
+        print(f"INTAKE_PAYLOAD_KEYS={_ring_text([(k, v) for k, v in ring if k != args.id])}")
+        _note(f"no open case needs {args.id}: put this line in the settings of every worker and API")
+        return 0
+
+    return _run(main())
 
 
 def cmd_keys_status(args: argparse.Namespace, settings: Settings) -> int:
     """Which payload key ids the open cases' histories use, and whether the configuration has them."""
     from background.keyring import key_ids_in_use
-    from codec import parse_keys
     from connections import connect_temporal
 
     resolved = settings if settings.temporal_address else resolved_settings(settings)
-    configured = [k for k, _ in parse_keys(resolved.payload_keys.get_secret_value())] if resolved.payload_keys else []
+    ring, active = _key_ring(resolved)
 
     async def main() -> int:
         client = await connect_temporal(resolved)
-        return _print_key_status(await key_ids_in_use(client), configured)
+        return _print_key_status(await key_ids_in_use(client), [k for k, _ in ring], active)
 
     return _run(main())
 
 
-def _print_key_status(in_use: dict[str, list[str]], configured: list[str]) -> int:
-    active = configured[0] if configured else None
-    print(f"{'key':<10} {'configured':<11} {'open cases':>10}  e.g.")
+def _print_key_status(in_use: dict[str, list[str]], configured: list[str], active: str | None) -> int:
+    print(f"{'key':<10} {'configured':<13} {'open cases':>10}  e.g.")
     for kid in sorted(set(in_use) | set(configured)):
         cases = in_use.get(kid, [])
-        state = ("active" if kid == active else "yes") if kid in configured else "MISSING"
-        print(f"{kid:<10} {state:<11} {len(cases):>10}  {', '.join(cases[:3])}")
-    unused = [k for k in configured[1:] if k not in in_use]
+        state = ("encrypts" if kid == active else "decrypt-only") if kid in configured else "MISSING"
+        print(f"{kid:<10} {state:<13} {len(cases):>10}  {', '.join(cases[:3])}")
+    unused = [k for k in configured if k != active and k not in in_use]
     if unused:
-        print(f"no open case needs {', '.join(unused)}: they can leave INTAKE_PAYLOAD_KEYS")
+        print(f"no open case needs {', '.join(unused)}: they can leave INTAKE_PAYLOAD_KEYS (intake keys rotate retire ID)")
     missing = [k for k in in_use if k not in configured]
     if missing:
         print(f"MISSING from INTAKE_PAYLOAD_KEYS: {', '.join(missing)} (workers refuse to start without them)")
@@ -628,17 +712,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the API's server processes (default: one per core); the worker runs in its own")
     p.set_defaults(func=cmd_dev)
 
-    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("migrate", help="apply pending database migrations")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="retry this long while the database does not accept connections (default: no retry)")
+    p.set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="run a Temporal worker").set_defaults(func=cmd_worker)
     sub.add_parser("api", help="serve the HTTP API (uvicorn)").set_defaults(func=cmd_api)
 
-    keys = sub.add_parser("keys", help="payload encryption keys: a new one, which ones open cases use")
+    keys = sub.add_parser("keys", help="payload encryption keys: a new one, rotation, which ones open cases use")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
-    p = ksub.add_parser("new", help="print a new payload key (put it first in INTAKE_PAYLOAD_KEYS)")
+    p = ksub.add_parser("new", help="print a new payload key (add it decrypt-only first: keys rotate add)")
     p.add_argument("--id", help="its key id (default: the next free kN)")
     p.set_defaults(func=cmd_keys_new)
     ksub.add_parser("status", help="key ids the open cases' histories use; exit 1 when one is missing").set_defaults(
         func=cmd_keys_status)
+    rotate = ksub.add_parser("rotate", help="rotate the payload key in two phases (prints the settings lines)")
+    rsub = rotate.add_subparsers(dest="rotate_command", required=True)
+    p = rsub.add_parser("add", help="phase 1: the ring with a new decrypt-only key; the current key still encrypts")
+    p.add_argument("--id", help="the new key's id (default: the next free kN)")
+    p.set_defaults(func=cmd_keys_rotate_add)
+    p = rsub.add_parser("encrypt", help="phase 2: name the key that encrypts (once every process holds it)")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_keys_rotate_encrypt)
+    p = rsub.add_parser("retire", help="the ring without an old key, once no open case needs it")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_keys_rotate_retire)
 
     p = sub.add_parser("certs", help="make the mTLS certificates between Temporal and its clients (compose)")
     p.add_argument("--out", default="deploy/certs", help="directory to write (default deploy/certs)")

@@ -7,9 +7,12 @@ first when that saves bytes (``compression: zstd``, see payload_compression.py; 
 that key is not compressed, as every payload written before compression existed). Search
 attributes are not payloads of the codec: they stay plain, which is why they hold ids and stages only.
 
-Keys come from configuration, ``INTAKE_PAYLOAD_KEYS="k2:<base64>,k1:<base64>"`` (16, 24 or 32 bytes
-each): the first encrypts, all of them decrypt, so a key is rotated by putting the new one first and
-keeping the old ones until no open case's history needs them. Never commit a real key.
+Keys come from configuration, ``INTAKE_PAYLOAD_KEYS="k1:<base64>,k2:<base64>"`` (16, 24 or 32 bytes
+each): every key decrypts, and one encrypts: ``INTAKE_PAYLOAD_ENCRYPT_KEY_ID`` (else the first). A key
+is rotated in two phases (docs/operations.md, "Payload keys"): add the new key as a decrypt-only key to
+every process, then name it the encrypting key; keep the old one until no open case's history needs
+it. Adding it first and encrypting with it at once would make every process not yet restarted fail
+on "unknown key id". Never commit a real key.
 
 Plain payloads (SPEC §13: only key holders command a case). With ``refuse_plain`` (what
 ``INTAKE_PAYLOAD_ENCRYPTION=required`` sets) a payload that is not encrypted is not passed on as it
@@ -86,16 +89,28 @@ def new_key_spec(key_id: str = "k1") -> str:
     return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-GCM with a key id in each payload's metadata; the first key encrypts, every key decrypts."""
+def encrypting_key_id(keys: Sequence[tuple[str, bytes]], encrypt_key_id: str | None = None) -> str:
+    """The id of the key that encrypts: `encrypt_key_id` when given (it must be in the ring), else the first."""
+    if not keys:
+        raise PayloadKeyError("no payload key")
+    if not encrypt_key_id:
+        return keys[0][0]
+    if encrypt_key_id not in (kid for kid, _ in keys):
+        raise PayloadKeyError(
+            f"INTAKE_PAYLOAD_ENCRYPT_KEY_ID names {encrypt_key_id!r}, which INTAKE_PAYLOAD_KEYS does not hold"
+        )
+    return encrypt_key_id
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]], *, refuse_plain: bool = False) -> None:
+
+class EncryptionCodec(PayloadCodec):
+    """AES-GCM with a key id in each payload's metadata; one key encrypts, every key decrypts."""
+
+    def __init__(self, keys: Sequence[tuple[str, bytes]], *, refuse_plain: bool = False,
+                 encrypt_key_id: str | None = None) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        if not keys:
-            raise PayloadKeyError("no payload key")
+        self._active_id = encrypting_key_id(keys, encrypt_key_id)
         self._keys = {kid: AESGCM(key) for kid, key in keys}
-        self._active_id = keys[0][0]
         self.refuse_plain = refuse_plain
 
     @property
@@ -175,15 +190,16 @@ class StrictPayloadConverter(PydanticPayloadConverter):
         self._set_converters(*self.converters.values(), RefusedPlainConverter())
 
 
-def data_converter(keys: Sequence[tuple[str, bytes]] | None, *, refuse_plain: bool = True) -> DataConverter:
+def data_converter(keys: Sequence[tuple[str, bytes]] | None, *, refuse_plain: bool = True,
+                   encrypt_key_id: str | None = None) -> DataConverter:
     """The pydantic data converter, with the encryption codec when keys are given (plain payloads
-    refused unless `refuse_plain` is off)."""
+    refused unless `refuse_plain` is off; `encrypt_key_id` encrypts, else the first key)."""
     if not keys:
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter,
         payload_converter_class=StrictPayloadConverter,
-        payload_codec=EncryptionCodec(keys, refuse_plain=refuse_plain),
+        payload_codec=EncryptionCodec(keys, refuse_plain=refuse_plain, encrypt_key_id=encrypt_key_id),
     )
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     temporal_tls: bool = False
     temporal_tls_client_cert: Path | None = None
     temporal_tls_client_key: Path | None = None
+    # A self-hosted cluster's private CA (PEM), and the name its certificate carries when that is not
+    # the host of temporal_address (e.g. "temporal" behind an address of another name).
     temporal_tls_server_ca: Path | None = None
+    temporal_tls_server_name: str | None = None
     temporal_api_key: SecretStr | None = None
     task_queue: str = "intake"
 
@@ -67,12 +70,15 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"  # where a separate metrics port (API or worker) listens
     metrics_cache_seconds: float = Field(default=5.0, ge=0)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    # Encrypted payloads (SPEC §12): "k2:<base64>,k1:<base64>", the first encrypts, all decrypt. No
-    # default: the dev stack generates one into data_dir; deployed code refuses to start without one
+    # Encrypted payloads (SPEC §12): "k1:<base64>,k2:<base64>", every key decrypts; the key named by
+    # payload_encrypt_key_id encrypts (empty: the first). Rotation in two phases: the new key added
+    # decrypt-only everywhere, then named here (docs/operations.md, "Payload keys"). No default: the
+    # dev stack generates one into data_dir; deployed code refuses to start without one
     # unless payload_encryption is "off" (a deliberate choice, e.g. a throwaway test server).
     # "required" also refuses plain payloads on decode (only key holders command a case);
     # "accept_plain" encrypts but still reads plain ones (histories from before encryption).
     payload_keys: SecretStr | None = None
+    payload_encrypt_key_id: str | None = None
     payload_encryption: Literal["required", "accept_plain", "off"] = "required"
     # The personal codec URL of the Temporal UI carries a codec-only credential (decode, revocable) that
     # lasts this long.
@@ -188,12 +194,14 @@ class Settings(BaseSettings):
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wecom_oauth_base: str = "https://open.weixin.qq.com"
 
-    @field_validator("temporal_tls_client_cert", "temporal_tls_client_key", "temporal_tls_server_ca",
-                     "recordings_dir", "wecom_agent_id", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _empty_path_is_unset(cls, value: object) -> object:
-        """An empty variable (compose passes `NAME=` through) means "not set", never the current directory."""
-        return None if value == "" else value
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        """An empty variable (`NAME=` in an env file, or passed through by compose) of an optional
+        setting means "not set": never the current directory for a path, never a parse error for a port."""
+        if value == "" and info.field_name is not None and cls.model_fields[info.field_name].default is None:
+            return None
+        return value
 
     def console_base(self) -> str:
         """The public base address of the API and the console, without a trailing slash."""

@@ -34,14 +34,16 @@ def _read_bytes(path: Path | None) -> bytes | None:
 
 
 def tls_config(settings: Settings) -> bool | TLSConfig:
-    """The client's TLS setting: mTLS / a private CA from files, plain TLS, or none."""
+    """The client's TLS setting: mTLS / a private CA from files (and the server's certificate name), plain
+    TLS, or none."""
     cert = _read_bytes(settings.temporal_tls_client_cert)
     key = _read_bytes(settings.temporal_tls_client_key)
     ca = _read_bytes(settings.temporal_tls_server_ca)
     if bool(cert) != bool(key):
         raise ValueError("set both INTAKE_TEMPORAL_TLS_CLIENT_CERT and INTAKE_TEMPORAL_TLS_CLIENT_KEY (mTLS)")
-    if cert or ca:
-        return TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
+    if cert or ca or settings.temporal_tls_server_name:
+        return TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca,
+                         domain=settings.temporal_tls_server_name)
     # Temporal Cloud with an API key always speaks TLS.
     return settings.temporal_tls or settings.temporal_api_key is not None
 
@@ -56,7 +58,8 @@ def data_converter_for(settings: Settings) -> DataConverter:
 
     if settings.payload_keys is not None:
         return data_converter(parse_keys(settings.payload_keys.get_secret_value()),
-                              refuse_plain=settings.payload_encryption == "required")
+                              refuse_plain=settings.payload_encryption == "required",
+                              encrypt_key_id=settings.payload_encrypt_key_id)
     if settings.payload_encryption == "off":
         return pydantic_data_converter
     raise ValueError(

@@ -122,9 +122,13 @@ async def run_worker(
     if settings.payload_keys is not None:
         # Never start a worker that could not replay an open case: every key its history needs is here.
         from background.keyring import require_payload_keys
-        from codec import parse_keys
+        from codec import encrypting_key_id, parse_keys
 
-        await require_payload_keys(client, [k for k, _ in parse_keys(settings.payload_keys.get_secret_value())])
+        keys = parse_keys(settings.payload_keys.get_secret_value())
+        await require_payload_keys(client, [k for k, _ in keys])
+        active = encrypting_key_id(keys, settings.payload_encrypt_key_id)
+        log.info("payload keys: %s encrypts; %s decrypt only", active,
+                 ", ".join(k for k, _ in keys if k != active) or "no other key")
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     stop = stop or asyncio.Event()
     try:

@@ -115,7 +115,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    # A streamed body without Content-Length: FastAPI answers 400 bad_request (JSON).
+                    # A streamed body without Content-Length: 413 for a recording (read_upload), else
+                    # FastAPI's answer to an unreadable body.
                     raise errors.BodyTooLarge("request body too large")
             return message
 

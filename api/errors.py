@@ -91,7 +91,6 @@ WORKFLOW_ERROR_STATUS: dict[str, int] = {
     "reason_required": 422,
     "invalid_assignee": 422,
     "no_meeting": 409,
-    "case_not_ready": 409,
 }
 
 
@@ -151,8 +150,8 @@ def responses(*parts: Responses) -> Responses:
 
 # --- exception handlers -------------------------------------------------------------------------
 
+# (FastAPI's 400, a body it cannot parse, is answered 422 invalid_payload: see _http_error.)
 _STATUS_CODES = {
-    400: ("bad_request", "请求格式不正确"),
     401: ("unauthenticated", "需要登录（Authorization: Bearer <令牌>）"),
     403: ("forbidden", "无权访问"),
     404: ("not_found", "没有这个地址"),

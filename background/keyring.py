@@ -10,7 +10,7 @@ needed key is missing from INTAKE_PAYLOAD_KEYS (:func:`missing_keys`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
@@ -42,13 +42,14 @@ def _payloads(msg: Message) -> Iterator[Payload]:
             yield from _payloads(value)
 
 
+def key_ids_in(events: Iterable[Message]) -> set[str]:
+    """The key ids of the encrypted payloads in these history events (nothing is decrypted)."""
+    return {p.metadata.get(KEY_ID, b"").decode() for event in events for p in _payloads(event)
+            if p.metadata.get("encoding") == ENCODING}
+
+
 async def _keys_of(client: Client, workflow_id: str, run_id: str | None) -> set[str]:
-    found: set[str] = set()
-    async for event in client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history_events():
-        for p in _payloads(event):
-            if p.metadata.get("encoding") == ENCODING:
-                found.add(p.metadata.get(KEY_ID, b"").decode())
-    return found
+    return key_ids_in([e async for e in client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history_events()])
 
 
 async def key_ids_in_use(client: Client, *, workflow_type: str = WORKFLOW_TYPE) -> dict[str, list[str]]:
@@ -84,6 +85,6 @@ async def require_payload_keys(client: Client, configured: list[str]) -> dict[st
         detail = "; ".join(f"{k}: {len(v)} open case(s), e.g. {', '.join(v[:3])}" for k, v in missing.items())
         raise MissingPayloadKey(
             f"payload key(s) missing from INTAKE_PAYLOAD_KEYS that open cases need ({detail}); add them back"
-            " (after the new key) until those cases close"
+            " (decrypt-only) until those cases close"
         )
     return in_use

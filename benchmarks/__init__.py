@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print figures against a running stack (see the README)."""
+"""Benchmarks: scripts that print figures against a running stack (see docs/benchmarks.md)."""

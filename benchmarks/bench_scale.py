@@ -16,7 +16,7 @@ process from outside. Two figures:
 
 The worker is ``--worker-pid``; without it, the process listening on the API's port, which for
 ``intake dev`` is API and worker in one process (a clean worker figure needs a separate ``intake
-worker``: see the README). The cases of (a) are closed at the end unless ``--keep-open``; the closing
+worker``: see docs/benchmarks.md). The cases of (a) are closed at the end unless ``--keep-open``; the closing
 takes about as long as the creation. Exits 0 whatever the verdicts (it is a report, not a test).
 
     # separate API and worker on their own task queue, beside a running `intake dev`:

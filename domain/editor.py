@@ -300,6 +300,12 @@ class Editor(Schedule):
                 review = self.find_open(StepName.lapse_review)
                 if review is not None:
                     self.finish_step(review, actor_id=req.actor.staff_id, result="cancelled")
+                    meeting = self.find_open(StepName.first_meeting)
+                    spec = self.g.spec(StepName.first_meeting)
+                    if meeting is not None and spec is not None and req.rearm_first_meeting:
+                        # Its chain stopped at the question (ask_lapse): the new designer gets the
+                        # meeting's grace from now, and its reminders and escalations again.
+                        self.set_due(meeting, self.due_for(spec))
             self.hand_over(before if req.role == "designer" else None)
 
     # --- a new designer introduces themself (version 2) ------------------------------------------

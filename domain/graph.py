@@ -167,6 +167,30 @@ GRAPHS: dict[Scenario, ScenarioGraph] = {
     ),
 }
 
+# Every step in the order a case moves through them, whatever its scenario (reports list steps so):
+# each graph's dependencies point forward in it; a side step sits after the step that opens it (the
+# lapse review after a late first meeting, the acknowledgement after the correction of a debrief).
+PROCESS_ORDER: tuple[StepName, ...] = (
+    _S.reception_review,
+    _S.callback,
+    _S.assign_designer,
+    _S.assign_assistant,
+    _S.contact,
+    _S.arrival,
+    _S.first_meeting,
+    _S.lapse_review,
+    _S.measure,
+    _S.debrief,
+    _S.acknowledge,
+    _S.outcome,
+)
+
+
+def process_position(step: StepName) -> int:
+    """Where a step comes in the process (PROCESS_ORDER), for listing steps in that order."""
+    return PROCESS_ORDER.index(step)
+
+
 OWNER_ROLES: dict[Owner, Role] = {
     "manager": Role.manager,
     "assistant_lead": Role.assistant_lead,

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from domain.enums import (
     CaseStatus,
@@ -63,6 +64,12 @@ class StaffRef(_Model):
     name: str
     role: Role
     level: Level | None = None
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """A rule across fields that one field answers for: the field in the error's context (a form shows
+    the message beside it), the message naming it for callers of the JSON API."""
+    return PydanticCustomError("value_error", message, {"field": field})
 
 
 # --- step payloads (SPEC §3) -------------------------------------------------------------------
@@ -158,7 +165,7 @@ class SiteReceptionMusts(_Model):
     @model_validator(mode="after")
     def _needs(self) -> SiteReceptionMusts:
         if not self.basic_needs.strip():
-            raise ValueError("请填写客户的基本需求 basic_needs")
+            raise field_error("basic_needs", "请填写客户的基本需求 basic_needs")
         return self
 
     def missed(self) -> list[str]:
@@ -199,12 +206,12 @@ class FirstMeetingPayload(_Model):
     @model_validator(mode="after")
     def _reasons(self) -> FirstMeetingPayload:
         if not self.true_needs.strip():
-            raise ValueError("请填写客户真正需求 true_needs")
+            raise field_error("true_needs", "请填写客户真正需求 true_needs")
         for flag, reason, label in _MUST_REASONS:
             if not getattr(self, flag) and not (getattr(self, reason) or "").strip():
-                raise ValueError(f"{label}，请填写原因 {reason}")
+                raise field_error(reason, f"{label}，请填写原因 {reason}")
         if not self.measure_agreed and self.measure_at is not None:
-            raise ValueError("未约定量房却填写了量房时间 measure_at")
+            raise field_error("measure_at", "未约定量房却填写了量房时间 measure_at")
         return self
 
 
@@ -298,6 +305,10 @@ class Reassign(_Model):
     staff: StaffRef
     reason: str = Field(min_length=1)
     request_id: str | None = None
+    # A new designer while the manager is asked about a late first meeting answers that question; the
+    # first meeting's clock then starts again for the new designer. False only when the workflow replays
+    # a history decided before this rule (the meeting then waited for nothing).
+    rearm_first_meeting: bool = True
 
 
 class AddNote(_Model):

@@ -82,6 +82,8 @@ CODEC_ROLES = frozenset({Role.manager, Role.director, Role.admin})
 NOTE_ROLES = frozenset({Role.manager, Role.director, Role.assistant_lead})
 # Who may listen to a recording besides the people working the case and who received the client.
 LISTEN_ROLES = frozenset({Role.manager, Role.director})
+# Who is shown the link to a case's workflow record (the Temporal UI: an operations tool, not a staff page).
+WORKFLOW_RECORD_ROLES = frozenset({Role.manager, Role.director})
 
 
 class Action(StrEnum):
@@ -95,6 +97,7 @@ class Action(StrEnum):
     listen = "listen"
     suggestions = "suggestions"
     all_notices = "all_notices"  # every staff notice of the case, not only one's own
+    workflow_record = "workflow_record"  # the link to the case's workflow in the Temporal UI
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,8 @@ def may(person: Person, action: Action, case: CaseFacts) -> Refusal | None:
         return Refusal("not_your_case", "只有本案人员、设计部经理和总经理可以听取录音")
     if action == Action.all_notices:
         return None if person.role in CONTACT_ROLES or manager else NOT_YOUR_CASE
+    if action == Action.workflow_record:
+        return may_open_workflow_record(person)
     raise ValueError(action)  # pragma: no cover - every Action is answered above
 
 
@@ -330,6 +335,11 @@ def may_read_reports(person: Person) -> Refusal | None:
 def may_see_board(person: Person) -> Refusal | None:
     """The manager's board of every open case."""
     return None if person.role in BOARD_ROLES else _wrong_role(BOARD_ROLES, "查看看板")
+
+
+def may_open_workflow_record(person: Person) -> Refusal | None:
+    """The link to a case's workflow record (运维): the manager and the director."""
+    return None if person.role in WORKFLOW_RECORD_ROLES else _wrong_role(WORKFLOW_RECORD_ROLES, "查看流程记录")
 
 
 def may_audit(person: Person) -> Refusal | None:

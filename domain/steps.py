@@ -75,7 +75,9 @@ def validate_payload(step: StepName, payload: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        # A rule across fields names the field it concerns in its context: that field is where it is.
+        errors = [{"loc": [*e["loc"], *([e["ctx"]["field"]] if "field" in e.get("ctx", {}) else [])],
+                   "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         raise Rejected("invalid_payload", f"「{STEP_LABELS[step]}」的内容不正确", errors=errors) from None
 
 

@@ -79,6 +79,24 @@ def test_deployed_clients_refuse_to_run_without_a_key_unless_told() -> None:
     assert isinstance(conv.payload_codec, EncryptionCodec) and conv.payload_codec.active_key_id == "t2"
 
 
+async def test_a_decrypt_only_key_reads_but_never_writes() -> None:
+    """Phase one of a rotation: the new key is in every ring, the old one still encrypts."""
+    ring = f"{OLD},{ACTIVE}"  # t2 added after t1: decrypt-only while t1 is named the encrypting key
+    phase_one = EncryptionCodec(parse_keys(ring), encrypt_key_id="t1")
+    phase_two = EncryptionCodec(parse_keys(ring), encrypt_key_id="t2")
+    [by_one] = await phase_one.encode([plain("before")])
+    [by_two] = await phase_two.encode([plain("after")])
+    assert (by_one.metadata[KEY_ID], by_two.metadata[KEY_ID]) == (b"t1", b"t2")
+    # every process of either phase reads what the other wrote
+    assert (await phase_one.decode([by_two]))[0] == plain("after")
+    assert (await phase_two.decode([by_one]))[0] == plain("before")
+    conv = data_converter_for(Settings(payload_keys=SecretStr(ring), payload_encrypt_key_id="t2"))
+    assert isinstance(conv.payload_codec, EncryptionCodec) and conv.payload_codec.active_key_id == "t2"
+    # an encrypting key the ring lacks is refused at start, not at the first payload
+    with pytest.raises(PayloadKeyError, match="INTAKE_PAYLOAD_ENCRYPT_KEY_ID"):
+        data_converter_for(Settings(payload_keys=SecretStr(ring), payload_encrypt_key_id="t3"))
+
+
 # --- compression before encryption (SPEC §10: a case's history stays small) -------------------------
 
 

@@ -45,6 +45,10 @@ def test_tls_from_settings(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="both"):
         tls_config(Settings(temporal_tls_client_cert=cert))
+    # a self-hosted cluster: its private CA only (server TLS), and the name its certificate carries
+    own = tls_config(Settings(temporal_tls_server_ca=ca, temporal_tls_server_name="temporal"))
+    assert not isinstance(own, bool)
+    assert (own.server_root_ca_cert, own.domain, own.client_cert) == (b"ca.pem", "temporal", None)
 
 
 def _deployed_files() -> list[Path]:

@@ -1,259 +1,299 @@
-"""The staff manual says what the code does (SPEC §15): docs/process.md and the role pages.
-
-Fast and pure: no server. Every time the manual states carries the policy key it stands for
-(``15 分钟<!-- policy: durations.callback -->``) and must equal the default policy's value; every SMS it
-quotes (``<!-- sms: T1 -->`` before a ``text`` block) must be the code's template; every step, role and
-checklist label the code knows appears; the manual names no API paths; no page of docs/ or the README
-links outside the repository; the manual's Chinese uses full-width punctuation.
-"""
+"""The documentation checked against the code (issue 19), fast and without a server: docs/api.md's routes
+and error codes against the app and the codes it can send; every `INTAKE_*` named in docs/ and the
+README against config.py (and every setting documented); every `intake` command and flag named in
+them against the CLI's parser."""
 
 from __future__ import annotations
 
+import argparse
+import ast
 import re
-from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from fastapi import routing
+from pydantic import AliasChoices
+from starlette.routing import Mount
 
-from config import PROJECT_ROOT
-from domain.enums import OUTCOME_LABELS, ROLE_LABELS, SCENARIO_LABELS, STEP_LABELS, StepName
-from domain.graph import GRAPHS
-from domain.models import RECEPTION_ITEMS, SITE_MUSTS
-from domain.policy import parse_policy
-from domain.templates import TEMPLATES
+from config import PROJECT_ROOT, Settings
 
-DOCS = PROJECT_ROOT / "docs"
-PROCESS = DOCS / "process.md"
-ROLE_PAGES = sorted((DOCS / "roles").glob("*.md"))
-MANUAL = [PROCESS, *ROLE_PAGES]
-POLICY = parse_policy((PROJECT_ROOT / "policies" / "default.yaml").read_text(encoding="utf-8"))
+DOCS = sorted((PROJECT_ROOT / "docs").rglob("*.md"))
+PAGES = [PROJECT_ROOT / "README.md", *DOCS]
+API_MD = PROJECT_ROOT / "docs" / "api.md"
+CONFIGURATION_MD = PROJECT_ROOT / "docs" / "configuration.md"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
-# The manual's placeholders (staff read Chinese) and the template variables they stand for.
-PLACEHOLDERS = {
-    "称呼": "name",
-    "公司": "company",
-    "简称": "short_name",
-    "设计师": "designer",
-    "助理": "assistant",
-    "经理": "manager",
-    "时间": "time",
-    "见面方式": "kind",
-    "公司地址": "address",
-    "原设计师": "previous",
+# INTAKE_* names that are not settings of config.py, each with the one place that reads it.
+NOT_SETTINGS = {
+    "INTAKE_TEST_DATABASE_URL": "tests/support/infra.py",  # the tests' PostgreSQL
+    "INTAKE_HYPOTHESIS_EXAMPLES": "tests/support/examples.py",  # property tests' size
+    "INTAKE_BENCH_TOKENS": "benchmarks/bench_api_vs_raw.py",
+    "INTAKE_MIGRATE_DB_PASSWORD": "deploy/postgres-init.sh",  # compose's .env: database users
+    "INTAKE_APP_DB_PASSWORD": "deploy/postgres-init.sh",
+    "INTAKE_MIGRATE_DB_USER": "deploy/postgres-init.sh",
+    "INTAKE_APP_DB_USER": "deploy/postgres-init.sh",
+    "INTAKE_DB_NAME": "deploy/postgres-init.sh",
 }
-
-_VALUE = (r"(?:(?P<num>\d+(?:\.\d+)?)\s*(?:个)?\s*(?:工作(?=小时|分钟))?(?P<unit>分钟|小时|天|工作日|次|级)"
-          r"|(?P<clock>\d{1,2}:\d{2}))")
-MARKED = re.compile(_VALUE + r"<!-- (?P<kind>policy|policy-days): (?P<key>[\w.]+) -->")
-# A stated length of time: it must carry its policy key.
-DURATION = re.compile(r"\d+(?:\.\d+)?\s*(?:个)?\s*(?:工作)?(?:分钟|小时|天|工作日)(?!<!--)")
-CJK = r"[\u3400-\u9fff]"
-HALF_WIDTH = re.compile(rf"{CJK}\s*[,;:()!?]|[,;:()!?]\s*{CJK}")
-API_PATH = re.compile(r"\b(?:GET|POST|PATCH|PUT|DELETE) /|(?<![\w.])/(?:cases|intakes|reports|me|staff|audit|console)\b")
-LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?[^)]*\)|<([a-z][a-z0-9+.-]*:[^>\s]+)>|^\s*\[[^\]]+\]:\s*(\S+)", re.M)
-UNITS = {"分钟": "minutes", "小时": "hours", "天": "days"}
-FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 
 
 def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _prose(text: str) -> str:
-    """The text a reader reads as sentences: no code blocks, code spans, comments or link targets."""
-    text = FENCE.sub("", text)
-    text = re.sub(r"`[^`\n]*`", "", text)
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    return re.sub(r"\]\([^)]*\)", "]", text)
+def _section(text: str, heading: str) -> str:
+    """The body of a `## heading` section (up to the next heading of level 1 or 2)."""
+    m = re.search(rf"^## {re.escape(heading)}\s*$(.*?)(?=^#{{1,2}} |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    assert m, f"no section '## {heading}'"
+    return m.group(1)
 
 
-def _workday() -> timedelta:
-    """A working day of the default calendar (Monday's periods)."""
-    return sum((datetime.combine(date.min, end) - datetime.combine(date.min, start)
-                for start, end in POLICY.calendar.hours[0]), timedelta())
+# --- routes -------------------------------------------------------------------------------------------
 
 
-def policy_value(key: str) -> Any:
-    """The default policy's value at a dotted key (``durations.debrief``, ``followups.0``,
-    ``calendar.hours.0.0.1``); ``workday`` is the length of a working day."""
-    if key == "workday":
-        return _workday()
-    parts = key.split(".")
-    if parts[0] == "durations" and len(parts) == 2:
-        return POLICY.duration(StepName(parts[1]))  # a step the file leaves out has the code's default
-    value: Any = POLICY
-    for part in parts:
-        if isinstance(value, BaseModel):
-            value = getattr(value, part)
-        elif isinstance(value, dict):
-            value = value[int(part)] if part.isdigit() and int(part) in value else value[part]
-        else:
-            value = value[int(part)]
-    return value
+def _app_routes() -> set[tuple[str, str]]:
+    from api.app import create_app
 
-
-def _stated(m: re.Match[str]) -> Any:
-    """What the manual states before a marker, as the policy would hold it."""
-    if m["clock"]:
-        hour, minute = m["clock"].split(":")
-        return time(int(hour), int(minute))
-    num = float(m["num"])
-    unit = m["unit"]
-    if unit in ("次", "级"):
-        return int(num)
-    if unit == "工作日":
-        return num
-    return timedelta(**{UNITS[unit]: num})
-
-
-def _marks() -> list[tuple[Path, re.Match[str]]]:
-    return [(page, m) for page in MANUAL for m in MARKED.finditer(_text(page))]
-
-
-def test_every_time_the_manual_states_is_the_default_policy() -> None:
-    wrong = []
-    for page, m in _marks():
-        value = policy_value(m["key"])
-        if m["kind"] == "policy-days":
-            stated, expected = float(m["num"]), round(value / _workday(), 1)
-        else:
-            stated, expected = _stated(m), value
-        if stated != expected:
-            wrong.append(f"{page.name}: {m[0]!r} — the policy says {expected!r}")
-    assert not wrong, "\n".join(wrong)
-
-
-def test_every_stated_duration_names_its_policy_key() -> None:
-    """A length of time in the manual without its key could drift from the policy unnoticed."""
-    bare = []
-    for page in MANUAL:
-        text = FENCE.sub("", _text(page))
-        for m in DURATION.finditer(text):
-            if not text[m.end():].startswith("<!--"):
-                line = text[: m.start()].count("\n") + 1
-                bare.append(f"{page.name}:{line}: {m[0]!r}")
-    assert not bare, "durations without <!-- policy: key -->:\n" + "\n".join(bare)
-
-
-def test_the_manual_states_every_time_of_the_policy() -> None:
-    """Each step's duration, the grace, the reminders, the escalation chain, quiet hours, reclaim."""
-    required = {f"durations.{spec.step.value}" for g in GRAPHS.values() for spec in g.steps if spec.due == "duration"}
-    required |= {f"followups.{i}" for i in range(len(POLICY.followups))}
-    required |= {f"assignment_reminders_before.{i}" for i in range(len(POLICY.assignment_reminders_before))}
-    required |= {f"escalation.stages.{i}.after" for i, st in enumerate(POLICY.escalation.stages) if st.after}
-    required |= {
-        "walk_in_assignment", "meeting_grace", "callback_retry_interval", "callback_max_attempts",
-        "escalation.repeat_every", "escalation_max_repeats", "client_reminder_before", "staff_reminder_before",
-        "manager_reminder_before", "quiet_hours.start", "quiet_hours.end", "message_spacing", "reclaim_at_level",
-        "workday",
-    }
-    assert POLICY.quiet_hours is not None and POLICY.reclaim_at_level is not None  # the manual describes them on
-    stated = {m["key"] for _, m in _marks() if m["kind"] == "policy"}
-    assert not required - stated, f"the manual does not state: {sorted(required - stated)}"
-
-
-def _step_table() -> list[list[str]]:
-    lines = _text(PROCESS).splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(r"^\| 步骤 \| 负责人 \| 期限 \| 升级 \|", line))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
-
-
-def test_the_step_table_has_every_step_with_a_keyed_due_time() -> None:
-    rows = _step_table()
-    assert sorted(r[0] for r in rows) == sorted(STEP_LABELS.values())
-    for label, _owner, due, escalation in rows:
-        assert MARKED.search(due), f"「{label}」: the due time names no policy key"
-        assert escalation, f"「{label}」: no escalation"
-
-
-def test_every_sms_quoted_is_the_code_template() -> None:
-    text = _text(PROCESS)
-    quoted = dict(re.findall(r"<!-- sms: (\w+) -->\n```text\n(.*?)\n```", text))
-    assert sorted(quoted) == sorted(TEMPLATES), "the manual quotes each template once"
-    table = set(re.findall(r"^\| \{(\w+)\} \|", text, re.M))
-    assert table == set(PLACEHOLDERS), "the placeholder table explains each placeholder"
-    for template_id, body in quoted.items():
-        unknown = set(re.findall(r"\{(\w+)\}", body)) - set(PLACEHOLDERS)
-        assert not unknown, f"{template_id}: placeholders not explained: {unknown}"
-        as_code = re.sub(r"\{(\w+)\}", lambda m: "${" + PLACEHOLDERS[m[1]] + "}", body)
-        assert as_code == TEMPLATES[template_id], template_id
-
-
-def test_every_label_the_code_knows_appears_in_the_manual() -> None:
-    text = _text(PROCESS)
-    labels = [*STEP_LABELS.values(), *ROLE_LABELS.values(), *SCENARIO_LABELS.values(), *OUTCOME_LABELS.values(),
-              *RECEPTION_ITEMS.values(), *SITE_MUSTS.values()]
-    missing = [label for label in labels if label not in text]
-    assert not missing, f"not in process.md: {missing}"
-
-
-@pytest.mark.parametrize("phrase", [
-    "介绍自己", "介绍公司流程", "设计部经理介绍完毕后离开", "目视客户、做再见手势状，直到看不到客户的车",
-    "隆重给客户介绍设计师以及助理设计师", "与接待客户的人员联系沟通",
-])
-def test_what_the_system_does_not_record_is_said_so(phrase: str) -> None:
-    """The procedure's instructions the system keeps no record of stay in the manual, marked."""
-    lines = [line for line in _text(PROCESS).splitlines() if phrase in line and not line.startswith(">")]
-    assert any("（系统不记录）" in line for line in lines), phrase
-
-
-@pytest.mark.parametrize("page", MANUAL, ids=lambda p: p.name)
-def test_the_manual_names_no_api_paths(page: Path) -> None:
-    found = API_PATH.findall(_text(page))
-    assert not found, f"{page.name}: API paths belong in reference.md: {found}"
-
-
-@pytest.mark.parametrize("page", MANUAL, ids=lambda p: p.name)
-def test_the_manual_writes_full_width_punctuation(page: Path) -> None:
-    text = _prose(_text(page))
-    bad = [f"{text[: m.start()].count(chr(10)) + 1}: {text[max(0, m.start() - 8): m.end() + 8]!r}"
-           for m in HALF_WIDTH.finditer(text)]
-    assert not bad, f"{page.name}: ASCII punctuation in Chinese sentences:\n" + "\n".join(bad)
-
-
-def test_the_manual_says_how_it_is_written() -> None:
-    head = _text(PROCESS)[:1500]
-    assert "全角" in head and "系统不记录" in head and "工作时间" in head
-
-
-DOC_PAGES = [PROJECT_ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
-
-
-@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
-def test_docs_link_only_inside_the_repository(page: Path) -> None:
-    text = re.sub(r"`[^`\n]*`", "", FENCE.sub("", _text(page)))
-    outside, broken = [], []
-    for m in LINK.finditer(text):
-        target = next(g for g in m.groups() if g)
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):
-            outside.append(target)
+    app = create_app(Settings(payload_encryption="off"))
+    out: set[tuple[str, str]] = set()
+    for ctx in routing.iter_route_contexts(app.routes):
+        route = ctx.original_route
+        if isinstance(route, Mount):
+            out.add(("GET", f"{route.path}/{{path}}"))
             continue
-        path = target.split("#", 1)[0]
-        if path and not (page.parent / path).exists():
-            broken.append(target)
-    assert not outside, f"links outside the repository: {outside}"
-    assert not broken, f"links to files that do not exist: {broken}"
+        for method in getattr(route, "methods", None) or ():
+            if method != "HEAD":
+                out.add((method, route.path))  # type: ignore[attr-defined]
+    return out
 
 
-def test_the_index_lists_every_page() -> None:
-    index = _text(DOCS / "README.md")
-    pages = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.name != "README.md"]
-    missing = [p for p in pages if f"]({p})" not in index]
-    assert not missing, f"docs/README.md does not list: {missing}"
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", path.rstrip("/") or "/")
 
 
-def test_the_reference_names_every_code_the_manual_stands_for() -> None:
-    from domain.enums import Role, Scenario
+def _documented_routes() -> set[tuple[str, str]]:
+    text = _text(API_MD)
+    return {(m.group(1), _shape(m.group(2)))
+            for m in re.finditer(rf"`({'|'.join(METHODS)}) (/[^`\s?]*)", text)}
 
-    reference = _text(DOCS / "reference.md")
-    codes = [*(f"`{s.value}`" for s in StepName), *(f"`{r.value}`" for r in Role),
-             *(f"`{s.value}`" for s in Scenario), *(f"`{t}`" for t in TEMPLATES)]
-    missing = [c for c in codes if c not in reference]
-    assert not missing, f"not in reference.md: {missing}"
+
+def _covers(pattern: str, path: str) -> bool:
+    a, b = pattern.split("/"), _shape(path).split("/")
+    return len(a) == len(b) and all(x == y or x == "{}" for x, y in zip(a, b, strict=True))
+
+
+def test_every_route_the_app_serves_is_in_api_md_and_every_documented_one_exists() -> None:
+    served = _app_routes()
+    documented = _documented_routes()
+    missing = sorted(f"{m} {p}" for m, p in served if not any(dm == m and _covers(dp, p) for dm, dp in documented))
+    assert not missing, f"docs/api.md lacks {missing}"
+    shapes = {(m, _shape(p)) for m, p in served}
+    unknown = sorted(f"{m} {p}" for m, p in documented if (m, p) not in shapes)
+    assert not unknown, f"docs/api.md names routes the app does not serve: {unknown}"
+
+
+# --- error codes ----------------------------------------------------------------------------------------
+
+
+def _string_args(tree: ast.AST, names: dict[str, int]) -> set[str]:
+    """String constants passed at position `names[f]` to calls of f (e.g. ApiError's code)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            pos = names.get(name or "")
+            if pos is not None and len(node.args) > pos:
+                arg = node.args[pos]
+                # a constant, or either branch of `"a" if … else "b"`
+                for value in (arg.body, arg.orelse) if isinstance(arg, ast.IfExp) else (arg,):
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                        out.add(value.value)
+        if isinstance(node, ast.Dict):  # {"code": "...", "message": ...} answered directly
+            for k, v in zip(node.keys, node.values, strict=True):
+                if (isinstance(k, ast.Constant) and k.value == "code" and isinstance(v, ast.Constant)
+                        and isinstance(v.value, str)):
+                    out.add(v.value)
+    return out
+
+
+def codes_the_api_sends() -> set[str]:
+    """Every error code an answer of the API can carry, from the code (not from a list kept by hand)."""
+    from api import errors
+
+    sent: set[str] = set()
+    for path in (PROJECT_ROOT / "api").rglob("*.py"):
+        sent |= _string_args(ast.parse(_text(path)), {"ApiError": 1, "unavailable": 0})
+    # refusals and rejections decided in domain/ and store/ that the API passes on by their code
+    for folder in ("domain", "store"):
+        for path in (PROJECT_ROOT / folder).rglob("*.py"):
+            sent |= _string_args(ast.parse(_text(path)), {"Rejected": 0, "Refusal": 0, "StaffError": 0,
+                                                          "CredentialError": 0})
+    raised_by_workflow = sent | {"case_id_mismatch"}
+    dead = set(errors.WORKFLOW_ERROR_STATUS) - raised_by_workflow
+    assert not dead, f"api/errors.py maps workflow rejections nobody raises: {sorted(dead)}"
+    sent |= {code for code, _ in errors._STATUS_CODES.values()}  # Starlette's own errors, re-shaped
+    sent |= {code for code, _ in errors._PATH_IDS.values()}
+    return sent
+
+
+def _documented_codes() -> set[str]:
+    table = _section(_text(API_MD), "Errors")
+    rows = [line.split("|")[2] for line in table.splitlines() if line.startswith("| ") and line.count("|") >= 3]
+    codes: set[str] = set()
+    for cell in rows:
+        cell = re.sub(r"\([^)]*\)", "", cell)  # explanations name fields and settings, not codes
+        codes |= {c for c in re.findall(r"`([a-z][a-z0-9_]+)`", cell)}
+    return codes
+
+
+def test_api_md_lists_exactly_the_error_codes_the_api_sends() -> None:
+    sent, documented = codes_the_api_sends(), _documented_codes()
+    assert not sent - documented, f"docs/api.md lacks {sorted(sent - documented)}"
+    assert not documented - sent, f"docs/api.md lists codes never sent: {sorted(documented - sent)}"
+
+
+# --- settings -------------------------------------------------------------------------------------------
+
+
+def settings_env_names() -> set[str]:
+    names: set[str] = set()
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+        else:
+            names.add(f"INTAKE_{field_name.upper()}")
+    return names
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_every_setting_a_page_names_exists(page: Path) -> None:
+    known = settings_env_names() | set(NOT_SETTINGS)
+    named = set(re.findall(r"INTAKE_[A-Z0-9_]*[A-Z0-9]_?", _text(page)))
+    unknown = sorted(n for n in named
+                     if n not in known and not (n.endswith("_") and any(k.startswith(n) for k in known)))
+    assert not unknown, f"{page.name} names settings config.py does not have: {unknown}"
+
+
+def test_the_names_that_are_not_settings_are_read_where_they_say() -> None:
+    for name, where in NOT_SETTINGS.items():
+        assert name in _text(PROJECT_ROOT / where), f"{name} is not read in {where}"
+
+
+def test_the_configuration_page_documents_every_setting() -> None:
+    text = _text(CONFIGURATION_MD)
+    missing = sorted(n for n in settings_env_names() if f"`{n}`" not in text)
+    assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+def _code_of(text: str) -> list[str]:
+    """Inline code spans and the lines of fenced code blocks."""
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    rest = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    return [line for b in blocks for line in b.splitlines()] + re.findall(r"`([^`\n]+)`", rest)
+
+
+def intake_commands(text: str) -> list[str]:
+    """Every `intake …` command line in the code of a page, up to a shell separator or comment."""
+    out: list[str] = []
+    for code in _code_of(text):
+        # `intake` as a command: first on the line (a path before it allowed), after a shell separator,
+        # or run in a compose service; never a word of a sentence ("Client intake is running.")
+        starts = r"(?:^\s*(?:\$\s*)?(?:[\w.~-]*/)*|(?:&&|;|\|)\s*|compose (?:run|exec)\b.*? (?:tools|worker|api|migrate) )"
+        for m in re.finditer(starts + r"intake((?: +(?![>#])[^\s;&|]+)+)", code):
+            out.append(m.group(1).strip())
+    return out
+
+
+def check_command(parser: argparse.ArgumentParser, words: list[str]) -> str | None:
+    """None when `words` (after `intake`) name a command and its options; else what is wrong."""
+    current, path = parser, ["intake"]
+    subs = _subparsers(current)
+    while words and subs:
+        word = words[0]
+        if word not in subs:
+            if word.startswith(("…", "...")):  # "`intake …`": any command
+                return None
+            if word.startswith(("-", "[", "<")) and not path[1:]:
+                return f"`{' '.join(path)} {word}`: no command"
+            if path[1:] or word.isidentifier() or re.fullmatch(r"[a-z][a-z-]*", word):
+                return f"`{' '.join(path)}` has no command {word!r} ({', '.join(sorted(subs))})"
+            return None
+        current, path, words = subs[word], [*path, word], words[1:]
+        subs = _subparsers(current)
+    options = _options(current)
+    for word in words:
+        flag = re.match(r"\[?(--[a-z][a-z0-9-]*)", word)
+        if flag and flag.group(1) not in options:
+            return f"`{' '.join(path)}` has no option {flag.group(1)} ({', '.join(sorted(options))})"
+    return None
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_every_intake_command_a_page_names_exists(page: Path) -> None:
+    from cli import build_parser
+
+    parser = build_parser()
+    problems = [p for line in intake_commands(_text(page)) if (p := check_command(parser, line.split()))]
+    assert not problems, f"{page.name}: {problems}"
+
+
+def test_the_command_check_finds_what_does_not_exist() -> None:
+    from cli import build_parser
+
+    parser = build_parser()
+    assert check_command(parser, ["keys", "rotate", "add", "--id", "k3"]) is None
+    assert check_command(parser, ["staff", "edit", "7", "--level", "none"]) is None
+    assert check_command(parser, ["keys", "retire", "k1"]) is not None
+    assert check_command(parser, ["migrate", "--wait", "60", "--force"]) is not None
+    assert intake_commands("run `.venv/bin/intake cases upgrade --dry-run` then\n```sh\nintake prune # now\n```") == [
+        "prune", "cases upgrade --dry-run"]
+
+
+# --- the README's banner --------------------------------------------------------------------------------
+
+
+def test_the_readme_shows_the_banner_make_run_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every line of the README's banner is a line `intake dev` prints, with `…` for what differs per run."""
+    from types import SimpleNamespace
+
+    import devstack
+
+    data = tmp_path / ".data"
+    data.mkdir()
+    tokens = [devstack.DemoToken(staff_id=i, role=role, level=level, name=name, token=f"itk_{i}")
+              for i, (role, level, name) in enumerate(
+                  (("manager", "-", "陈建国"), ("director", "-", "王志强"), ("assistant_lead", "-", "刘敏"),
+                   ("site_lead", "-", "赵磊"), ("consultant", "-", "孙丽"), ("designer", "chief", "周一鸣"),
+                   ("designer", "senior", "吴佳"), ("designer", "designer", "郑浩"), ("assistant", "-", "林小雨"),
+                   ("assistant", "-", "黄婷")), start=1)]
+    (data / devstack.TOKENS_FILE_NAME).write_text("\n".join(
+        f"{t.staff_id}\t{t.role}\t{t.level}\t{t.name}\t{t.token}" for t in tokens), encoding="utf-8")
+    settings = Settings(data_dir=data, temporal_address="127.0.0.1:7233", payload_encryption="off")
+    stack = SimpleNamespace(temporal=object(), local_codec=object(), pg=SimpleNamespace(pgdata=data / "pg"))
+    devstack.DevStack._banner(stack, settings, links={t.staff_id: "x" for t in tokens})  # type: ignore[arg-type]
+    printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+
+    readme = _text(PROJECT_ROOT / "README.md")
+    block = re.search(r"^```\n(=+\nClient intake is running\..*?)^```", readme, flags=re.MULTILINE | re.DOTALL)
+    assert block, "the README shows no banner"
+    for line in block.group(1).splitlines():
+        if line.strip() in ("…", ""):
+            continue
+        pattern = ".*".join(re.escape(part) for part in re.split(r"…", line.rstrip()))
+        pattern = re.sub(r"(\\ )+", r"\\s+", pattern)  # columns are padded to widths
+        assert any(re.fullmatch(pattern, p) for p in printed), f"`intake dev` prints no line like {line!r}"

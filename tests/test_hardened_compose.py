@@ -16,6 +16,7 @@ import yaml
 
 from cli import main
 from config import PROJECT_ROOT
+from tests.test_compose import env_file_values
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 
@@ -94,7 +95,7 @@ def test_the_frontend_requires_client_certificates(compose: dict[str, Any]) -> N
 def test_every_client_of_the_frontend_has_its_own_certificate(compose: dict[str, Any]) -> None:
     s = compose["services"]
     for name in ("api", "worker", "migrate"):
-        env = _env(s[name])
+        env = {**env_file_values(), **_env(s[name])}  # intake.env as the example has it, then compose's own
         assert "/certs/intake.pem" in env["INTAKE_TEMPORAL_TLS_CLIENT_CERT"]
         assert "/certs/intake.key" in env["INTAKE_TEMPORAL_TLS_CLIENT_KEY"]
         assert "/certs/ca.pem" in env["INTAKE_TEMPORAL_TLS_SERVER_CA"]

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TYPE,
         workflow_id,
     )
-    from domain.enums import CaseStatus
+    from domain.enums import CaseStatus, StepName
     from domain.models import (
         AddNote,
         AttachRecording,
@@ -207,6 +207,10 @@ class IntakeWorkflow:
     @workflow.update
     async def reassign(self, req: Reassign) -> CaseChange:
         """Change the case's designer or assistant, with a reason."""
+        if any(o.step == StepName.lapse_review for o in self.s.open_steps) and not workflow.patched(
+            "rearm-first-meeting-on-reassign"
+        ):
+            req = req.model_copy(update={"rearm_first_meeting": False})  # decided before the rule
         return self._decide(req)
 
     @reassign.validator

@@ -8,6 +8,7 @@ the JSON the API would receive; validation is the model's and the services' own,
 
 from __future__ import annotations
 
+import re
 import types
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,8 @@ FIELD_LABELS: dict[str, str] = {
     "car": "到店车辆（车牌/车型）",
     "designer_id": "设计师",
     "reason": "理由",
+    "corrections": "对接待人员的纠正",
+    "decision": "处理",
     "assistant_id": "助理设计师",
     "true_needs": "客户真正需求",
     "measure_at": "约定量房时间",
@@ -70,6 +73,25 @@ FIELD_LABELS: dict[str, str] = {
     "client.address": "房屋地址",
     "client.area_m2": "面积（平方米）",
     "client.budget": "装修预算（元）",
+    "reception": "接待清单（仅自然客户）",
+    "site_musts": "接待四必须（仅小区办公室，没有合适的值班设计师时）",
+}
+
+# Help under a field listed above (its description is written for the JSON API, not for staff).
+FIELD_HELP: dict[str, str] = {
+    "reception": "勾选客户到店时做到的项；没有勾选的记为未做",
+    "site_musts": "由接待的小区负责人或助理设计师填写，经理审核接待时可见",
+    "corrections": "小区负责人、值班设计师或助理设计师；填写后通知对方并由其确认改正",
+}
+
+# Labels and help that depend on the step: the same name means another thing elsewhere (the reason of
+# an assignment is why the first suggestion was not taken; the outcome's is why the client was lost).
+_NOT_FIRST = ("未选第一推荐设计师的理由", "只在所选设计师不是首位推荐时必填")
+STEP_TEXTS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "callback": {"reason": _NOT_FIRST},
+    "assign_designer": {"reason": _NOT_FIRST},
+    "outcome": {"reason": ("流失原因", "结果为流失时必填")},
+    "lapse_review": {"reason": ("延期原因", "延期时必填")},
 }
 
 # Labels of an enum's values, by enum (the same value can mean two things: office_visit).
@@ -97,6 +119,8 @@ VALUE_LABELS: dict[str, str] = {
     "measure": "量房",
     "designer": "设计师",
     "assistant": "助理设计师",
+    "reclaim": "收回，重新分配（掉保）",
+    "extend": "延期",
 }
 
 
@@ -106,7 +130,7 @@ class Field:
 
     name: str
     label: str
-    kind: str  # checkbox | datetime | number | select | textarea | text | tel | pick
+    kind: str  # checkbox | datetime | number | select | textarea | text | tel | pick | group
     required: bool = False
     value: Any = None
     options: list[tuple[str, str]] = field(default_factory=list)
@@ -114,6 +138,7 @@ class Field:
     help: str | None = None
     error: str | None = None
     picks: list[dict[str, Any]] = field(default_factory=list)  # kind "pick": suggestions with reasons
+    fields: list[Field] = field(default_factory=list)  # kind "group": the inputs of a nested model
 
 
 @dataclass
@@ -133,6 +158,27 @@ def label_for(name: str, info: FieldInfo | None = None) -> str:
     if info is not None and info.description:
         return info.description.split("；")[0].split("（")[0]
     return name
+
+
+def help_for(name: str, info: FieldInfo, label: str) -> str | None:
+    """The grey help under a field: what its description adds to its label, never the label again."""
+    if name in FIELD_LABELS:
+        return FIELD_HELP.get(name)
+    text = info.description
+    if not text or text == label:
+        return None
+    if text.startswith(label):
+        rest = text[len(label):].lstrip("；， ")
+        if rest.startswith("（") and rest.endswith("）") and rest.count("（") == 1:
+            rest = rest[1:-1]  # only a remark in brackets: the remark
+        return rest if rest and rest != "必填" else None
+    return text
+
+
+def _nested(annotation: Any) -> type[BaseModel] | None:
+    """The model of a nested object field (a section of the form), if it is one."""
+    ann, _ = _unwrap(annotation)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -190,32 +236,55 @@ def model_fields(
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     prefix: str = "",
+    texts: dict[str, tuple[str, str | None]] | None = None,
+    submitted: bool = False,
 ) -> list[Field]:
-    """The inputs of a model, in declaration order, with current values and errors."""
+    """The inputs of a model, in declaration order, with current values and errors.
+
+    `texts` gives a field a label and help of its own (by name: STEP_TEXTS); `submitted` says the values
+    are a form sent back, where a checkbox left out was unticked."""
     values = values or {}
     errors = errors or {}
+    texts = texts or {}
     out: list[Field] = []
     for name, info in model.model_fields.items():
         full = f"{prefix}{name}"
+        sub = _nested(info.annotation)
+        if sub is not None:
+            label = label_for(full, info)
+            inner = model_fields(sub, values=values, errors=errors, prefix=f"{full}.", submitted=submitted)
+            if not info.is_required():
+                for f in inner:  # required only when the section is filled in at all
+                    if f.required:
+                        f.required, f.help = False, f.help or "填写本节时必填"
+            out.append(Field(name=full, label=label, kind="group", required=info.is_required(),
+                             help=help_for(full, info, label), error=errors.get(full), fields=inner))
+            continue
         kind, options, step = _kind(info.annotation)
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         value = values.get(full, default)
+        if kind == "checkbox" and submitted and full not in values:
+            value = False
         if kind == "select" and not info.is_required():
             options = [("", "—"), *options]
         if full.endswith("designer_id") or full.endswith("assistant_id"):
             kind = "pick"
         elif kind == "textarea" and _max_length(info) is not None and (_max_length(info) or 0) <= 200:
             kind = "tel" if "phone" in name else "text"  # short texts: one line
+        elif kind == "textarea" and name.endswith("phone"):
+            kind = "tel"
+        label = label_for(full, info)
+        label, help_text = texts.get(name, (label, help_for(full, info, label)))
         out.append(
             Field(
                 name=full,
-                label=label_for(full, info),
+                label=label,
                 kind=kind,
                 required=info.is_required() and kind != "checkbox",
                 value=input_value(value),
                 options=options,
                 step=step,
-                help=info.description if info.description and full not in FIELD_LABELS else None,
+                help=help_text,
                 error=errors.get(full),
             )
         )
@@ -223,10 +292,18 @@ def model_fields(
 
 
 def form_to_data(model: type[BaseModel], form: Any, *, prefix: str = "") -> dict[str, Any]:
-    """What the browser sent, as the JSON the API would get: empty inputs left out, checkboxes as booleans."""
+    """What the browser sent, as the JSON the API would get: empty inputs left out, checkboxes as booleans.
+
+    A section (nested model) is sent when it is required or anything in it was ticked or filled in."""
     data: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         full = f"{prefix}{name}"
+        sub = _nested(info.annotation)
+        if sub is not None:
+            section = form_to_data(sub, form, prefix=f"{full}.")
+            if info.is_required() or any(v is not False for v in section.values()):
+                data[name] = section
+            continue
         ann, _ = _unwrap(info.annotation)
         if ann is bool:
             data[name] = form.get(full) in ("on", "true", "1", "yes")
@@ -281,18 +358,32 @@ def zh_message(err: dict[str, Any]) -> str:
     return "内容不正确"
 
 
-def _field_of(loc: list[Any] | tuple[Any, ...], prefix: str = "") -> str:
+def _field_of(loc: list[Any] | tuple[Any, ...], prefix: str = "", ctx: dict[str, Any] | None = None) -> str:
+    """The form field an error is about: its location, then the field a rule across fields names."""
     parts = [str(p) for p in loc if p not in ("body",)]
-    return prefix + ".".join(parts)
+    if ctx and isinstance(ctx.get("field"), str):
+        parts.append(ctx["field"])
+    return prefix + ".".join(parts) if parts else ""
+
+
+def beside(message: str, name: str, label: str | None = None) -> str:
+    """A message shown beside its field, in staff words: the field's name (the API's messages carry it)
+    becomes its label where it is the subject ("measure_at 必须是…"), and is dropped elsewhere."""
+    for token in {name, name.rsplit(".", 1)[-1]}:
+        pattern = rf"(?<![A-Za-z0-9_.]){re.escape(token)}(?![A-Za-z0-9_.])"
+        if label and re.match(pattern, message):
+            message = label + message[len(token):]
+        message = re.sub(rf"\s*{pattern}", "", message)
+    return message.strip(" ：:，,") or "内容不正确"
 
 
 def validation_errors(exc: ValidationError, *, prefix: str = "") -> FormState:
     """A model's validation failure as errors beside the fields."""
     state = FormState()
     for e in exc.errors():
-        name = _field_of(e.get("loc", ()), prefix)
+        name = _field_of(e.get("loc", ()), prefix, e.get("ctx"))
         if name:
-            state.errors.setdefault(name, zh_message(dict(e)))
+            state.errors.setdefault(name, beside(zh_message(dict(e)), name, label_for(name)))
         else:
             state.message = zh_message(dict(e))
     if state.errors and not state.message:
@@ -314,12 +405,12 @@ def api_errors(err: ApiError, *, prefix: str = "") -> FormState:
             name = details["field"]
         for e in details.get("errors") or []:
             if isinstance(e, dict) and e.get("loc"):
-                state.errors.setdefault(_field_of(e["loc"], prefix), zh_message(e))
+                where = _field_of(e["loc"], prefix)
+                state.errors.setdefault(where, beside(zh_message(e), where, label_for(where)))
     name = name or _CODE_FIELDS.get(err.code)
     if name:
         full = prefix + name
-        label = label_for(full)
-        state.errors[full] = err.message.replace(f" {name}", "").replace(name, label)
+        state.errors[full] = beside(err.message, name, label_for(full))
     if state.errors and err.code != "duplicate_open_case":
         state.message = "请检查标红的内容"
     if err.code == "duplicate_open_case" and err.extra.get("case_id"):

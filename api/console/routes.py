@@ -185,7 +185,8 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
                                "reports": permissions.may_read_reports(user) is None,
                                "insight": permissions.may_open_insight(user) is None,
                                "whatif": permissions.may_run_whatif(user) is None,
-                               "policy": permissions.may_read_policy(user) is None})
+                               "policy": permissions.may_read_policy(user) is None,
+                               "workflow_record": permissions.may_open_workflow_record(user) is None})
     response = TEMPLATES.TemplateResponse(request, name, ctx, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
@@ -331,7 +332,8 @@ async def _case_page(
             state = failed.get(step.step.value) or forms.FormState()
             # Prefilled answers (e.g. the on-duty designer) first, then what was just typed.
             values = {**{k: v for k, v in step.prefill.items() if not isinstance(v, dict)}, **state.values}
-            fields = forms.model_fields(services.step_body_model(step.step), values=values, errors=state.errors)
+            fields = forms.model_fields(services.step_body_model(step.step), values=values, errors=state.errors,
+                                        texts=forms.STEP_TEXTS.get(step.step.value), submitted=bool(state.values))
             for f in fields:
                 if f.kind == "pick":
                     target = StepName.assign_assistant if f.name.endswith("assistant_id") else StepName.assign_designer
@@ -505,20 +507,18 @@ async def case_action(request: Request, case_id: int, action: str, user: SignedI
 async def _new_page(
     request: Request, user: ConsoleUser, res: Any, state: forms.FormState | None = None, status: int = 200
 ) -> HTMLResponse:
+    submitted = state is not None
     state = state or forms.FormState(values={"source": "online", "scenario": "office_visit"})
     pool = await res.pool()
     receivers = [
         s for s in await bounded(res, StaffRepository(pool).list(active_only=True))
         if permissions.may_receive(s.role, Scenario.site_office)
     ]
-    top = forms.model_fields(IntakeCreate, values=state.values, errors=state.errors)
-    top = [f for f in top if f.name not in ("client", "received_by")]
-    client_fields = forms.model_fields(
-        IntakeCreate.model_fields["client"].annotation,  # type: ignore[arg-type]
-        values=state.values, errors=state.errors, prefix="client.",
-    )
+    fields = forms.model_fields(IntakeCreate, values=state.values, errors=state.errors, submitted=submitted)
+    top = [f for f in fields if f.name not in ("client", "received_by")]
+    client = next(f for f in fields if f.name == "client")
     return render(
-        request, "new.html", status=status, user=user, state=state, top=top, client_fields=client_fields,
+        request, "new.html", status=status, user=user, state=state, top=top, client_fields=client.fields,
         receivers=receivers, key=uuid.uuid4().hex, nav="new",
     )
 
@@ -538,9 +538,9 @@ async def new_client(request: Request, user: SignedIn, res: ResourcesDep) -> Res
     check_csrf(user, _str(form.get("csrf")))
     values = forms.form_values(form)
     data = forms.form_to_data(IntakeCreate, form)
-    data.pop("client", None)
-    client_model = IntakeCreate.model_fields["client"].annotation
-    data["client"] = forms.form_to_data(client_model, form, prefix="client.")  # type: ignore[arg-type]
+    if data.get("scenario") == Scenario.walk_in.value:
+        # A walk-in's checklist is always recorded: a box left unticked is an item not done.
+        data.setdefault("reception", {})
     try:
         body = IntakeCreate.model_validate(data)
         out = await services.create_case(res, body, user, _str(form.get("idempotency_key")))

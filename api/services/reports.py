@@ -12,6 +12,7 @@ from api.schemas import AllocationReport, AllocationRow, MorningSummary, SlaRepo
 from api.services.policy import current_policy
 from domain import calendar, morning, permissions
 from domain.enums import SOURCE_LABELS, STEP_LABELS, Scenario, Source, StepName
+from domain.graph import process_position
 from store import morning as summaries
 from store import queries
 
@@ -81,6 +82,8 @@ async def sla_report(
                 escalations=int(r["escalations"]),
             )
         )
+    # Steps in the order of the process (the query sorts by name); a step's groups keep their order.
+    out.sort(key=lambda row: process_position(row.step))
     return SlaReport(period_from=frm, period_to=to, group_by=group_by, rows=out)
 
 

@@ -57,8 +57,14 @@ def interpolate(value: Any, given: dict[str, str]) -> str | None:
 
 
 def service_env(compose: dict[str, Any], service: str, given: dict[str, str]) -> dict[str, str]:
-    """The container environment compose would give `service`."""
+    """The container environment compose would give `service`: its env file (an intake.env made from
+    deploy/intake.env.example, with the operator's INTAKE_* values of `given`), then its `environment`."""
+    from tests.test_compose import env_file_values
+
     out: dict[str, str] = {}
+    if compose["services"][service].get("env_file"):
+        out.update(env_file_values())
+        out.update({k: v for k, v in given.items() if k.startswith("INTAKE_") and not k.endswith("_DB_PASSWORD")})
     for name, value in (compose["services"][service].get("environment") or {}).items():
         if value is None:
             if name in given:
@@ -95,7 +101,7 @@ async def test_the_compose_api_and_worker_commands_run_and_store_an_upload(
         "POSTGRES_PASSWORD": "p", "TEMPORAL_DB_PASSWORD": "t", "INTAKE_MIGRATE_DB_PASSWORD": "m",
         "INTAKE_APP_DB_PASSWORD": "a", "INTAKE_PAYLOAD_KEYS": KEYS,
         "INTAKE_TEMPORAL_ADDRESS": client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": client.namespace,
+        "INTAKE_TEMPORAL_NAMESPACE": client.namespace,
         # the dev server has no TLS (see the module docstring)
         "INTAKE_TEMPORAL_TLS_CLIENT_CERT": "", "INTAKE_TEMPORAL_TLS_CLIENT_KEY": "", "INTAKE_TEMPORAL_TLS_SERVER_CA": "",
     }
@@ -140,7 +146,8 @@ async def test_the_compose_api_and_worker_commands_run_and_store_an_upload(
         staff[role] = {"Authorization": f"Bearer {out.stdout.strip().splitlines()[-1]}"}
 
     procs = []
-    for service, env in (("api", api_env), ("worker", env_of("worker"))):
+    env_of_worker = env_of("worker")
+    for service, env in (("api", api_env), ("worker", env_of_worker)):
         command = compose["services"][service]["command"]
         procs.append(subprocess.Popen([str(bin_dir / command[0]), *command[1:]], env=env,  # noqa: ASYNC220
                                       stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{service}.log", "w")))  # noqa: SIM115
@@ -164,6 +171,14 @@ async def test_the_compose_api_and_worker_commands_run_and_store_an_upload(
             assert r.status_code == 201, r.text + (tmp_path / "api.log").read_text()
         stored = [p for p in volume.rglob("*") if p.is_file()]
         assert [p.read_bytes() for p in stored] == [MP3]
+        # the services' healthchecks, as Docker runs them in the containers (with this machine's ports)
+        ports = {"api": ("8000", str(port)), "worker": ("9464", env_of_worker["INTAKE_WORKER_METRICS_PORT"])}
+        for service, (theirs, ours) in ports.items():
+            test = [arg.replace(f":{theirs}/", f":{ours}/") for arg in compose["services"][service]["healthcheck"]["test"]]
+            assert test[0] == "CMD"
+            check = await asyncio.to_thread(subprocess.run, [sys.executable if test[1] == "python" else test[1], *test[2:]],
+                                            capture_output=True, text=True, timeout=30)
+            assert check.returncode == 0, f"{service} unhealthy: {check.stderr}"
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -36,6 +36,32 @@ def test_keys_new_prints_the_next_free_key(monkeypatch: pytest.MonkeyPatch, caps
     assert parse_keys(spec)[0][0] == "k2" and len(parse_keys(spec)[0][1]) == 32
 
 
+def test_rotation_prints_the_lines_of_each_phase(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Phase 1 adds a decrypt-only key and pins the current one; phase 2 names the new one; a key no
+    ring holds is refused."""
+    from config import get_settings
+
+    monkeypatch.setenv("INTAKE_PAYLOAD_KEYS", KEYS)  # t2 encrypts (first), t1 decrypts
+    get_settings.cache_clear()
+    try:
+        assert main(["keys", "rotate", "add", "--id", "t3"]) == 0
+        lines = dict(line.split("=", 1) for line in capsys.readouterr().out.split())
+        assert [k for k, _ in parse_keys(lines["INTAKE_PAYLOAD_KEYS"])] == ["t2", "t1", "t3"]
+        assert lines["INTAKE_PAYLOAD_ENCRYPT_KEY_ID"] == "t2"  # the new key does not encrypt yet
+        assert main(["keys", "rotate", "encrypt", "t9"]) == 1  # not in the ring: add it first
+        monkeypatch.setenv("INTAKE_PAYLOAD_KEYS", lines["INTAKE_PAYLOAD_KEYS"])
+        monkeypatch.setenv("INTAKE_PAYLOAD_ENCRYPT_KEY_ID", "t2")
+        get_settings.cache_clear()
+        capsys.readouterr()
+        assert main(["keys", "rotate", "encrypt", "t3"]) == 0
+        assert capsys.readouterr().out.strip() == "INTAKE_PAYLOAD_ENCRYPT_KEY_ID=t3"
+        assert main(["keys", "rotate", "retire", "t2"]) == 1  # it still encrypts
+        assert "encrypts" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
+
+
 async def test_status_names_the_keys_open_cases_use_and_the_worker_refuses_without_one(
     api: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,7 +96,15 @@ async def test_status_names_the_keys_open_cases_use_and_the_worker_refuses_witho
         finally:
             get_settings.cache_clear()
         out = capsys.readouterr().out
-        assert "t2" in out and "active" in out and "t9" in out and "MISSING" in out
+        # retiring a key an open case still needs is refused (t1 encrypts here, t2 is the cases')
+        monkeypatch.setenv("INTAKE_PAYLOAD_ENCRYPT_KEY_ID", "t1")
+        get_settings.cache_clear()
+        try:
+            assert await asyncio.to_thread(main, ["keys", "rotate", "retire", "t2"]) == 1
+        finally:
+            get_settings.cache_clear()
+        assert "still need t2" in capsys.readouterr().err
+        assert "t2" in out and "encrypts" in out and "decrypt-only" in out and "t9" in out and "MISSING" in out
     finally:
         await handle.terminate("keys test")
 

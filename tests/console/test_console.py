@@ -63,6 +63,13 @@ async def new_client(page: Page, c: Console, phone: str, name: str, **extra: Any
         await form.locator("button[type=submit]").click()
 
 
+async def consultant_lead(c: Console, name: str) -> tuple[Page, int]:
+    """The consultant, signed in, types a new 情况二 lead in: their page (on the new case) and its number."""
+    consultant = await c.sign_in(c.people["consultant"].id)
+    await new_client(consultant, c, data.unique_phone("13"), f"{name}{data.unique_phone('1')[-4:]}")
+    return consultant, case_id_of(consultant)
+
+
 async def test_office_visit_from_new_client_to_signed(console: Console) -> None:
     c = console
     p = c.people
@@ -350,9 +357,7 @@ def tiny_wav(seconds: float = 0.2, rate: int = 8000) -> bytes:
 async def test_recording_uploaded_and_played_from_the_case_page(console: Console) -> None:
     c = console
     p = c.people
-    consultant = await c.sign_in(p["consultant"].id)
-    await new_client(consultant, c, data.unique_phone("13"), f"赵先生{data.unique_phone('1')[-4:]}")
-    case_id = case_id_of(consultant)
+    _, case_id = await consultant_lead(c, "赵先生")
 
     manager = await c.sign_in(p["manager"].id)
     await manager.goto(f"{c.base}/console/cases/{case_id}")

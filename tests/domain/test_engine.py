@@ -177,6 +177,32 @@ def test_merge_is_idempotent_and_order_independent() -> None:
     assert [x.key for x in forward.done_steps] == ["callback#1"]
 
 
+def test_a_new_designer_while_a_late_first_meeting_is_in_review_gets_the_meeting_clock_again() -> None:
+    """Found by the sequence property: the review cancelled by the reassignment left the first meeting
+    with no timer at all (an open case waiting for nothing)."""
+    policy = fast_policy()
+    d = new_case(Scenario.walk_in, policy, engine_version=2)
+    s = step(d.state, StepName.assign_designer, MANAGER, T0, staff=[OTHER_DESIGNER], first_suggestion=DESIGNER).state
+    s = step(s, StepName.assign_assistant, LEAD, T0, staff=[OTHER_DESIGNER], first_suggestion=ASSISTANT).state
+    now = T0
+    while not any(o.step == StepName.lapse_review for o in s.open_steps):  # the late meeting's chain runs out
+        now += timedelta(seconds=5)
+        s = engine.tick(s, now=now, policy=policy).state
+    meeting = next(o for o in s.open_steps if o.step == StepName.first_meeting)
+    assert meeting.next_escalation_at is None  # waiting for the manager's decision
+
+    asked = s
+    change = Reassign(actor=actor(MANAGER), role="designer", staff=OTHER_DESIGNER, reason="客户要求")
+    s = engine.decide(asked, change, now=now, policy=policy).state
+    assert "lapse_review" not in open_steps(s)
+    meeting = next(o for o in s.open_steps if o.step == StepName.first_meeting)
+    assert meeting.escalation_level == 0 and meeting.due_at is not None and meeting.due_at > now
+    assert engine.agenda(s, now=now, policy=policy), "the first meeting waits for nothing"
+    # a history decided before the rule (the workflow's patch says so) replays as it was decided
+    before = engine.decide(asked, change.model_copy(update={"rearm_first_meeting": False}), now=now, policy=policy)
+    assert next(o for o in before.state.open_steps if o.step == StepName.first_meeting).next_escalation_at is None
+
+
 # --- properties over any sequence of commands ------------------------------------------------------
 
 PEOPLE = [MANAGER, DIRECTOR, DESIGNER, OTHER_DESIGNER, ASSISTANT, LEAD, CONSULTANT, SITE_LEAD]

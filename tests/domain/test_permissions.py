@@ -86,11 +86,12 @@ def test_what_each_may_do() -> None:
     manager = p(STRANGER, Role.manager)
     assert permissions.allowed_actions(manager, CASE) == {
         Action.reschedule, Action.reassign, Action.close, Action.note, Action.upload_recording, Action.listen,
-        Action.suggestions, Action.all_notices}
+        Action.suggestions, Action.all_notices, Action.workflow_record}
     designer = p(DESIGNER, Role.designer)
     assert permissions.allowed_actions(designer, CASE) == {Action.reschedule, Action.note, Action.listen}
     director = p(STRANGER, Role.director)
-    assert permissions.allowed_actions(director, CASE) == {Action.note, Action.listen, Action.all_notices}
+    assert permissions.allowed_actions(director, CASE) == {
+        Action.note, Action.listen, Action.all_notices, Action.workflow_record}
     receiver = p(RECEIVER, Role.site_lead)
     assert permissions.allowed_actions(receiver, CASE) == {Action.listen}
     refusal = permissions.may(p(CREATOR, Role.consultant), Action.reschedule, CASE)
@@ -101,7 +102,8 @@ def test_what_each_may_do() -> None:
     assert permissions.allowed_actions(p(STRANGER, Role.designer), CASE) == frozenset()
     # a closed case: nothing that changes it, reading and listening stay
     closed = CaseFacts(**{**CASE.__dict__, "open": False})
-    assert permissions.allowed_actions(manager, closed) == {Action.listen, Action.suggestions, Action.all_notices}
+    assert permissions.allowed_actions(manager, closed) == {
+        Action.listen, Action.suggestions, Action.all_notices, Action.workflow_record}
 
 
 def test_steps_by_their_owner() -> None:
@@ -127,6 +129,8 @@ def test_beyond_one_case() -> None:
         assert (permissions.may_create(who) is None) is (role in permissions.CREATOR_ROLES)
         assert (permissions.may_read_reports(who) is None) is (role in (Role.manager, Role.director))
         assert (permissions.may_manage_staff(who) is None) is (role == Role.admin)
+        # the workflow record (Temporal UI, 运维) is linked for the manager and the director only
+        assert (permissions.may_open_workflow_record(who) is None) is (role in (Role.manager, Role.director))
     assert permissions.may_change_role(p(STRANGER, Role.admin), STRANGER) is not None
     assert permissions.may_change_role(p(STRANGER, Role.admin), DESIGNER) is None
     assert permissions.may_receive(Role.consultant, Scenario.remote)

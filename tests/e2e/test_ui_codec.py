@@ -115,7 +115,7 @@ async def test_temporal_ui_decrypts_for_an_allowed_person_only(pool: asyncpg.Poo
     await repo.add(name="界面设计", phone=data.unique_phone("17"), role=Role.designer, level=Level.senior)
 
     api_port, ui_port = _free_port(), _free_port()
-    # The UI as a manager who set their personal codec endpoint (README: Codec Server settings): a
+    # The UI as a manager who set their personal codec endpoint (docs/operations.md: Codec Server settings): a
     # codec-only credential, never the bearer token.
     codec_token = await repo.issue_token(staff_id=manager.id, ttl_days=1, scope="codec", issued_by=manager.id)
     endpoint = f"http://127.0.0.1:{api_port}/codec/k/{codec_token}"

@@ -450,6 +450,29 @@ async def v2_lapse_review_extend_then_reclaim(c: Ctx) -> tuple[WorkflowHandle[An
     return h, {"v2_lapse_review_asked", "v2_lapse_review_extend", "v2_lapse_review_reclaim", "v2_t5_after_reclaim"}
 
 
+async def v2_reassign_during_lapse_review(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """v2: the manager answers a late first meeting's question by giving the case another designer: the
+    question is cancelled and the first meeting's clock starts again for the new designer (who, the client
+    having heard from the first, calls again and introduces themself)."""
+    h = await _start_v2(c, Scenario.remote)
+    case_id = (await c.state(h)).case_id
+    meeting = soon(3)
+    await _v2_assigned(c, h, meeting)
+    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T1", "open:lapse_review#1")
+    await h.execute_update(IntakeWorkflow.reassign, Reassign(actor=actor(MANAGER), role="designer", staff=DESIGNER2,
+                                                             reason="客户要求换设计师"))
+    s = await c.state(h)
+    assert not _has_open(s, StepName.lapse_review), s.open_steps
+    fm = next(o for o in s.open_steps if o.step == StepName.first_meeting)
+    assert fm.escalation_level == 0 and fm.next_escalation_at is not None, fm
+    await until(lambda: _open(c, h, "contact#2"), 20, "the new designer's contact")
+    await complete(h, DESIGNER2, StepName.contact, {"meeting_at": soon(600).isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T5:contact#2")
+    await _close(h, Outcome.duplicate)
+    return h, {"v2_reassign_during_lapse_review"}
+
+
 async def v2_contact_reclaimed_uncalled(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
     """v2: a designer who never called the client is still reclaimed (掉保); the next designer's call is a
     plain introduction (T1, no T5)."""
@@ -525,7 +548,7 @@ SCENARIOS: dict[str, Scenario_] = {f.__name__: f for f in (
     escalation_stall, callback_retries_to_signed, office_visit_auto_assign_reassign, site_office_reclaim,
     walk_in_measure_lost, continue_as_new, closed_at_reception, closed_at_first_meeting,
     # engine version 2
-    v2_office_visit_assignments_at_visit, v2_reassign_after_contact, v2_lapse_review_extend_then_reclaim,
+    v2_office_visit_assignments_at_visit, v2_reassign_after_contact, v2_lapse_review_extend_then_reclaim, v2_reassign_during_lapse_review,
     v2_contact_reclaimed_uncalled, v2_home_measure_invited_visits, v2_site_musts_deputy,
 )}
 
