@@ -13,7 +13,6 @@ from temporalio.exceptions import ApplicationError
 from domain.models import CaseChange, WrittenCheck
 from store.projection import CaseMissing, ProjectionWriter
 
-
 # While the API may still be writing a change: asked again after 20 ms, then up to every 500 ms.
 _FIRST_PAUSE = 0.02
 _MAX_PAUSE = 0.5
