@@ -112,7 +112,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     # Library chatter that says nothing to someone watching the dev stack.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     try:
-        return asyncio.run(devstack.run_dev(settings))
+        return asyncio.run(devstack.run_dev(settings, api_processes=args.api_processes))
     except devstack.DevStackError as exc:
         raise CliError(str(exc)) from exc
 
@@ -708,6 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dev", help="start the whole stack on the embedded defaults (make run)")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
+    p.add_argument("--api-processes", type=int, default=None, metavar="N",
+                   help="the API's server processes (default: one per core); the worker runs in its own")
     p.set_defaults(func=cmd_dev)
 
     p = sub.add_parser("migrate", help="apply pending database migrations")

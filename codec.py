@@ -2,7 +2,9 @@
 
 Every payload (workflow and activity inputs and results, update arguments, query answers, memo and
 user metadata) leaves the process encrypted: ``encoding: binary/encrypted``, ``encryption-key-id:
-<id>``, data = 12-byte nonce + AES-GCM ciphertext of the serialized original payload. Search
+<id>``, data = 12-byte nonce + AES-GCM ciphertext of the serialized original payload, compressed
+first when that saves bytes (``compression: zstd``, see payload_compression.py; a payload without
+that key is not compressed, as every payload written before compression existed). Search
 attributes are not payloads of the codec: they stay plain, which is why they hold ids and stages only.
 
 Keys come from configuration, ``INTAKE_PAYLOAD_KEYS="k1:<base64>,k2:<base64>"`` (16, 24 or 32 bytes
@@ -43,10 +45,13 @@ from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_
 from temporalio.converter import DataConverter, EncodingPayloadConverter, PayloadCodec
 from temporalio.exceptions import ApplicationError
 
+import payload_compression
+
 ENCODING = b"binary/encrypted"
 REFUSED = b"binary/plain-refused"
 REFUSED_TYPE = "plain_payload_refused"
 KEY_ID = "encryption-key-id"
+COMPRESSION = payload_compression.METADATA_KEY
 NONCE_BYTES = 12
 
 
@@ -119,9 +124,13 @@ class EncryptionCodec(PayloadCodec):
         out: list[Payload] = []
         for p in payloads:
             nonce = os.urandom(NONCE_BYTES)
+            plain, compression = payload_compression.compress(p.SerializeToString())
             # The key id is bound to the ciphertext as associated data: a swapped id fails to decrypt.
-            data = nonce + aes.encrypt(nonce, p.SerializeToString(), self._active_id.encode())
-            out.append(Payload(metadata={"encoding": ENCODING, KEY_ID: self._active_id.encode()}, data=data))
+            data = nonce + aes.encrypt(nonce, plain, associated_data(self._active_id, compression))
+            meta = {"encoding": ENCODING, KEY_ID: self._active_id.encode()}
+            if compression:
+                meta[COMPRESSION] = compression
+            out.append(Payload(metadata=meta, data=data))
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -136,9 +145,16 @@ class EncryptionCodec(PayloadCodec):
             aes = self._keys.get(kid)
             if aes is None:
                 raise PayloadKeyError(f"payload encrypted with unknown key id {kid!r} (add it to INTAKE_PAYLOAD_KEYS)")
-            plain = aes.decrypt(p.data[:NONCE_BYTES], p.data[NONCE_BYTES:], kid.encode())
-            out.append(Payload.FromString(plain))
+            compression = p.metadata.get(COMPRESSION) or None
+            plain = aes.decrypt(p.data[:NONCE_BYTES], p.data[NONCE_BYTES:], associated_data(kid, compression))
+            out.append(Payload.FromString(payload_compression.decompress(plain, compression)))
         return out
+
+
+def associated_data(key_id: str, compression: bytes | None) -> bytes:
+    """What AES-GCM authenticates beside the ciphertext: the key id and, when compressed, the compression,
+    so neither can be relabelled (a payload from before compression has the key id alone)."""
+    return key_id.encode() + (b"\0" + compression if compression else b"")
 
 
 def refused(p: Payload) -> Payload:

@@ -8,8 +8,11 @@ connection helpers live in connections.py.
 The dev stack (:func:`run_dev`) starts, in order: PostgreSQL (configured, else pgserver under
 ``data_dir/pg``), Temporal (configured, else ``temporal server start-dev`` with a SQLite file under
 ``data_dir``), registers the search attributes of SPEC §8, applies migrations, seeds demo staff on
-the first run, then runs the worker and the API in this process until SIGINT/SIGTERM, and stops
-everything it started, in reverse order.
+the first run, then runs the worker (`python -m cli worker`, as deployed) and the API (`python -m
+devstack api`: uvicorn, one server process per core, the deployed app plus the decode-only credential
+of the stack's own Temporal UI) as separate processes until SIGINT/SIGTERM, and stops everything it
+started, in reverse order. Each runs in a process group of its own: Ctrl-C reaches only this process,
+which stops the API, then the worker, then Temporal, then PostgreSQL.
 """
 
 from __future__ import annotations
@@ -573,43 +576,118 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _api_server(app: Any, settings: Settings) -> Any:
-    """A uvicorn.Server for `app` that leaves SIGINT/SIGTERM to the dev stack."""
-    import uvicorn
+def _api_base(settings: Settings) -> str:
+    """Where this machine reaches the API (a wildcard listen address is reached on loopback)."""
+    host = settings.api_host
+    if host in ("0.0.0.0", "", "localhost"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}"
 
-    class Server(uvicorn.Server):
-        listening = asyncio.Event()
 
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                self.listening.set()
+def api_process_count() -> int:
+    """One API server process per core this process may run on (what a production host runs)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return max(os.cpu_count() or 1, 1)
 
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def]
-            # uvicorn's own handler would re-raise the signal after its shutdown and cut the
-            # orderly teardown (worker, Temporal, PostgreSQL) short.
-            yield
 
-    return Server(
-        uvicorn.Config(
-            app, host=settings.api_host, port=settings.api_port, log_level="info", lifespan="on",
-            log_config=None, access_log=False,
+# The dev stack's own Temporal UI decrypts through the API with a secret of this run: the API's
+# server processes get it here (never printed; the UI's command line carries it too).
+DEV_CODEC_SECRET_ENV = "INTAKE_DEV_CODEC_SECRET"
+
+
+class ServiceProcess:
+    """One service of the stack (the API, the worker) as a child process in its own process group.
+
+    Its own group: a Ctrl-C in the terminal reaches only `intake dev`, which stops the services in
+    order; whatever the service spawned itself (uvicorn's server processes) goes with the group.
+    """
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Spawn it; its output goes where ours goes (the terminal)."""
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.cmd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_parent_death_signal(),
         )
-    )
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the service's main process."""
+        return self.proc.pid if self.proc else None
+
+    async def wait(self) -> int:
+        """Its exit code, once it has exited."""
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM (the service's own orderly stop), SIGKILL to its whole group after `grace` seconds;
+        then whatever is left of its group (nothing, normally) is killed too."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                log.warning("%s did not stop within %ss: killing it", self.name, grace)
+        self.kill()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 5)
+
+    def kill(self) -> None:
+        """SIGKILL its process group at once (second Ctrl-C, or what a stop left behind)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+async def _wait_http(url: str, within: float) -> bool:
+    """True once `url` answers 200, False after `within` seconds."""
+    import httpx
+
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    return False
 
 
 class DevStack:
     """Everything `intake dev` starts, and its orderly teardown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, api_processes: int | None = None) -> None:
         self.settings = settings
+        self.api_processes = api_processes or api_process_count()
+        self.services: list[ServiceProcess] = []
         self.stop = asyncio.Event()
         self.pg: EmbeddedPostgres | None = None
         self.temporal: TemporalDevServer | None = None
         self.client: Client | None = None
         # The local operator's decode-only codec credential, when this stack starts its own UI.
         self.local_codec: LocalCodecCredential | None = None
+        self.local_codec_secret: str | None = None  # handed to the API's processes, printed nowhere
         self._signals = 0
 
     def _on_signal(self, signum: int) -> None:
@@ -620,6 +698,8 @@ class DevStack:
             return
         # A second Ctrl-C: the user wants out now. Kill what we started and leave.
         _say("forced stop")
+        for service in self.services:
+            service.kill()
         if self.temporal:
             self.temporal.kill()
         if self.pg:
@@ -657,6 +737,7 @@ class DevStack:
             secret, credential = LocalCodecCredential.generate()
             endpoint = local_codec_endpoint(s, secret)
             self.local_codec = credential if endpoint else None
+            self.local_codec_secret = secret if endpoint else None
             if endpoint is None:
                 _say(f"Temporal UI: the API listens on {s.api_host}, not on loopback: staff read payloads"
                      " with a personal codec URL (docs/operations.md)")
@@ -666,7 +747,7 @@ class DevStack:
         else:
             _say(f"Temporal: using {address}, namespace {s.temporal_namespace}")
         resolved = s.model_copy(update={"database_url": dsn, "temporal_address": address})
-        # One client for the whole process: the worker and the API use it too.
+        # To register search attributes; the worker and the API connect in their own processes.
         self.client = client = await wait_for_temporal(resolved, within=60, server=self.temporal)
         if self.temporal is not None:
             return resolved  # the dev server registered every search attribute at its start
@@ -686,71 +767,75 @@ class DevStack:
             )
         return resolved
 
+    def _service_env(self, settings: Settings) -> dict[str, str]:
+        """The environment of the API and the worker: ours, with what this run resolved (database,
+        Temporal, payload key), so they read the same settings as a deployment does."""
+        env = dict(os.environ)
+        env["INTAKE_DATABASE_URL"] = settings.database_url or ""
+        env["INTAKE_TEMPORAL_ADDRESS"] = settings.temporal_address or ""
+        env["INTAKE_TEMPORAL_NAMESPACE"] = settings.temporal_namespace
+        if settings.payload_keys is not None:
+            env["INTAKE_PAYLOAD_KEYS"] = settings.payload_keys.get_secret_value()
+        env["INTAKE_DATA_DIR"] = str(settings.data_dir)
+        env.pop(DEV_CODEC_SECRET_ENV, None)
+        if self.local_codec_secret:
+            env[DEV_CODEC_SECRET_ENV] = self.local_codec_secret
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
     async def _run_services(self, settings: Settings) -> int:
-        """Run the worker and the API until a signal or a failure; returns the exit code."""
-        import worker
-        from api.app import create_app
-
-        worker_stop = asyncio.Event()
-        worker_task = asyncio.create_task(
-            worker.run_worker(settings, stop=worker_stop, client=self.client), name="worker"
+        """Run the worker and the API as separate processes until a signal or a failure; returns the
+        exit code. The API runs one server process per core and no worker or dispatcher of its own."""
+        env = self._service_env(settings)
+        worker = ServiceProcess("worker", [sys.executable, "-m", "cli", "worker"], env)
+        api = ServiceProcess(
+            "api", [sys.executable, "-m", "devstack", "api", "--processes", str(self.api_processes)], env
         )
-        server = _api_server(create_app(settings, temporal_client=self.client, local_codec=self.local_codec),
-                             settings)
-
-        async def serve() -> None:
-            try:
-                await server.serve()
-            except SystemExit as exc:  # uvicorn exits the process when it cannot bind
-                raise DevStackError(f"the API could not start (exit {exc.code})") from None
-
-        api_task = asyncio.create_task(serve(), name="api")
-        stop_task = asyncio.create_task(self.stop.wait(), name="stop")
-        tasks: set[asyncio.Task[Any]] = {worker_task, api_task, stop_task}
-
-        # Banner once the API listens (or as soon as anything else happens).
-        listening = asyncio.create_task(server.listening.wait())
-        await asyncio.wait(tasks | {listening}, return_when=asyncio.FIRST_COMPLETED)
-        listening.cancel()
-        if server.started:
-            links: dict[int, str] = {}
-            tokens = read_demo_tokens(settings.data_dir / TOKENS_FILE_NAME)
-            if tokens and settings.database_url:
-                try:
-                    links = await issue_sign_in_links(
-                        settings.database_url,
-                        [t.staff_id for t in tokens],
-                        timedelta(minutes=settings.console_link_minutes),
-                    )
-                except Exception as link_error:  # noqa: BLE001 - the stack runs; links come from the CLI too
-                    log.warning("could not issue console sign-in links: %r", link_error)
-            self._banner(settings, links)
-
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        code = 0
-        for task in done - {stop_task}:
-            exc = task.exception()
-            _say(f"{task.get_name()} stopped unexpectedly: {exc!r}" if exc else f"{task.get_name()} stopped")
-            code = 1
-
-        # Teardown: the API stops taking requests, the worker finishes its tasks.
-        server.should_exit = True
-        worker_stop.set()
-        stop_task.cancel()
-        for task, grace in ((api_task, 10.0), (worker_task, 20.0)):
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace)
-            except TimeoutError:
-                log.warning("%s did not stop within %ss: cancelling", task.get_name(), grace)
-                server.force_exit = True
+        self.services = [worker, api]
+        try:
+            for service in self.services:
+                await service.start()
+            _say(f"Worker: its own process (pid {worker.pid}: Temporal worker, outbox dispatcher, reconciler)")
+            _say(f"API: {self.api_processes} server process(es) under pid {api.pid}")
+            exits = {asyncio.create_task(s.wait(), name=s.name) for s in self.services}
+            stop_task = asyncio.create_task(self.stop.wait(), name="stop")
+            ready = asyncio.create_task(_wait_http(f"{_api_base(settings)}/healthz", within=60))
+            done, _ = await asyncio.wait(exits | {stop_task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            code = 0
+            if ready in done:
+                if ready.result():
+                    await self._announce(settings)
+                    done, _ = await asyncio.wait(exits | {stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    _say(f"the API did not answer on {_api_base(settings)}/healthz within 60s")
+                    code = 1
+            ready.cancel()
+            for task in done & exits:
+                _say(f"{task.get_name()} stopped unexpectedly (exit code {task.result()})")
+                code = 1
+            stop_task.cancel()
+            for task in exits:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # noqa: BLE001 - already reported above
-                pass
-        return code
+            return code
+        finally:
+            # The API stops taking requests first, then the worker finishes its tasks.
+            await api.stop(grace=10.0)
+            await worker.stop(grace=20.0)
+
+    async def _announce(self, settings: Settings) -> None:
+        """The banner, with fresh console sign-in links for the demo staff."""
+        links: dict[int, str] = {}
+        tokens = read_demo_tokens(settings.data_dir / TOKENS_FILE_NAME)
+        if tokens and settings.database_url:
+            try:
+                links = await issue_sign_in_links(
+                    settings.database_url,
+                    [t.staff_id for t in tokens],
+                    timedelta(minutes=settings.console_link_minutes),
+                )
+            except Exception as link_error:  # noqa: BLE001 - the stack runs; links come from the CLI too
+                log.warning("could not issue console sign-in links: %r", link_error)
+        self._banner(settings, links)
 
     def _banner(self, settings: Settings, links: dict[int, str] | None = None) -> None:
         s = settings
@@ -840,6 +925,53 @@ class DevStack:
             _say("Stopped.")
 
 
-async def run_dev(settings: Settings) -> int:
-    """`intake dev`: the whole stack in one process tree until Ctrl-C; returns the exit code."""
-    return await DevStack(settings).run()
+async def run_dev(settings: Settings, *, api_processes: int | None = None) -> int:
+    """`intake dev`: the whole stack in one process tree until Ctrl-C; returns the exit code.
+
+    `api_processes`: the API's server processes (default: one per core)."""
+    return await DevStack(settings, api_processes=api_processes).run()
+
+
+# --------------------------------------------------------------------------------------------------
+# The API's server processes (`python -m devstack api`, started by the dev stack)
+# --------------------------------------------------------------------------------------------------
+
+
+def dev_api_app() -> Any:
+    """The app of one API server process of the dev stack: the deployed app (settings from the
+    environment the stack resolved), plus the decode-only credential of the stack's own Temporal UI."""
+    from api.app import create_app
+    from config import get_settings
+    from observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(logging.INFO, fmt=settings.log_format)
+    secret = os.environ.get(DEV_CODEC_SECRET_ENV)
+    return create_app(settings, local_codec=LocalCodecCredential(secret) if secret else None)
+
+
+def _serve_api(argv: list[str]) -> int:
+    """Serve the dev API with uvicorn in `--processes` server processes until SIGINT/SIGTERM."""
+    import argparse
+
+    import uvicorn
+
+    from cli import server_options
+    from config import get_settings
+    from observability import configure_logging
+
+    parser = argparse.ArgumentParser(prog="python -m devstack api")
+    parser.add_argument("--processes", type=int, default=1)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(logging.INFO, fmt=settings.log_format)
+    # Several processes need the app as an import string: uvicorn's supervisor spawns them and
+    # restarts one that dies; SIGINT/SIGTERM stop them all.
+    uvicorn.run("devstack:dev_api_app", factory=True, workers=max(args.processes, 1), **server_options(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["api"]:
+        sys.exit("usage: python -m devstack api [--processes N]   (started by `intake dev`)")
+    sys.exit(_serve_api(sys.argv[2:]))

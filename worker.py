@@ -1,7 +1,8 @@
 """The one place that wires everything together: pool, providers, activities, workflows, worker.
 
 A worker process runs these side by side:
-* the Temporal worker (IntakeWorkflow and its two activities: writing changes, suggesting designers);
+* the Temporal worker (IntakeWorkflow and its activities: writing changes or finding them written,
+  suggesting designers);
 * the outbox dispatcher, which delivers decided messages (SMS, staff notices) on its own, so a
   provider that is down or hangs never holds up a case;
 * the reconciler, which repairs at start and then periodically what a crash left between
@@ -52,14 +53,15 @@ def build_worker(
 
 
 def worker_activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any]]:
-    """The workflow's activities, bound to the pool: writing changes, suggesting designers."""
+    """The workflow's activities, bound to the pool: writing changes (or finding them written), suggesting
+    designers."""
     from activities.allocation import AllocationActivities
     from activities.projection import ProjectionActivities
     from store.writes import projection_writer
 
     projection = ProjectionActivities(pool, projection_writer(settings))
     allocation = AllocationActivities(pool)
-    return [projection.apply_change, allocation.suggest_designers]
+    return [projection.apply_change, projection.projection_written, allocation.suggest_designers]
 
 
 def build_dispatcher(

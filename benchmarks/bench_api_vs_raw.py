@@ -54,8 +54,7 @@ if not workflow.unsafe.in_sandbox():
 with workflow.unsafe.imports_passed_through():
     import httpx
     from pydantic import BaseModel
-    from temporalio.api.enums.v1 import EventType, TaskQueueType
-    from temporalio.api.history.v1 import History
+    from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
     from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -63,6 +62,8 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from benchmarks.benchlib import (
+        HISTORY_BYTES_MAX,
+        HISTORY_EVENTS_MAX,
         Phase,
         PhoneMaker,
         StaffToken,
@@ -72,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         collect_tokens,
         first_of,
         fmt,
+        history_of,
         machine_line,
         pad,
         ratio,
@@ -86,8 +88,6 @@ CREATE_RATIO_MIN = 0.9
 STEP_RATIO_MIN = 0.9
 STEP_P50_EXTRA_MS = 10.0
 STEP_P99_FACTOR = 1.1
-HISTORY_EVENTS_MAX = 90
-HISTORY_BYTES_MAX = 40_000  # 40 KB
 
 
 # --- the raw baseline: a trivial workflow with one update --------------------------------------------
@@ -205,23 +205,6 @@ def intake_body(phone: str, i: int) -> dict[str, Any]:
 def callback_body() -> dict[str, Any]:
     """The manager reached the client and agreed a measure three days ahead."""
     return {"reached": True, "meeting_at": future_local(3), "meeting_kind": "measure"}
-
-
-async def history_of(client: Client, workflow_id: str) -> tuple[int, int, int, collections.Counter[str]]:
-    """Events, serialized bytes and runs of a workflow's whole chain (continue-as-new followed back)."""
-    events = size = runs = 0
-    kinds: collections.Counter[str] = collections.Counter()
-    run_id: str | None = None
-    while True:
-        hist = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        runs += 1
-        events += len(hist.events)
-        size += History(events=hist.events).ByteSize()
-        kinds.update(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in hist.events)
-        first = hist.events[0].workflow_execution_started_event_attributes if hist.events else None
-        run_id = first.continued_execution_run_id if first is not None else ""
-        if not run_id:
-            return events, size, runs, kinds
 
 
 async def wait_closed(handle: WorkflowHandle[Any, Any], timeout: float) -> str:

@@ -6,6 +6,7 @@ Nothing here starts any part of the stack: the benchmarks measure a stack someon
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import os
 import platform
@@ -17,6 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import History
+from temporalio.client import Client
+
+# SPEC §10: what a complete 情况一 case may leave in Temporal (its whole chain of runs).
+HISTORY_EVENTS_MAX = 60
+HISTORY_BYTES_MAX = 25_000  # 25 KB, serialized events
 
 
 def percentile(samples: Sequence[float], p: float) -> float:
@@ -224,3 +232,20 @@ async def close_case(
         if r.status_code != 503 or attempt == attempts - 1:
             raise RuntimeError(f"close #{case_id}: {r.status_code} {r.text[:300]}")
         await asyncio.sleep(min(float(r.headers.get("Retry-After", "1") or 1), 5.0))
+
+
+async def history_of(client: Client, workflow_id: str) -> tuple[int, int, int, collections.Counter[str]]:
+    """Events, serialized bytes and runs of a workflow's whole chain (continue-as-new followed back)."""
+    events = size = runs = 0
+    kinds: collections.Counter[str] = collections.Counter()
+    run_id: str | None = None
+    while True:
+        hist = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        runs += 1
+        events += len(hist.events)
+        size += History(events=hist.events).ByteSize()
+        kinds.update(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in hist.events)
+        first = hist.events[0].workflow_execution_started_event_attributes if hist.events else None
+        run_id = first.continued_execution_run_id if first is not None else ""
+        if not run_id:
+            return events, size, runs, kinds

@@ -585,6 +585,27 @@ class RecordAssignment(_Model):
     reason: str | None = None
 
 
+class WrittenCheck(_Model):
+    """Is a change already in PostgreSQL? Its version and the unbroken run of timeline entries it added
+    (the API writes each decided change in one transaction, so its entries show the whole change).
+    `wait_seconds`: how long the API may still be writing it (what is left of its grace period)."""
+
+    case_id: int
+    version: int
+    first_seq: int
+    last_seq: int
+    wait_seconds: float = 0.0
+
+    @classmethod
+    def of(cls, change: CaseChange, *, wait_seconds: float = 0.0) -> WrittenCheck | None:
+        """The check for `change`; None when its entries cannot prove it (none, or not one run)."""
+        seqs = [e.seq for e in change.events]
+        if not seqs or seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+            return None
+        return cls(case_id=change.case_id, version=change.version, first_seq=seqs[0], last_seq=seqs[-1],
+                   wait_seconds=max(wait_seconds, 0.0))
+
+
 class SuggestDesigners(_Model):
     """Input of `suggest_designers`: what the case needs of its designer."""
 

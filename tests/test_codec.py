@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 
-from codec import ENCODING, KEY_ID, EncryptionCodec, PayloadKeyError, new_key_spec, parse_keys
+import payload_compression
+from codec import COMPRESSION, ENCODING, KEY_ID, EncryptionCodec, PayloadKeyError, new_key_spec, parse_keys
 from config import Settings
 from connections import data_converter_for
 from tests.support.keys import ACTIVE, KEYS, OLD
@@ -90,3 +95,61 @@ async def test_a_decrypt_only_key_reads_but_never_writes() -> None:
     # an encrypting key the ring lacks is refused at start, not at the first payload
     with pytest.raises(PayloadKeyError, match="INTAKE_PAYLOAD_ENCRYPT_KEY_ID"):
         data_converter_for(Settings(payload_keys=SecretStr(ring), payload_encrypt_key_id="t3"))
+
+
+# --- compression before encryption (SPEC §10: a case's history stays small) -------------------------
+
+
+def case_json(n: int = 40) -> Payload:
+    """A payload like a case's change: JSON with many repeated keys."""
+    steps = ",".join(f'{{"key":"step#{i}","label":"经理回访","overdue":false,"owner":null}}' for i in range(n))
+    return plain(f'{{"case_id":7,"open_steps":[{steps}]}}')
+
+
+async def test_large_payloads_are_compressed_before_they_are_encrypted() -> None:
+    codec = EncryptionCodec(parse_keys(KEYS))
+    original = case_json()
+    [enc] = await codec.encode([original])
+    assert enc.metadata[COMPRESSION] == b"zstd" and enc.metadata["encoding"] == ENCODING
+    assert len(enc.data) < len(original.SerializeToString()) // 3
+    assert b"step#1" not in enc.data
+    assert (await codec.decode([enc]))[0] == original
+
+
+async def test_small_or_incompressible_payloads_stay_uncompressed() -> None:
+    codec = EncryptionCodec(parse_keys(KEYS))
+    noise = Payload(metadata={"encoding": b"binary/plain"}, data=os.urandom(4000))
+    for p in (plain('"callback"'), noise):
+        [enc] = await codec.encode([p])
+        assert COMPRESSION not in enc.metadata
+        assert (await codec.decode([enc]))[0] == p
+
+
+async def test_payloads_encrypted_before_compression_existed_still_decode() -> None:
+    """Histories written before: AES-GCM of the serialized payload, the key id alone as associated data."""
+    kid, key = parse_keys(KEYS)[1]
+    nonce = os.urandom(12)
+    original = case_json()
+    old = Payload(metadata={"encoding": ENCODING, KEY_ID: kid.encode()},
+                  data=nonce + AESGCM(key).encrypt(nonce, original.SerializeToString(), kid.encode()))
+    assert (await EncryptionCodec(parse_keys(KEYS)).decode([old]))[0] == original
+
+
+async def test_the_compression_marker_cannot_be_stripped_or_added() -> None:
+    codec = EncryptionCodec(parse_keys(KEYS))
+    [enc] = await codec.encode([case_json()])
+    stripped = Payload(metadata={k: v for k, v in enc.metadata.items() if k != COMPRESSION}, data=enc.data)
+    with pytest.raises(InvalidTag):
+        await codec.decode([stripped])
+    [small] = await codec.encode([plain('"x"')])
+    with pytest.raises(InvalidTag):
+        await codec.decode([Payload(metadata={**small.metadata, COMPRESSION: b"zstd"}, data=small.data)])
+
+
+def test_unknown_or_damaged_compression_is_a_clear_error() -> None:
+    packed, marker = payload_compression.compress(case_json().SerializeToString())
+    assert marker == b"zstd"
+    with pytest.raises(payload_compression.CompressionError, match="unknown"):
+        payload_compression.decompress(packed, b"brotli")
+    with pytest.raises(payload_compression.CompressionError, match="damaged"):
+        payload_compression.decompress(packed[:-5] + b"\0\0\0\0\0", marker)

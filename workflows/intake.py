@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         Reschedule,
         SuggestDesigners,
         Suggestion,
+        WrittenCheck,
     )
     from domain.policy import Policy
     from domain.tracking import current_details
@@ -69,6 +70,10 @@ with workflow.unsafe.imports_passed_through():
 _WRITE_RETRY_FIRST = timedelta(seconds=1)
 _WRITE_TIMEOUT = timedelta(seconds=30)
 _SUGGEST_RETRY = RetryPolicy(maximum_attempts=3)
+# One patch (one marker in a new history) for what issue 20 changed in the commands a case issues:
+# search attributes follow the workflow's own writes instead of every update, and that write first
+# asks whether the API wrote the change already. Histories without the marker replay the old commands.
+SMALLER_HISTORY = "smaller-history"
 
 
 def _sa_values(s: CaseState) -> tuple[Any, ...]:
@@ -90,6 +95,8 @@ class IntakeWorkflow:
         self.inp = inp.model_copy(update={"state": None})
         self.policy: Policy = inp.policy
         self._unwritten: CaseChange | None = None  # decided, not yet written by this workflow
+        self._unwritten_by_api = False  # every part of it the API writes too (the opening, updates)
+        self._updated = inp.state is not None  # an update was decided: the API's write confirmed the case
         self._write_due: datetime | None = None
         self._urgent = False
         self._writing = False
@@ -102,7 +109,9 @@ class IntakeWorkflow:
         if inp.state is None:
             decision = engine.start(inp)
             self.s = decision.state
-            self._queue(decision.change, urgent=False)
+            # Written by the API at creation too, but unconfirmed: only the workflow's write (or an
+            # update's, written by the API) opens the case.
+            self._queue(decision.change, urgent=False, by_api=True)
             # The API started the case with these search attributes: no upsert event for them.
             self._last_sa: tuple[Any, ...] | None = _sa_values(self.s)
         else:
@@ -251,19 +260,24 @@ class IntakeWorkflow:
         except engine.Rejected as exc:
             raise ApplicationError(exc.message, exc.details, type=exc.code, non_retryable=True) from None
         if not decision.change.duplicate:
-            self._record(decision, urgent=False)
+            self._updated = True
+            self._record(decision, urgent=False, by_api=True)
         return decision.change
 
     # ------------------------------------------------------------------ recording and writing
 
-    def _record(self, decision: engine.Decision, *, urgent: bool) -> None:
+    def _record(self, decision: engine.Decision, *, urgent: bool, by_api: bool = False) -> None:
         """Take a decision's state; queue its change for writing (at once when a timer made it)."""
         self.s = decision.state
-        self._queue(decision.change, urgent=urgent)
-        self._show()
+        self._queue(decision.change, urgent=urgent, by_api=by_api)
+        # An update's search attributes wait for the workflow's own write (one upsert for the changes
+        # of a grace period, not one per step); what a timer decided (late, escalated: what the UI's
+        # stuck-case lists look for) and the close are shown at once.
+        self._show(upsert=urgent or self.s.status == CaseStatus.closed or not workflow.patched(SMALLER_HISTORY))
         self._dirty = True
 
-    def _queue(self, change: CaseChange, *, urgent: bool) -> None:
+    def _queue(self, change: CaseChange, *, urgent: bool, by_api: bool) -> None:
+        self._unwritten_by_api = by_api and (self._unwritten is None or self._unwritten_by_api)
         self._unwritten = engine.combine(self._unwritten, change)
         if self._write_due is None:
             # The first unwritten change sets the check time; later updates do not push it back.
@@ -282,18 +296,35 @@ class IntakeWorkflow:
         try:
             while self._unwritten is not None:
                 change, self._unwritten = self._unwritten, None
-                self._write_due, self._urgent = None, False
+                by_api, self._unwritten_by_api = self._unwritten_by_api, False
+                due, self._write_due, self._urgent = self._write_due, None, False
+                self._show(upsert=True)  # what updates left unshown (no command when nothing changed)
+                retry = RetryPolicy(
+                    initial_interval=_WRITE_RETRY_FIRST,
+                    maximum_interval=max(self.policy.projection_retry_max, _WRITE_RETRY_FIRST),
+                )
                 try:
-                    await workflow.execute_activity_method(
-                        ProjectionActivities.apply_change,
-                        change,
-                        start_to_close_timeout=_WRITE_TIMEOUT,
-                        retry_policy=RetryPolicy(
-                            initial_interval=_WRITE_RETRY_FIRST,
-                            maximum_interval=max(self.policy.projection_retry_max, _WRITE_RETRY_FIRST),
-                        ),
-                        summary="写入案件视图与待发消息",
+                    # What only updates decided the API has almost always written: ask (a few bytes of
+                    # history) before sending the change itself (the whole case, for a quick one). A
+                    # write before its grace period is over (the close) gives the API the rest of it.
+                    ask = by_api and self._updated and workflow.patched(SMALLER_HISTORY)
+                    left = (due - workflow.now()).total_seconds() if due is not None else 0.0
+                    check = WrittenCheck.of(change, wait_seconds=left) if ask else None
+                    written = check is not None and await workflow.execute_activity_method(
+                        ProjectionActivities.projection_written,
+                        check,
+                        start_to_close_timeout=_WRITE_TIMEOUT + timedelta(seconds=check.wait_seconds),
+                        retry_policy=retry,
+                        summary="核对案件视图",
                     )
+                    if not written:
+                        await workflow.execute_activity_method(
+                            ProjectionActivities.apply_change,
+                            change,
+                            start_to_close_timeout=_WRITE_TIMEOUT,
+                            retry_policy=retry,
+                            summary="写入案件视图与待发消息",
+                        )
                 except ActivityError as exc:
                     # Refused for good (a value the schema rejects): logged; the case goes on.
                     workflow.logger.error("case %s: change v%s not written: %s", self.s.case_id, change.version, exc)
@@ -349,12 +380,13 @@ class IntakeWorkflow:
         self._timer, self._timer_at = None, None
         self._dirty = True
 
-    def _show(self) -> None:
-        """Search attributes (only those that changed: each upsert is an event) and the UI's details."""
+    def _show(self, *, upsert: bool = True) -> None:
+        """Search attributes (only those that changed: each upsert is an event; none unless `upsert`)
+        and the UI's details."""
         s = self.s
         values = _sa_values(s)
         before = self._last_sa or (None,) * len(values)
-        if values != before:
+        if upsert and values != before:
             self._last_sa = values
             keys: tuple[Any, ...] = (SA_STAGE, SA_SOURCE, SA_SCENARIO, SA_OVERDUE, SA_ESCALATION_LEVEL, SA_DESIGNER, SA_ASSISTANT,
                     SA_STEP_DUE_AT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.projection import ProjectionActivities
 from domain import engine
 from domain.enums import Role, Scenario, Source, StepName
-from domain.models import Actor, CompleteStep, IntakeInput, StaffRef
+from domain.models import Actor, CompleteStep, IntakeInput, StaffRef, WrittenCheck
 from domain.policy import fast_policy
 from domain.templates import Company
 from store.outbox import OutboxWriter
@@ -108,3 +109,33 @@ async def test_apply_change_refuses_for_good_what_cannot_be_written(
     with pytest.raises(ApplicationError) as exc:
         await ProjectionActivities(pool, writer()).apply_change(bad)
     assert exc.value.type == "projection_invalid" and exc.value.non_retryable
+
+
+async def test_projection_written_tells_whether_the_api_wrote_a_change(
+    pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase
+) -> None:
+    """The workflow's cheap question before its own write: yes only when every entry of the change is
+    there at its version in a confirmed case; it waits while the API may still be writing."""
+    case_id = await make_case(status="starting")
+    _, _, ds = await _decisions(make_staff, case_id)
+    acts = ProjectionActivities(pool, writer())
+    both = engine.combine(ds[0].change, ds[1].change)
+    check = WrittenCheck.of(both)
+    assert check is not None and (check.first_seq, check.last_seq) == (1, both.events[-1].seq)
+    await _apply(pool, ds[0], confirm=False)  # the API's write at creation: not yet confirmed
+    assert not await acts.projection_written(check)
+    await _apply(pool, ds[1])  # the API's write after the callback (confirms the case)
+    assert await acts.projection_written(check)
+    # a later change not written yet: no, after its wait; written while the activity waits: yes
+    later = WrittenCheck.of(ds[2].change, wait_seconds=0.3)
+    assert later is not None and not await acts.projection_written(later)
+
+    async def api_writes_soon() -> None:
+        await asyncio.sleep(0.2)
+        await _apply(pool, ds[2])
+
+    answer, _ = await asyncio.gather(acts.projection_written(later.model_copy(update={"wait_seconds": 10})),
+                                     api_writes_soon())
+    assert answer
+    # a change whose entries do not prove it (none) is never asked about
+    assert WrittenCheck.of(ds[2].change.model_copy(update={"events": []})) is None

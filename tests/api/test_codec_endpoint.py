@@ -26,8 +26,11 @@ NEEDS = "秘密需求：主卧改衣帽间"
 
 
 def payloads(node: Any) -> Iterator[dict[str, Any]]:
-    """Every payload of a history in protobuf-JSON form, search attributes excluded (plain by design)."""
+    """Every payload of a history in protobuf-JSON form, search attributes and patch markers excluded
+    (plain by design: ids and stages, the name of a code change)."""
     if isinstance(node, dict):
+        if node.get("markerName") == "core_patch":
+            return
         if "searchAttributes" in node:
             node = {k: v for k, v in node.items() if k != "searchAttributes"}
         if isinstance(node.get("metadata"), dict) and "encoding" in node["metadata"]:

@@ -6,6 +6,7 @@ data dir and free ports, without a terminal (stdin closed), exactly as in CI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -21,17 +22,23 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 
 from config import Settings
 from devstack import (
     DEMO_STAFF,
     TOKENS_FILE_NAME,
     EmbeddedPostgres,
+    api_process_count,
     local_codec_endpoint,
     read_demo_tokens,
     temporal_dev_command,
 )
 from domain.constants import SEARCH_ATTRIBUTE_CLI_TYPES
+from tests.support.wait import until_sync
 
 INTAKE = Path(sys.executable).parent / "intake"
 START_WITHIN = 60.0
@@ -114,6 +121,50 @@ class DevProcess:
             if str(self.data_dir) in cmd and "start-dev" in cmd:
                 child.kill()
         EmbeddedPostgres(self.data_dir / "pg").stop()
+
+
+def _pollers(address: str, queue: str) -> set[str]:
+    """The identities (``<pid>@<host>``) of the processes polling a task queue for workflow and activity tasks."""
+
+    async def describe() -> set[str]:
+        client = await Client.connect(address)
+        found: set[str] = set()
+        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+            r = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=queue), task_queue_type=kind)
+            )
+            found |= {p.identity for p in r.pollers}
+        return found
+
+    return asyncio.run(describe())
+
+
+def _listening(pid: int, port: int) -> bool:
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in psutil.Process(pid).net_connections())
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def assert_processes_as_in_production(run: DevProcess, env: dict[str, str]) -> None:
+    """The worker in a process of its own, the API in one server process per core, none of them `intake
+    dev` itself: only the worker polls the task queue, only the API's processes serve its port."""
+    children = psutil.Process(run.proc.pid).children()
+    by_role = {" ".join(c.cmdline()[1:4]): c for c in children}
+    worker, api = by_role["-m cli worker"], by_role["-m devstack api"]
+    servers = [p for p in api.children() if "spawn_main" in " ".join(p.cmdline())] or [api]
+    assert len(servers) == api_process_count(), [p.cmdline() for p in api.children()]
+    port = int(env["INTAKE_API_PORT"])
+    assert not _listening(run.proc.pid, port) and not _listening(worker.pid, port)
+    pollers = until_sync(lambda: _pollers(f"127.0.0.1:{env['INTAKE_TEMPORAL_PORT']}", Settings().task_queue),
+                         30, "the worker polls the task queue")
+    assert {p.split("@")[0] for p in pollers} == {str(worker.pid)}, (pollers, worker.pid, api.pid)
 
 
 def _alive(pid: int) -> bool:
@@ -223,11 +274,14 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert called.status_code == 200, called.text
     assert called.json()["stage"] == "assign_designer"
 
+    assert_processes_as_in_production(first, dev_env)
     pids = first.started_pids()
     assert any("start-dev" in cmd for cmd in pids.values()), pids
     assert first.interrupt_and_wait() == 0, first.output()
     _assert_all_gone(pids)
     assert "Stopped." in first.output()
+    ports = [int(dev_env[k]) for k in ("INTAKE_API_PORT", "INTAKE_TEMPORAL_PORT", "INTAKE_TEMPORAL_UI_PORT")]
+    assert until_sync(lambda: all(_port_free(p) for p in ports), 10, "the stack's ports free again")
 
     # Second run: same data, same tokens, no second set of demo staff.
     second = DevProcess(dev_env, tmp_path / "run2.log")

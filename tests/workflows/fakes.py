@@ -27,6 +27,7 @@ from domain.models import (
     StaffRef,
     SuggestDesigners,
     Suggestion,
+    WrittenCheck,
 )
 from domain.policy import Policy, fast_policy
 from domain.tracking import initial_search_attributes, static_details, static_summary
@@ -56,6 +57,7 @@ class FakeActivities:
     calls: Counter[str] = field(default_factory=Counter)
     suggestions: list[StaffRef] = field(default_factory=lambda: [DESIGNER, DESIGNER2])
     fail_writes: bool = False
+    written_seqs: dict[int, set[int]] = field(default_factory=dict)  # case -> timeline entries written
 
     @activity.defn(name="apply_change")
     async def apply_change(self, change: CaseChange) -> None:
@@ -64,6 +66,7 @@ class FakeActivities:
             raise RuntimeError("database down")
         self.changes.append(change)
         self.projections[change.case_id] = engine.merge(self.projections.get(change.case_id), change)
+        self.written_seqs.setdefault(change.case_id, set()).update(e.seq for e in change.events)
         seen = {m.purpose for m in self.sms}
         self.sms += [m for m in change.effects.sms if m.purpose not in seen]
         seen = {n.purpose for n in self.notices}
@@ -74,6 +77,13 @@ class FakeActivities:
         keys = {a.event_key for a in self.assignments}
         self.assignments += [a for a in change.effects.assignments if a.event_key not in keys]
 
+    @activity.defn(name="projection_written")
+    async def projection_written(self, check: WrittenCheck) -> bool:
+        self.calls["projection_written"] += 1
+        stored = self.projections.get(check.case_id)
+        seqs = set(range(check.first_seq, check.last_seq + 1))
+        return stored is not None and stored.version >= check.version and seqs <= self.written_seqs[check.case_id]
+
     @activity.defn(name="suggest_designers")
     async def suggest_designers(self, req: SuggestDesigners) -> list[Suggestion]:
         self.calls["suggest_designers"] += 1
@@ -83,7 +93,7 @@ class FakeActivities:
         ]
 
     def all(self) -> list[Any]:
-        return [self.apply_change, self.suggest_designers]
+        return [self.apply_change, self.projection_written, self.suggest_designers]
 
     def purposes(self) -> list[str]:
         return [m.purpose for m in self.sms]
