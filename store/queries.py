@@ -61,6 +61,7 @@ CASE_COLUMNS = (
 _DETAIL_SQL = (
     f"SELECT {CASE_COLUMNS}, c.state, c.policy, c.policy_version, mg.deputy_id AS manager_deputy_id,"
     " c.previous_case_id, c.returning_reason, c.house_key, c.second_phone,"
+    " intake_callback_notes(c.id) AS callback_notes,"  # what a step's designer notice tells (store/projection)
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
@@ -96,16 +97,8 @@ async def case_events(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> 
 async def case_assignments(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
     """Allocation ledger and assistant registrations (备案登记) of a case, oldest first."""
     return await conn.fetch(
-        "SELECT 'designer' AS role, l.designer_id AS staff_id, s.name AS staff_name, l.kind, l.suggested_id,"
-        " l.decided_by, d.name AS decided_by_name, l.reason, l.at"
-        " FROM allocation_ledger l JOIN staff s ON s.id = l.designer_id JOIN staff d ON d.id = l.decided_by"
-        " WHERE l.case_id = $1"
-        " UNION ALL"
-        " SELECT 'assistant', r.assistant_id, s.name, r.kind, NULL, r.registered_by, d.name, r.reason, r.at"
-        " FROM assistant_registrations r JOIN staff s ON s.id = r.assistant_id"
-        " JOIN staff d ON d.id = r.registered_by"
-        " WHERE r.case_id = $1"
-        " ORDER BY at",
+        "SELECT role, staff_id, staff_name, kind, suggested_id, decided_by, decided_by_name, reason, at"
+        " FROM case_assignment_rows WHERE case_id = $1 ORDER BY at",  # the view: migrations/018
         case_id,
     )
 
