@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from domain.permissions import Relation, Scope
+from store.staff import token_owner_sql
 
 # --- who sees which case (domain/permissions.py decides; this is its translation into SQL) ----------
 
@@ -81,9 +82,28 @@ _DETAIL_SQL = (
 )
 
 
+# The case row beside the owner of a token (jsonb, NULL when the token is no longer valid): a token taken from
+# the process's cache is confirmed by the statement that reads the case anyway (api.deps.get_case_user).
+_API_SCOPE = "'api'"
+_DETAIL_AS_SQL = (
+    f"SELECT (SELECT to_jsonb(o) FROM ({token_owner_sql('$2', '$3', _API_SCOPE)}) o) AS auth_staff,"
+    f" d.* FROM (SELECT 1) AS one LEFT JOIN LATERAL ({_DETAIL_SQL}) d ON true"
+)
+
+
 async def case_row(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> asyncpg.Record | None:
     """The case row with its staff references and the last reported state (jsonb)."""
     return await conn.fetchrow(_DETAIL_SQL, case_id)
+
+
+async def case_row_as(
+    conn: asyncpg.Pool | asyncpg.Connection, case_id: int, *, token_hash: str, max_age_days: float | None
+) -> tuple[dict[str, Any] | None, asyncpg.Record | None]:
+    """The owner of a token as the database holds them now (None: revoked, expired, left) and the case row."""
+    row = await conn.fetchrow(_DETAIL_AS_SQL, case_id, token_hash, max_age_days)
+    assert row is not None
+    owner = row["auth_staff"]
+    return owner, (row if row["id"] is not None else None)
 
 
 async def case_events(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
