@@ -258,8 +258,8 @@ class TokenCache:
     """Who a bearer token belongs to, kept briefly in this process (SPEC §10: no lookup of its own on a step).
 
     Only routes that read their case first take a person from here (:func:`get_case_user`); that read
-    confirms the token in the same statement (store.queries.case_row), so a revoked or expired token, a
-    person who left or changed role is refused by the very next request, in every API process alike.
+    confirms the token in the same statement (store.queries.case_row_as), so a revoked or expired token,
+    someone who left or whose role changed is refused by the very next request, in every API process alike.
     """
 
     def __init__(self, seconds: float, max_entries: int = 10_000) -> None:
