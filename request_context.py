@@ -23,6 +23,9 @@ class RequestInfo:
     # Cases already read for this request, by (staff id, case id): a route's dependency and its service
     # ask for the same case once (api.services.access.open_case).
     cases: dict[tuple[int, int], Any] = field(default_factory=dict)
+    # What the API's write of a case's change brings along, by case id (store.writes.write_change):
+    # the case row read before the update, the answer's timeline, a full-phone read to record.
+    writing: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 current: ContextVar[RequestInfo | None] = ContextVar("intake_request", default=None)

@@ -34,7 +34,7 @@ from domain.models import Actor
 from domain.permissions import Refusal
 from domain.policy import Policy
 from store.recordings import RecordingStore
-from store.staff import Staff, StaffRepository
+from store.staff import Staff, StaffRepository, hash_token
 from wecom import WeComCorp
 
 log = logging.getLogger("intake.api")
@@ -72,6 +72,7 @@ class Resources:
 
         # Failed sign-ins and bad tokens per client address, judged before any database work.
         self.auth_failures = FailureLimiter(settings.auth_failures_per_minute)
+        self.tokens = TokenCache(TOKEN_CACHE_SECONDS)
 
     @property
     def timeout(self) -> float:
@@ -214,10 +215,24 @@ _bearer = HTTPBearer(
 
 
 @dataclass(frozen=True)
+class TokenProof:
+    """A bearer token whose owner came from the process's cache: the request's first statement confirms it."""
+
+    token_hash: str
+    max_age_days: float | None
+
+
+@dataclass(eq=False)
 class CurrentUser:
-    """The authenticated staff member."""
+    """The authenticated staff member.
+
+    `proof` is set while the person comes from the token cache and is not yet confirmed by the database
+    (:func:`get_case_user`); the case read confirms them (api.services.access.open_case) and replaces
+    `staff` with what the database holds now, before anything is decided on their behalf.
+    """
 
     staff: Staff
+    proof: TokenProof | None = None
 
     @property
     def id(self) -> int:
@@ -233,8 +248,69 @@ class CurrentUser:
         """Who acts, as the workflow's updates take it."""
         return Actor(staff_id=self.staff.id, role=self.staff.role, name=self.staff.name)
 
+    def confirmed(self, staff: Staff) -> None:
+        """The database confirmed the token: the person as they stand now (a new role counts at once)."""
+        self.staff = staff
+        self.proof = None
+
+
+class TokenCache:
+    """Who a bearer token belongs to, kept briefly in this process (SPEC §10: no lookup of its own on a step).
+
+    Only routes that read their case first take a person from here (:func:`get_case_user`); that read
+    confirms the token in the same statement (store.queries.case_row_as), so a revoked or expired token,
+    someone who left or whose role changed is refused by the very next request, in every API process alike.
+    """
+
+    def __init__(self, seconds: float, max_entries: int = 10_000) -> None:
+        self._seconds = seconds
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, Staff]] = {}
+
+    def get(self, token_hash: str) -> Staff | None:
+        """The person last confirmed for this token, if not older than the cache's time."""
+        hit = self._entries.get(token_hash)
+        if hit is None or time.monotonic() - hit[0] > self._seconds:
+            return None
+        return hit[1]
+
+    def put(self, token_hash: str, staff: Staff) -> None:
+        """Remember a confirmed person (the oldest entries go first when full)."""
+        if len(self._entries) >= self._max:
+            for key in list(self._entries)[: self._max // 10 or 1]:
+                del self._entries[key]
+        self._entries[token_hash] = (time.monotonic(), staff)
+
+    def drop(self, token_hash: str) -> None:
+        """Forget a token the database refused."""
+        self._entries.pop(token_hash, None)
+
+
+# How long a confirmed token is kept in the process; each use is still confirmed by the case read.
+TOKEN_CACHE_SECONDS = 60.0
 
 _UNAUTH_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+def invalid_token() -> ApiError:
+    """401 invalid_token: revoked, expired, unknown, or its owner has left."""
+    return ApiError(401, "invalid_token", "令牌无效、已过期或已吊销", headers=_UNAUTH_HEADERS)
+
+
+def _bearer_token(
+    request: HTTPConnection, res: Resources, credentials: HTTPAuthorizationCredentials | None
+) -> tuple[str, str]:
+    """The presented token and the caller's address (401 without one; 429 for an address that failed too
+    often, before any database work)."""
+    if credentials is None or not credentials.credentials:
+        raise ApiError(401, "unauthenticated", "需要登录：Authorization: Bearer <令牌>", headers=_UNAUTH_HEADERS)
+    address = client_address(request)
+    res.auth_failures.check(address)
+    token = credentials.credentials.strip()
+    if len(token) > 512:
+        res.auth_failures.failed(address)
+        raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
+    return token, address
 
 
 async def get_current_user(
@@ -244,28 +320,42 @@ async def get_current_user(
 ) -> CurrentUser:
     """Resolve the bearer token to an active staff member (401 otherwise; 429 for an address that failed
     too often, before any database work)."""
-    if credentials is None or not credentials.credentials:
-        raise ApiError(401, "unauthenticated", "需要登录：Authorization: Bearer <令牌>", headers=_UNAUTH_HEADERS)
-    address = client_address(request)
-    res.auth_failures.check(address)
-    token = credentials.credentials.strip()
-    if len(token) > 512:
-        res.auth_failures.failed(address)
-        raise ApiError(401, "invalid_token", "令牌无效或已吊销", headers=_UNAUTH_HEADERS)
+    token, address = _bearer_token(request, res, credentials)
     pool = await res.pool()
     # Revoked, expired, or its owner has left (inactive): None.
     ttl = res.settings.token_ttl_days
     staff = await bounded(res, StaffRepository(pool).by_token(token=token, max_age_days=ttl))
     if staff is None:
         res.auth_failures.failed(address)
-        raise ApiError(401, "invalid_token", "令牌无效、已过期或已吊销", headers=_UNAUTH_HEADERS)
+        raise invalid_token()
+    res.tokens.put(hash_token(token), staff)
     import request_context as context
 
     context.set_staff(staff.id)
     return CurrentUser(staff)
 
 
+async def get_case_user(
+    request: HTTPConnection,
+    res: ResourcesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> CurrentUser:
+    """:func:`get_current_user` for routes whose first database statement reads their case: a token seen a
+    moment ago costs no lookup of its own, the case read confirms it (api.services.access.open_case)."""
+    token, _ = _bearer_token(request, res, credentials)
+    hashed = hash_token(token)
+    staff = res.tokens.get(hashed)
+    if staff is None:
+        return await get_current_user(request, res, credentials)
+    import request_context as context
+
+    context.set_staff(staff.id)
+    return CurrentUser(staff, proof=TokenProof(hashed, res.settings.token_ttl_days))
+
+
 CurrentStaff = Annotated[CurrentUser, Depends(get_current_user)]
+# The same person, for routes that read their case before anything else (the token confirmed by that read).
+CaseStaff = Annotated[CurrentUser, Depends(get_case_user)]
 
 
 def refuse(refusal: Refusal | None) -> None:

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -72,7 +72,7 @@ from domain import notices as notice_texts
 from domain import permissions, quiet, staffing, templates
 from domain.calendar import local_date
 from domain.enums import ROLE_LABELS, Gender, Level, MeetingKind, Role, StaffStatus
-from domain.models import CaseState, NotifyStaff, SendSms
+from domain.models import Meeting, NotifyStaff, SendSms
 from domain.phone import mask_phones_in
 from domain.policy import Policy
 from domain.tracking import local_time
@@ -81,6 +81,8 @@ from store.staff import schedule_from_db
 log = logging.getLogger(__name__)
 
 OutboxStatus = Literal["pending", "sending", "sent", "failed"]
+# A row as rendering reads it: an asyncpg record or the JSON intake_apply_change answers with.
+Row = Mapping[str, Any]
 
 # One dispatcher statement (or waiting for a pooled connection) longer than this is an error, not a hang.
 DB_TIMEOUT = 10.0
@@ -113,7 +115,7 @@ def _policy_of(raw: Any) -> Policy | None:
         return None
 
 
-def _availability(staff: asyncpg.Record) -> staffing.Availability:
+def _availability(staff: Row) -> staffing.Availability:
     return staffing.Availability(id=staff["id"], status=StaffStatus(staff["status"]),
                                  schedule=schedule_from_db(_json(staff["office_schedule"])) or None)
 
@@ -139,6 +141,15 @@ class _Unrenderable(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What rendering a set of messages reads besides their case (``intake_outbox_staff``'s arguments)."""
+
+    staff_ids: list[int]
+    roles: list[str]
+    details: bool  # a designer_assigned notice: the client's details for the designer
 
 
 @dataclass(frozen=True)
@@ -186,7 +197,7 @@ class OutboxWriter:
             return
         now = now or datetime.now(UTC)
         messages: list[SendSms | NotifyStaff] = [*sms, *notices]
-        # Three statements whatever the number of messages: cases, staff (ids and roles), one INSERT.
+        # Four statements whatever the number of messages: cases, staff, details, one INSERT.
         # FOR KEY SHARE: the cases cannot vanish before the caller commits, so the INSERT cannot fail
         # on the foreign key and abort the caller's transaction.
         cases = {
@@ -198,9 +209,38 @@ class OutboxWriter:
                 sorted({m.case_id for m in messages}),
             )
         }
-        by_id, by_role = await self._staff(conn, sms, notices)
-        names = {i: r["name"] for i, r in by_id.items()}
+        need = self.needs(sms, notices)
+        staff = await self._staff(conn, need)
         details = await self._details(conn, [n for n in notices if n.template == "designer_assigned"])
+        rows = self.render(messages, cases=cases, staff=staff, details=details, now=now)
+        if rows:
+            await self._insert(conn, rows)
+
+    def needs(self, sms: Sequence[SendSms], notices: Sequence[NotifyStaff]) -> Needs:
+        """What rendering these messages reads besides the case: staff by id and by role, the designer's details."""
+        ids = {i for m in sms for i in (m.designer_id, m.assistant_id, m.manager_id, m.previous_designer_id)
+               if i is not None}
+        ids |= {n.recipient_id for n in notices if n.recipient_id is not None}
+        roles = {n.recipient_role.value for n in notices if n.recipient_id is None and n.recipient_role is not None}
+        return Needs(staff_ids=sorted(ids), roles=sorted(roles),
+                     details=any(n.template == "designer_assigned" for n in notices))
+
+    def render(
+        self,
+        messages: Sequence[SendSms | NotifyStaff],
+        *,
+        cases: Mapping[int, Mapping[str, Any]],
+        staff: Sequence[Mapping[str, Any]],
+        details: Mapping[int, Mapping[str, Any]],
+        now: datetime,
+    ) -> list[_NewRow]:
+        """The outbox rows of `messages` (one per case and purpose, the first wins) from their inputs: the
+        cases (as they stand after the decision), the staff :meth:`needs` names (rows of
+        ``intake_outbox_staff``) and the designer's details per case. Pure: no database."""
+        by_id = {r["id"]: r for r in staff if r["for_role"] is None}
+        by_role = {r["for_role"]: r for r in staff if r["for_role"] is not None}
+        by_id.update({r["id"]: r for r in by_role.values() if r["id"] not in by_id})  # schedules by recipient
+        names = {i: r["name"] for i, r in by_id.items()}
         rows: list[_NewRow] = []
         seen: set[tuple[int, str]] = set()
         for msg in messages:
@@ -214,7 +254,7 @@ class OutboxWriter:
                 log.warning("outbox: case %s does not exist; message %s not recorded", msg.case_id, msg.purpose)
                 continue
             if isinstance(msg, NotifyStaff) and msg.template and msg.case_id in details:
-                msg = msg.model_copy(update={"text": details[msg.case_id]})
+                msg = msg.model_copy(update={"text": self._designer_text(msg.case_id, details[msg.case_id], case)})
             row = (
                 self._sms_row(msg, case, names)
                 if isinstance(msg, SendSms)
@@ -227,8 +267,7 @@ class OutboxWriter:
                     "outbox: case %s message %s recorded as failed (%s)", row.case_id, row.purpose, row.error_code
                 )
             rows.append(row)
-        if rows:
-            await self._insert(conn, rows)
+        return rows
 
     async def enqueue_staff_digest(
         self,
@@ -262,7 +301,7 @@ class OutboxWriter:
             await self._insert(conn, rows, caseless=True)
 
     @staticmethod
-    def _held(row: _NewRow, msg: SendSms | NotifyStaff, case: asyncpg.Record, by_id: dict[int, asyncpg.Record],
+    def _held(row: _NewRow, msg: SendSms | NotifyStaff, case: Row, by_id: dict[int, Row],
               now: datetime) -> _NewRow:
         """The row, held until the client's quiet hours end or its recipient's next working start."""
         policy = _policy_of(case["policy"])
@@ -276,82 +315,72 @@ class OutboxWriter:
             until = quiet.not_before(policy, now, client=False, schedule=schedule, urgent=msg.urgent)
         return replace(row, not_before=until) if until is not None else row
 
-    async def _details(self, conn: asyncpg.Connection, notices: Sequence[NotifyStaff]) -> dict[int, str]:
-        """将客户的详细情况告诉设计师: the designer's notice, from PostgreSQL (never from the workflow).
+    async def _details(
+        self, conn: asyncpg.Connection, notices: Sequence[NotifyStaff]
+    ) -> dict[int, Mapping[str, Any]]:
+        """将客户的详细情况告诉设计师: what the designer's notice tells, from PostgreSQL (never from the workflow).
 
         Read in the caller's transaction, after the change's projection and events were written, so the
-        agreed times and the callback's notes are those of the same decision.
+        agreed times and the callback's notes are those of the same decision. The same inputs as
+        ``intake_apply_change`` computes (migrations/018).
         """
         case_ids = sorted({n.case_id for n in notices})
         if not case_ids:
             return {}
         rows = await conn.fetch(
-            "SELECT c.id, c.client_name, c.client_gender, c.compound, c.area_m2, c.budget, c.state,"
-            " c.policy->'calendar'->>'timezone' AS tz,"
-            " (SELECT e.data->>'notes' FROM case_events e WHERE e.case_id = c.id AND e.step = 'callback'"
-            "  AND e.kind = 'step_done' ORDER BY e.seq DESC LIMIT 1) AS callback_notes"
+            "SELECT c.id, c.compound, c.area_m2, c.budget, c.policy->'calendar'->>'timezone' AS tz,"
+            " intake_state_meeting(c.state, 'meeting')::text AS meeting,"
+            " intake_state_meeting(c.state, 'measure')::text AS measure,"
+            " (c.state->'designer_level')::text AS designer_level, (c.state->'car')::text AS car,"
+            " intake_callback_notes(c.id) AS callback_notes"
             " FROM cases c WHERE c.id = ANY($1::bigint[])",
             case_ids,
         )
-        out: dict[int, str] = {}
-        for r in rows:
-            state: CaseState | None = None
-            raw = r["state"]
-            if raw:
-                try:
-                    state = CaseState.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
-                except ValueError:
-                    state = None
-            tz = r["tz"] or "Asia/Shanghai"
-            if state is not None:
-                meeting, measure = state.meeting("meeting"), state.meeting("measure")
-            else:
-                meeting = measure = None
-            out[r["id"]] = notice_texts.designer_details(
-                r["id"],
-                salutation=templates.salutation(r["client_name"], Gender(r["client_gender"])),
-                compound=r["compound"],
-                area_m2=float(r["area_m2"]) if r["area_m2"] is not None else None,
-                budget=r["budget"],
-                meeting_kind=MeetingKind(meeting.kind) if meeting else None,
-                meeting_at=local_time(meeting.at, tz) if meeting else None,
-                measure_at=local_time(measure.at, tz) if measure else None,
-                level=Level(state.designer_level) if state and state.designer_level else None,
-                callback_notes=r["callback_notes"],
-                car=state.car if state else None,
-            )
-        return out
+        return {r["id"]: {**dict(r), **{k: json.loads(r[k]) if r[k] else None
+                                        for k in ("meeting", "measure", "designer_level", "car")}}
+                for r in rows}
 
-    async def _staff(
-        self, conn: asyncpg.Connection, sms: Sequence[SendSms], notices: Sequence[NotifyStaff]
-    ) -> tuple[dict[int, asyncpg.Record], dict[str, asyncpg.Record]]:
-        """Staff by id (names in SMS, notice recipients) and the first active member of each role asked for."""
-        ids = {i for m in sms for i in (m.designer_id, m.assistant_id, m.manager_id, m.previous_designer_id)
-               if i is not None}
-        ids |= {n.recipient_id for n in notices if n.recipient_id is not None}
-        roles = {n.recipient_role.value for n in notices if n.recipient_id is None and n.recipient_role is not None}
-        if not ids and not roles:
-            return {}, {}
-        # The recipients' deputies come along (a manager away hands their notices to the deputy).
-        found = await conn.fetch(
-            "WITH named AS (SELECT id, name, phone, role, status, office_schedule, deputy_id, NULL::text AS for_role"
-            "  FROM staff WHERE id = ANY($1::bigint[])"
-            " UNION ALL"
-            " (SELECT DISTINCT ON (role) id, name, phone, role, status, office_schedule, deputy_id, role AS for_role"
-            "  FROM staff"
-            "  WHERE role = ANY($2::text[]) AND status = 'active' ORDER BY role, id))"
-            " SELECT * FROM named UNION ALL"
-            " SELECT id, name, phone, role, status, office_schedule, deputy_id, NULL::text FROM staff"
-            " WHERE id IN (SELECT deputy_id FROM named) AND id NOT IN (SELECT id FROM named)",
-            sorted(ids),
-            sorted(roles),
+    @staticmethod
+    def _designer_text(case_id: int, d: Mapping[str, Any], case: Mapping[str, Any]) -> str:
+        """The designer's notice of a case from its details (``_details`` / ``intake_apply_change``)."""
+        tz = d["tz"] or "Asia/Shanghai"
+
+        def meeting(raw: Any) -> Meeting | None:
+            try:
+                return Meeting.model_validate(raw) if raw else None
+            except ValueError:
+                return None
+
+        first, measure = meeting(d["meeting"]), meeting(d["measure"])
+        try:
+            level = Level(d["designer_level"]) if d["designer_level"] else None
+        except ValueError:
+            level = None
+        return notice_texts.designer_details(
+            case_id,
+            salutation=templates.salutation(case["client_name"], Gender(case["client_gender"])),
+            compound=d["compound"],
+            area_m2=float(d["area_m2"]) if d["area_m2"] is not None else None,
+            budget=d["budget"],
+            meeting_kind=MeetingKind(first.kind) if first else None,
+            meeting_at=local_time(first.at, tz) if first else None,
+            measure_at=local_time(measure.at, tz) if measure else None,
+            level=level,
+            callback_notes=d["callback_notes"],
+            car=d["car"] if isinstance(d["car"], str) else None,
         )
-        by_id = {r["id"]: r for r in found if r["for_role"] is None}
-        by_role = {r["for_role"]: r for r in found if r["for_role"] is not None}
-        by_id.update({r["id"]: r for r in by_role.values() if r["id"] not in by_id})  # schedules by recipient
-        return by_id, by_role
 
-    def _sms_row(self, req: SendSms, case: asyncpg.Record, names: dict[int, str]) -> _NewRow:
+    async def _staff(self, conn: asyncpg.Connection, need: Needs) -> list[Mapping[str, Any]]:
+        """Staff by id (names in SMS, notice recipients), the first active member of each role asked for, and
+        the deputies of both (a manager away hands their notices to the deputy): ``intake_outbox_staff``."""
+        if not need.staff_ids and not need.roles:
+            return []
+        found = await conn.fetchval("SELECT intake_outbox_staff($1::bigint[], $2::text[])::text",
+                                    need.staff_ids, need.roles)
+        rows: list[Mapping[str, Any]] = json.loads(found)
+        return rows
+
+    def _sms_row(self, req: SendSms, case: Row, names: dict[int, str]) -> _NewRow:
         phone: str = case["client_phone"]
         try:
             template_name, text, variables = self._render_sms(
@@ -461,8 +490,8 @@ class OutboxWriter:
         return template_name, text, variables
 
     @staticmethod
-    def _deputy(staff: asyncpg.Record, by_id: dict[int, asyncpg.Record], case: asyncpg.Record,
-                now: datetime) -> asyncpg.Record | None:
+    def _deputy(staff: Row, by_id: dict[int, Row], case: Row,
+                now: datetime) -> Row | None:
         """The recipient's deputy when the recipient is away and the deputy at work, else None."""
         deputy = by_id.get(staff["deputy_id"]) if staff["deputy_id"] is not None else None
         if deputy is None:
@@ -472,10 +501,10 @@ class OutboxWriter:
         return deputy if acting is not None else None
 
     def _notice_row(
-        self, req: NotifyStaff, by_id: dict[int, asyncpg.Record], by_role: dict[str, asyncpg.Record],
-        case: asyncpg.Record, now: datetime,
+        self, req: NotifyStaff, by_id: dict[int, Row], by_role: dict[str, Row],
+        case: Row, now: datetime,
     ) -> _NewRow:
-        staff: asyncpg.Record | None
+        staff: Row | None
         if req.recipient_id is not None:
             staff = by_id.get(req.recipient_id)
             missing = f"员工 {req.recipient_id} 不存在"
@@ -521,7 +550,7 @@ class OutboxWriter:
             provider=self._staff_channel,
         )
 
-    def _private(self, staff: asyncpg.Record, case: asyncpg.Record) -> bool:
+    def _private(self, staff: Row, case: Row) -> bool:
         """Whether the notice reaches only its recipient, who may see the client's contact details."""
         if self._staff_channel not in PERSONAL_CHANNELS:
             return False
@@ -568,3 +597,13 @@ def build_writer(settings: Settings) -> OutboxWriter:
         sms_provider=settings.sms_provider,
         staff_channel=settings.notify_channel,
     )
+
+
+def row_json(row: _NewRow) -> dict[str, Any]:
+    """A rendered row as ``intake_apply_change`` inserts it (migrations/018)."""
+    return {
+        "case_id": row.case_id, "purpose": row.purpose, "channel": row.channel, "recipient_id": row.recipient_id,
+        "recipient": row.recipient, "template": row.template, "text": row.text, "variables": row.variables,
+        "provider": row.provider, "status": row.status, "last_error": row.last_error, "error_code": row.error_code,
+        "not_before": row.not_before.isoformat() if row.not_before else None,
+    }

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from domain.permissions import Relation, Scope
+from store.staff import token_owner_sql
 
 # --- who sees which case (domain/permissions.py decides; this is its translation into SQL) ----------
 
@@ -61,6 +62,7 @@ CASE_COLUMNS = (
 _DETAIL_SQL = (
     f"SELECT {CASE_COLUMNS}, c.state, c.policy, c.policy_version, mg.deputy_id AS manager_deputy_id,"
     " c.previous_case_id, c.returning_reason, c.house_key, c.second_phone,"
+    " intake_callback_notes(c.id) AS callback_notes,"  # what a step's designer notice tells (store/projection)
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
@@ -80,9 +82,28 @@ _DETAIL_SQL = (
 )
 
 
+# The case row beside the owner of a token (jsonb, NULL when the token is no longer valid): a token taken from
+# the process's cache is confirmed by the statement that reads the case anyway (api.deps.get_case_user).
+_API_SCOPE = "'api'"
+_DETAIL_AS_SQL = (
+    f"SELECT (SELECT to_jsonb(o) FROM ({token_owner_sql('$2', '$3', _API_SCOPE)}) o) AS auth_staff,"
+    f" d.* FROM (SELECT 1) AS one LEFT JOIN LATERAL ({_DETAIL_SQL}) d ON true"
+)
+
+
 async def case_row(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> asyncpg.Record | None:
     """The case row with its staff references and the last reported state (jsonb)."""
     return await conn.fetchrow(_DETAIL_SQL, case_id)
+
+
+async def case_row_as(
+    conn: asyncpg.Pool | asyncpg.Connection, case_id: int, *, token_hash: str, max_age_days: float | None
+) -> tuple[dict[str, Any] | None, asyncpg.Record | None]:
+    """The owner of a token as the database holds them now (None: revoked, expired, left) and the case row."""
+    row = await conn.fetchrow(_DETAIL_AS_SQL, case_id, token_hash, max_age_days)
+    assert row is not None
+    owner = row["auth_staff"]
+    return owner, (row if row["id"] is not None else None)
 
 
 async def case_events(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
@@ -96,16 +117,8 @@ async def case_events(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> 
 async def case_assignments(conn: asyncpg.Pool | asyncpg.Connection, case_id: int) -> list[asyncpg.Record]:
     """Allocation ledger and assistant registrations (备案登记) of a case, oldest first."""
     return await conn.fetch(
-        "SELECT 'designer' AS role, l.designer_id AS staff_id, s.name AS staff_name, l.kind, l.suggested_id,"
-        " l.decided_by, d.name AS decided_by_name, l.reason, l.at"
-        " FROM allocation_ledger l JOIN staff s ON s.id = l.designer_id JOIN staff d ON d.id = l.decided_by"
-        " WHERE l.case_id = $1"
-        " UNION ALL"
-        " SELECT 'assistant', r.assistant_id, s.name, r.kind, NULL, r.registered_by, d.name, r.reason, r.at"
-        " FROM assistant_registrations r JOIN staff s ON s.id = r.assistant_id"
-        " JOIN staff d ON d.id = r.registered_by"
-        " WHERE r.case_id = $1"
-        " ORDER BY at",
+        "SELECT role, staff_id, staff_name, kind, suggested_id, decided_by, decided_by_name, reason, at"
+        " FROM case_assignment_rows WHERE case_id = $1 ORDER BY at",  # the view: migrations/018
         case_id,
     )
 

@@ -306,15 +306,25 @@ class StaffRepository:
         # Looked up by the token's sha256: timing reveals nothing about the token itself, and a
         # database equality on a hash of a 256-bit secret needs no constant-time compare after it.
         # The age bound is checked here too, so lowering the setting shortens every live token at once.
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM staff WHERE status <> 'inactive' AND id = (SELECT staff_id FROM staff_tokens"
-            " WHERE token_hash = $1 AND scope = $3 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
-            " AND ($2::float8 IS NULL OR created_at > now() - $2::float8 * interval '1 day'))",
-            hash_token(token),
-            max_age_days,
-            scope,
-        )
+        row = await self._pool.fetchrow(token_owner_sql("$1", "$2", "$3"), hash_token(token), max_age_days, scope)
         return _row_to_staff(row) if row else None
+
+
+def token_owner_sql(token_hash: str, max_age_days: str, scope: str) -> str:
+    """The staff row owning a valid token (not revoked or expired, issued within `max_age_days`, its owner not
+    inactive), with the placeholders given: StaffRepository.by_token, and the case read that confirms a
+    cached token (store.queries.case_row)."""
+    return (
+        f"SELECT {_COLUMNS} FROM staff WHERE status <> 'inactive' AND id = (SELECT staff_id FROM staff_tokens"
+        f" WHERE token_hash = {token_hash} AND scope = {scope} AND revoked_at IS NULL"
+        f" AND (expires_at IS NULL OR expires_at > now())"
+        f" AND ({max_age_days}::float8 IS NULL OR created_at > now() - {max_age_days}::float8 * interval '1 day'))"
+    )
+
+
+def staff_from_json(value: dict[str, Any]) -> Staff:
+    """A staff row as ``to_jsonb`` gives it (a statement that reads it beside other things)."""
+    return _row_to_staff(value)
 
 
 def _check_wecom_userid(value: str | None) -> None:

@@ -12,10 +12,11 @@ import logging
 
 import asyncpg
 
+import request_context as context
 from config import Settings
-from domain.models import CaseChange, CaseState
+from domain.models import CaseChange
 from store.outbox import build_writer
-from store.projection import ProjectionWriter
+from store.projection import ProjectionWriter, Written
 
 log = logging.getLogger("intake.api")
 
@@ -35,7 +36,11 @@ def projection_writer(settings: Settings) -> ProjectionWriter:
 
 async def write_change(
     conn: asyncpg.Connection, settings: Settings, change: CaseChange, *, confirm: bool = True
-) -> CaseState:
-    """Apply one change inside a transaction on `conn`; returns the projection's full state."""
-    async with conn.transaction():
-        return await projection_writer(settings).apply(conn, change, confirm=confirm)
+) -> Written:
+    """Apply one change on `conn` in one statement (atomic by itself, store/projection.py); returns the
+    projection's full state. Serving a request, it also takes what the request put in
+    ``request_context`` for this case (the case row read before the update, the answer's timeline and
+    assignments, a full-phone read to record): still one statement."""
+    info = context.current.get()
+    extras = info.writing.get(change.case_id, {}) if info is not None else {}
+    return await projection_writer(settings).write(conn, change, confirm=confirm, **extras)

@@ -42,7 +42,7 @@ class NeedSignIn(Exception):
     """No live session: the console answers with the sign-in page."""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class ConsoleUser(CurrentUser):
     """The signed-in staff member, with their session's form token."""
 

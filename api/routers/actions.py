@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 
 from api import services
-from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep
+from api.deps import CaseStaff, CurrentStaff, CurrentUser, Resources, ResourcesDep
 from api.errors import R401, R403, R404, R409, R422, R503, ApiError, not_found_case, responses
 from api.routers.intakes import IdempotencyKey
 from api.schemas import (
@@ -24,7 +24,7 @@ from api.schemas import (
     ReassignRequest,
     RescheduleRequest,
 )
-from api.services.access import CaseId, visible_case
+from api.services.access import CaseId, acting_case, visible_case
 from domain.enums import STEP_LABELS, StepName
 from domain.models import STEP_PAYLOADS
 
@@ -80,7 +80,7 @@ def _add_step_route(step: StepName) -> None:
     who = services.step_owner_label(step)
     example = _EXAMPLES.get(step, {})
 
-    async def owner_only(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -> None:
+    async def owner_only(case_id: CaseId, user: CaseStaff, res: ResourcesDep) -> None:
         # A dependency, so a case the person may not see is 404 and a wrong role 403 before the body is
         # judged (422); the service asks the same again (the case from the request's cache).
         await services.open_for_step(res, user, case_id, step)
@@ -102,7 +102,7 @@ def _add_step_route(step: StepName) -> None:
         [
             inspect.Parameter("case_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=CaseId),
             inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body_type),
-            inspect.Parameter("user", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=CurrentStaff),
+            inspect.Parameter("user", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=CaseStaff),
             inspect.Parameter("res", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ResourcesDep),
             inspect.Parameter(
                 "idempotency_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=IdempotencyKey
@@ -144,7 +144,7 @@ async def unknown_step(case_id: int, step: str, user: CurrentStaff) -> None:
 
 @router.post(
     "/{case_id}/reschedule",
-    dependencies=[Depends(visible_case)],
+    dependencies=[Depends(acting_case)],
     response_model=CaseView,
     summary="改期：见面或量房",
     responses=ACTION_ERRORS,
@@ -152,7 +152,7 @@ async def unknown_step(case_id: int, step: str, user: CurrentStaff) -> None:
 async def reschedule(
     case_id: CaseId,
     body: RescheduleRequest,
-    user: CurrentStaff,
+    user: CaseStaff,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseView:
@@ -163,7 +163,7 @@ async def reschedule(
 
 @router.post(
     "/{case_id}/reassign",
-    dependencies=[Depends(visible_case)],
+    dependencies=[Depends(acting_case)],
     response_model=CaseView,
     summary="更换设计师或助理（经理）",
     responses=ACTION_ERRORS,
@@ -171,7 +171,7 @@ async def reschedule(
 async def reassign(
     case_id: CaseId,
     body: ReassignRequest,
-    user: CurrentStaff,
+    user: CaseStaff,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseView:
@@ -182,7 +182,7 @@ async def reassign(
 
 @router.post(
     "/{case_id}/close",
-    dependencies=[Depends(visible_case)],
+    dependencies=[Depends(acting_case)],
     response_model=CaseView,
     summary="结案（经理）",
     responses=ACTION_ERRORS,
@@ -190,7 +190,7 @@ async def reassign(
 async def close(
     case_id: CaseId,
     body: CloseRequest,
-    user: CurrentStaff,
+    user: CaseStaff,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseView:
@@ -201,7 +201,7 @@ async def close(
 
 @router.post(
     "/{case_id}/notes",
-    dependencies=[Depends(visible_case)],
+    dependencies=[Depends(acting_case)],
     response_model=CaseView,
     summary="添加备注",
     responses=ACTION_ERRORS,
@@ -209,7 +209,7 @@ async def close(
 async def add_note(
     case_id: CaseId,
     body: NoteRequest,
-    user: CurrentStaff,
+    user: CaseStaff,
     res: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseView:

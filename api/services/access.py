@@ -15,7 +15,16 @@ from fastapi import Depends, Path
 from pydantic import BaseModel
 
 import request_context as context
-from api.deps import CurrentStaff, CurrentUser, Resources, ResourcesDep, bounded, refuse
+from api.deps import (
+    CaseStaff,
+    CurrentStaff,
+    CurrentUser,
+    Resources,
+    ResourcesDep,
+    bounded,
+    invalid_token,
+    refuse,
+)
 from api.errors import not_found_case
 from api.schemas import MAX_ID
 from domain import permissions
@@ -24,7 +33,7 @@ from domain.permissions import Action, CaseFacts
 from domain.phone import mask_phones_in
 from store import queries
 from store.audit import record_phone_reads
-from store.staff import StaffRepository
+from store.staff import StaffRepository, staff_from_json
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,6 +63,12 @@ async def visible_case(case_id: CaseId, user: CurrentStaff, res: ResourcesDep) -
 VisibleCase = Annotated[CaseAccess, Depends(visible_case)]
 
 
+async def acting_case(case_id: CaseId, user: CaseStaff, res: ResourcesDep) -> CaseAccess:
+    """:func:`visible_case` for the action routes: the caller may come from the token cache, confirmed by this
+    very read of the case (api.deps.get_case_user)."""
+    return await open_case(res, user, case_id)
+
+
 def viewer(user: CurrentUser) -> queries.Viewer:
     """The person as the lists' SQL filters take them."""
     return queries.Viewer(staff_id=user.id, scope=permissions.case_scope(user))
@@ -81,7 +96,19 @@ async def open_case(res: Resources, user: CurrentUser, case_id: int) -> CaseAcce
     if known is not None:
         return known  # type: ignore[no-any-return]
     pool = await res.pool()
-    row = await bounded(res, queries.case_row(pool, case_id))
+    proof = user.proof
+    if proof is None:
+        row = await bounded(res, queries.case_row(pool, case_id))
+    else:
+        # A person from the token cache: the same statement says whether the token still holds, and who
+        # they are now (revoked, expired or left: 401; a new role counts from here on).
+        owner, row = await bounded(res, queries.case_row_as(
+            pool, case_id, token_hash=proof.token_hash, max_age_days=proof.max_age_days))
+        if owner is None:
+            res.tokens.drop(proof.token_hash)
+            raise invalid_token()
+        user.confirmed(staff_from_json(owner))
+        res.tokens.put(proof.token_hash, user.staff)
     if row is None:
         raise not_found_case(case_id)
     facts = CaseFacts.of_row(row)

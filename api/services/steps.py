@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
+import request_context as context
 from api.deps import CurrentUser, Resources, bounded, refuse
 from api.errors import ApiError
 from api.schemas import (
@@ -47,7 +48,6 @@ from domain.models import (
     StaffRef,
 )
 from domain.permissions import Action
-from store import queries
 from store.staff import StaffRepository
 from store.writes import write_change
 
@@ -97,23 +97,39 @@ async def act(
     )
     pool = await res.pool()
     state: CaseState = change.head
+    info = context.current.get()
+    # One statement writes the change, records the full phone the answer shows (SPEC §12) and brings
+    # back the timeline and assignments the answer needs (store/writes.py, store/projection.py).
+    route = "action"
+    extras: dict[str, Any] = {"known": access.row, "answer": True}
+    if access.contact:
+        extras["phone_read"] = {"staff_id": user.id, "route": route, "request_id": context.request_id()}
+    if info is not None:
+        info.writing[case_id] = extras
+    recorded = False
     try:
         async with pool.acquire(timeout=res.timeout) as conn:
-            state = await bounded(res, write_change(conn, res.settings, change))
-            events = await bounded(res, queries.case_events(conn, case_id))
-            assignments = await bounded(res, queries.case_assignments(conn, case_id))
+            written = await bounded(res, write_change(conn, res.settings, change))
+        state = written.state
+        events, assignments = written.events or [], written.assignments or []
+        recorded = info is not None and "phone_read" in extras
     except Exception as exc:  # noqa: BLE001 - the action is decided and durable: never turn it into an error
         # The workflow writes the same change within its grace period; answer from the decision.
         log.warning("case %s: change v%s not written by the API now: %r", case_id, change.version, exc)
         events, assignments = [], []
         state = state.model_copy(update={"events": change.events})
+    finally:
+        if info is not None:
+            info.writing.pop(case_id, None)
     view = case_view(access.row, state, timeline(events, state), "workflow", assignments=assignments,
                      contact=access.contact)
+    if recorded:
+        return view  # the full phone it shows was recorded with the write
     try:
-        return await shown(res, user, access, view, "action")
+        return await shown(res, user, access, view, route)
     except Exception as exc:  # noqa: BLE001 - the action is done; unrecorded means not shown (masked)
         log.warning("case %s: phone read not recorded, answer masked: %r", case_id, exc)
-        return await shown(res, user, CaseAccess(access.row, access.facts, contact=False), view, "action")
+        return await shown(res, user, CaseAccess(access.row, access.facts, contact=False), view, route)
 
 
 def step_owner_label(step: StepName) -> str:
