@@ -70,17 +70,19 @@ MB = 1 << 20
 
 
 class RssSampler:
-    """Samples a process's RSS every `interval` seconds in the background; keeps the peak."""
+    """Samples the RSS of one or more worker processes every `interval` seconds in the background; keeps
+    the peak. With several workers every figure is the largest single process (the target is per worker)."""
 
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.proc = psutil.Process(pid)
+    def __init__(self, pids: int | list[int], interval: float = 0.5) -> None:
+        self.procs = [psutil.Process(p) for p in (pids if isinstance(pids, list) else [pids])]
+        self.proc = self.procs[0]
         self.interval = interval
         self.peak = 0
         self._task: asyncio.Task[None] | None = None
 
     def now(self) -> int:
-        """The current RSS in bytes (and the peak follows it)."""
-        rss = int(self.proc.memory_info().rss)
+        """The current RSS in bytes of the largest process (and the peak follows it)."""
+        rss = max(int(p.memory_info().rss) for p in self.procs)
         self.peak = max(self.peak, rss)
         return rss
 
@@ -92,12 +94,11 @@ class RssSampler:
     def high_water(self) -> int | None:
         """VmHWM: the highest RSS since the process started (Linux), None elsewhere."""
         try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+            marks = [int(line.split()[1]) * 1024 for p in self.procs
+                     for line in Path(f"/proc/{p.pid}/status").read_text().splitlines() if line.startswith("VmHWM:")]
         except OSError:
             return None
-        return None
+        return max(marks) if marks else None
 
     async def _run(self) -> None:
         while True:
@@ -348,8 +349,9 @@ async def main() -> int:
     ap.add_argument("--tokens-file", type=Path, default=settings.data_dir / "demo-tokens.txt")
     ap.add_argument("--token", action="append", default=[x for x in [os.environ.get("INTAKE_BENCH_TOKENS")] if x],
                     metavar="ID:ROLE:TOKEN")
-    ap.add_argument("--worker-pid", type=int, default=None,
-                    help="the worker process (default: the process listening on the API's port)")
+    ap.add_argument("--worker-pid", type=int, action="append", default=None,
+                    help="a worker process, repeated for several workers (RSS: the largest one); default: the "
+                         "process listening on the API's port")
     ap.add_argument("--cases", type=int, default=10_000, help="open cases for the RSS figure (10,000)")
     ap.add_argument("--timers", type=int, default=1_000, help="cases whose callbacks fall due together (1,000)")
     ap.add_argument("--timer-window", type=float, default=60.0,
@@ -372,7 +374,8 @@ async def main() -> int:
     tokens = collect_tokens(args.tokens_file, args.token)
     if not tokens:
         ap.error(f"no staff tokens: {args.tokens_file} is missing; give --tokens-file or --token ID:ROLE:TOKEN")
-    pid = args.worker_pid or api_pid(args.api)
+    pids: list[int] = list(args.worker_pid or [])
+    pid = pids[0] if pids else api_pid(args.api)
     if pid is None:
         ap.error("no worker process: give --worker-pid (nothing listens on the API's port on this machine)")
     try:
@@ -386,12 +389,12 @@ async def main() -> int:
         return 2
 
     print(f"bench_scale  {machine_line()}")
-    print(f"API {args.api}; worker {describe_process(pid)}")
+    print(f"API {args.api}; worker {'; '.join(describe_process(p) for p in (pids or [pid]))}")
     if args.worker_pid is None:
         print("  (the API's own process: with `intake dev` that is API and worker together; "
               "give --worker-pid of a separate `intake worker` for the worker alone)")
     pool = await create_pool(dsn, min_size=1, max_size=3)
-    rss = RssSampler(pid)
+    rss = RssSampler(pids or pid)
     rss.start()
     s = Scale(args, tokens, pool)
     start_rss = rss.now()
