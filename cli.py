@@ -709,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dev", help="start the whole stack on the embedded defaults (make run)")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     p.add_argument("--api-processes", type=int, default=None, metavar="N",
-                   help="the API's server processes (default: one per core); the worker runs in its own")
+                   help="the API's server processes (default: one per core but one, at least one); the worker runs in its own")
     p.set_defaults(func=cmd_dev)
 
     p = sub.add_parser("migrate", help="apply pending database migrations")

@@ -130,7 +130,7 @@ async def test_the_database_merges_changes_as_the_engine_does(
     events = await pool.fetch("SELECT seq FROM case_events WHERE case_id = $1", case_id)
     assert sorted(r["seq"] for r in events) == sorted({e.seq for c in changes for e in c.events})
     purposes = await pool.fetch("SELECT purpose FROM outbox WHERE case_id = $1", case_id)
-    decided = {m.purpose for c in changes for m in [*c.effects.sms, *c.effects.notices]}
+    decided = {m.purpose for c in changes for m in c.effects.sms} | {n.purpose for c in changes for n in c.effects.notices}
     assert sorted(r["purpose"] for r in purposes) == sorted(decided)
     open_rows = await pool.fetch("SELECT step_key FROM case_steps WHERE case_id = $1 AND status = 'open'", case_id)
     assert {r["step_key"] for r in open_rows} == {o.key for o in expected.open_steps}

@@ -153,8 +153,8 @@ def _port_free(port: int) -> bool:
 
 
 def assert_processes_as_in_production(run: DevProcess, env: dict[str, str]) -> None:
-    """The worker in a process of its own, the API in one server process per core, none of them `intake
-    dev` itself: only the worker polls the task queue, only the API's processes serve its port."""
+    """The worker in a process of its own, the API in one server process per core but one (at least
+    one), none of them `intake dev` itself: only the worker polls the task queue, only the API's processes serve its port."""
     children = psutil.Process(run.proc.pid).children()
     by_role = {" ".join(c.cmdline()[1:4]): c for c in children}
     worker, api = by_role["-m cli worker"], by_role["-m devstack api"]
