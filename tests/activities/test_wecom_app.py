@@ -7,7 +7,7 @@ local HTTP peer speaking WeCom's gettoken, message/send and group robot webhook.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,12 +22,10 @@ from config import Settings
 from domain import templates
 from domain.enums import Role
 from domain.models import NotifyStaff
-from store.db import create_pool
 from store.outbox import OutboxWriter
 from store.staff import StaffError, StaffRepository
 from tests.activities.conftest import MakeCase, MakeStaff
 from tests.activities.peer import HttpPeer, PeerRequest, http_peer
-from tests.support.infra import database_beside
 from tests.support.wecom_peer import AGENT_ID, CORP_ID, ROBOT_PATH, SECRET, FakeWeCom
 from wecom import WeComCorp
 
@@ -36,20 +34,9 @@ PHONE_NOTE = "经理回访记录：客户爱人电话 139-1234-5678，晚上联�
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def own_dsn(pg_dsn: str) -> AsyncIterator[str]:
-    """A database for this module alone."""
-    async with database_beside(pg_dsn) as dsn:
-        yield dsn
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(own_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """Overrides the session pool (make_staff and make_case use this one too)."""
-    p = await create_pool(own_dsn, min_size=1, max_size=10)
-    try:
-        yield p
-    finally:
-        await p.close()
+async def pool(own_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """This module counts the outbox rows it claims: a database of its own (make_staff and make_case use it)."""
+    return own_pool
 
 
 @pytest.fixture
