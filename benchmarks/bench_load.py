@@ -229,7 +229,7 @@ def print_work(work: dict[str, Any]) -> None:
 
 def duration_text(seconds: float) -> str:
     """"10 min" or "25 s"."""
-    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+    return f"{seconds / 60:.3g} min" if seconds >= 120 else f"{seconds:.3g} s"
 
 
 # --- the report -----------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def ordered(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=lambda r: (order[r.kind], r.name.split(" ", 1)[-1], r.name))
 
 
-def print_table(rows: list[Row], failures: list[tuple[str, str, int]], wall_s: float) -> None:
+def print_table(rows: list[Row], failures: list[tuple[str, str, int]], seconds: float) -> None:
     head = f"{pad('page / route', 46)} {'requests':>9} {'errors':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
     print(head)
     print("-" * len(head))
@@ -302,7 +302,7 @@ def print_table(rows: list[Row], failures: list[tuple[str, str, int]], wall_s: f
               f"{fmt(r.p95, '', 0):>8} {fmt(r.p99, '', 0):>8} {fmt(r.max, '', 0):>8}")
     total = next((r for r in rows if r.kind == "total"), None)
     if total is not None:
-        print(f"\nthroughput {total.rps:.1f} requests/s over {wall_s / 60:.1f} min; "
+        print(f"\nthroughput {total.rps:.1f} requests/s over {duration_text(seconds)}; "
               f"{total.requests:,} requests, {total.failures:,} errors")
     if failures:
         print("\nerrors:")
@@ -326,7 +326,7 @@ def read_history(prefix: Path) -> list[dict[str, float]]:
             p95 = float(r["95%"])
         except ValueError:
             p95 = math.nan
-        out.append({"t": float(r["Timestamp"]) - t0, "users": float(r["User Count"]),
+        out.append({"t": float(r["Timestamp"]) - t0, "start": t0, "users": float(r["User Count"]),
                     "rps": float(r["Requests/s"]), "p95": p95})
     return out
 
@@ -340,7 +340,7 @@ def chart_html(rows: list[Row], history: list[dict[str, float]], title: str) -> 
                                          ("p99", [r.p99 for r in named]))]}  # fmt: skip
     line = {"labels": [f"{h['t'] / 60:.1f}" for h in history],
             "datasets": [{"label": "requests/s", "data": [h["rps"] for h in history], "yAxisID": "y"},
-                         {"label": "p95 ms (all requests)", "data": [None if math.isnan(h["p95"]) else h["p95"]
+                         {"label": "p95 ms so far (all requests)", "data": [None if math.isnan(h["p95"]) else h["p95"]
                                                                    for h in history], "yAxisID": "y1"},
                          {"label": "simulated staff", "data": [h["users"] for h in history], "yAxisID": "y"}]}
     script = CHART_JS.read_text(encoding="utf-8").replace("</script", "<\\/script")
@@ -354,6 +354,7 @@ def chart_html(rows: list[Row], history: list[dict[str, float]], title: str) -> 
 <div style="height:320px;margin-top:24px"><canvas id="line"></canvas></div>
 <script>
 Chart.defaults.animation = false;
+Chart.defaults.elements.point.radius = 0;
 new Chart(document.getElementById('bars'), {{type: 'bar', data: {json.dumps(bars, ensure_ascii=False)},
   options: {{indexAxis: 'y', maintainAspectRatio: false,
     plugins: {{title: {{display: true, text: 'response time per page and route (ms)'}}}}}}}});
@@ -388,6 +389,30 @@ def chart_png(page_html: Path, png: Path) -> bool:
     return True
 
 
+def report(prefix: Path, seconds: float | None = None) -> tuple[list[Row], int]:
+    """The table, the work done and the chart of a run's CSV files (`seconds`: the run's planned length,
+    else read from its history); its rows and errors."""
+    rows = read_stats(prefix)
+    history = read_history(prefix)
+    if seconds is None:
+        seconds = round(history[-1]["t"] / 10) * 10 if history else math.nan  # locust writes every ~2 s
+    print()
+    print_table(rows, read_failures(prefix), seconds)
+    work_file = Path(f"{prefix}-work.json")
+    if work_file.exists():
+        print_work(json.loads(work_file.read_text(encoding="utf-8")))
+    users = int(max((h["users"] for h in history), default=0))
+    day = time.strftime("%Y-%m-%d", time.localtime(history[0]["start"])) if history else "?"
+    title = (f"{users} simulated staff for {duration_text(round(seconds))}, intake dev, default policy "
+             f"({day}, {os.cpu_count()} cores)")
+    page = Path(f"{prefix}-chart.html")
+    page.write_text(chart_html(rows, history, title), encoding="utf-8")
+    png = Path(f"{prefix}-chart.png")
+    drawn = chart_png(page, png)
+    print(f"\nCSV: {prefix}_stats.csv (and _failures, _stats_history); chart: {png if drawn else page}")
+    return rows, sum(r.failures for r in rows if r.kind != "total")
+
+
 # --- the run ---------------------------------------------------------------------------------------------
 
 
@@ -402,7 +427,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-processes", type=int, help="the API's server processes (default: intake dev's, one per core)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the CSV files and the chart go")
     ap.add_argument("--keep-data", action="store_true", help="keep the stack's data dir (printed) after the run")
+    ap.add_argument("--report", type=Path, metavar="PREFIX",
+                    help="run nothing: the table and the chart again from a run's files (benchmarks/results/load-…)")
     args = ap.parse_args(argv)
+    if args.report is not None:
+        rows, errors = report(args.report)
+        return 1 if errors or not rows else 0
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     counts = role_counts(args.users)
 
@@ -428,30 +458,16 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(args.users),
                "-r", str(args.spawn_rate), "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "10",
                "--csv", str(prefix), "--host", stack.base, "--only-summary", "--loglevel", "WARNING"]  # fmt: skip
-        t1 = time.monotonic()
         locust = subprocess.run(cmd, env={**os.environ, ROSTER_ENV: str(roster_file)}, cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)  # fmt: skip
-        wall = time.monotonic() - t1
         Path(f"{prefix}-locust.log").write_text(locust.stdout, encoding="utf-8")
         if not Path(f"{prefix}_stats.csv").exists():
             print(locust.stdout[-4000:])
             raise RuntimeError(f"locust wrote no statistics (exit {locust.returncode})")
-        rows = read_stats(prefix)
-        failures = read_failures(prefix)
-        print()
-        print_table(rows, failures, wall)
         work = asyncio.run(work_done(data_dir))
-        print_work(work)
         Path(f"{prefix}-work.json").write_text(json.dumps(work, ensure_ascii=False, indent=1), encoding="utf-8")
-        title = (f"{args.users} simulated staff for {duration_text(seconds)}, intake dev, default policy "
-                 f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
-        page = Path(f"{prefix}-chart.html")
-        page.write_text(chart_html(rows, read_history(prefix), title), encoding="utf-8")
-        png = Path(f"{prefix}-chart.png")
-        drawn = chart_png(page, png)
-        print(f"\nCSV: {prefix}_stats.csv (and _failures, _stats_history); chart: {png if drawn else page}")
-        errors = sum(r.failures for r in rows if r.kind != "total")
+        rows, errors = report(prefix, seconds)
         code = 1 if errors or locust.returncode not in (0, 1) or not rows else 0
         if locust.returncode not in (0, 1):
             print(f"locust exited with {locust.returncode}:\n{locust.stdout[-2000:]}")
