@@ -458,19 +458,31 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(args.users),
                "-r", str(args.spawn_rate), "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "10",
                "--csv", str(prefix), "--host", stack.base, "--only-summary", "--loglevel", "WARNING"]  # fmt: skip
-        locust = subprocess.run(cmd, env={**os.environ, ROSTER_ENV: str(roster_file)}, cwd=ROOT,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)  # fmt: skip
-        Path(f"{prefix}-locust.log").write_text(locust.stdout, encoding="utf-8")
+        locust_log = Path(f"{prefix}-locust.log")
+        with locust_log.open("w", encoding="utf-8") as out:
+            locust = subprocess.Popen(cmd, env={**os.environ, ROSTER_ENV: str(roster_file)}, cwd=ROOT,
+                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            # The stack must live through the run: stopped from outside, its figures would be connection errors.
+            while locust.poll() is None and stack.proc.poll() is None:
+                time.sleep(0.5)
+            stack_died = stack.proc.poll() is not None
+            if stack_died and locust.poll() is None:
+                locust.send_signal(signal.SIGINT)  # locust writes its CSV files and stops
+                locust.wait(60)
+            locust.wait()
+        if stack_died:
+            print(f"FAIL: intake dev stopped during the run (exit code {stack.proc.returncode}), not by this"
+                  f" script: something outside sent it a signal or it failed; its log: {stack_log}")
+        locust_out = locust_log.read_text(encoding="utf-8", errors="replace")
         if not Path(f"{prefix}_stats.csv").exists():
-            print(locust.stdout[-4000:])
+            print(locust_out[-4000:])
             raise RuntimeError(f"locust wrote no statistics (exit {locust.returncode})")
-        work = asyncio.run(work_done(data_dir))
+        work = {} if stack_died else asyncio.run(work_done(data_dir))
         Path(f"{prefix}-work.json").write_text(json.dumps(work, ensure_ascii=False, indent=1), encoding="utf-8")
         rows, errors = report(prefix, seconds)
-        code = 1 if errors or locust.returncode not in (0, 1) or not rows else 0
+        code = 1 if errors or stack_died or locust.returncode not in (0, 1) or not rows else 0
         if locust.returncode not in (0, 1):
-            print(f"locust exited with {locust.returncode}:\n{locust.stdout[-2000:]}")
+            print(f"locust exited with {locust.returncode}:\n{locust_out[-2000:]}")
         print("\nPASS: no errors" if code == 0 else f"\nFAIL: {errors} error(s)")
     except Exception as exc:  # noqa: BLE001 - a report: say what broke and exit non-zero
         print(f"FAIL: {exc}")
