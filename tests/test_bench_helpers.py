@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_load import role_counts
 from benchmarks.benchlib import (
     PhoneMaker,
     at_least,
@@ -84,3 +85,16 @@ def test_scale_policy() -> None:
     assert p.duration(StepName.callback) > timedelta(seconds=90)
     assert p.duration(StepName.reception_review) >= timedelta(hours=1)
     assert p.escalation.repeat_every is None and p.escalation.stages[0].after == timedelta(0)
+
+
+def test_role_counts_follow_the_company_shape() -> None:
+    assert role_counts(50) == {"manager": 1, "director": 1, "assistant_lead": 1, "consultant": 12, "designer": 20,
+                               "assistant": 15}  # fmt: skip
+    for n in range(1, 80):
+        counts = role_counts(n)
+        assert sum(counts.values()) == n
+        if n >= 3:
+            assert counts["manager"] == 1 and counts["consultant"] >= 1 and counts["designer"] >= 1
+    assert role_counts(6) == dict.fromkeys(role_counts(6), 1)
+    with pytest.raises(ValueError):
+        role_counts(0)
