@@ -528,18 +528,16 @@ class WeComAppNotifier:
 
     def card(self, msg: OutgoingNotice) -> dict[str, str]:
         """The text card: title (kind and case), the notice as description, the case page, the button."""
-        kind = next((k for k in _NOTICE_KINDS if msg.text.startswith(f"{k}：")), "工作通知")
-        if msg.case_id is None and msg.key.startswith("staff"):
-            # A notice of no case (the morning summary, key "staff<id>:<purpose>"): its first line is the
-            # title, the board its page.
+        if msg.case_id is None:
+            # A notice of no case (the morning summary): its first line is the title, the board its page.
             return {
                 "title": _cut(msg.text.split("\n", 1)[0], WECOM_TITLE_BYTES),
                 "description": _cut(msg.text, WECOM_DESCRIPTION_BYTES),
                 "url": self._board_url,
                 "btntxt": WECOM_BOARD_BUTTON,
             }
-        # The outbox key is "<case_id>:<purpose>".
-        case_id = msg.case_id if msg.case_id is not None else int(msg.key.split(":", 1)[0])
+        kind = next((k for k in _NOTICE_KINDS if msg.text.startswith(f"{k}：")), "工作通知")
+        case_id = msg.case_id
         return {
             "title": _cut(f"{kind} · 客户 #{case_id}", WECOM_TITLE_BYTES),
             "description": _cut(msg.text, WECOM_DESCRIPTION_BYTES),
