@@ -32,6 +32,8 @@ class Staff(BaseModel):
     weight: float = 1.0
     deputy_id: int | None = None  # managers: who holds their steps while they are away
     wecom_userid: str | None = None  # their WeCom member id (personal notices, signing in from WeCom)
+    branch_id: int = 1  # their home branch (分公司/门店); migration 019 made everyone's branch 1
+    extra_branches: list[int] = Field(default_factory=list)  # further branches a regional manager covers
     created_at: datetime | None = None
 
     def ref(self) -> StaffRef:
@@ -95,13 +97,17 @@ def _row_to_staff(row: asyncpg.Record) -> Staff:
         weight=float(row["weight"]),
         deputy_id=row["deputy_id"],
         wecom_userid=row["wecom_userid"],
+        branch_id=row["branch_id"],
+        extra_branches=list(row["extra_branches"] or []),
         created_at=row["created_at"],
     )
 
 
 _COLUMNS = (
     "id, name, phone, role, level, status, communities, office_schedule, max_open_cases, weight, deputy_id,"
-    " wecom_userid, created_at"
+    " wecom_userid, branch_id,"
+    " ARRAY(SELECT sb.branch_id FROM staff_branches sb WHERE sb.staff_id = staff.id ORDER BY 1) AS extra_branches,"
+    " created_at"
 )
 
 
