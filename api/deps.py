@@ -29,6 +29,7 @@ from api.bounds import abandon, within
 from api.errors import ApiError, unavailable
 from api.ratelimit import client_address
 from config import Settings
+from domain import permissions
 from domain.enums import Role
 from domain.models import Actor
 from domain.permissions import Refusal
@@ -243,6 +244,11 @@ class CurrentUser:
     def role(self) -> Role:
         """Staff role."""
         return self.staff.role
+
+    @property
+    def branches(self) -> frozenset[int] | None:
+        """The branches this person works in (None: every branch, head office)."""
+        return permissions.branch_reach(self.staff.role, self.staff.branch_id, self.staff.extra_branches)
 
     def actor(self) -> Actor:
         """Who acts, as the workflow's updates take it."""

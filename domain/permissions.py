@@ -164,6 +164,20 @@ def relations(person: Person, case: CaseFacts) -> frozenset[Relation]:
     return frozenset(out)
 
 
+# --- branches (分公司/门店) -------------------------------------------------------------------------
+
+# Head office: who spans every branch of the chain.
+ALL_BRANCH_ROLES = frozenset({Role.director, Role.admin})
+
+
+def branch_reach(role: Role, home: int, extra: Iterable[int] = ()) -> frozenset[int] | None:
+    """The branches a person works in: None for every branch (head office), else their home branch and
+    the further branches they cover (a regional manager's list). Every other rule applies within it."""
+    if role in ALL_BRANCH_ROLES:
+        return None
+    return frozenset({home, *extra})
+
+
 # --- seeing -----------------------------------------------------------------------------------------
 
 

@@ -82,3 +82,42 @@ class BranchRepository:
         where = "" if include_closed else "WHERE status = 'active'"
         rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM branches {where} ORDER BY id")
         return [_from_row(r) for r in rows]
+
+    async def create(
+        self,
+        *,
+        code: str,
+        name: str,
+        city: str | None = None,
+        company_name: str | None = None,
+        company_short_name: str | None = None,
+        company_address: str | None = None,
+        sms_sign: str | None = None,
+        sms_template_codes: dict[str, str] | None = None,
+        wecom_department_id: int | None = None,
+    ) -> Branch:
+        """A new branch; BranchError `invalid_branch_code` or `branch_code_taken` when it cannot be."""
+        problem = branch_code_error(code)
+        if problem:
+            raise BranchError("invalid_branch_code", problem)
+        try:
+            row = await self._pool.fetchrow(
+                "INSERT INTO branches (code, name, city, company_name, company_short_name, company_address,"
+                " sms_sign, sms_template_codes, wecom_department_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9)"
+                f" RETURNING {_COLUMNS}",
+                code, name, city, company_name, company_short_name, company_address, sms_sign,
+                sms_template_codes or {}, wecom_department_id,
+            )
+        except asyncpg.UniqueViolationError:
+            raise BranchError("branch_code_taken", f"分公司代码 {code} 已被使用") from None
+        assert row is not None
+        return _from_row(row)
+
+
+class BranchError(Exception):
+    """A branch operation broke a rule (code taken, bad code, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
