@@ -286,6 +286,8 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> int:
         async with _database(settings) as pool:
             repo = StaffRepository(pool)
+            home = (await _branch_ids(pool, [args.branch]))[0] if args.branch else 1
+            extra = await _branch_ids(pool, _codes(args.extra_branches))
             try:
                 staff = await repo.add(
                     name=args.name,
@@ -297,6 +299,8 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
                     max_open_cases=args.max_open_cases,
                     weight=args.weight if args.weight is not None else 1.0,
                     wecom_userid=wecom_userid,
+                    branch_id=home,
+                    extra_branches=extra,
                 )
             except StaffError as exc:
                 raise CliError(f"{exc.code}: {exc.message}") from exc
@@ -310,6 +314,24 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return _run(main())
+
+
+def _codes(raw: str | None) -> list[str]:
+    """Branch codes given comma-separated (full-width commas too)."""
+    return [c.strip() for c in (raw or "").replace("，", ",").split(",") if c.strip()]
+
+
+async def _branch_ids(pool: Any, codes: list[str]) -> list[int]:
+    """The ids of the branches named by code; the command fails on one that does not exist or is closed."""
+    from store.branches import BranchRepository
+
+    out: list[int] = []
+    for code in codes:
+        branch = await BranchRepository(pool).by_code(code)
+        if branch is None or branch.status != "active":
+            raise CliError(f"no active branch {code!r} (intake branches list shows them)")
+        out.append(branch.id)
+    return out
 
 
 def cmd_staff_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -328,7 +350,8 @@ def cmd_staff_list(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"{s.id:>4}  {s.role.value:<15} {(s.level.value if s.level else '-'):<9} {s.status.value:<9}"
                 f" {s.phone:<12} {s.max_open_cases if s.max_open_cases is not None else '-':>4}"
-                f"  {s.name}  {','.join(s.communities)}"
+                f"  {s.name}  {','.join(s.communities)}  branch={s.branch_id}"
+                + (f"+{','.join(map(str, s.extra_branches))}" if s.extra_branches else "")
             )
         return 0
 
@@ -511,6 +534,10 @@ def staff_changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["wecom_userid"] = _wecom_userid(args.wecom_userid)
     if getattr(args, "clear_wecom_userid", False):
         changes["wecom_userid"] = None
+    if getattr(args, "branch", None) is not None:
+        changes["branch"] = args.branch  # a code: the command resolves it
+    if getattr(args, "extra_branches", None) is not None:
+        changes["extra_branches"] = _codes(args.extra_branches)
     if not changes:
         raise CliError("nothing to change: give at least one option (see intake staff edit --help)")
     return changes
@@ -524,6 +551,10 @@ def cmd_staff_edit(args: argparse.Namespace, settings: Settings) -> int:
 
     async def main() -> int:
         async with _database(settings) as pool:
+            if "branch" in changes:
+                changes["branch_id"] = (await _branch_ids(pool, [changes.pop("branch")]))[0]
+            if "extra_branches" in changes:
+                changes["extra_branches"] = await _branch_ids(pool, changes["extra_branches"])
             try:
                 staff = await StaffRepository(pool).update(staff_id=args.id, changes=changes)
             except StaffError as exc:
@@ -773,6 +804,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wecom-userid", metavar="USERID",
                    help="their WeCom member account (企业微信账号): personal notices, signing in from WeCom")
     p.add_argument("--token-label", default="cli", help="a note stored with the token")
+    p.add_argument("--branch", metavar="CODE", help="their home branch (分公司/门店) by code; default main")
+    p.add_argument("--extra-branches", metavar="CODES", help="further branches they cover (regional manager), comma-separated")
     p.set_defaults(func=cmd_staff_add)
 
     p = ssub.add_parser("list", help="list staff")
@@ -823,6 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear-deputy", action="store_true", help="no deputy")
     p.add_argument("--wecom-userid", metavar="USERID", help="their WeCom member account (企业微信账号)")
     p.add_argument("--clear-wecom-userid", action="store_true", help="no WeCom account on file")
+    p.add_argument("--branch", metavar="CODE", help="move them to another home branch (by code)")
+    p.add_argument("--extra-branches", metavar="CODES",
+                   help="further branches they cover, comma-separated (replaces the list; '' clears)")
     p.add_argument(
         "--status", choices=sorted(STATUS_WORDS),
         help="active; leave (no new cases); left (no access at all, tokens revoked)",

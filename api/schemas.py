@@ -616,6 +616,12 @@ WeComUserId = Annotated[
     AfterValidator(check_wecom_userid),
 ]
 
+# A branch (分公司/门店) as staff name it in requests: its code (store.branches.BRANCH_CODE).
+BranchCode = Annotated[
+    str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="分公司代码",
+               examples=["main", "hz"]),
+]
+
 
 class StaffOut(BaseModel):
     """A staff member as the admin manages them."""
@@ -632,6 +638,8 @@ class StaffOut(BaseModel):
     weight: float
     deputy_id: int | None = Field(default=None, description="经理的代理人（员工ID）：经理休假或不在班时代为处理其步骤")
     wecom_userid: str | None = Field(default=None, description="企业微信成员账号（UserID）；未登记为空")
+    branch: str = Field(default="main", description="所属分公司（代码）")
+    extra_branches: list[str] = Field(default_factory=list, description="另外负责的分公司（代码；区域经理）")
 
 
 class StaffList(BaseModel):
@@ -652,6 +660,9 @@ class StaffCreate(RequestModel):
     max_open_cases: int | None = Field(default=None, ge=0, le=10_000)
     weight: float = Field(default=1.0, gt=0, le=100)
     wecom_userid: WeComUserId | None = None
+    branch: BranchCode | None = Field(default=None, description="所属分公司（代码）；省略为总店 main")
+    extra_branches: list[BranchCode] = Field(
+        default_factory=list, max_length=100, description="另外负责的分公司（代码；区域经理）")
 
 
 class StaffPatch(RequestModel):
@@ -669,6 +680,9 @@ class StaffPatch(RequestModel):
     )
     deputy_id: Id | None = Field(default=None, description="经理的代理人（员工ID）；null 取消代理人")
     wecom_userid: WeComUserId | None = Field(default=None, description="企业微信成员账号（UserID）；null 取消登记")
+    branch: BranchCode | None = Field(default=None, description="所属分公司（代码）")
+    extra_branches: list[BranchCode] | None = Field(
+        default=None, max_length=100, description="另外负责的分公司（代码；区域经理）；[] 取消")
 
 
 class Revoked(BaseModel):

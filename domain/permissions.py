@@ -31,12 +31,20 @@ class Person(Protocol):
     def role(self) -> Role: ...
 
 
+class Member(Person, Protocol):
+    """A person with the branches they work in (what seeing a case asks): the API's and the console's user."""
+
+    @property
+    def branches(self) -> frozenset[int] | None: ...
+
+
 @dataclass(frozen=True)
 class Someone:
-    """A plain :class:`Person` (tests, the CLI, a row read back)."""
+    """A plain :class:`Member` (tests, the CLI, a row read back); `branches` None: not judged by branch."""
 
     id: int
     role: Role
+    branches: frozenset[int] | None = None
 
 
 class Relation(StrEnum):
@@ -122,6 +130,7 @@ class CaseFacts:
     former_assistants: frozenset[int] = frozenset()
     deputy_id: int | None = None  # the case manager's deputy (staff setting)
     open: bool = True
+    branch_id: int | None = None  # the case's branch (None: not known here, as in the engine)
 
     @classmethod
     def of_row(cls, row: Any) -> CaseFacts:
@@ -138,6 +147,7 @@ class CaseFacts:
             former_assistants=frozenset(get("former_assistants") or ()),
             deputy_id=get("manager_deputy_id"),
             open=get("status", "open") in ("open", "starting"),
+            branch_id=get("branch_id"),
         )
 
 
@@ -178,38 +188,97 @@ def branch_reach(role: Role, home: int, extra: Iterable[int] = ()) -> frozenset[
     return frozenset({home, *extra})
 
 
+# Who moves a case to another branch (the client moved): the director, or a manager who covers both
+# branches (a regional manager); a branch's own manager covers one branch and so never.
+TRANSFER_ROLES = frozenset({Role.director, Role.manager})
+
+
+def case_branch(*, chosen: int | None, receiver_home: int | None, creator_home: int) -> int:
+    """The branch a new case belongs to: the one chosen at creation, else the receiver's (the site office
+    or the shop that took the client), else the creator's home branch."""
+    if chosen is not None:
+        return chosen
+    return receiver_home if receiver_home is not None else creator_home
+
+
+def may_create_in(person: Member, branch_id: int) -> Refusal | None:
+    """Whether `person` may type a lead in for `branch_id`: a branch within their reach (head office and
+    regional staff choose among theirs; branch staff create in their own)."""
+    reach = person.branches
+    if reach is None or branch_id in reach:
+        return None
+    return Refusal("branch_not_allowed", "您不能为该分公司建档", {"field": "branch_id"})
+
+
+def serves_branch(home: int, extra: Iterable[int], branch_id: int) -> bool:
+    """Whether a staff member (home branch and further branches) works in `branch_id`: may receive its
+    clients, be assigned to its cases."""
+    return home == branch_id or branch_id in set(extra)
+
+
+def may_try_transfer(person: Person) -> Refusal | None:
+    """The role part of moving a case to another branch (what the engine can judge: it knows no reach)."""
+    return None if person.role in TRANSFER_ROLES else _wrong_role([Role.director], "将客户转到其他分公司")
+
+
+def may_transfer(person: Member, case: CaseFacts, to_branch: int) -> Refusal | None:
+    """Whether `person` may move the case to `to_branch`: the director; a manager covering both branches."""
+    refusal = may_try_transfer(person)
+    if refusal is not None:
+        return refusal
+    reach = person.branches
+    if reach is None or (case.branch_id in reach and to_branch in reach):
+        return None
+    return Refusal("branch_not_allowed", "只有总经理或同时负责两个分公司的区域经理可以转分公司",
+                   {"field": "branch"})
+
+
 # --- seeing -----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Which cases a person's lists show: every case, or those tied to them by one of `relations`."""
+    """Which cases a person's lists show: every case, or those tied to them by one of `relations`; in
+    either case only those of `branches` (None: of every branch)."""
 
     everything: bool
     relations: frozenset[Relation] = frozenset()
+    branches: frozenset[int] | None = None
 
 
-def case_scope(person: Person) -> Scope:
-    """The cases `person` may see at all (what every list filters on, in SQL)."""
+def case_scope(person: Member) -> Scope:
+    """The cases `person` may see at all (what every list filters on, in SQL): by role and relation,
+    within the branches they work in (a branch's staff never see another branch's clients)."""
+    reach = person.branches
     if person.role in SEE_ALL_ROLES:
-        return Scope(everything=True)
+        return Scope(everything=True, branches=reach)
     if person.role == Role.admin:
         return Scope(everything=False)  # manages staff and policy, reads no client
-    return Scope(everything=False, relations=TIED - {Relation.manager})
+    return Scope(everything=False, relations=TIED - {Relation.manager}, branches=reach)
 
 
-def may_view(person: Person, case: CaseFacts) -> bool:
+def in_reach(scope: Scope, branch_id: int | None) -> bool:
+    """Whether a case of `branch_id` lies within the scope's branches (an unknown branch: judged elsewhere)."""
+    return scope.branches is None or branch_id is None or branch_id in scope.branches
+
+
+def may_view(person: Member, case: CaseFacts) -> bool:
     """Whether the case exists for `person` at all (otherwise every case route answers 404)."""
     scope = case_scope(person)
+    if not in_reach(scope, case.branch_id):
+        return False
     return scope.everything or bool(scope.relations & relations(person, case))
 
 
-def may_see_contact(person: Person, case: CaseFacts) -> bool:
+def may_see_contact(person: Member, case: CaseFacts) -> bool:
     """Whether `person` sees the client's phone, address and any phone written in free text.
 
     The manager and the director always; the case's designer and assistant; who typed the lead in or
-    received the client until a designer is assigned. A former designer or assistant never.
+    received the client until a designer is assigned. A former designer or assistant never. Nobody
+    outside the case's branches.
     """
+    if not in_reach(case_scope(person), case.branch_id):
+        return False
     if person.role in CONTACT_ROLES:
         return True
     if not may_view(person, case):
@@ -307,7 +376,7 @@ def may(person: Person, action: Action, case: CaseFacts) -> Refusal | None:
     raise ValueError(action)  # pragma: no cover - every Action is answered above
 
 
-def allowed_actions(person: Person, case: CaseFacts) -> frozenset[Action]:
+def allowed_actions(person: Member, case: CaseFacts) -> frozenset[Action]:
     """Every action the console may offer `person` on the case (closed cases: none that change it)."""
     if not may_view(person, case):
         return frozenset()

@@ -30,13 +30,26 @@ _RELATION_SQL: dict[Relation, str] = {
 }
 
 
+def branch_sql(scope: Scope) -> str | None:
+    """The scope's branches as a condition on `c` (None: every branch). The ids are integers from the
+    staff row, written into the statement: a person's lists keep one plan per set of branches."""
+    if scope.branches is None:
+        return None
+    ids = sorted(int(b) for b in scope.branches)
+    if not ids:
+        return "FALSE"
+    return f"c.branch_id = {ids[0]}" if len(ids) == 1 else f"c.branch_id IN ({', '.join(map(str, ids))})"
+
+
 def scope_sql(scope: Scope, person_param: str) -> str:
     """The WHERE condition for the cases a scope admits; `person_param` is the placeholder of the person's id."""
+    branches = branch_sql(scope)
     if scope.everything:
-        return "TRUE"
+        return branches or "TRUE"
     if not scope.relations:
         return "FALSE"
-    return "(" + " OR ".join(_RELATION_SQL[r].format(p=person_param) for r in sorted(scope.relations)) + ")"
+    tied = "(" + " OR ".join(_RELATION_SQL[r].format(p=person_param) for r in sorted(scope.relations)) + ")"
+    return f"({branches} AND {tied})" if branches else tied
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ CASE_COLUMNS = (
     " c.client_name, c.client_phone, c.client_gender, c.client_age_range, c.compound, c.address,"
     " c.area_m2, c.budget, c.notes, c.meeting_at, c.meeting_kind, c.measure_at, c.created_by,"
     " c.received_by, c.manager_id, c.designer_id, c.assistant_id, c.overdue, c.escalation_level,"
-    " c.step_due_at, c.version, c.created_at, c.closed_at"
+    " c.step_due_at, c.version, c.created_at, c.closed_at, c.branch_id"
 )
 
 _DETAIL_SQL = (
@@ -67,7 +80,8 @@ _DETAIL_SQL = (
     f" {_STAFF_JSON.format(a='rb')} AS received_by_ref,"
     f" {_STAFF_JSON.format(a='mg')} AS manager_ref,"
     f" {_STAFF_JSON.format(a='dg')} AS designer_ref,"
-    f" {_STAFF_JSON.format(a='ag')} AS assistant_ref"
+    f" {_STAFF_JSON.format(a='ag')} AS assistant_ref,"
+    " br.code AS branch_code, br.name AS branch_name"
     ", ARRAY(SELECT DISTINCT l.designer_id FROM allocation_ledger l WHERE l.case_id = c.id"
     "        AND l.designer_id IS DISTINCT FROM c.designer_id) AS former_designers"
     ", ARRAY(SELECT DISTINCT r.assistant_id FROM assistant_registrations r WHERE r.case_id = c.id"
@@ -78,6 +92,7 @@ _DETAIL_SQL = (
     " LEFT JOIN staff mg ON mg.id = c.manager_id"
     " LEFT JOIN staff dg ON dg.id = c.designer_id"
     " LEFT JOIN staff ag ON ag.id = c.assistant_id"
+    " LEFT JOIN branches br ON br.id = c.branch_id"
     " WHERE c.id = $1"
 )
 
@@ -218,6 +233,10 @@ class CaseFilter:
                 add(scope_sql(self.viewer.scope, "{p}"), self.viewer.staff_id)  # every {p} is the person
             else:
                 parts.append("FALSE")
+        elif self.viewer is not None:
+            branches = branch_sql(self.viewer.scope)
+            if branches:
+                parts.append(branches)
         return ("WHERE " + " AND ".join(parts)) if parts else ""
 
 
@@ -225,7 +244,7 @@ _LIST_COLUMNS = (
     "c.id, c.workflow_id, c.source, c.scenario, c.stage, c.status, c.outcome, c.client_name,"
     " c.client_phone, c.compound, c.budget, c.overdue, c.escalation_level, c.step_due_at, c.meeting_at,"
     " c.created_at, c.created_by, c.received_by, c.manager_id, mg.name AS manager_name, c.designer_id, dg.name AS designer_name,"
-    " c.assistant_id, ag.name AS assistant_name"
+    " c.assistant_id, ag.name AS assistant_name, c.branch_id"
 )
 
 
@@ -264,7 +283,7 @@ async def list_cases(
 _TASK_COLUMNS = (
     "s.case_id, s.step_key, s.step, s.attempt, s.owner_role, s.owner_id, s.opened_at, s.due_at,"
     " s.overdue, s.escalation_level, c.stage, c.source, c.scenario, c.client_name, c.compound,"
-    " c.client_phone, c.created_by, c.received_by, c.designer_id, c.assistant_id"
+    " c.client_phone, c.created_by, c.received_by, c.designer_id, c.assistant_id, c.branch_id"
 )
 
 
@@ -288,10 +307,13 @@ async def my_tasks(
     )
     # A deputy holds the steps of the managers who are away (domain.staffing.acting_deputy).
     held = "s.owner_id = ANY($6::bigint[])"
+    # Steps of a case outside the person's branches are not theirs to do (a transfer hands them on).
+    branches = branch_sql(viewer.scope)
+    within = f" AND {branches}" if branches else ""
     rows = await conn.fetch(
-        f"SELECT * FROM ({branch.format(cond='s.owner_id = $1')}"
+        f"SELECT * FROM ({branch.format(cond='s.owner_id = $1' + within)}"
         f" UNION ALL {branch.format(cond=unowned)}"
-        f" UNION ALL {branch.format(cond=held)}) t"
+        f" UNION ALL {branch.format(cond=held + within)}) t"
         " ORDER BY t.due_at NULLS LAST, t.case_id, t.step_key LIMIT $4 OFFSET $5",
         staff_id,
         role,
@@ -303,7 +325,7 @@ async def my_tasks(
     total: int = await conn.fetchval(
         "SELECT count(*) FROM case_steps s JOIN cases c ON c.id = s.case_id"
         " WHERE s.status = 'open' AND c.status = 'open'"
-        f" AND (s.owner_id = $1 OR ({unowned}) OR ({held.replace('$6', '$3')}))",
+        f" AND (s.owner_id = $1 OR ({unowned}) OR ({held.replace('$6', '$3')})){within}",
         staff_id,
         role,
         list(holding_for),

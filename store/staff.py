@@ -130,32 +130,41 @@ class StaffRepository:
         weight: float = 1.0,
         status: StaffStatus = StaffStatus.active,
         wecom_userid: str | None = None,
+        branch_id: int = 1,
+        extra_branches: list[int] | None = None,
     ) -> Staff:
-        """Insert a staff member; designers must have a level."""
+        """Insert a staff member (in their home branch, covering `extra_branches` too); designers must have a level."""
         problem = staffing.level_error(role, level)
         if problem is not None:
             raise StaffError("level_required" if level is None else "invalid_staff", problem)
         _check_wecom_userid(wecom_userid)
         try:
-            row = await self._pool.fetchrow(
-                f"INSERT INTO staff (name, phone, role, level, communities, office_schedule,"
-                f" max_open_cases, weight, status, wecom_userid) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
-                f" RETURNING {_COLUMNS}",
-                name,
-                phone,
-                role.value,
-                level.value if level else None,
-                communities or [],
-                _schedule_to_db(office_schedule or {}),
-                max_open_cases,
-                weight,
-                status.value,
-                wecom_userid,
-            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO staff (name, phone, role, level, communities, office_schedule,"
+                    " max_open_cases, weight, status, wecom_userid, branch_id)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id",
+                    name,
+                    phone,
+                    role.value,
+                    level.value if level else None,
+                    communities or [],
+                    _schedule_to_db(office_schedule or {}),
+                    max_open_cases,
+                    weight,
+                    status.value,
+                    wecom_userid,
+                    branch_id,
+                )
+                assert row is not None
+                await _set_extra_branches(conn, row["id"], branch_id, extra_branches or [])
+                row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM staff WHERE id = $1", row["id"])
         except asyncpg.UniqueViolationError as exc:
             raise _taken(exc, f"该手机号已登记为 {role.value}") from exc
         except asyncpg.CheckViolationError as exc:
             raise StaffError("invalid_staff", f"员工信息不合法: {exc.constraint_name}") from exc
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise StaffError("invalid_branch", "没有这个分公司") from exc
         assert row is not None
         return _row_to_staff(row)
 
@@ -174,11 +183,14 @@ class StaffRepository:
         )
         return [_row_to_staff(r) for r in rows]
 
-    async def first_active(self, *, role: Role) -> Staff | None:
-        """The longest-serving active member of a role (the default manager, director, ...)."""
+    async def first_active(self, *, role: Role, branch_id: int | None = None) -> Staff | None:
+        """The longest-serving active member of a role (the default manager, director, ...); with `branch_id`,
+        of that branch: its own people first, then those who cover it (a regional manager)."""
         row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM staff WHERE role = $1 AND status = 'active' ORDER BY id LIMIT 1",
-            role.value,
+            f"SELECT {_COLUMNS} FROM staff WHERE role = $1 AND status = 'active'"
+            f" AND ($2::bigint IS NULL OR {in_branch_sql('staff', '$2')})"
+            " ORDER BY ($2::bigint IS NOT NULL AND branch_id <> $2), id LIMIT 1",
+            role.value, branch_id,
         )
         return _row_to_staff(row) if row else None
 
@@ -222,7 +234,7 @@ class StaffRepository:
         max_open_cases, weight, status); None when there is no such member. Leaving (inactive) also
         revokes every token, so coming back needs a new one."""
         allowed = {"name", "role", "level", "communities", "office_schedule", "max_open_cases", "weight", "status",
-                   "deputy_id", "wecom_userid"}
+                   "deputy_id", "wecom_userid", "branch_id", "extra_branches"}
         unknown = set(changes) - allowed
         if unknown:
             raise StaffError("invalid_staff", f"不能修改的字段: {', '.join(sorted(unknown))}")
@@ -242,10 +254,10 @@ class StaffRepository:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
-                    f"UPDATE staff SET name = $2, role = $3, level = $4, communities = $5, office_schedule = $6,"
-                    f" max_open_cases = $7, weight = $8, status = $9, deputy_id = $10, wecom_userid = $11,"
-                    f" updated_at = now() WHERE id = $1"
-                    f" RETURNING {_COLUMNS}",
+                    "UPDATE staff SET name = $2, role = $3, level = $4, communities = $5, office_schedule = $6,"
+                    " max_open_cases = $7, weight = $8, status = $9, deputy_id = $10, wecom_userid = $11,"
+                    " branch_id = $12, updated_at = now() WHERE id = $1"
+                    " RETURNING id",
                     staff_id,
                     merged.name,
                     Role(merged.role).value,
@@ -257,13 +269,20 @@ class StaffRepository:
                     StaffStatus(merged.status).value,
                     merged.deputy_id,
                     merged.wecom_userid,
+                    merged.branch_id,
                 )
+                if row is not None and ("extra_branches" in changes or "branch_id" in changes):
+                    await _set_extra_branches(conn, staff_id, merged.branch_id, list(merged.extra_branches))
+                if row is not None:
+                    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM staff WHERE id = $1", staff_id)
                 if merged.status == StaffStatus.inactive:
                     await revoke_all_access(conn, staff_id)
         except asyncpg.UniqueViolationError as exc:
             raise _taken(exc, "该手机号已登记为该角色") from exc
         except asyncpg.CheckViolationError as exc:
             raise StaffError("invalid_staff", f"员工信息不合法: {exc.constraint_name}") from exc
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise StaffError("invalid_branch", "没有这个分公司") from exc
         return _row_to_staff(row) if row else None
 
     async def by_wecom_userid(self, *, userid: str) -> Staff | None:
@@ -326,6 +345,22 @@ def token_owner_sql(token_hash: str, max_age_days: str, scope: str) -> str:
         f" AND (expires_at IS NULL OR expires_at > now())"
         f" AND ({max_age_days}::float8 IS NULL OR created_at > now() - {max_age_days}::float8 * interval '1 day'))"
     )
+
+
+def in_branch_sql(alias: str, branch_param: str) -> str:
+    """The condition that staff row `alias` works in the branch `branch_param` (home, or covered)."""
+    return (f"({alias}.branch_id = {branch_param} OR EXISTS (SELECT 1 FROM staff_branches sb"
+            f" WHERE sb.staff_id = {alias}.id AND sb.branch_id = {branch_param}))")
+
+
+async def _set_extra_branches(conn: asyncpg.Connection, staff_id: int, home: int, extra: list[int]) -> None:
+    """The further branches a person covers (a regional manager), replacing those recorded; the home branch
+    is never listed twice."""
+    await conn.execute("DELETE FROM staff_branches WHERE staff_id = $1", staff_id)
+    wanted = sorted({b for b in extra if b != home})
+    if wanted:
+        await conn.execute(
+            "INSERT INTO staff_branches (staff_id, branch_id) SELECT $1, unnest($2::bigint[])", staff_id, wanted)
 
 
 def staff_from_json(value: dict[str, Any]) -> Staff:

@@ -27,6 +27,7 @@ from api.schemas import (
 )
 from domain import permissions, staffing
 from store import credentials
+from store.branches import MAIN_BRANCH_ID, BranchRepository
 from store.staff import Staff, StaffError, StaffRepository
 
 router = APIRouter(prefix="/staff", tags=["staff"])
@@ -35,8 +36,27 @@ Admin = Annotated[CurrentUser, Depends(permitted(permissions.may_manage_staff))]
 StaffId = Annotated[int, Path(ge=1, le=MAX_ID, description="员工ID")]
 
 
-def staff_out(s: Staff) -> StaffOut:
-    """The admin's view of a staff member."""
+async def branch_codes(res: ResourcesDep) -> dict[int, str]:
+    """Every branch's code by id (closed ones too: a person may still belong to one)."""
+    pool = await res.pool()
+    return {b.id: b.code for b in await bounded(res, BranchRepository(pool).list(include_closed=True))}
+
+
+async def branch_ids(res: ResourcesDep, codes: list[str], field: str) -> list[int]:
+    """The ids of branches named by code (422 invalid_branch for one that does not exist or is closed)."""
+    repo = BranchRepository(await res.pool())
+    out: list[int] = []
+    for code in codes:
+        branch = await bounded(res, repo.by_code(code))
+        if branch is None or branch.status != "active":
+            raise ApiError(422, "invalid_branch", f"没有这个分公司：{code}", details={"field": field})
+        out.append(branch.id)
+    return out
+
+
+def staff_out(s: Staff, codes: Mapping[int, str] | None = None) -> StaffOut:
+    """The admin's view of a staff member (with their branches by code when `codes` is given)."""
+    codes = codes or {}
     return StaffOut(
         id=s.id,
         name=s.name,
@@ -53,6 +73,8 @@ def staff_out(s: Staff) -> StaffOut:
         weight=s.weight,
         deputy_id=s.deputy_id,
         wecom_userid=s.wecom_userid,
+        branch=codes.get(s.branch_id, str(s.branch_id)),
+        extra_branches=[codes.get(b, str(b)) for b in s.extra_branches],
     )
 
 
@@ -81,7 +103,8 @@ async def list_staff(user: Admin, res: ResourcesDep) -> StaffList:
     """All staff members with their role, level, status, communities, schedule and capacity."""
     pool = await res.pool()
     staff = await bounded(res, StaffRepository(pool).list())
-    return StaffList(items=[staff_out(s) for s in staff])
+    codes = await branch_codes(res)
+    return StaffList(items=[staff_out(s, codes) for s in staff])
 
 
 class CredentialRequestOut(BaseModel):
@@ -134,6 +157,8 @@ async def add_staff(body: StaffCreate, user: Admin, res: ResourcesDep) -> StaffC
     """Add a staff member; their first sign-in link waits for a second admin's approval (no token here)."""
     pool = await res.pool()
     repo = StaffRepository(pool)
+    home = (await branch_ids(res, [body.branch], "branch"))[0] if body.branch else MAIN_BRANCH_ID
+    extra = await branch_ids(res, body.extra_branches, "extra_branches")
     try:
         s = await bounded(
             res,
@@ -141,11 +166,13 @@ async def add_staff(body: StaffCreate, user: Admin, res: ResourcesDep) -> StaffC
                 name=body.name.strip(), phone=body.phone, role=body.role, level=body.level,
                 communities=body.communities, office_schedule=_schedule(body.office_schedule),
                 max_open_cases=body.max_open_cases, weight=body.weight, wecom_userid=body.wecom_userid,
+                branch_id=home, extra_branches=extra,
             ),
         )
     except StaffError as exc:
         raise _staff_error(exc) from exc
-    return StaffCreated(staff=staff_out(s), credential_request=await _ask(res, user, s.id, "新员工"))
+    return StaffCreated(staff=staff_out(s, await branch_codes(res)),
+                        credential_request=await _ask(res, user, s.id, "新员工"))
 
 
 @router.get(
@@ -157,7 +184,7 @@ async def get_staff(staff_id: StaffId, user: Admin, res: ResourcesDep) -> StaffO
     s = await bounded(res, StaffRepository(pool).get(staff_id=staff_id))
     if s is None:
         raise _not_found(staff_id)
-    return staff_out(s)
+    return staff_out(s, await branch_codes(res))
 
 
 @router.patch(
@@ -177,6 +204,10 @@ async def edit_staff(staff_id: StaffId, body: StaffPatch, user: Admin, res: Reso
         changes["office_schedule"] = _schedule(changes["office_schedule"])
     if "name" in changes:
         changes["name"] = changes["name"].strip()
+    if "branch" in changes:
+        changes["branch_id"] = (await branch_ids(res, [changes.pop("branch")], "branch"))[0]
+    if "extra_branches" in changes:
+        changes["extra_branches"] = await branch_ids(res, changes["extra_branches"], "extra_branches")
     if "role" in changes:
         refuse(permissions.may_change_role(user, staff_id))
         if not staffing.has_level(changes["role"]) and "level" not in changes:
@@ -188,7 +219,7 @@ async def edit_staff(staff_id: StaffId, body: StaffPatch, user: Admin, res: Reso
         raise _staff_error(exc) from exc
     if s is None:
         raise _not_found(staff_id)
-    return staff_out(s)
+    return staff_out(s, await branch_codes(res))
 
 
 @router.post(
