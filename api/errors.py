@@ -91,6 +91,7 @@ WORKFLOW_ERROR_STATUS: dict[str, int] = {
     "reason_required": 422,
     "invalid_assignee": 422,
     "no_meeting": 409,
+    "same_branch": 409,
 }
 
 

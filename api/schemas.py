@@ -45,6 +45,12 @@ MAX_ID = 2**53  # ids beyond this are not ours (and would overflow PostgreSQL bi
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
+# A branch (分公司/门店) as staff name it in requests: its code (store.branches.BRANCH_CODE).
+BranchCode = Annotated[
+    str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="分公司代码",
+               examples=["main", "hz"]),
+]
+
 
 def _no_nul(value: Any) -> Any:
     # PostgreSQL text cannot hold NUL; reject it here instead of failing deep in a query.
@@ -216,6 +222,10 @@ class IntakeCreate(RequestModel):
         "留下电话、告知经理和设计师会联系；仅 site_office，经理审核接待时可见",
     )
     notes: str | None = Field(default=None, max_length=2000, description="备注")
+    branch_id: Id | None = Field(
+        default=None,
+        description="客户所属分公司（ID）：总部或区域人员在其负责的分公司中选择；省略则为接待人员所在分公司，否则为创建人所在分公司",
+    )
 
 
 # --- updates --------------------------------------------------------------------------------------
@@ -232,6 +242,22 @@ class RescheduleRequest(RequestModel):
     target: Literal["meeting", "measure"] = Field(description="meeting 见面 / measure 量房")
     at: datetime = Field(description="新的时间（须在将来）")
     reason: str | None = Field(default=None, max_length=500, description="改期原因")
+
+
+class TransferRequest(RequestModel):
+    """Move a case to another branch (the client moved); the director or a regional manager."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"branch": "hz", "reason": "客户搬到杭州，由杭州分公司跟进"}]},
+    )
+
+    branch: BranchCode = Field(description="接手的分公司（代码）")
+    reason: str = Field(min_length=1, max_length=500, description="转分公司的原因（记入转移记录）")
+    designer_id: Id | None = Field(
+        default=None, description="接手的设计师（新分公司的员工ID）；本案已有设计师时省略则按轮单取新分公司的首位推荐")
+    assistant_id: Id | None = Field(
+        default=None, description="接手的助理设计师（新分公司的员工ID）；本案已有助理时省略则取新分公司在手最少的助理")
 
 
 class ReassignRequest(RequestModel):
@@ -614,12 +640,6 @@ WeComUserId = Annotated[
         json_schema_extra={"pattern": r"^\s*[A-Za-z0-9_.@-]{1,64}\s*$"},
     ),
     AfterValidator(check_wecom_userid),
-]
-
-# A branch (分公司/门店) as staff name it in requests: its code (store.branches.BRANCH_CODE).
-BranchCode = Annotated[
-    str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="分公司代码",
-               examples=["main", "hz"]),
 ]
 
 

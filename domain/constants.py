@@ -28,6 +28,8 @@ SA_ASSISTANT = SearchAttributeKey.for_keyword("Assistant")
 SA_STEP_DUE_AT = SearchAttributeKey.for_datetime("StepDueAt")
 SA_OVERDUE = SearchAttributeKey.for_bool("Overdue")
 SA_ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
+# The case's branch (分公司/门店) by code: one branch's stuck cases, e.g. `Branch = "hz" AND Overdue = true`.
+SA_BRANCH = SearchAttributeKey.for_keyword("Branch")
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
     SA_STAGE,
@@ -38,6 +40,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
     SA_STEP_DUE_AT,
     SA_OVERDUE,
     SA_ESCALATION_LEVEL,
+    SA_BRANCH,
 )
 
 # `temporal operator search-attribute create` / `start-dev --search-attribute` type names.
@@ -50,4 +53,5 @@ SEARCH_ATTRIBUTE_CLI_TYPES: dict[str, str] = {
     "StepDueAt": "Datetime",
     "Overdue": "Bool",
     "EscalationLevel": "Int",
+    "Branch": "Keyword",
 }

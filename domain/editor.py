@@ -41,8 +41,10 @@ from domain.models import (
     OpenStep,
     Reassign,
     RecordAssignment,
+    RecordTransfer,
     SendSms,
     StaffRef,
+    TransferCase,
 )
 from domain.policy import Policy
 from domain.tracking import step_label
@@ -307,6 +309,45 @@ class Editor(Schedule):
                         # meeting's grace from now, and its reminders and escalations again.
                         self.set_due(meeting, self.due_for(spec))
             self.hand_over(before if req.role == "designer" else None)
+
+    def transfer(self, req: TransferCase) -> None:
+        """The case moves to another branch: the ledger row, then its open steps to the new branch's people
+        (the manager's steps to its manager, the designer's and assistant's to their successors, who hear
+        of the case as on a reassignment; T5 follows when the client already knew the old designer)."""
+        s = self.s
+        before = s.branch_id
+        text = f"{req.actor.name or '总部'}将客户转到{req.branch_name or req.branch}"
+        text += (f"（原{req.from_branch_name}）" if req.from_branch_name else "") + f"：{req.reason}"
+        ev = self.event("transferred", text, actor_id=req.actor.staff_id,
+                        data={"from_branch_id": before, "to_branch_id": req.branch_id, "reason": req.reason})
+        self.effects.transfers.append(RecordTransfer(
+            case_id=s.case_id, event_key=f"transfer:{ev.seq}", from_branch_id=before, to_branch_id=req.branch_id,
+            decided_by=req.actor.staff_id, reason=req.reason))
+        s.branch_id, s.branch = req.branch_id, req.branch
+        old_manager = s.manager
+        s.manager = req.manager
+        handed: list[OpenStep] = []
+        for o in s.open_steps:
+            if o.owner_role == Role.manager and (o.owner is None or old_manager is None or o.owner.id == old_manager.id):
+                o.owner = req.manager
+                handed.append(o)
+        self.notify(f"transfer:{ev.seq}:manager",
+                    notices.transferred_in(s.case_id, req.from_branch_name, req.branch_name or req.branch,
+                                           req.reason, handed, self.local),
+                    recipient=req.manager, role=Role.manager, summary="转分公司 → 通知新分公司经理",
+                    urgent=any(self.urgent(o) for o in handed))
+        for role, new in (("designer", req.designer), ("assistant", req.assistant)):
+            if new is None:
+                continue
+            old = s.designer if role == "designer" else s.assistant
+            if old is not None and old.id == new.id:
+                continue
+            self.reassign(Reassign(actor=req.actor, role=role, staff=new,  # type: ignore[arg-type]
+                                   reason=f"转分公司：{req.reason}"))
+            if old is not None:
+                for o in s.open_steps:  # what was theirs alone (a correction to acknowledge) goes too
+                    if o.owner is not None and o.owner.id == old.id:
+                        o.owner = new
 
     # --- a new designer introduces themself (version 2) ------------------------------------------
 

@@ -57,12 +57,13 @@ from domain.models import (
     Reassign,
     Reschedule,
     StaffRef,
+    TransferCase,
 )
 from domain.permissions import Action, CaseFacts
 from domain.policy import Policy
 from domain.steps import STEP_RULES, checklist_text, require_reason, site_musts_text, validate_payload
 
-Command = CompleteStep | Reschedule | Reassign | AddNote | CloseCase | AttachRecording
+Command = CompleteStep | Reschedule | Reassign | AddNote | CloseCase | AttachRecording | TransferCase
 
 # Request ids (Idempotency-Key) a case remembers, newest last: a repeat of one is answered, not applied.
 HANDLED_KEPT = 100
@@ -197,6 +198,8 @@ def _new_state(inp: IntakeInput) -> CaseState:
         reception=inp.reception,
         site_musts=inp.site_musts,
         engine_version=inp.engine_version,
+        branch_id=inp.branch_id,
+        branch=inp.branch,
     )
     if inp.scenario == Scenario.walk_in:
         # The client is at the door: the first meeting is now, at the office.
@@ -234,6 +237,8 @@ class _Engine(Editor):
             if cmd.recording_id in self.s.recordings:
                 raise Rejected("invalid_payload", "该录音已在案件中", field="recording_id")
             return None
+        if isinstance(cmd, TransferCase):
+            return self.check_transfer(cmd)
         self.allow(cmd.actor, Action.close)
         if cmd.outcome == Outcome.lost:
             require_reason(cmd.reason)
@@ -252,6 +257,8 @@ class _Engine(Editor):
         elif isinstance(cmd, AddNote):
             ev = self.event("note", cmd.text, actor_id=cmd.actor.staff_id, data={"by": cmd.actor.name})
             self.s.notes.append(ev)
+        elif isinstance(cmd, TransferCase):
+            self.transfer(cmd)
         elif isinstance(cmd, AttachRecording):
             self.s.recordings.append(cmd.recording_id)
             mb = cmd.size / (1024 * 1024)
@@ -287,6 +294,23 @@ class _Engine(Editor):
             raise Rejected("no_meeting", "首次见面已完成，不能再改期")
         if req.target == "measure" and self.done(StepName.measure):
             raise Rejected("no_meeting", "量房已完成，不能再改期")
+
+    def check_transfer(self, req: TransferCase) -> None:
+        """A transfer names another branch and, for a designer or assistant the case has, their successor."""
+        refusal = permissions.may_try_transfer(req.actor)
+        if refusal is not None:
+            raise Rejected(refusal.code, refusal.message, **refusal.details)
+        if req.branch_id == self.s.branch_id:
+            raise Rejected("same_branch", "客户已在该分公司", field="branch")
+        if not req.reason.strip():
+            raise Rejected("reason_required", "转分公司请填写原因", field="reason")
+        for position, now, new in (("designer", self.s.designer, req.designer),
+                                   ("assistant", self.s.assistant, req.assistant)):
+            if new is not None and new.role.value != position:
+                raise Rejected("invalid_assignee", "所选人员的角色不符", field=f"{position}_id")
+            if now is not None and new is None:
+                raise Rejected("invalid_assignee", f"请指定新分公司接手的{'设计师' if position == 'designer' else '助理设计师'}",
+                               field=f"{position}_id")
 
     def check_open_case(self) -> None:
         if self.s.status == CaseStatus.closed:

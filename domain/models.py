@@ -341,6 +341,22 @@ class CloseCase(_Model):
     request_id: str | None = None
 
 
+class TransferCase(_Model):
+    """Move the case to another branch (分公司/门店: the client moved), with a reason: its open steps go to
+    the new branch's manager, designer and assistant (the director or a regional manager decides)."""
+
+    actor: Actor
+    branch_id: int
+    branch: str  # the new branch's code (the Temporal search attribute `Branch`)
+    branch_name: str = ""
+    from_branch_name: str = ""
+    manager: StaffRef | None = None  # the new branch's manager (None: the steps wait for its managers)
+    designer: StaffRef | None = None  # the new branch's designer, when the case has one
+    assistant: StaffRef | None = None  # the new branch's assistant designer, when the case has one
+    reason: str = Field(min_length=1, max_length=500)
+    request_id: str | None = None
+
+
 # --- workflow input and state ------------------------------------------------------------------
 
 
@@ -371,6 +387,9 @@ class IntakeInput(_Model):
     engine_version: int = 1
     # A returning client (查重): why the case is linked to an earlier one, for the timeline (no client data).
     returning: str | None = None
+    # The branch (分公司/门店) that received the lead: id and code. Absent before branches: branch 1, main.
+    branch_id: int = 1
+    branch: str = "main"
 
 
 class OpenStep(_Model):
@@ -489,6 +508,9 @@ class CaseState(_Model):
     announced: dict[str, datetime] = Field(default_factory=dict)
     # The designer the client knew before a change (reassignment or reclaim): T5 names them (version 2).
     handover_from: StaffRef | None = None
+    # The case's branch (分公司/门店), id and code; a transfer changes both. Absent before branches: main.
+    branch_id: int = 1
+    branch: str = "main"
 
     def meeting(self, which: str) -> Meeting | None:
         """The current (latest, not cancelled) meeting of a kind."""
@@ -509,15 +531,17 @@ class Effects(_Model):
     sms: list[SendSms] = Field(default_factory=list)
     notices: list[NotifyStaff] = Field(default_factory=list)
     assignments: list[RecordAssignment] = Field(default_factory=list)
+    transfers: list[RecordTransfer] = Field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.sms or self.notices or self.assignments)
+        return bool(self.sms or self.notices or self.assignments or self.transfers)
 
     def extend(self, other: Effects) -> None:
         """Append another decision's effects."""
         self.sms += other.sms
         self.notices += other.notices
         self.assignments += other.assignments
+        self.transfers += other.transfers
 
 
 class CaseChange(_Model):
@@ -583,6 +607,17 @@ class RecordAssignment(_Model):
     kind: Literal["assign", "reassign", "auto", "lapse"]
     suggested_id: int | None = None
     reason: str | None = None
+
+
+class RecordTransfer(_Model):
+    """A row of the transfers ledger (case_transfers): the case moved from one branch to another."""
+
+    case_id: int
+    event_key: str
+    from_branch_id: int
+    to_branch_id: int
+    decided_by: int
+    reason: str
 
 
 class WrittenCheck(_Model):

@@ -46,6 +46,14 @@ def step_opened(s: CaseState, step: OpenStep, local: Local) -> str:
     return texts.get(step.step, f"客户 #{s.case_id}：{step.label}") + musts + due
 
 
+def transferred_in(case_id: int, from_name: str, to_name: str, reason: str, steps: list[OpenStep],
+                   local: Local) -> str:
+    """A case moved to another branch: its new manager hears of it, with the steps now theirs."""
+    origin = f"从{from_name}" if from_name else ""
+    todo = "；".join(step.label + (f"（{local(step.due_at)} 前完成）" if step.due_at else "") for step in steps)
+    return f"客户 #{case_id} 已{origin}转入{to_name}（{reason}），现由您负责" + (f"；待办：{todo}" if todo else "")
+
+
 def escalation(case_id: int, step: OpenStep, target: str, local: Local) -> str:
     """A late step: the owner is reminded, or the superior told."""
     due = local(step.due_at) if step.due_at else ""

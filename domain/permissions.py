@@ -405,9 +405,10 @@ def receives_by_default(person: Person, scenario: Scenario) -> bool:
     return scenario == Scenario.walk_in or (scenario == Scenario.site_office and person.role in SITE_RECEIVER_ROLES)
 
 
-def manages_new_case(person: Person) -> bool:
-    """Whether a case `person` creates is theirs to manage (a manager creating it), not the first manager's."""
-    return person.role == Role.manager
+def manages_new_case(person: Person, *, home: int | None = None, branch: int | None = None) -> bool:
+    """Whether a case `person` creates is theirs to manage (a manager creating it in their own branch), not
+    the branch's first manager's."""
+    return person.role == Role.manager and home == branch
 
 
 def may_read_reports(person: Person) -> Refusal | None:

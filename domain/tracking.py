@@ -16,6 +16,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from domain.constants import (
     SA_ASSISTANT,
+    SA_BRANCH,
     SA_DESIGNER,
     SA_ESCALATION_LEVEL,
     SA_OVERDUE,
@@ -53,6 +54,7 @@ def initial_search_attributes(inp: IntakeInput, state: CaseState | None = None) 
                 SearchAttributePair(SA_SCENARIO, inp.scenario.value),
                 SearchAttributePair(SA_OVERDUE, False),
                 SearchAttributePair(SA_ESCALATION_LEVEL, 0),
+                SearchAttributePair(SA_BRANCH, inp.branch),
             ]
         )
     pairs: list[SearchAttributePair[Any]] = [
@@ -61,6 +63,7 @@ def initial_search_attributes(inp: IntakeInput, state: CaseState | None = None) 
         SearchAttributePair(SA_SCENARIO, state.scenario.value),
         SearchAttributePair(SA_OVERDUE, state.overdue),
         SearchAttributePair(SA_ESCALATION_LEVEL, state.escalation_level),
+        SearchAttributePair(SA_BRANCH, state.branch),
     ]
     if state.designer:
         pairs.append(SearchAttributePair(SA_DESIGNER, str(state.designer.id)))

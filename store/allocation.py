@@ -22,7 +22,12 @@ from domain.allocation import (
 from domain.enums import Level, Role, Scenario, StaffStatus
 from domain.models import StaffRef, SuggestAssistants, Suggestion
 from domain.policy import Policy
-from store.staff import schedule_from_db
+from store.branches import MAIN_BRANCH_ID
+from store.staff import in_branch_sql, schedule_from_db
+
+# Staff `s` work in the branch named ($2), else in the case's ($3), else in branch 1 (a case not yet stored).
+_IN_CASE_BRANCH = in_branch_sql(
+    "s", f"coalesce($2::bigint, (SELECT bc.branch_id FROM cases bc WHERE bc.id = $3::bigint), {MAIN_BRANCH_ID})")
 
 
 class DesignerSuggestion(Suggestion):
@@ -37,17 +42,18 @@ class AllocationRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def suggest_assistants(self, req: SuggestAssistants) -> list[Suggestion]:
-        """Active assistants, fewest open cases first."""
+    async def suggest_assistants(self, req: SuggestAssistants, *, branch_id: int | None = None) -> list[Suggestion]:
+        """Active assistants of the case's branch (or of `branch_id`), fewest open cases first."""
         rows = await self._pool.fetch(
-            """
+            f"""
             SELECT s.id, s.name, s.status,
                    (SELECT count(*) FROM cases c
                      WHERE c.assistant_id = s.id AND c.status = 'open' AND c.id <> $1) AS open_cases,
                    (SELECT max(r.at) FROM assistant_registrations r WHERE r.assistant_id = s.id) AS last_at
-            FROM staff s WHERE s.role = 'assistant' AND s.status = 'active' ORDER BY s.id
+            FROM staff s WHERE s.role = 'assistant' AND s.status = 'active' AND {_IN_CASE_BRANCH}
+            ORDER BY s.id
             """,
-            req.case_id,
+            req.case_id, branch_id, req.case_id,
         )
         by_id = {r["id"]: r for r in rows}
         ranked = rank_assistants(
@@ -86,10 +92,12 @@ class AllocationRepository:
         max_open_by_level: Mapping[Level, int] | None = None,
         tz: str = "Asia/Shanghai",
         include_ineligible: bool = True,
+        branch_id: int | None = None,
     ) -> list[DesignerSuggestion]:
-        """Designers ranked for a case; with `include_ineligible` also the others, with reasons why not."""
+        """Designers of the case's branch (or of `branch_id`) ranked for it; with `include_ineligible` also the
+        others, with reasons why not. Another branch's designers are never suggested."""
         rows = await self._pool.fetch(
-            """
+            f"""
             SELECT s.id, s.name, s.level, s.status, s.communities, s.office_schedule, s.max_open_cases,
                    s.weight,
                    (SELECT count(*) FROM cases c
@@ -97,10 +105,10 @@ class AllocationRepository:
                        AND ($1::bigint IS NULL OR c.id <> $1)) AS open_cases,
                    (SELECT max(l.at) FROM allocation_ledger l WHERE l.designer_id = s.id AND l.kind <> 'lapse') AS last_at
             FROM staff s
-            WHERE s.role = 'designer' AND s.status <> 'inactive'
+            WHERE s.role = 'designer' AND s.status <> 'inactive' AND {_IN_CASE_BRANCH}
             ORDER BY s.id
             """,
-            case_id if exclude_case_from_counts else None,
+            case_id if exclude_case_from_counts else None, branch_id, case_id,
         )
         by_id = {r["id"]: r for r in rows}
         ranked = rank_designers(

@@ -40,9 +40,9 @@ async def insert_starting(
         "INSERT INTO cases (id, workflow_id, source, scenario, stage, status, client_name, client_phone,"
         " client_gender, client_age_range, compound, address, area_m2, budget, notes, meeting_at,"
         " meeting_kind, created_by, received_by, manager_id, created_at, policy, workflow_input, policy_version,"
-        " second_phone, house_key, previous_case_id, returning_reason)"
+        " second_phone, house_key, previous_case_id, returning_reason, branch_id)"
         " VALUES ($1,$2,$3,$4,$5,'starting',$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,"
-        "$21,$22,$23,$24,$25,$26,$27)",
+        "$21,$22,$23,$24,$25,$26,$27,$28)",
         inp.case_id,
         workflow_id(inp.case_id),
         inp.source.value,
@@ -70,6 +70,7 @@ async def insert_starting(
         house_key,
         previous_case_id,
         returning_reason,
+        inp.branch_id,
         timeout=timeout,
     )
 

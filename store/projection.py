@@ -95,6 +95,19 @@ class ProjectionWriter:
         """:meth:`apply`, with what the API has and wants: `known`, the case row it read before the update
         (store.queries.case_row), to render messages without asking first; `answer`, the timeline and
         assignments back; `phone_read`, a full-phone read to record (staff_id, route, request_id)."""
+        if change.effects.transfers:
+            # A transfer (rare) writes its ledger row and the case's branch with the change, atomically.
+            async with conn.transaction():
+                written = await self._write(conn, change, confirm=confirm, known=known, answer=answer,
+                                            phone_read=phone_read)
+                await _write_transfers(conn, change)
+                return written
+        return await self._write(conn, change, confirm=confirm, known=known, answer=answer, phone_read=phone_read)
+
+    async def _write(
+        self, conn: asyncpg.Connection, change: CaseChange, *, confirm: bool, known: Any, answer: bool,
+        phone_read: dict[str, Any] | None,
+    ) -> Written:
         p = _payload(change, confirm=confirm, answer=answer, phone_read=phone_read)
         sms, notices = change.effects.sms, change.effects.notices
         messages: list[SendSms | NotifyStaff] = [*sms, *notices]
@@ -251,6 +264,27 @@ def _payload(change: CaseChange, *, confirm: bool, answer: bool, phone_read: dic
         "events": [e.model_dump(mode="json") for e in change.events],
         "assignments": [a.model_dump(mode="json") for a in change.effects.assignments],
     }
+
+
+async def _write_transfers(conn: asyncpg.Connection, change: CaseChange) -> None:
+    """The transfers ledger (case_transfers, once per event key) and the case row's branch, taken from the
+    newest state the projection holds (a change written out of order never moves the case back)."""
+    await conn.execute(
+        "WITH t AS (INSERT INTO case_transfers (case_id, event_key, from_branch_id, to_branch_id, decided_by, reason)"
+        " SELECT case_id, event_key, from_branch_id, to_branch_id, decided_by, reason"
+        " FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])"
+        " AS u(case_id, event_key, from_branch_id, to_branch_id, decided_by, reason)"
+        " ON CONFLICT (case_id, event_key) DO NOTHING RETURNING 1)"
+        " UPDATE cases SET branch_id = (state->>'branch_id')::bigint"
+        " WHERE id = $1 AND state ? 'branch_id' AND branch_id IS DISTINCT FROM (state->>'branch_id')::bigint",
+        change.case_id,
+        [t.case_id for t in change.effects.transfers],
+        [t.event_key for t in change.effects.transfers],
+        [t.from_branch_id for t in change.effects.transfers],
+        [t.to_branch_id for t in change.effects.transfers],
+        [t.decided_by for t in change.effects.transfers],
+        [t.reason for t in change.effects.transfers],
+    )
 
 
 def _iso(at: datetime | None) -> str | None:

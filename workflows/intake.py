@@ -7,6 +7,7 @@ Updates (each with a validator, so a rejected one leaves no trace in the history
 the CaseChange it decided (the new head of the case, new events, the messages and ledger rows):
     complete_step(CompleteStep)   reschedule(Reschedule)   reassign(Reassign)
     add_note(AddNote)             close(CloseCase)         attach_recording(AttachRecording)
+    transfer(TransferCase)        (another branch: the search attribute `Branch` follows at once)
 Query:
     state() -> CaseState
 
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import engine
     from domain.constants import (
         SA_ASSISTANT,
+        SA_BRANCH,
         SA_DESIGNER,
         SA_ESCALATION_LEVEL,
         SA_OVERDUE,
@@ -60,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         Reschedule,
         SuggestDesigners,
         Suggestion,
+        TransferCase,
         WrittenCheck,
     )
     from domain.policy import Policy
@@ -242,6 +245,21 @@ class IntakeWorkflow:
 
     @close.validator
     def _validate_close(self, req: CloseCase) -> None:
+        self._check(req)
+
+    @workflow.update
+    async def transfer(self, req: TransferCase) -> CaseChange:
+        """Move the case to another branch: its open steps go to the new branch's people."""
+        change = self._decide(req)
+        if not change.duplicate:
+            # New in issue 22, so no recorded history holds this handler: the `Branch` search attribute
+            # (set at start) follows the case at once, outside `_sa_values`, whose upserts old histories
+            # recorded key by key.
+            workflow.upsert_search_attributes([SA_BRANCH.value_set(self.s.branch)])
+        return change
+
+    @transfer.validator
+    def _validate_transfer(self, req: TransferCase) -> None:
         self._check(req)
 
     def _check(self, cmd: engine.Command) -> None:

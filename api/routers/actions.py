@@ -23,6 +23,7 @@ from api.schemas import (
     NoteRequest,
     ReassignRequest,
     RescheduleRequest,
+    TransferRequest,
 )
 from api.services.access import CaseId, acting_case, visible_case
 from domain.enums import STEP_LABELS, StepName
@@ -178,6 +179,25 @@ async def reassign(
     """Change the case's designer or assistant designer, with a reason; managers only."""
     return await services.reassign(res, user, case_id, body, idempotency_key)
 
+
+
+@router.post(
+    "/{case_id}/transfer",
+    dependencies=[Depends(acting_case)],
+    response_model=CaseView,
+    summary="转分公司（总经理、区域经理）",
+    responses=ACTION_ERRORS,
+)
+async def transfer(
+    case_id: CaseId,
+    body: TransferRequest,
+    user: CaseStaff,
+    res: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> CaseView:
+    """Move the case to another branch (the client moved), with a reason: the transfers ledger records it and
+    its open steps go to the new branch's manager, designer and assistant; the director or a regional manager."""
+    return await services.transfer_case(res, user, case_id, body, idempotency_key)
 
 
 @router.post(

@@ -36,6 +36,7 @@ from api.services.steps import (
     step_body_model,
     step_owner_label,
 )
+from api.services.transfer import transfer_case
 
 __all__ = [
     "Created",
@@ -58,6 +59,7 @@ __all__ = [
     "reassign",
     "reschedule",
     "sla_report",
+    "transfer_case",
     "staff_ref",
     "step_body_model",
     "step_owner_label",

@@ -131,8 +131,10 @@ async def designer_ranking(
     include_ineligible: bool = False,
     level: Level | None = None,
     meeting_at: datetime | None = None,
+    branch_id: int | None = None,
 ) -> list[DesignerSuggestion]:
-    """Designers for a case in rotation order (轮单) with their reasons, from the projection's state.
+    """Designers for a case in rotation order (轮单) with their reasons, from the projection's state; of the
+    case's branch, or of `branch_id` (a transfer).
 
     `level` and `meeting_at` stand for what the manager is agreeing with the client during the callback.
     """
@@ -154,6 +156,7 @@ async def designer_ranking(
             max_open_by_level=policy.max_open_cases,
             tz=policy.calendar.timezone,
             include_ineligible=include_ineligible,
+            branch_id=branch_id,
         ),
     )
     if row["previous_case_id"] is not None:
@@ -163,10 +166,12 @@ async def designer_ranking(
     return ranked
 
 
-async def assistant_ranking(res: Resources, pool: asyncpg.Pool, case_id: int) -> list[Suggestion]:
-    """Assistants for a case, fewest open cases first."""
+async def assistant_ranking(
+    res: Resources, pool: asyncpg.Pool, case_id: int, *, branch_id: int | None = None
+) -> list[Suggestion]:
+    """Assistants for a case (of its branch, or of `branch_id`), fewest open cases first."""
     ranked: list[Suggestion] = await bounded(
-        res, AllocationRepository(pool).suggest_assistants(SuggestAssistants(case_id=case_id))
+        res, AllocationRepository(pool).suggest_assistants(SuggestAssistants(case_id=case_id), branch_id=branch_id)
     )
     return ranked
 

@@ -31,6 +31,7 @@ from domain.models import ENGINE_VERSION, CaseState, IntakeInput, StaffRef
 from domain.permissions import CaseFacts
 from domain.tracking import initial_search_attributes, static_details, static_summary
 from store import cases, queries
+from store.branches import Branch, BranchRepository
 from store.staff import Staff, StaffRepository
 from store.writes import projection_writer
 
@@ -80,6 +81,26 @@ async def _received_by(repo: StaffRepository, body: IntakeCreate, user: CurrentU
     return staff
 
 
+async def _case_branch(
+    res: Resources, pool: asyncpg.Pool, body: IntakeCreate, user: CurrentUser, received: Staff | None
+) -> Branch:
+    """The branch a new case belongs to (domain.permissions.case_branch): chosen, else the receiver's, else
+    the creator's; within the creator's reach (422 branch_not_allowed), an active branch (422 invalid_branch),
+    and the receiver works in it (422 invalid_assignee)."""
+    branch_id = permissions.case_branch(chosen=body.branch_id, receiver_home=received.branch_id if received else None,
+                                        creator_home=user.staff.branch_id)
+    branch = await bounded(res, BranchRepository(pool).get(branch_id))
+    if branch is None or branch.status != "active":
+        raise ApiError(422, "invalid_branch", f"没有这个分公司：{branch_id}", details={"field": "branch_id"})
+    refusal = permissions.may_create_in(user, branch.id)
+    if refusal is not None:  # a branch named in the body: a bad value (422), not a forbidden route
+        raise ApiError(422, refusal.code, refusal.message, details=refusal.details)
+    if received is not None and not permissions.serves_branch(received.branch_id, received.extra_branches, branch.id):
+        raise ApiError(422, "invalid_assignee", f"接待人员 {received.name} 不属于{branch.name}",
+                       details={"field": "received_by"})
+    return branch
+
+
 async def create_case(
     res: Resources, body: IntakeCreate, user: CurrentUser, idempotency_key: str | None = None
 ) -> Created:
@@ -114,9 +135,13 @@ async def create_case(
     client = await res.client()
     repo = StaffRepository(pool)
     received = await bounded(res, _received_by(repo, body, user))
-    manager = (user.staff if permissions.manages_new_case(user)
-               else await bounded(res, repo.first_active(role=Role.manager)))
-    director = await bounded(res, repo.first_active(role=Role.director))
+    branch = await _case_branch(res, pool, body, user, received)
+    # The case's people come from its branch: its manager (the creator, when a manager of it), its director
+    # (one of the branch's own, else the chain's).
+    manager = (user.staff if permissions.manages_new_case(user, home=user.staff.branch_id, branch=branch.id)
+               else await bounded(res, repo.first_active(role=Role.manager, branch_id=branch.id)))
+    director = (await bounded(res, repo.first_active(role=Role.director, branch_id=branch.id))
+                or await bounded(res, repo.first_active(role=Role.director)))
     # The newest saved version of the policy (PostgreSQL), else the policy file; the case keeps its copy.
     policy, policy_version = await current_policy(res)
     now = datetime.now(UTC)
@@ -156,6 +181,8 @@ async def create_case(
                 returning=duplicates.reason(earlier) if earlier else None,
                 policy=policy,
                 engine_version=ENGINE_VERSION,  # the rules a new case runs by (kept for its whole life)
+                branch_id=branch.id,
+                branch=branch.code,
             )
             opening = engine.start(inp)
             await cases.insert_starting(conn, inp, client=c, notes=body.notes, timeout=res.timeout,

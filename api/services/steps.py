@@ -62,8 +62,9 @@ STEP_OWNER_ROLE: dict[StepName, Role] = {
 MEMBER_ROLES: dict[str, Role] = {"designer": Role.designer, "assistant": Role.assistant}
 
 
-async def staff_ref(res: Resources, staff_id: int, role: Role, field: str) -> StaffRef:
-    """A named staff member must exist, be active (not on leave) and have the role (422 invalid_assignee)."""
+async def staff_ref(res: Resources, staff_id: int, role: Role, field: str, branch_id: int | None = None) -> StaffRef:
+    """A named staff member must exist, be active (not on leave), have the role and, given the case's branch,
+    work in it (422 invalid_assignee)."""
     label = ROLE_LABELS[role]
     if not 1 <= staff_id <= MAX_ID:
         raise ApiError(422, "invalid_assignee", f"{label} {staff_id} 不存在", details={"field": field})
@@ -79,6 +80,8 @@ async def staff_ref(res: Resources, staff_id: int, role: Role, field: str) -> St
         raise ApiError(
             422, "invalid_assignee", f"{staff.name} 当前不在岗（{staff.status.value}）", details={"field": field}
         )
+    if branch_id is not None and not permissions.serves_branch(staff.branch_id, staff.extra_branches, branch_id):
+        raise ApiError(422, "invalid_assignee", f"{staff.name} 不属于本案的分公司", details={"field": field})
     return staff.ref()
 
 
@@ -184,9 +187,11 @@ async def complete_step(
     notes = getattr(body, "notes", None)
     staff: list[StaffRef] = []
     if step in (StepName.assign_designer, StepName.callback) and payload.get("designer_id") is not None:
-        staff.append(await staff_ref(res, int(payload["designer_id"]), Role.designer, "designer_id"))
+        staff.append(await staff_ref(res, int(payload["designer_id"]), Role.designer, "designer_id",
+                                     access.row["branch_id"]))
     elif step == StepName.assign_assistant and payload.get("assistant_id") is not None:
-        staff.append(await staff_ref(res, int(payload["assistant_id"]), Role.assistant, "assistant_id"))
+        staff.append(await staff_ref(res, int(payload["assistant_id"]), Role.assistant, "assistant_id",
+                                     access.row["branch_id"]))
     first = await first_suggestion(res, access.row, step, payload)
     update_id = _update_id(user, f"step:{step.value}", idempotency_key)
     req = CompleteStep(
@@ -211,7 +216,7 @@ async def reassign(
 ) -> CaseView:
     """Change the case's designer or assistant designer, with a reason; managers only."""
     access = await open_case_for(res, user, case_id, Action.reassign)
-    ref = await staff_ref(res, body.staff_id, MEMBER_ROLES[body.role], "staff_id")
+    ref = await staff_ref(res, body.staff_id, MEMBER_ROLES[body.role], "staff_id", access.row["branch_id"])
     update_id = _update_id(user, "reassign", idempotency_key)
     req = Reassign(actor=actor_on(user, access), role=body.role, staff=ref, reason=body.reason, request_id=update_id)
     return await act(res, access, intake_workflow().reassign, req, update_id, user)
