@@ -332,6 +332,14 @@ class AssignmentOut(BaseModel):
     at: datetime
 
 
+class BranchBrief(BaseModel):
+    """A case's branch (分公司/门店)."""
+
+    id: int
+    code: str
+    name: str
+
+
 class CaseView(BaseModel):
     """One case: where it stands, who owns what, what is due, and its story."""
 
@@ -373,6 +381,7 @@ class CaseView(BaseModel):
         default_factory=list, description="分配记录：设计师分配台账与助理备案登记（谁、由谁、何时、为何）"
     )
     version: int = 0
+    branch: BranchBrief | None = Field(default=None, description="客户所属分公司（转分公司后为新分公司）")
     state_source: Literal["workflow", "projection", "created"] = Field(
         description="数据来源：workflow 实时查询 / projection 数据库投影 / created 刚创建（流程尚未回报）"
     )
@@ -402,6 +411,7 @@ class CaseSummary(BaseModel):
     step_due_at: datetime | None = None
     meeting_at: datetime | None = None
     created_at: datetime
+    branch_id: int | None = Field(default=None, description="所属分公司（ID）")
 
 
 class CaseList(BaseModel):

@@ -9,7 +9,16 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
-from api.schemas import AssignmentOut, CaseSummary, CaseView, ClientOut, StaffBrief, TaskCase, TaskItem
+from api.schemas import (
+    AssignmentOut,
+    BranchBrief,
+    CaseSummary,
+    CaseView,
+    ClientOut,
+    StaffBrief,
+    TaskCase,
+    TaskItem,
+)
 from domain.enums import Level, Role, StepName
 from domain.models import CaseEvent, CaseState, StaffRef
 from domain.phone import mask_phone
@@ -134,6 +143,7 @@ def case_view(
             for a in assignments or []
         ],
     }
+    common["branch"] = _branch(row, state)
     if state is None:
         return CaseView(
             **common,
@@ -186,6 +196,16 @@ def case_view(
     )
 
 
+def _branch(row: asyncpg.Record, state: CaseState | None) -> BranchBrief | None:
+    """The case's branch: the state's (a transfer's answer names the new one), named as the row names it."""
+    branch_id = row.get("branch_id")
+    if state is not None and state.branch_id != branch_id:
+        return BranchBrief(id=state.branch_id, code=state.branch, name=state.branch)
+    if branch_id is None or row.get("branch_code") is None:
+        return None
+    return BranchBrief(id=branch_id, code=row["branch_code"], name=row["branch_name"])
+
+
 def _brief(staff_id: int | None, name: str | None) -> StaffBrief | None:
     return StaffBrief(id=staff_id, name=name or "") if staff_id is not None else None
 
@@ -214,6 +234,7 @@ def case_summary(r: asyncpg.Record, *, contact: bool) -> CaseSummary:
         step_due_at=r["step_due_at"],
         meeting_at=r["meeting_at"],
         created_at=r["created_at"],
+        branch_id=r.get("branch_id"),
     )
 
 
