@@ -377,7 +377,7 @@ class Editor(Schedule):
         self.effects.notices.append(NotifyStaff(
             case_id=self.s.case_id, purpose=purpose, recipient_id=recipient.id if recipient else None,
             recipient_role=None if recipient else (role or Role.manager), text=text, template=template,
-            urgent=urgent,
+            urgent=urgent, branch_id=None if recipient else self.s.branch_id,
         ))
 
     def client_sms(self, template: Literal["T1", "T2", "T3", "T4", "T5"], summary: str, *,

@@ -593,6 +593,15 @@ class NotifyStaff(_Model):
     template: Literal["designer_assigned"] | None = None
     # Goes out at once even outside the recipient's working hours (policy urgent_steps, walk-ins).
     urgent: bool = False
+    # A notice to a role: the role in this branch (the case's). None (decided before branches): the chain's.
+    branch_id: int | None = None
+
+    def role_key(self) -> str | None:
+        """Whom a notice to a role asks for (intake_outbox_staff's "role" or "role:branch"); None when named."""
+        if self.recipient_id is not None or self.recipient_role is None:
+            return None
+        role = self.recipient_role.value
+        return role if self.branch_id is None else f"{role}:{self.branch_id}"
 
 
 class RecordAssignment(_Model):

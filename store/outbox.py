@@ -221,7 +221,7 @@ class OutboxWriter:
         ids = {i for m in sms for i in (m.designer_id, m.assistant_id, m.manager_id, m.previous_designer_id)
                if i is not None}
         ids |= {n.recipient_id for n in notices if n.recipient_id is not None}
-        roles = {n.recipient_role.value for n in notices if n.recipient_id is None and n.recipient_role is not None}
+        roles = {key for n in notices if (key := n.role_key()) is not None}
         return Needs(staff_ids=sorted(ids), roles=sorted(roles),
                      details=any(n.template == "designer_assigned" for n in notices))
 
@@ -509,7 +509,7 @@ class OutboxWriter:
             staff = by_id.get(req.recipient_id)
             missing = f"员工 {req.recipient_id} 不存在"
         elif req.recipient_role is not None:
-            staff = by_role.get(req.recipient_role.value)
+            staff = by_role.get(req.role_key() or req.recipient_role.value)
             missing = f"没有在岗的{ROLE_LABELS.get(Role(req.recipient_role), req.recipient_role)}"
         else:
             staff = None

@@ -128,6 +128,15 @@ async def test_each_branch_sees_only_its_own_cases_and_designers(api: Api, chain
                             json={"reached": True, "meeting_at": future(), "meeting_kind": "measure",
                                   "designer_id": api.people["designer"].id, "reason": "试试总店的设计师"})
     assert r.status_code == 422 and r.json()["code"] == "invalid_assignee", r.text
+    # with its own designer: the assistant lead told to assign an assistant is the branch's own
+    r = await api.http.post(f"/intakes/{hz_case['id']}/steps/callback", headers=hz(chain, "manager"),
+                            json={"reached": True, "meeting_at": future(), "meeting_kind": "measure",
+                                  "designer_id": chain.people["designer"].id})
+    assert r.status_code == 200 and open_steps(r.json()) == {"assign_assistant"}, r.text
+    told = await api.notice(hz_case["id"], "open:assign_assistant", who="director")
+    assert told["recipient_id"] == chain.people["assistant_lead"].id
+    assert (hz_case["id"], "assign_assistant") in await tasks(api, hz(chain, "assistant_lead"))
+    assert (hz_case["id"], "assign_assistant") not in await tasks(api, api.h("assistant_lead"))
 
     # the duplicate answer does not say where the other branch's client is served
     phone = await api.pool.fetchval("SELECT client_phone FROM cases WHERE id = $1", hz_case["id"])
