@@ -348,6 +348,18 @@ class Editor(Schedule):
                 for o in s.open_steps:  # what was theirs alone (a correction to acknowledge) goes too
                     if o.owner is not None and o.owner.id == old.id:
                         o.owner = new
+        for o in s.open_steps:
+            self.relabel_escalation(o)
+
+    def relabel_escalation(self, step: OpenStep) -> None:
+        """The next rung's words after the people changed (whom it reminds or tells); its time stays."""
+        if step.next_escalation is None or step.next_escalation_at is None or step.next_escalation.startswith("搁置"):
+            return
+        chain = self.p.chain(step.step)
+        level = step.escalation_level
+        target = chain.stages[level].target if level < len(chain.stages) else chain.repeat_target
+        who = self.target_label(step, target)
+        step.next_escalation = f"提醒{who}" if target == "owner" else f"通知{who}"
 
     # --- a new designer introduces themself (version 2) ------------------------------------------
 

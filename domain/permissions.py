@@ -221,6 +221,13 @@ def may_try_transfer(person: Person) -> Refusal | None:
     return None if person.role in TRANSFER_ROLES else _wrong_role([Role.director], "将客户转到其他分公司")
 
 
+def transfer_targets(person: Member, case: CaseFacts, branches: Iterable[int]) -> list[int]:
+    """The branches (of `branches`) `person` may move the case to: what the console's transfer form offers."""
+    if not case.open:
+        return []
+    return [b for b in branches if b != case.branch_id and may_transfer(person, case, b) is None]
+
+
 def may_transfer(person: Member, case: CaseFacts, to_branch: int) -> Refusal | None:
     """Whether `person` may move the case to `to_branch`: the director; a manager covering both branches."""
     refusal = may_try_transfer(person)

@@ -45,6 +45,7 @@ from api.schemas import (
     NoteRequest,
     ReassignRequest,
     RescheduleRequest,
+    TransferRequest,
 )
 from api.services.access import contact_map, holding_for, open_case, viewer
 from api.services.cases import case_answer
@@ -68,6 +69,7 @@ from domain.models import STEP_PAYLOADS, OpenStep
 from domain.permissions import Action
 from domain.tracking import stage_label
 from store import queries
+from store.branches import BranchRepository
 from store.sessions import SessionRepository
 from store.staff import StaffRepository
 
@@ -356,13 +358,19 @@ async def _case_page(
     page_error = next((st.message for key, st in failed.items()
                        if key in StepName.__members__ and key not in shown and st.message), None)
     staff_lists: dict[str, list[Any]] = {}
+    branch_id = access.row["branch_id"]
     if Action.reassign in allowed:
         pool = await res.pool()
         repo = StaffRepository(pool)
-        staff_lists = {
-            "designer": await bounded(res, repo.list(role=Role.designer, active_only=True)),
-            "assistant": await bounded(res, repo.list(role=Role.assistant, active_only=True)),
+        staff_lists = {  # the case's branch's people only (another branch's cannot be assigned)
+            role.value: [s for s in await bounded(res, repo.list(role=role, active_only=True))
+                         if permissions.serves_branch(s.branch_id, s.extra_branches, branch_id)]
+            for role in (Role.designer, Role.assistant)
         }
+    # 转分公司: the branches this person may move the case to (the director, a regional manager).
+    active_branches = await bounded(res, BranchRepository(await res.pool()).list())
+    targets = set(permissions.transfer_targets(user, facts, [b.id for b in active_branches]))
+    transfer_to = [b for b in active_branches if b.id in targets]
     can = {a.value: a in allowed for a in Action} | {"record": Action.upload_recording in allowed}
     # The recordings (录音): listed with a player for those who may listen; the upload form for the manager.
     recordings: list[Any] | None = (
@@ -383,13 +391,14 @@ async def _case_page(
         page_error=page_error,
         can=can,
         staff_lists=staff_lists,
+        transfer_to=transfer_to,
         recordings=recordings,
         stage_label=stage_label(view.stage),
         policy_text=version_label(access.row["policy_version"], access.row["policy"]),
         temporal_url=res.settings.temporal_workflow_url(view.workflow_id),
         done=STEP_LABELS[StepName(done)] if done and done in StepName.__members__ else None,
         action_done={"reschedule": "已改期", "reassign": "已更换", "close": "已结案", "note": "已添加备注",
-                     "recording": "录音已上传"}.get(
+                     "recording": "录音已上传", "transfer": "已转分公司"}.get(
             request.query_params.get("ok", "")
         ),
     )
@@ -473,6 +482,7 @@ _ACTIONS: dict[str, tuple[type[Any], Callable[..., Any]]] = {
     "reassign": (ReassignRequest, services.reassign),
     "close": (CloseRequest, services.close_case),
     "note": (NoteRequest, services.add_note),
+    "transfer": (TransferRequest, services.transfer_case),
 }
 
 
@@ -510,12 +520,22 @@ async def _new_page(
     submitted = state is not None
     state = state or forms.FormState(values={"source": "online", "scenario": "office_visit"})
     pool = await res.pool()
+    reach = user.branches
     receivers = [
         s for s in await bounded(res, StaffRepository(pool).list(active_only=True))
         if permissions.may_receive(s.role, Scenario.site_office)
+        and (reach is None or any(permissions.serves_branch(s.branch_id, s.extra_branches, b) for b in reach))
     ]
     fields = forms.model_fields(IntakeCreate, values=state.values, errors=state.errors, submitted=submitted)
-    top = [f for f in fields if f.name not in ("client", "received_by")]
+    # The branch is chosen only by who spans several (head office, a regional manager): among theirs.
+    choosable = [b for b in await bounded(res, BranchRepository(pool).list())
+                 if permissions.may_create_in(user, b.id) is None]
+    for f in fields:
+        if f.name == "branch_id":
+            f.kind, f.label = "select", "分公司"
+            f.options = [("", "（默认：接待人员或我所在的分公司）"), *((str(b.id), b.name) for b in choosable)]
+    top = [f for f in fields if f.name not in ("client", "received_by")
+           and (f.name != "branch_id" or len(choosable) > 1)]
     client = next(f for f in fields if f.name == "client")
     return render(
         request, "new.html", status=status, user=user, state=state, top=top, client_fields=client.fields,

@@ -107,3 +107,4 @@ def test_a_transfer_hands_the_open_steps_to_the_new_branchs_people() -> None:
     assert "transferred" in {e.kind for e in d.change.events}
     # later manager steps and escalations go to the new manager
     assert all(o.owner == NEW_MANAGER for o in after.open_steps if o.owner_role == Role.manager)
+    assert all(MANAGER.name not in (o.next_escalation or "") for o in after.open_steps)
