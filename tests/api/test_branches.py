@@ -4,12 +4,15 @@ steps handed to the new branch's people; the `Branch` search attribute (issue 22
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
+from cli import main
 from domain.constants import workflow_id
 from domain.enums import Level, Role
 from store.branches import MAIN_BRANCH_ID, Branch, BranchRepository
@@ -249,7 +252,9 @@ async def test_a_regional_manager_transfers_between_the_branches_they_cover(api:
     assert (c["id"], "callback") not in await tasks(api, hz(chain, "manager"))
 
 
-async def test_staff_in_branches_through_the_admin_api(api: Api, chain: Chain) -> None:
+async def test_staff_in_branches_through_the_admin_api_and_the_cli(
+    api: Api, chain: Chain, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     r = await api.http.post("/staff", headers=api.h("admin"), json={
         "name": "杭新人", "phone": unique_phone(), "role": "designer", "level": "junior", "branch": chain.branch.code})
     assert r.status_code == 201, r.text
@@ -261,3 +266,24 @@ async def test_staff_in_branches_through_the_admin_api(api: Api, chain: Chain) -
     assert r.json()["branch"] == "main" and r.json()["extra_branches"] == [chain.branch.code]
     r = await api.http.patch(f"/staff/{staff['id']}", headers=api.h("admin"), json={"branch": "nowhere"})
     assert r.status_code == 422 and r.json()["code"] == "invalid_branch", r.text
+
+    # the command line: --branch and --extra-branches by code; an unknown code changes nothing
+    monkeypatch.setenv("INTAKE_DATABASE_URL", api.settings.database_url or "")
+    from config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        phone = unique_phone()
+        assert await asyncio.to_thread(main, ["staff", "add", "--role", "consultant", "--name", "杭顾问二",
+                                              "--phone", phone, "--branch", chain.branch.code]) == 0
+        added = await api.pool.fetchval("SELECT id FROM staff WHERE phone = $1", phone)
+        person = await StaffRepository(api.pool).get(staff_id=added)
+        assert person is not None and person.branch_id == chain.branch.id
+        assert await asyncio.to_thread(main, ["staff", "edit", str(added), "--branch", "nowhere"]) != 0
+        assert "nowhere" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, ["staff", "edit", str(added), "--branch", "main",
+                                              "--extra-branches", chain.branch.code]) == 0
+        person = await StaffRepository(api.pool).get(staff_id=added)
+        assert person is not None and (person.branch_id, person.extra_branches) == (MAIN_BRANCH_ID, [chain.branch.id])
+    finally:
+        get_settings.cache_clear()
