@@ -234,7 +234,7 @@ def may_transfer(person: Member, case: CaseFacts, to_branch: int) -> Refusal | N
     if refusal is not None:
         return refusal
     reach = person.branches
-    if reach is None or (case.branch_id in reach and to_branch in reach):
+    if reach is None or (len(reach) > 1 and case.branch_id in reach and to_branch in reach):
         return None
     return Refusal("branch_not_allowed", "只有总经理或同时负责两个分公司的区域经理可以转分公司",
                    {"field": "branch"})

@@ -138,27 +138,30 @@ class StaffRepository:
         if problem is not None:
             raise StaffError("level_required" if level is None else "invalid_staff", problem)
         _check_wecom_userid(wecom_userid)
+        extra = sorted({b for b in extra_branches or [] if b != branch_id})
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "INSERT INTO staff (name, phone, role, level, communities, office_schedule,"
-                    " max_open_cases, weight, status, wecom_userid, branch_id)"
-                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id",
-                    name,
-                    phone,
-                    role.value,
-                    level.value if level else None,
-                    communities or [],
-                    _schedule_to_db(office_schedule or {}),
-                    max_open_cases,
-                    weight,
-                    status.value,
-                    wecom_userid,
-                    branch_id,
-                )
-                assert row is not None
-                await _set_extra_branches(conn, row["id"], branch_id, extra_branches or [])
-                row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM staff WHERE id = $1", row["id"])
+            # One statement (the repository may be handed a connection inside a caller's transaction): the
+            # person and the further branches they cover.
+            row = await self._pool.fetchrow(
+                "WITH new AS (INSERT INTO staff (name, phone, role, level, communities, office_schedule,"
+                " max_open_cases, weight, status, wecom_userid, branch_id)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING *),"
+                " covered AS (INSERT INTO staff_branches (staff_id, branch_id)"
+                " SELECT new.id, b FROM new, unnest($12::bigint[]) AS b)"
+                f" SELECT {_COLUMNS} FROM new AS staff",
+                name,
+                phone,
+                role.value,
+                level.value if level else None,
+                communities or [],
+                _schedule_to_db(office_schedule or {}),
+                max_open_cases,
+                weight,
+                status.value,
+                wecom_userid,
+                branch_id,
+                extra,
+            )
         except asyncpg.UniqueViolationError as exc:
             raise _taken(exc, f"该手机号已登记为 {role.value}") from exc
         except asyncpg.CheckViolationError as exc:
@@ -166,7 +169,8 @@ class StaffRepository:
         except asyncpg.ForeignKeyViolationError as exc:
             raise StaffError("invalid_branch", "没有这个分公司") from exc
         assert row is not None
-        return _row_to_staff(row)
+        # The statement's own snapshot does not see the rows it inserted into staff_branches.
+        return _row_to_staff(row).model_copy(update={"extra_branches": extra})
 
     async def get(self, *, staff_id: int) -> Staff | None:
         """One staff member by id."""

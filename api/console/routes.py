@@ -362,10 +362,11 @@ async def _case_page(
     if Action.reassign in allowed:
         pool = await res.pool()
         repo = StaffRepository(pool)
+        designers = await bounded(res, repo.list(role=Role.designer, active_only=True))
+        assistants = await bounded(res, repo.list(role=Role.assistant, active_only=True))
         staff_lists = {  # the case's branch's people only (another branch's cannot be assigned)
-            role.value: [s for s in await bounded(res, repo.list(role=role, active_only=True))
-                         if permissions.serves_branch(s.branch_id, s.extra_branches, branch_id)]
-            for role in (Role.designer, Role.assistant)
+            key: [s for s in people if permissions.serves_branch(s.branch_id, s.extra_branches, branch_id)]
+            for key, people in (("designer", designers), ("assistant", assistants))
         }
     # 转分公司: the branches this person may move the case to (the director, a regional manager).
     active_branches = await bounded(res, BranchRepository(await res.pool()).list())

@@ -146,7 +146,19 @@ async def create_case(
     policy, policy_version = await current_policy(res)
     now = datetime.now(UTC)
     house = duplicates.house_key(body.client.compound, body.client.address)
-    earlier = await _earlier_case(res, pool, body, user, house, idempotency_key, req_hash)
+    try:
+        earlier = await _earlier_case(res, pool, body, user, house, idempotency_key, req_hash)
+    except ApiError as exc:
+        # A concurrent request with the same key may have created this very case since the lookup above:
+        # its answer is this request's answer.
+        if exc.code != "duplicate_open_case" or not idempotency_key:
+            raise
+        stored = await bounded(
+            res, idempotency.lookup(pool, staff_id=user.id, key=idempotency_key, req_hash=req_hash)
+        )
+        if stored is None or stored["status_code"] != 201:
+            raise
+        return await _replay(res, pool, stored, user)
 
     def ref(s: Staff | None) -> StaffRef | None:
         return s.ref() if s else None

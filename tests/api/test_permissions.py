@@ -199,6 +199,10 @@ ROUTES: dict[tuple[str, str], Row] = {
         only({"manager": 422}),
         lambda c: {"role": "designer", "staff_id": c.api.people["assistant"].id, "reason": "测试"},
         codes={"manager": "invalid_assignee", "designer": "wrong_role"}),
+    # transfer: the director passes (the case is in that branch already: 409); a branch's manager does not
+    ("POST", "/intakes/{case_id}/transfer"): Row(
+        only({"director": 409}), lambda c: {"branch": "main", "reason": "权限矩阵"},
+        codes={"director": "same_branch", "manager": "branch_not_allowed", "designer": "wrong_role"}),
     ("POST", "/intakes/{case_id}/close"): Row(only({"manager": 422}), lambda c: {"outcome": "lost"},
                                               codes={"manager": "reason_required"}),
     ("POST", "/intakes/{case_id}/notes"): Row(
