@@ -60,7 +60,7 @@ CASE_COLUMNS = (
 )
 
 _DETAIL_SQL = (
-    f"SELECT {CASE_COLUMNS}, c.state, c.policy, c.policy_version, mg.deputy_id AS manager_deputy_id,"
+    f"SELECT {CASE_COLUMNS}, c.state, c.policy, c.policy_version, c.branch_id, mg.deputy_id AS manager_deputy_id,"
     " c.previous_case_id, c.returning_reason, c.house_key, c.second_phone,"
     " intake_callback_notes(c.id) AS callback_notes,"  # what a step's designer notice tells (store/projection)
     f" {_STAFF_JSON.format(a='cb')} AS created_by_ref,"
