@@ -178,6 +178,15 @@ def branch_reach(role: Role, home: int, extra: Iterable[int] = ()) -> frozenset[
     return frozenset({home, *extra})
 
 
+# Who sets up branches (names, SMS names and account, WeCom department, closing one): head office.
+BRANCH_ADMIN_ROLES = frozenset({Role.admin, Role.director})
+
+
+def may_manage_branches(person: Person) -> Refusal | None:
+    """Listing, adding and changing branches: the admin and the director."""
+    return _one_of(person, BRANCH_ADMIN_ROLES, "管理分公司")
+
+
 # --- seeing -----------------------------------------------------------------------------------------
 
 
