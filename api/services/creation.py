@@ -117,8 +117,9 @@ async def create_case(
     manager = (user.staff if permissions.manages_new_case(user)
                else await bounded(res, repo.first_active(role=Role.manager)))
     director = await bounded(res, repo.first_active(role=Role.director))
-    # The newest saved version of the policy (PostgreSQL), else the policy file; the case keeps its copy.
-    policy, policy_version = await current_policy(res)
+    # The newest saved version of the policy of the case's branch, else the chain's (PostgreSQL), else the
+    # policy file; the case keeps its copy. (The creator's branch until the case's branch is decided here.)
+    policy, policy_version = await current_policy(res, user.staff.branch_id)
     now = datetime.now(UTC)
     house = duplicates.house_key(body.client.compound, body.client.address)
     earlier = await _earlier_case(res, pool, body, user, house, idempotency_key, req_hash)
