@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -114,7 +115,9 @@ async def test_each_branchs_clients_get_its_name_and_office_address(api: Api, ma
             await api.pool.execute("UPDATE cases SET branch_id = $2 WHERE id = $1", c["id"], branch["id"])
         await api.ok_step(c["id"], "callback", "manager", {"reached": True, "meeting_at": visit})
         cases[key] = c["id"]
-    t4 = {k: await api.until(lambda cid=cid: _t4(api, cid), timeout=45, what=f"T4 of {k}") for k, cid in cases.items()}
+    t4: dict[str, dict[str, Any]] = {}
+    for k, cid in cases.items():
+        t4[k] = await api.until(partial(_t4, api, cid), timeout=45, what=f"T4 of {k}")
     assert "杭州城市人家装饰有限公司" in t4["hz"]["text"] and "杭州市西湖区文三路100号" in t4["hz"]["text"]
     assert t4["hz"]["text"].startswith("王先生您好：我是杭州城市人家装饰有限公司"), t4["hz"]["text"]
     assert "苏州城市人家装饰有限公司" in t4["sz"]["text"] and "苏州市工业园区星湖街8号" in t4["sz"]["text"]
