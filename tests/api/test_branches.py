@@ -7,6 +7,7 @@ and their policy versions removed at the end, so the suites after this one see a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
@@ -14,9 +15,11 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import pytest_asyncio
 
 from api.services import policy as policy_service
+from cli import main
 from domain.enums import Role
 from domain.policy import CalendarPolicy, fast_policy
 from domain.policy_admin import policy_yaml
@@ -163,3 +166,38 @@ async def test_a_branch_with_its_own_calendar_gives_its_cases_due_times_by_it(ap
         assert rows[in_main["id"]]["name"] == "fast" and rows[in_main["id"]]["policy_version"] is None
     finally:
         await api.pool.execute("UPDATE staff SET status = 'inactive' WHERE id = $1", person.id)
+
+
+async def test_the_command_line_adds_lists_and_updates_branches(
+    api: Api, made: list[int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INTAKE_DATABASE_URL", api.settings.database_url or "")
+    from config import get_settings
+
+    get_settings.cache_clear()
+    code = f"cli{uuid.uuid4().hex[:6]}"
+    try:
+        assert await asyncio.to_thread(main, [
+            "branches", "add", code, "宁波分公司", "--company-name", "宁波城市人家装饰有限公司",
+            "--sms-template", "T1=SMS_NB1", "--sms-template", "T4_OFFICE=SMS_NB4"]) == 0
+        made.append(await api.pool.fetchval("SELECT id FROM branches WHERE code = $1", code))
+        assert await asyncio.to_thread(main, ["branches", "update", code, "--company-address", "宁波市鄞州区1号",
+                                              "--clear", "company_name"]) == 0
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["branches", "list"]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if code in x)
+        assert "宁波分公司" in line and "address=宁波市鄞州区1号" in line and "company=(deployment)" in line
+        assert "T1=SMS_NB1,T4_OFFICE=SMS_NB4" in line
+        r = await api.http.get(f"/branches/{made[-1]}", headers=api.h("admin"))
+        assert (r.json()["company_name"], r.json()["company_address"]) == (None, "宁波市鄞州区1号")
+        # refusals name their code; nothing changed
+        assert await asyncio.to_thread(main, ["branches", "add", code, "重复"]) == 1
+        assert "branch_code_taken" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, ["branches", "update", code, "--sms-template", "T9=SMS_1"]) == 1
+        assert "invalid_sms_template" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, ["branches", "update", "nowhere", "--name", "无"]) == 1
+        assert "branch_not_found" in capsys.readouterr().err
+        assert (await api.http.get(f"/branches/{made[-1]}", headers=api.h("admin"))).json()["sms_template_codes"] == {
+            "T1": "SMS_NB1", "T4_OFFICE": "SMS_NB4"}
+    finally:
+        get_settings.cache_clear()
