@@ -37,6 +37,7 @@ from domain.models import (
     StaffRef,
 )
 from domain.morning import MorningFigures
+from store.branches import Branch
 from store.staff import wecom_userid_error
 
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
@@ -718,20 +719,8 @@ class BranchPatch(RequestModel):
         default=None, description="closed 关闭（须先调走在职员工、结清未结案客户；总店不能关闭）")
 
 
-class BranchOut(BaseModel):
-    """A branch as head office sees it."""
-
-    id: int
-    code: str
-    name: str
-    city: str | None = None
-    company_name: str | None = None
-    company_short_name: str | None = None
-    company_address: str | None = None
-    sms_sign: str | None = None
-    sms_template_codes: dict[str, str] = Field(default_factory=dict)
-    wecom_department_id: int | None = None
-    status: str
+class BranchOut(Branch):
+    """A branch as head office sees it (its columns; NULL company fields and sign: the deployment's)."""
 
 
 class BranchList(BaseModel):

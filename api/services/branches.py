@@ -21,7 +21,7 @@ _STATUS = {"branch_not_found": 404, "branch_code_taken": 409, "branch_not_empty"
 
 def branch_out(b: Branch) -> BranchOut:
     """Head office's view of a branch."""
-    return BranchOut(**b.model_dump(exclude={"created_at"}))
+    return BranchOut.model_validate(b.model_dump())
 
 
 def branch_error(exc: BranchError) -> ApiError:

@@ -20,6 +20,7 @@ from domain.enums import Gender, MeetingKind, Role
 from domain.models import SendSms
 from store.branches import Branch, BranchRepository
 from store.outbox import OutboxWriter
+from store.staff import Staff
 from tests.activities.conftest import MakeCase, MakeStaff
 from tests.activities.peer import FakeAliyun, PeerRequest, http_peer
 
@@ -37,8 +38,10 @@ async def pool(own_pool: asyncpg.Pool) -> asyncpg.Pool:
     return own_pool
 
 
-def _writer() -> OutboxWriter:
-    return OutboxWriter(DEPLOYMENT, sms_provider="aliyun", staff_channel="log")
+async def _enqueue(pool: asyncpg.Pool, sms: list[SendSms]) -> None:
+    """Record messages as a case's decision does: in a transaction of the caller's."""
+    async with pool.acquire() as conn, conn.transaction():
+        await OutboxWriter(DEPLOYMENT, sms_provider="aliyun", staff_channel="log").enqueue(conn, sms=sms)
 
 
 def _aliyun(endpoint: str) -> AliyunSmsProvider:
@@ -56,6 +59,11 @@ async def _branches(pool: asyncpg.Pool) -> tuple[Branch, Branch]:
     sz = await repo.create(code=f"sz-{tag}", name="苏州门店", city="苏州", company_name="苏州城市人家装饰有限公司",
                            company_short_name="苏州城市人家", company_address="苏州市工业园区星湖街8号")
     return hz, sz
+
+
+async def _team(make_staff: MakeStaff) -> tuple[Staff, Staff]:
+    """The designer and the assistant the texts name."""
+    return await make_staff("张伟", Role.designer), await make_staff("李娜", Role.assistant)
 
 
 async def _in_branch(pool: asyncpg.Pool, case_id: int, branch: Branch) -> None:
@@ -83,16 +91,13 @@ async def test_each_client_gets_its_branchs_names_address_sign_and_template_code
     pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase
 ) -> None:
     hz, sz = await _branches(pool)
-    designer = await make_staff("张伟", Role.designer)
-    assistant = await make_staff("李娜", Role.assistant)
+    designer, assistant = await _team(make_staff)
     in_hz = await make_case(client_name="王建国", gender="male")
     in_sz = await make_case(client_name="李梅", gender="female")
     in_main = await make_case(client_name="赵磊", gender="male")
     await _in_branch(pool, in_hz, hz)
     await _in_branch(pool, in_sz, sz)
-    async with pool.acquire() as conn, conn.transaction():
-        await _writer().enqueue(conn, sms=[m for c in (in_hz, in_sz, in_main) for m in _t1_t4(c, designer.id,
-                                                                                                 assistant.id)])
+    await _enqueue(pool, [m for c in (in_hz, in_sz, in_main) for m in _t1_t4(c, designer.id, assistant.id)])
     got = await _dispatch(pool, FakeAliyun())
 
     def sent(case_id: int, purpose: str) -> tuple[str, str, dict[str, str]]:
@@ -136,23 +141,18 @@ async def test_a_transfer_changes_the_texts_decided_after_it_and_a_branchs_new_n
     pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase
 ) -> None:
     hz, sz = await _branches(pool)
-    designer = await make_staff("张伟", Role.designer)
-    assistant = await make_staff("李娜", Role.assistant)
+    designer, assistant = await _team(make_staff)
     manager = await make_staff("刘强", Role.manager)
     case_id = await make_case(client_name="王建国")
     await _in_branch(pool, case_id, hz)
-    async with pool.acquire() as conn, conn.transaction():
-        await _writer().enqueue(conn, sms=_t1_t4(case_id, designer.id, assistant.id)[:1])
+    await _enqueue(pool, _t1_t4(case_id, designer.id, assistant.id)[:1])
     # the client moved to 苏州: the case is transferred; the text already recorded stays as it was
     await _in_branch(pool, case_id, sz)
-    async with pool.acquire() as conn, conn.transaction():
-        await _writer().enqueue(conn, sms=[SendSms(case_id=case_id, purpose="T3", template="T3",
-                                                   designer_id=designer.id, assistant_id=assistant.id,
-                                                   manager_id=manager.id)])
+    await _enqueue(pool, [SendSms(case_id=case_id, purpose="T3", template="T3", designer_id=designer.id,
+                                  assistant_id=assistant.id, manager_id=manager.id)])
     # 苏州 gets an SMS account of its own: the texts decided from now on go out with it
     await BranchRepository(pool).update(sz.id, {"sms_sign": "苏州城市人家", "company_short_name": "苏州人家"})
-    async with pool.acquire() as conn, conn.transaction():
-        await _writer().enqueue(conn, sms=_t1_t4(case_id, designer.id, assistant.id)[1:])
+    await _enqueue(pool, _t1_t4(case_id, designer.id, assistant.id)[1:])
     got = await _dispatch(pool, FakeAliyun())
     t1, t3, t4 = (got[f"{case_id}:{p}"].params for p in ("T1", "T3", "T4:meeting"))
     assert (t1["SignName"], json.loads(t1["TemplateParam"])["company"]) == ("杭州城市人家", "杭州城市人家装饰有限公司")
