@@ -11,7 +11,7 @@ RUN useradd --create-home --uid 10001 intake
 WORKDIR /app
 
 COPY pyproject.toml ./
-COPY config.py connections.py worker.py cli.py devstack.py observability.py codec.py payload_compression.py request_context.py certs.py insight_cli.py wecom.py ./
+COPY config.py connections.py worker.py cli.py devstack.py observability.py codec.py payload_compression.py request_context.py certs.py insight_cli.py wecom.py branches_cli.py ./
 COPY domain ./domain
 COPY workflows ./workflows
 COPY activities ./activities

@@ -876,6 +876,9 @@ def build_parser() -> argparse.ArgumentParser:
     import insight_cli  # `intake policy …` and `intake insight …` (SPEC §16)
 
     insight_cli.add_commands(sub)
+    import branches_cli  # `intake branches …` (issue 22)
+
+    branches_cli.add_commands(sub)
     return parser
 
 

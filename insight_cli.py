@@ -106,7 +106,7 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
 
     async def main() -> int:
         async with _database(settings) as pool:
-            versions = await PolicyVersions(pool).history()
+            versions = await PolicyVersions(pool).history(branch_id=await _branch_id(pool, args.branch))
         if not versions:
             print("No version saved: new cases take the policy file (INTAKE_POLICY_FILE, else the SPEC defaults).")
         for v in versions:
@@ -116,6 +116,19 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return _run(main())
+
+
+async def _branch_id(pool: Any, code: str | None) -> int | None:
+    """The id of the branch `--branch CODE` names (None: the chain's policy)."""
+    from cli import CliError
+    from store.branches import BranchRepository
+
+    if code is None:
+        return None
+    found = await BranchRepository(pool).by_code(code)
+    if found is None:
+        raise CliError(f"branch_not_found: no branch {code}")
+    return found.id
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -129,14 +142,15 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> int:
         async with _database(settings) as pool:
             repo = PolicyVersions(pool)
-            newest = await repo.newest()
+            branch_id = await _branch_id(pool, args.branch)
+            newest = await repo.newest(branch_id)
             base = newest.policy if newest else None
             changes = diff(base, policy) if base else []
             try:
                 number = await repo.save(
                     policy=policy, yaml=policy_yaml(policy), based_on=newest.version if newest else None,
                     changes=[{"path": c.path, "label": c.label, "old": c.old, "new": c.new} for c in changes],
-                    note=args.note or f"imported from {args.file}", created_by=None)
+                    note=args.note or f"imported from {args.file}", created_by=None, branch_id=branch_id)
             except PolicyChanged as exc:
                 raise CliError(f"another version was saved meanwhile (#{exc.current}); try again") from exc
         print(f"Saved as version #{number}" + (f" ({len(changes)} changes)" if newest else "")
@@ -175,9 +189,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="the whole report as JSON")
     p.set_defaults(func=cmd_whatif)
     p = psub.add_parser("versions", help="the saved versions, newest first")
+    p.add_argument("--branch", metavar="CODE", help="a branch's own versions (default: the chain's)")
     p.set_defaults(func=cmd_versions)
     p = psub.add_parser("import", help="save a policy file as the next version")
     p.add_argument("file")
+    p.add_argument("--branch", metavar="CODE",
+                   help="as a branch's own policy (its calendar, holidays, durations); default: the chain's")
     p.add_argument("--note", help="why (kept with the version)")
     p.set_defaults(func=cmd_import)
 

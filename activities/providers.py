@@ -70,6 +70,9 @@ class OutgoingSms:
     variables: dict[str, str]
     text: str
     sent_on: date  # the (Asia/Shanghai) day the send was attempted; QuerySendDetails needs it
+    # The case's branch's own SMS account, where it differs (None: the deployment's sign and codes).
+    sign: str | None = None
+    template_code: str | None = None
 
 
 @runtime_checkable
@@ -263,8 +266,9 @@ class AliyunSmsProvider:
         )
 
     def template_code(self, msg: OutgoingSms) -> str:
-        """The approved template code for a message; a missing one is a configuration error."""
-        code = self.templates.get(msg.template)
+        """The approved template code for a message (its branch's, else the deployment's); a missing one is a
+        configuration error."""
+        code = msg.template_code or self.templates.get(msg.template)
         if not code:
             raise ProviderError(
                 f"没有为模板 {msg.template} 配置阿里云模板编号 (INTAKE_ALIYUN_TEMPLATE_{msg.template})",
@@ -277,7 +281,7 @@ class AliyunSmsProvider:
         """SendSms with template code, sign name, variables and OutId = outbox key; returns BizId."""
         request = sms_models.SendSmsRequest(
             phone_numbers=msg.phone,
-            sign_name=self.sign_name,
+            sign_name=msg.sign or self.sign_name,
             template_code=self.template_code(msg),
             template_param=json.dumps(msg.variables, ensure_ascii=False),
             out_id=msg.key,

@@ -23,6 +23,7 @@ from api import console, errors
 from api.bounds import abandon
 from api.deps import Resources
 from api.routers import actions, audit, codec, health, insight, intakes, me, recordings, reports, staff
+from api.routers import branches as branch_routes
 from api.telemetry import DB_GAUGES, REGISTRY, RequestTelemetry, metrics_text, route_template
 from codec import LocalCodecCredential
 from config import Settings, get_settings
@@ -386,6 +387,7 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(codec.router)
     app.include_router(insight.router)
+    app.include_router(branch_routes.router)
     console.install(app)
 
     plain_openapi = app.openapi

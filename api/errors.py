@@ -139,6 +139,11 @@ R422_DATE: Responses = {422: _resp(
 R503: Responses = {
     503: _resp("temporal_unavailable / temporal_timeout / database_unavailable / request_timeout：稍后重试（见 Retry-After）")
 }
+R404_BRANCH: Responses = {404: _resp("branch_not_found：没有该分公司")}
+R409_BRANCH: Responses = {409: _resp("branch_code_taken：代码已被使用；branch_not_empty：还有在职员工或未结案客户，或是总店")}
+R422_BRANCH: Responses = {422: _resp(
+    "invalid_payload：字段不合格；invalid_branch_code：代码格式不对；invalid_sms_template：模板名或模板编号不对"
+)}
 
 
 def responses(*parts: Responses) -> Responses:
@@ -208,6 +213,7 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 _PATH_IDS = {
     "case_id": ("case_not_found", "没有编号为 {} 的案例"),
     "staff_id": ("staff_not_found", "没有编号为 {} 的员工"),
+    "branch_id": ("branch_not_found", "没有编号为 {} 的分公司"),
 }
 
 

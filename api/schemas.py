@@ -37,6 +37,7 @@ from domain.models import (
     StaffRef,
 )
 from domain.morning import MorningFigures
+from store.branches import Branch
 from store.staff import wecom_userid_error
 
 COMPANY_TZ = ZoneInfo("Asia/Shanghai")
@@ -720,3 +721,53 @@ class Revoked(BaseModel):
 
     staff_id: int
     revoked: int
+
+
+# --- branches (分公司/门店) ----------------------------------------------------------------------------
+
+BranchText = Annotated[str, Field(min_length=1, max_length=100)]
+SmsTemplateCodes = Annotated[
+    dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=64)]],
+    Field(max_length=20, description="本分公司短信账号的模板编号，如 {\"T1\": \"SMS_123\"}；未列出的模板用部署的编号"),
+]
+
+
+class BranchCreate(RequestModel):
+    """A new branch; company names, address, SMS sign and codes left out are the deployment's."""
+
+    code: str = Field(min_length=1, max_length=32, description="代码：小写字母、数字、_ 或 -（如 hangzhou），建后不可改")
+    name: BranchText = Field(description="员工口中的名称，如 杭州分公司")
+    city: BranchText | None = None
+    company_name: BranchText | None = Field(default=None, description="短信中的公司名（空：部署的 INTAKE_COMPANY_NAME）")
+    company_short_name: BranchText | None = Field(default=None, description="短信落款的简称")
+    company_address: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="到店提醒（T4）中的门店地址")
+    sms_sign: Annotated[str, Field(min_length=1, max_length=50)] | None = Field(
+        default=None, description="短信签名（本分公司的短信账号不同时）")
+    sms_template_codes: SmsTemplateCodes = Field(default_factory=dict)
+    wecom_department_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="企业微信部门 ID")
+
+
+class BranchPatch(RequestModel):
+    """Fields to change; absent fields stay as they are (null clears an optional one)."""
+
+    name: BranchText | None = None
+    city: BranchText | None = None
+    company_name: BranchText | None = None
+    company_short_name: BranchText | None = None
+    company_address: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    sms_sign: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    sms_template_codes: SmsTemplateCodes | None = None
+    wecom_department_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    status: Literal["active", "closed"] | None = Field(
+        default=None, description="closed 关闭（须先调走在职员工、结清未结案客户；总店不能关闭）")
+
+
+class BranchOut(Branch):
+    """A branch as head office sees it (its columns; NULL company fields and sign: the deployment's)."""
+
+
+class BranchList(BaseModel):
+    """Every branch, the closed ones too (by id)."""
+
+    items: list[BranchOut]

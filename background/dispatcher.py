@@ -366,6 +366,8 @@ class OutboxDispatcher:
             variables={k: str(v) for k, v in _variables(row).items()},
             text=row["text"],
             sent_on=self._day_of(row),
+            sign=row["sms_sign"],
+            template_code=row["sms_template_code"],
         )
 
     def _notice_of(self, row: asyncpg.Record) -> OutgoingNotice:

@@ -41,18 +41,24 @@ class MorningSummaryScheduler:
         self._interval = interval
 
     async def run_once(self, now: datetime | None = None) -> date | None:
-        """Send the summary due at `now` (default: the present) unless sent already; the day sent, or None."""
+        """Send the summaries due at `now` (default: the present) unless sent already: the chain's and, in a
+        chain of several branches, each branch's by its own calendar; the day of the first sent, or None."""
         now = now or datetime.now(UTC)
-        policy = await summaries.policy_in_force(self._pool, self._fallback)
-        day = morning.due_day(policy.calendar, now)
-        if day is None:
-            return None
-        window = morning.window(policy.calendar, day)
-        if not await summaries.send_once(self._pool, window=window, policy=policy, now=now, writer=self._writer):
-            log.debug("morning summary of %s: sent already", day.isoformat())
-            return None
-        log.info("morning summary of %s written to the outbox", day.isoformat())
-        return day
+        sent: date | None = None
+        for scope in await summaries.scopes(self._pool):
+            policy = await summaries.policy_in_force(self._pool, self._fallback, scope.branch_id)
+            day = morning.due_day(policy.calendar, now)
+            if day is None:
+                continue
+            window = morning.window(policy.calendar, day)
+            which = f" ({scope.code})" if scope.code else ""
+            if not await summaries.send_once(self._pool, window=window, policy=policy, now=now, writer=self._writer,
+                                             scope=scope):
+                log.debug("morning summary of %s%s: sent already", day.isoformat(), which)
+                continue
+            log.info("morning summary of %s%s written to the outbox", day.isoformat(), which)
+            sent = sent or day
+        return sent
 
     async def run(self, stop: asyncio.Event) -> None:
         """Look every interval until `stop` is set; database trouble is logged and retried, never raised."""

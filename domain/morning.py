@@ -46,9 +46,9 @@ SHOWN_VISITS = 6
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
 
-def purpose(day: date) -> str:
-    """The outbox purpose of the summary of `day`."""
-    return f"{PURPOSE}:{day.isoformat()}"
+def purpose(day: date, branch_code: str | None = None) -> str:
+    """The outbox purpose of the summary of `day` (the chain's, or a branch's: ":<code>" after the day)."""
+    return f"{PURPOSE}:{day.isoformat()}" + (f":{branch_code}" if branch_code else "")
 
 
 def due_day(cal: CalendarPolicy, now: datetime) -> date | None:
@@ -149,6 +149,7 @@ class MorningFigures(_Model):
     stalled: list[StalledStep]
     open_work: list[OpenWork]
     visits: list[Visit]
+    branch_name: str | None = None  # a branch's summary in a chain of several (None: the chain's, or the one)
 
 
 def step_label(step: str) -> str:
@@ -212,7 +213,7 @@ def _who(name: str | None) -> str:
 def summary_lines(f: MorningFigures) -> list[str]:
     """The summary as lines: a header, then leads, late steps, stalled cases, open work, today's visits."""
     period = period_label(f)
-    lines = [f"【晨报】{day_label(f.day)}"]
+    lines = [f"【晨报·{f.branch_name}】{day_label(f.day)}" if f.branch_name else f"【晨报】{day_label(f.day)}"]
     by_source = [f"{source_label(s)}{n}" for s, n in sorted(f.leads_by_source.items(), key=lambda kv: (-kv[1], kv[0]))]
     lines.append(f"{period}新客户 {f.new_leads} 个" + (f"：{'、'.join(by_source)}" if by_source else ""))
     late = [f"#{s.case_id}{s.step_label}（{_who(s.owner)}，晚{span(s.late_seconds)}）" for s in f.late]

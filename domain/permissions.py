@@ -240,6 +240,15 @@ def may_transfer(person: Member, case: CaseFacts, to_branch: int) -> Refusal | N
                    {"field": "branch"})
 
 
+# Who sets up branches (names, SMS names and account, WeCom department, closing one): head office.
+BRANCH_ADMIN_ROLES = frozenset({Role.admin, Role.director})
+
+
+def may_manage_branches(person: Person) -> Refusal | None:
+    """Listing, adding and changing branches: the admin and the director."""
+    return _one_of(person, BRANCH_ADMIN_ROLES, "管理分公司")
+
+
 # --- seeing -----------------------------------------------------------------------------------------
 
 
@@ -562,3 +571,20 @@ MORNING_SUMMARY_ROLES = REPORT_ROLES
 def may_read_morning_summary(person: Person) -> Refusal | None:
     """The morning summary (晨报): the manager and the director, who get it each working day."""
     return _one_of(person, MORNING_SUMMARY_ROLES, "查看晨报")
+
+
+def morning_summary_roles(*, chain: bool, branches: int) -> frozenset[Role]:
+    """Who gets a summary: in a chain of one branch everyone of MORNING_SUMMARY_ROLES gets the one summary;
+    in a chain of several, head office (who spans every branch) the chain's (`chain`), the others the
+    summary of each branch they work in."""
+    if branches <= 1:
+        return MORNING_SUMMARY_ROLES
+    return MORNING_SUMMARY_ROLES & ALL_BRANCH_ROLES if chain else MORNING_SUMMARY_ROLES - ALL_BRANCH_ROLES
+
+
+NOT_YOUR_BRANCH = Refusal("not_your_branch", "这不是您所在的分公司")
+
+
+def may_read_branch(reach: frozenset[int] | None, branch_id: int) -> Refusal | None:
+    """A branch's own figures (its morning summary): whoever works in it, head office every branch's."""
+    return None if reach is None or branch_id in reach else NOT_YOUR_BRANCH

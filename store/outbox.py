@@ -90,7 +90,7 @@ DB_TIMEOUT = 10.0
 _COLUMN_NAMES = (
     "id", "case_id", "purpose", "channel", "recipient_id", "recipient", "template", "text", "variables",
     "provider", "status", "provider_id", "attempts", "failures", "last_error", "error_code", "sending_at",
-    "next_attempt_at",
+    "next_attempt_at", "sms_sign", "sms_template_code",
 )
 _COLUMNS = ", ".join(_COLUMN_NAMES)
 _RETURNING = ", ".join(f"o.{c}" for c in _COLUMN_NAMES)
@@ -167,6 +167,8 @@ class _NewRow:
     last_error: str | None = None
     error_code: str | None = None
     not_before: datetime | None = None  # held until then (quiet hours, off duty); None: at once
+    sms_sign: str | None = None  # the case's branch's SMS sign where it has its own (None: the deployment's)
+    sms_template_code: str | None = None  # the branch's approved template code of `template`, where set
 
 
 class OutboxWriter:
@@ -204,7 +206,7 @@ class OutboxWriter:
             r["id"]: r
             for r in await conn.fetch(
                 "SELECT id, client_name, client_gender, client_phone, created_by, received_by, manager_id,"
-                " designer_id, assistant_id, status, policy FROM cases"
+                " designer_id, assistant_id, status, policy, intake_outbox_branch(branch_id)::text AS branch FROM cases"
                 " WHERE id = ANY($1::bigint[]) FOR KEY SHARE",
                 sorted({m.case_id for m in messages}),
             )
@@ -380,11 +382,23 @@ class OutboxWriter:
         rows: list[Mapping[str, Any]] = json.loads(found)
         return rows
 
+    def company_of(self, branch: Any) -> templates.Company:
+        """The company as a case's SMS name it: its branch's names and address (migration 021's
+        ``intake_outbox_branch``), each left empty there the deployment's."""
+        b = _json(branch) or {}
+        return templates.Company(
+            name=b.get("company_name") or self._company.name,
+            short_name=b.get("company_short_name") or self._company.short_name,
+            address=b["company_address"] if b.get("company_address") is not None else self._company.address,
+        )
+
     def _sms_row(self, req: SendSms, case: Row, names: dict[int, str]) -> _NewRow:
         phone: str = case["client_phone"]
+        branch = _json(case.get("branch")) or {}
         try:
             template_name, text, variables = self._render_sms(
-                req, client_name=case["client_name"], gender=Gender(case["client_gender"]), names=names
+                req, client_name=case["client_name"], gender=Gender(case["client_gender"]), names=names,
+                company=self.company_of(branch),
             )
         except _Unrenderable as exc:
             return _NewRow(
@@ -411,10 +425,13 @@ class OutboxWriter:
             text=text,
             variables=variables,
             provider=self._sms_provider,
+            # The branch's own SMS account (sign, approved template) where it has one: kept with the text.
+            sms_sign=branch.get("sms_sign") or None,
+            sms_template_code=(branch.get("sms_template_codes") or {}).get(template_name) or None,
         )
 
     def _render_sms(
-        self, req: SendSms, *, client_name: str, gender: Gender, names: dict[int, str]
+        self, req: SendSms, *, client_name: str, gender: Gender, names: dict[int, str], company: templates.Company,
     ) -> tuple[str, str, dict[str, str]]:
         """(template id, text, variables) of a client SMS (T1..T5); raises _Unrenderable."""
 
@@ -440,7 +457,7 @@ class OutboxWriter:
                 raise _Unrenderable("sms_invalid", "短信 T4 需要见面类型")
             try:
                 variables = templates.t4_manager_variables(
-                    client_name=client_name, gender=gender, company=self._company, manager=manager,
+                    client_name=client_name, gender=gender, company=company, manager=manager,
                     at=need_at(), kind=req.meeting_kind, tz=req.timezone)
             except (KeyError, ValueError) as exc:
                 raise _Unrenderable("sms_invalid", f"短信无法生成: {exc}") from exc
@@ -452,7 +469,7 @@ class OutboxWriter:
         common: dict[str, Any] = {
             "client_name": client_name,
             "gender": gender,
-            "company": self._company,
+            "company": company,
             "designer": designer,
         }
         try:
@@ -472,7 +489,7 @@ class OutboxWriter:
             else:
                 if req.meeting_kind is None:
                     raise _Unrenderable("sms_invalid", "短信 T4 需要见面类型")
-                if req.meeting_kind == MeetingKind.office_visit and self._company.address:
+                if req.meeting_kind == MeetingKind.office_visit and company.address:
                     variables = templates.t4_office_variables(**common, at=need_at(), tz=req.timezone)
                 else:
                     variables = templates.t4_variables(
@@ -564,13 +581,16 @@ class OutboxWriter:
         target = "(purpose, recipient_id) WHERE case_id IS NULL" if caseless else "(case_id, purpose)"
         await conn.execute(
             "INSERT INTO outbox (case_id, purpose, channel, recipient_id, recipient, template, text,"
-            " variables, provider, status, last_error, error_code, not_before, next_attempt_at)"
+            " variables, provider, status, last_error, error_code, not_before, next_attempt_at, sms_sign,"
+            " sms_template_code)"
             " SELECT case_id, purpose, channel, recipient_id, recipient, template, text, variables::jsonb,"
-            " provider, status, last_error, error_code, not_before, coalesce(not_before, now())"
+            " provider, status, last_error, error_code, not_before, coalesce(not_before, now()), sms_sign,"
+            " sms_template_code"
             " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],"
-            " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[])"
+            " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[],"
+            " $14::text[], $15::text[])"
             " AS u(case_id, purpose, channel, recipient_id, recipient, template, text, variables, provider,"
-            " status, last_error, error_code, not_before)"
+            " status, last_error, error_code, not_before, sms_sign, sms_template_code)"
             f" ON CONFLICT {target} DO NOTHING",
             [r.case_id for r in rows],
             [r.purpose for r in rows],
@@ -585,6 +605,8 @@ class OutboxWriter:
             [r.last_error for r in rows],
             [r.error_code for r in rows],
             [r.not_before for r in rows],
+            [r.sms_sign for r in rows],
+            [r.sms_template_code for r in rows],
         )
 
 
@@ -606,4 +628,5 @@ def row_json(row: _NewRow) -> dict[str, Any]:
         "recipient": row.recipient, "template": row.template, "text": row.text, "variables": row.variables,
         "provider": row.provider, "status": row.status, "last_error": row.last_error, "error_code": row.error_code,
         "not_before": row.not_before.isoformat() if row.not_before else None,
+        "sms_sign": row.sms_sign, "sms_template_code": row.sms_template_code,
     }

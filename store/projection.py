@@ -73,6 +73,8 @@ class ProjectionWriter:
         # next message; a wrong guess costs one round trip, never a wrong message.
         self._staff_by_id: dict[int, dict[str, Any]] = {}
         self._staff_by_role: dict[str, dict[str, Any]] = {}
+        # Branches as last answered (intake_outbox_branch), by id: the SMS name the case's branch.
+        self._branches: dict[int, dict[str, Any]] = {}
 
     async def apply(self, conn: asyncpg.Connection, change: CaseChange, *, confirm: bool = True) -> CaseState:
         """Write one change (inside the caller's transaction, if any); returns the projection's full state.
@@ -160,10 +162,12 @@ class ProjectionWriter:
             if not out.get("stale"):
                 return out
             inputs = out["inputs"]
-            self._remember(inputs["staff"])
+            self._remember(inputs["staff"], inputs["case"].get("branch"))
         raise RuntimeError(f"case {change.case_id}: the messages' inputs kept changing; nothing written")
 
-    def _remember(self, staff: list[dict[str, Any]]) -> None:
+    def _remember(self, staff: list[dict[str, Any]], branch: dict[str, Any] | None = None) -> None:
+        if branch is not None:
+            self._branches[branch["id"]] = branch
         for r in staff:
             if r["for_role"] is None:
                 self._staff_by_id[r["id"]] = r
@@ -183,6 +187,9 @@ class ProjectionWriter:
             r["id"] for r in present if r["for_role"] is not None}
         deputies = [self._staff_by_id.get(i) for i in sorted(deputy_ids)]
         if any(d is None for d in deputies):
+            return None
+        branch = self._branches.get(row["branch_id"]) if row.get("branch_id") is not None else None
+        if branch is None:
             return None
         staff = sorted([*present, *(d for d in deputies if d is not None)],
                        key=lambda r: (r["for_role"] or "", r["id"]))
@@ -207,6 +214,7 @@ class ProjectionWriter:
             "client_phone": row["client_phone"], "created_by": row["created_by"], "received_by": row["received_by"],
             "manager_id": member(merged.manager, "manager_id"), "designer_id": member(merged.designer, "designer_id"),
             "assistant_id": member(merged.assistant, "assistant_id"), "status": post_status, "policy": row["policy"],
+            "branch": branch,
         }
         details = None
         if need.details:

@@ -127,7 +127,7 @@ def codes_the_api_sends() -> set[str]:
     for folder in ("domain", "store"):
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
             sent |= _string_args(ast.parse(_text(path)), {"Rejected": 0, "Refusal": 0, "StaffError": 0,
-                                                          "CredentialError": 0})
+                                                          "CredentialError": 0, "BranchError": 0})
     raised_by_workflow = sent | {"case_id_mismatch"}
     dead = set(errors.WORKFLOW_ERROR_STATUS) - raised_by_workflow
     assert not dead, f"api/errors.py maps workflow rejections nobody raises: {sorted(dead)}"

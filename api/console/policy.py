@@ -23,6 +23,7 @@ from api.services import policy as policy_service
 from api.services import whatif as whatif_service
 from domain import permissions, policy_admin
 from domain.policy import Policy
+from store.branches import Branch, BranchRepository
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -131,9 +132,29 @@ async def whatif_run(request: Request, run_id: int, user: SignedIn, res: Resourc
 # --- the policy ------------------------------------------------------------------------------------
 
 
+async def _branches(res: Any, code: str) -> tuple[Branch | None, list[Branch]]:
+    """The branch a policy page is about (`?branch=CODE`; none: the chain's) and every active branch."""
+    pool = await res.pool()
+    repo = BranchRepository(pool)
+    every = await repo.list()
+    if not code:
+        return None, every
+    found = await repo.by_code(code)
+    if found is None:
+        raise ApiError(404, "branch_not_found", f"没有代码为 {code} 的分公司")
+    return found, every
+
+
+def _scope(branch: Branch | None) -> str:
+    """The query string of a policy page's branch ("" for the chain's)."""
+    return f"?branch={branch.code}" if branch else ""
+
+
 async def _policy_page(request: Request, user: ConsoleUser, res: Any, *, fields: list[policy_admin.PolicyField] | None
-                       = None, errors: list[str] | None = None, status: int = 200, note: str = "") -> HTMLResponse:
-    current, version = await policy_service.current_policy(res)
+                       = None, errors: list[str] | None = None, status: int = 200, note: str = "",
+                       branch: Branch | None = None, branches: list[Branch] | None = None) -> HTMLResponse:
+    branch_id = branch.id if branch else None
+    current, version = await policy_service.current_policy(res, branch_id)
     editable = permissions.may_edit_policy(user) is None
     groups: dict[str, list[policy_admin.PolicyField]] = {}
     for f in fields or policy_admin.form_fields(current):
@@ -141,22 +162,25 @@ async def _policy_page(request: Request, user: ConsoleUser, res: Any, *, fields:
     return render(request, "policy.html", status=status, user=user, nav="policy", editable=editable,
                   groups=groups, errors=errors or [], version=version, note=note,
                   current_label=policy_service.version_label(version, current.model_dump(mode="json")),
-                  yaml_text=policy_admin.policy_yaml(current), versions=await policy_service.history(res, user),
-                  saved=request.query_params.get("saved"))
+                  yaml_text=policy_admin.policy_yaml(current),
+                  versions=await policy_service.history(res, user, branch_id),
+                  saved=request.query_params.get("saved"), branch=branch, branches=branches or [])
 
 
 @router.get("/policy", response_class=HTMLResponse)
 async def policy_page(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
-    """The policy in force and its versions; for the admin, the form to edit it."""
+    """The policy in force (the chain's, or `?branch=CODE`'s) and its versions; for the admin, the form to edit it."""
     refuse(permissions.may_read_policy(user))
-    return await _policy_page(request, user, res)
+    branch, branches = await _branches(res, request.query_params.get("branch", ""))
+    return await _policy_page(request, user, res, branch=branch, branches=branches)
 
 
 @router.post("/policy", response_class=HTMLResponse)
 async def policy_preview(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """The edited form checked as a policy file; errors beside their fields, or the diff before saving."""
     form = await _posted(request, user, permissions.may_edit_policy)
-    current, version = await policy_service.current_policy(res)
+    branch, branches = await _branches(res, _str(form.get("branch")))
+    current, version = await policy_service.current_policy(res, branch.id if branch else None)
     fields = policy_admin.form_fields(current)
     values = {k: _str(v) for k, v in form.items()}
     checked = {k for k, v in form.items() if v == "on"}
@@ -168,11 +192,12 @@ async def policy_preview(request: Request, user: SignedIn, res: ResourcesDep) ->
             f.value = values.get(f.path, f.value) if f.kind != "bool" else f.value
             f.checked = f.path in checked if f.kind == "bool" else f.checked
         left = policy_admin.attach_errors(shown, errors)
-        return await _policy_page(request, user, res, fields=shown, errors=left, status=422, note=note)
+        return await _policy_page(request, user, res, fields=shown, errors=left, status=422, note=note,
+                                  branch=branch, branches=branches)
     changes = policy_admin.diff(current, new)
     today = datetime.now(TZ).date()
     return render(request, "policy_diff.html", user=user, nav="policy", changes=changes, yaml_text=policy_admin.policy_yaml(new),
-                  based_on=version if version is not None else "", note=note,
+                  based_on=version if version is not None else "", note=note, branch=branch,
                   current_label=policy_service.version_label(version, current.model_dump(mode="json")),
                   period_from=today - timedelta(days=DEFAULT_WHATIF_DAYS), period_to=today)
 
@@ -185,9 +210,11 @@ async def policy_save(request: Request, user: SignedIn, res: ResourcesDep) -> Re
     if new is None:
         raise ApiError(422, "invalid_policy", "规则内容不正确：" + "；".join(f"{k}: {v}" for k, v in errors.items()))
     raw = _str(form.get("based_on"))
+    branch, _ = await _branches(res, _str(form.get("branch")))
     number = await policy_service.save(res, user, new, based_on=int(raw) if raw.isdigit() else None,
-                                       note=_str(form.get("note")))
-    return see(f"/console/policy?saved={number}")
+                                       note=_str(form.get("note")), branch_id=branch.id if branch else None)
+    scope = _scope(branch)
+    return see(f"/console/policy{scope}{'&' if scope else '?'}saved={number}")
 
 
 @router.get("/policy/versions/{number}", response_class=HTMLResponse)

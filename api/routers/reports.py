@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api import services
 from api.deps import CurrentUser, ResourcesDep, permitted
-from api.errors import R401, R403, R422_DATE, R422_PERIOD, R503, responses
+from api.errors import R401, R403, R404_BRANCH, R422_DATE, R422_PERIOD, R503, responses
 from api.schemas import AllocationReport, IsoTime, MorningSummary, SlaReport, query_time
 from domain import permissions
 from domain.enums import Scenario, Source
@@ -73,12 +73,13 @@ MorningReader = Annotated[CurrentUser, Depends(permitted(permissions.may_read_mo
     "/morning-summary",
     response_model=MorningSummary,
     summary="晨报（经理、总经理）",
-    responses=responses(R401, R403, R422_DATE, R503),
+    responses=responses(R401, R403, R404_BRANCH, R422_DATE, R503),
 )
 async def morning_summary(
     user: MorningReader,
     res: ResourcesDep,
     day: Annotated[date | None, Query(alias="date", description="哪一天的晨报（公司所在时区的日期，默认今天）")] = None,
+    branch: Annotated[str | None, Query(max_length=32, description="分公司代码（默认：总部看全公司，其他人看本分公司）")] = None,
 ) -> MorningSummary:
     """The morning summary of a day: yesterday's leads and late steps, stalled cases, open work, today's visits."""
-    return await services.morning_summary(res, user, day)
+    return await services.morning_summary(res, user, day, branch=branch)

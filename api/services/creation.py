@@ -142,8 +142,9 @@ async def create_case(
                else await bounded(res, repo.first_active(role=Role.manager, branch_id=branch.id)))
     director = (await bounded(res, repo.first_active(role=Role.director, branch_id=branch.id))
                 or await bounded(res, repo.first_active(role=Role.director)))
-    # The newest saved version of the policy (PostgreSQL), else the policy file; the case keeps its copy.
-    policy, policy_version = await current_policy(res)
+    # The newest saved version of the policy of the case's branch, else the chain's (PostgreSQL), else the
+    # policy file; the case keeps its copy.
+    policy, policy_version = await current_policy(res, branch.id)
     now = datetime.now(UTC)
     house = duplicates.house_key(body.client.compound, body.client.address)
     try:

@@ -1,7 +1,7 @@
 """The policy as managed data (SPEC §16): the version new cases take, saving a new one, reading the history.
 
-New cases start with the newest saved version (PostgreSQL), else with the policy file (or the policy a
-test injected): the file seeds a fresh install. A running case keeps the copy it started with. Who may
+New cases start with the newest saved version (PostgreSQL) of their branch, else the chain's, else the
+policy file (or the policy a test injected): the file seeds a fresh install. A running case keeps the copy it started with. Who may
 read and edit is domain/permissions.py's.
 """
 
@@ -24,28 +24,30 @@ log = logging.getLogger("intake.api")
 # How long one process reuses what it read of the newest version (saving here forgets it at once). Only
 # the database's answer is kept: without a saved version each app takes its own file (or injected) policy.
 CACHE_SECONDS = 2.0
-_cache: dict[int, tuple[float, PolicyVersion | None]] = {}
+_cache: dict[tuple[int, int | None], tuple[float, PolicyVersion | None]] = {}
 
 
-async def current_policy(res: Resources) -> tuple[Policy, int | None]:
-    """The policy new cases start with and its version (None: the policy file)."""
+async def current_policy(res: Resources, branch_id: int | None = None) -> tuple[Policy, int | None]:
+    """The policy new cases (of `branch_id`; None: the chain's) start with and its version (None: the file)."""
     pool = await res.pool()
-    hit = _cache.get(id(pool))
+    key = (id(pool), branch_id)
+    hit = _cache.get(key)
     now = time.monotonic()
     if hit is not None and now - hit[0] < CACHE_SECONDS:
         newest = hit[1]
     else:
         try:
-            newest = await bounded(res, PolicyVersions(pool).newest())
+            newest = await bounded(res, PolicyVersions(pool).newest(branch_id))
         except asyncpg.UndefinedTableError:
-            newest = None  # migration 021 not applied yet: the file, as before
-        _cache[id(pool)] = (now, newest)
+            newest = None  # migration 011 not applied yet: the file, as before
+        _cache[key] = (now, newest)
     return (newest.policy, newest.version) if newest else (res.policy(), None)
 
 
 def forget(pool: asyncpg.Pool) -> None:
     """After a save: the next case reads the newest version again."""
-    _cache.pop(id(pool), None)
+    for key in [k for k in _cache if k[0] == id(pool)]:
+        _cache.pop(key, None)
 
 
 def version_label(version: int | None, policy: dict[str, Any] | None = None) -> str:
@@ -56,11 +58,11 @@ def version_label(version: int | None, policy: dict[str, Any] | None = None) -> 
     return f"配置文件的规则（{name}）"
 
 
-async def history(res: Resources, user: CurrentUser) -> list[PolicyVersion]:
-    """The saved versions, newest first (admin, manager, director)."""
+async def history(res: Resources, user: CurrentUser, branch_id: int | None = None) -> list[PolicyVersion]:
+    """The saved versions of the chain (or of one branch's own), newest first (admin, manager, director)."""
     refuse(permissions.may_read_policy(user))
     pool = await res.pool()
-    versions: list[PolicyVersion] = await bounded(res, PolicyVersions(pool).history())
+    versions: list[PolicyVersion] = await bounded(res, PolicyVersions(pool).history(branch_id=branch_id))
     return versions
 
 
@@ -74,8 +76,10 @@ async def version(res: Resources, user: CurrentUser, number: int) -> PolicyVersi
     return found
 
 
-async def save(res: Resources, user: CurrentUser, new: Policy, *, based_on: int | None, note: str | None) -> int:
-    """Save `new` as the next version after `based_on` (the admin); 409 when another was saved meanwhile."""
+async def save(res: Resources, user: CurrentUser, new: Policy, *, based_on: int | None, note: str | None,
+               branch_id: int | None = None) -> int:
+    """Save `new` as the next version (of the chain, or of `branch_id`) after `based_on` (the admin); 409 when
+    another came into force meanwhile."""
     refuse(permissions.may_edit_policy(user))
     pool = await res.pool()
     base = await bounded(res, PolicyVersions(pool).get(based_on)) if based_on is not None else None
@@ -86,10 +90,10 @@ async def save(res: Resources, user: CurrentUser, new: Policy, *, based_on: int 
         number: int = await bounded(res, PolicyVersions(pool).save(
             policy=new, yaml=policy_admin.policy_yaml(new), based_on=based_on,
             changes=[{"path": c.path, "label": c.label, "old": c.old, "new": c.new} for c in changes],
-            note=(note or "").strip() or None, created_by=user.id))
+            note=(note or "").strip() or None, created_by=user.id, branch_id=branch_id))
     except PolicyChanged as exc:
         raise ApiError(409, "policy_changed", f"保存前已有人保存了新版本 #{exc.current}，请在最新版本上重新修改",
                        details={"current": exc.current}) from None
     forget(pool)
-    log.info("policy version %s saved by staff %s (%d changes)", number, user.id, len(changes))
+    log.info("policy version %s (branch %s) saved by staff %s (%d changes)", number, branch_id, user.id, len(changes))
     return number

@@ -15,6 +15,7 @@ from domain.enums import SOURCE_LABELS, STEP_LABELS, Scenario, Source, StepName
 from domain.graph import process_position
 from store import morning as summaries
 from store import queries
+from store.branches import BranchRepository
 
 DEFAULT_PERIOD = timedelta(days=30)
 MAX_PERIOD = timedelta(days=400)
@@ -121,32 +122,51 @@ async def allocation_report(
 MORNING_DAYS_BACK = 400
 
 
+async def _morning_scope(res: Resources, user: CurrentUser, code: str | None) -> summaries.Scope:
+    """Whose summary: the branch `code` names (404 branch_not_found; 403 not_your_branch outside one's
+    branches), else head office the chain's and everyone else their home branch's."""
+    pool = await res.pool()
+    every: list[summaries.Scope] = await bounded(res, summaries.scopes(pool))
+    if code is None:
+        home = None if user.branches is None else user.staff.branch_id
+        return next((s for s in every if s.branch_id == home), every[0])
+    found = await bounded(res, BranchRepository(pool).by_code(code))
+    if found is None:
+        raise ApiError(404, "branch_not_found", f"没有代码为 {code} 的分公司")
+    refuse(permissions.may_read_branch(user.branches, found.id))
+    return next((s for s in every if s.branch_id == found.id), every[0])
+
+
 async def morning_summary(
     res: Resources,
     user: CurrentUser,
     day: date | None = None,
     *,
+    branch: str | None = None,
     check: Callable[[permissions.Person], permissions.Refusal | None] = permissions.may_read_morning_summary,
 ) -> MorningSummary:
-    """The morning summary of `day` (default today, company time): as sent, else computed now.
+    """The morning summary of `day` (default today, company time): as sent, else computed now; of `branch`
+    (a code), else the reader's (head office: the chain's; others: their branch's).
 
     `check` is the permission asked (the console board asks its own, domain/permissions.py's either way).
     """
     refuse(check(user))
-    policy, _version = await current_policy(res)
+    scope = await _morning_scope(res, user, branch)
+    policy, _version = await current_policy(res, scope.branch_id)
     now = datetime.now(UTC)
     today = calendar.local_date(policy.calendar, now)
     day = day or today
     if day > today or day < today - timedelta(days=MORNING_DAYS_BACK):
         raise ApiError(422, "invalid_date", f"日期须在今天及之前 {MORNING_DAYS_BACK} 天内", details={"field": "date"})
     pool = await res.pool()
-    sent = await bounded(res, summaries.stored(pool, day))
+    sent = await bounded(res, summaries.stored(pool, day, scope.branch_id))
     if sent is not None:
         figures = sent["figures"]
         return MorningSummary(date=day, since=figures.since, working_day=figures.working_day, sent=True,
                               sent_at=sent["sent_at"], recipients=sent["recipients"], text=sent["text"],
                               lines=sent["text"].split("\n"), figures=figures)
-    figures = await bounded(res, summaries.read_figures(pool, window=morning.window(policy.calendar, day), now=now))
+    figures = await bounded(res, summaries.read_figures(pool, window=morning.window(policy.calendar, day), now=now,
+                                                        scope=scope))
     lines = morning.summary_lines(figures)
     return MorningSummary(date=day, since=figures.since, working_day=figures.working_day, sent=False,
                           text="\n".join(lines), lines=lines, figures=figures)

@@ -32,6 +32,7 @@ from domain.calendar import local_date
 from domain.enums import Level, Role, StaffStatus
 from domain.policy import CalendarPolicy, Policy, fast_policy
 from domain.policy_admin import policy_yaml
+from store.branches import BranchRepository
 from store.db import create_pool
 from store.outbox import build_writer
 from store.policy_versions import PolicyVersions
@@ -345,3 +346,62 @@ async def test_the_api_and_the_board_show_it(db: Db, client: Client) -> None:
         assert (r.status_code, r.json()["code"]) == (403, "wrong_role")
         assert (await http.get("/console/board", cookies=await cookie("designer"))).status_code == 403
     assert await db.pool.fetchval("SELECT count(*) FROM morning_summaries") == 1
+
+
+# --- per branch (issue 22) ---------------------------------------------------------------------------------
+
+
+async def test_each_branch_gets_its_own_summary_by_its_calendar_and_head_office_the_chains(
+    db: Db, client: Client
+) -> None:
+    await seed(db)  # every seeded case is in branch 1 (总店)
+    hz = await BranchRepository(db.pool).create(code="hz", name="杭州分公司")
+    repo = StaffRepository(db.pool)
+    hz_manager = (await repo.add(name="钱经理", phone=unique_phone(), role=Role.manager)).id
+    await db.pool.execute("UPDATE staff SET branch_id = $2 WHERE id = $1", hz_manager, hz.id)
+    now = datetime.now(UTC)
+    w = morning.window(FAST.calendar, today())
+    await _case(db, source="online", created_at=w.start + timedelta(hours=12), branch_id=hz.id)
+    # 杭州 keeps a local holiday today (its own policy version); the chain works
+    holiday = FAST.model_copy(update={"name": "fast-hz-holiday", "calendar": CalendarPolicy(
+        hours={d: [(time(0, 0), time(23, 59))] for d in range(7)}, holidays=[today()])})
+    await PolicyVersions(db.pool).save(policy=holiday, yaml=policy_yaml(holiday), based_on=None, changes=[],
+                                       note="杭州放假", created_by=None, branch_id=hz.id)
+    assert await scheduler(db.pool).run_once(now) == today()
+    rows = await summary_rows(db)
+    by_person = {r["recipient_id"]: r for r in rows}
+    # 总店's manager: 总店's two leads; the director: the chain's three; 杭州's manager: nothing on its holiday
+    assert set(by_person) == {db.staff["manager"], db.staff["director"]}
+    mine, chain = by_person[db.staff["manager"]], by_person[db.staff["director"]]
+    assert mine["purpose"] == f"morning_summary:{today().isoformat()}:main"
+    assert mine["text"].startswith("【晨报·总店】") and "新客户 2 个" in mine["text"]
+    assert chain["purpose"] == f"morning_summary:{today().isoformat()}"
+    assert chain["text"].startswith("【晨报】") and "新客户 3 个" in chain["text"]
+    # 杭州 works again: its summary goes to its manager, of its own case only; the others are not sent again
+    await PolicyVersions(db.pool).save(policy=FAST, yaml=policy_yaml(FAST), based_on=1, changes=[], note="上班",
+                                       created_by=None, branch_id=hz.id)
+    assert await scheduler(db.pool).run_once(now) == today()
+    assert await scheduler(db.pool).run_once(now) is None
+    rows = [r for r in await summary_rows(db) if r["recipient_id"] == hz_manager]
+    assert [r["purpose"] for r in rows] == [f"morning_summary:{today().isoformat()}:hz"]
+    assert rows[0]["text"].startswith("【晨报·杭州分公司】") and "新客户 1 个" in rows[0]["text"]
+    assert await db.pool.fetchval("SELECT count(*) FROM morning_summaries") == 3
+
+    # The API: each reads their branch's by default; head office the chain's, or any branch's
+    app = create_app(db.settings(request_timeout_seconds=5.0), temporal_client=client, pool=db.pool, policy=FAST)
+    tokens = {k: await repo.issue_token(staff_id=i, label="morning") for k, i in
+              (("main", db.staff["manager"]), ("hz", hz_manager), ("director", db.staff["director"]))}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+        async def get(who: str, **params: str) -> httpx.Response:
+            return await http.get("/reports/morning-summary", params=params,
+                                  headers={"Authorization": f"Bearer {tokens[who]}"})
+
+        body = (await get("hz")).json()
+        assert body["sent"] is True and body["recipients"] == [hz_manager] and body["figures"]["new_leads"] == 1
+        assert (await get("main")).json()["figures"]["new_leads"] == 2
+        assert (await get("director")).json()["figures"]["new_leads"] == 3
+        assert (await get("director", branch="hz")).json()["lines"][0].startswith("【晨报·杭州分公司】")
+        r = await get("hz", branch="main")
+        assert (r.status_code, r.json()["code"]) == (403, "not_your_branch")
+        r = await get("director", branch="nowhere")
+        assert (r.status_code, r.json()["code"]) == (404, "branch_not_found")

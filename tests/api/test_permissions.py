@@ -39,6 +39,7 @@ NOT_AUDIO = b"this is not a recording"
 # Who opens a scorecard at all: the manager and the director everyone's, designers and assistants their own.
 WHATIF = {"manager", "director", "admin"}
 POLICY_READERS = WHATIF
+HEAD_OFFICE = {"admin", "director"}  # who keeps the branches
 SCORECARD_READERS = {"manager", "director", "designer", "designer2", "designer3", "assistant", "assistant3"}
 
 
@@ -240,6 +241,15 @@ ROUTES: dict[tuple[str, str], Row] = {
                                                   path_args={"secret": "guess"}),
     ("POST", "/codec/local/{secret}/encode"): Row(everyone(404), lambda c: {"payloads": []},
                                                   path_args={"secret": "guess"}),
+    # branches: head office (the admin and the director); refusals for reasons that change nothing
+    ("GET", "/branches"): Row({a: (200 if a in HEAD_OFFICE else 403) for a in ACTORS}),
+    ("POST", "/branches"): Row({a: (422 if a in HEAD_OFFICE else 403) for a in ACTORS},
+                               lambda c: {"code": "Not A Code", "name": "x"}, codes={"admin": "invalid_branch_code"}),
+    ("GET", "/branches/{branch_id}"): Row({a: (404 if a in HEAD_OFFICE else 403) for a in ACTORS},
+                                          path_args={"branch_id": 999999999}, codes={"director": "branch_not_found"}),
+    ("PATCH", "/branches/{branch_id}"): Row({a: (409 if a in HEAD_OFFICE else 403) for a in ACTORS},
+                                            lambda c: {"status": "closed"}, path_args={"branch_id": 1},
+                                            codes={"admin": "branch_not_empty"}),
     ("POST", "/staff/credential-requests/{request_id}/approve"): Row(
         {a: (404 if a == "admin" else 403) for a in ACTORS}, path_args={"request_id": 999999999}),
     ("GET", "/audit/credentials"): Row({a: (200 if a in ("manager", "director", "admin") else 403) for a in ACTORS}),
