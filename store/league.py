@@ -18,30 +18,46 @@ WITH period AS (
   SELECT c.id, c.branch_id, c.outcome FROM cases c
   WHERE c.created_at >= $1 AND c.created_at < $2 AND c.status <> 'starting'
     AND ($3::bigint[] IS NULL OR c.branch_id = ANY($3::bigint[]))
-), steps AS (
-  SELECT p.branch_id,
+), counted AS (
+  -- straight from the tables (not the CTE above), so the planner sees how many cases the period holds;
+  -- grouped by branch alone (hashed, no sort): the total is their sum
+  SELECT c.branch_id,
     count(*) FILTER (WHERE s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled') AS steps_done,
     count(*) FILTER (WHERE s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled'
                      AND (s.due_at IS NULL OR s.completed_at <= s.due_at)) AS steps_on_time,
-    count(*) FILTER (WHERE s.step = 'callback' AND s.status = 'done'
-                     AND s.result IS DISTINCT FROM 'cancelled') AS callbacks_done,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.completed_at - s.opened_at))
-      FILTER (WHERE s.step = 'callback' AND s.status = 'done'
-              AND s.result IS DISTINCT FROM 'cancelled') AS callback_median_seconds,
     count(*) FILTER (WHERE s.escalation_level > 0) AS escalated_steps,
     coalesce(sum(s.escalation_level), 0)::bigint AS escalations
-  FROM period p JOIN case_steps s ON s.case_id = p.id
-  GROUP BY GROUPING SETS ((p.branch_id), ())
+  FROM cases c JOIN case_steps s ON s.case_id = c.id
+  WHERE c.created_at >= $1 AND c.created_at < $2 AND c.status <> 'starting'
+    AND ($3::bigint[] IS NULL OR c.branch_id = ANY($3::bigint[]))
+  GROUP BY c.branch_id
+), callbacks AS (
+  -- the median needs its own pass, over the callbacks alone, per branch and over them all
+  SELECT c.branch_id, count(*) AS callbacks_done,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.completed_at - s.opened_at))
+      AS callback_median_seconds
+  FROM cases c JOIN case_steps s ON s.case_id = c.id
+  WHERE c.created_at >= $1 AND c.created_at < $2 AND c.status <> 'starting'
+    AND ($3::bigint[] IS NULL OR c.branch_id = ANY($3::bigint[]))
+    AND s.step = 'callback' AND s.status = 'done' AND s.result IS DISTINCT FROM 'cancelled'
+  GROUP BY GROUPING SETS ((c.branch_id), ())
+), steps AS (
+  SELECT branch_id, steps_done, steps_on_time, escalated_steps, escalations FROM counted
+  UNION ALL
+  SELECT NULL, sum(steps_done)::bigint, sum(steps_on_time)::bigint, sum(escalated_steps)::bigint,
+    sum(escalations)::bigint FROM counted
 ), outcomes AS (
   SELECT branch_id, count(*) AS leads,
     count(*) FILTER (WHERE outcome = 'signed') AS signed,
     count(*) FILTER (WHERE outcome = 'lost') AS lost
   FROM period GROUP BY GROUPING SETS ((branch_id), ())
 ), open_now AS (
-  SELECT c.branch_id, count(*) AS open_cases,
-    count(*) FILTER (WHERE EXISTS (SELECT 1 FROM case_steps s WHERE s.case_id = c.id AND s.status = 'open'
-                                   AND s.due_at < $4)) AS stalled_cases
-  FROM cases c WHERE c.status = 'open' AND ($3::bigint[] IS NULL OR c.branch_id = ANY($3::bigint[]))
+  -- the steps past due from the open steps' partial index, joined once (not looked up case by case)
+  SELECT c.branch_id, count(*) AS open_cases, count(late.case_id) AS stalled_cases
+  FROM cases c
+  LEFT JOIN (SELECT DISTINCT s.case_id FROM case_steps s WHERE s.status = 'open' AND s.due_at < $4) late
+    ON late.case_id = c.id
+  WHERE c.status = 'open' AND ($3::bigint[] IS NULL OR c.branch_id = ANY($3::bigint[]))
   GROUP BY GROUPING SETS ((c.branch_id), ())
 ), keys AS (
   -- every branch in reach that is active or has figures, and NULL: all of them together
@@ -54,11 +70,12 @@ WITH period AS (
 SELECT k.id, k.code, k.name, k.city, k.status,
   coalesce(o.leads, 0) AS leads, coalesce(o.signed, 0) AS signed, coalesce(o.lost, 0) AS lost,
   coalesce(s.steps_done, 0) AS steps_done, coalesce(s.steps_on_time, 0) AS steps_on_time,
-  coalesce(s.callbacks_done, 0) AS callbacks_done, s.callback_median_seconds,
+  coalesce(cb.callbacks_done, 0) AS callbacks_done, cb.callback_median_seconds,
   coalesce(s.escalated_steps, 0) AS escalated_steps, coalesce(s.escalations, 0) AS escalations,
   coalesce(n.open_cases, 0) AS open_cases, coalesce(n.stalled_cases, 0) AS stalled_cases
 FROM keys k
 LEFT JOIN steps s ON s.branch_id IS NOT DISTINCT FROM k.id
+LEFT JOIN callbacks cb ON cb.branch_id IS NOT DISTINCT FROM k.id
 LEFT JOIN outcomes o ON o.branch_id IS NOT DISTINCT FROM k.id
 LEFT JOIN open_now n ON n.branch_id IS NOT DISTINCT FROM k.id
 ORDER BY k.id NULLS LAST
