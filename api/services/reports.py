@@ -30,7 +30,7 @@ from domain.enums import SOURCE_LABELS, STEP_LABELS, Scenario, Source, StepName
 from domain.graph import process_position
 from store import league, queries
 from store import morning as summaries
-from store.branches import Branch, BranchRepository
+from store.branches import Branch, BranchRepository, branch_code_error
 
 DEFAULT_PERIOD = timedelta(days=30)
 MAX_PERIOD = timedelta(days=400)
@@ -53,8 +53,10 @@ async def report_scope(res: Resources, user: CurrentUser, code: str | None) -> t
     for a branch the person does not work in (domain/permissions.py decides)."""
     asked: Branch | None = None
     if code is not None:
+        code = code.strip()
         pool = await res.pool()
-        asked = await bounded(res, BranchRepository(pool).by_code(code.strip()))
+        # A string that cannot be a branch code (a NUL byte, any text) is not looked up.
+        asked = None if branch_code_error(code) else await bounded(res, BranchRepository(pool).by_code(code))
         if asked is None:
             raise ApiError(422, "unknown_branch", f"没有代码为 {code} 的分公司", details={"field": "branch"})
         refuse(permissions.may_read_branch(user.branches, asked.id))

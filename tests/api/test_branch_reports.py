@@ -254,8 +254,9 @@ async def test_a_branch_manager_reads_their_branchs_reports_and_no_other(chain: 
     for path in ("/reports/sla", "/reports/allocation", "/insight/habits"):
         r = await http.get(path, headers=chain.h("manager_hz"), params={"branch": "nj"})
         assert r.status_code == 403 and r.json()["code"] == "not_your_branch", (path, r.text)
-    r = await http.get("/reports/sla", headers=chain.h("manager_hz"), params={"branch": "nowhere"})
-    assert r.status_code == 422 and r.json()["code"] == "unknown_branch"
+    for code in ("nowhere", "杭州\x00", "HZ"):  # no such branch; not even a code
+        r = await http.get("/reports/sla", headers=chain.h("manager_hz"), params={"branch": code})
+        assert r.status_code == 422 and r.json()["code"] == "unknown_branch", (code, r.text)
 
     # the director: the chain, or either branch
     r = await http.get("/reports/sla", headers=chain.h("director"))
