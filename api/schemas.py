@@ -771,3 +771,45 @@ class BranchList(BaseModel):
     """Every branch, the closed ones too (by id)."""
 
     items: list[BranchOut]
+
+
+# --- the league table of branches (分公司排行) -----------------------------------------------------------
+
+
+class LeagueBranch(BaseModel):
+    """A branch as the league table names it."""
+
+    id: int
+    code: str = Field(description="分公司代码，报表和看板的 ?branch= 用它")
+    name: str
+    city: str | None = None
+    status: str = Field(description="active 营业 / closed 已关闭（有数字时仍列出）")
+
+
+class BranchLeagueRow(BaseModel):
+    """One branch's figures over the cases created in the period; open and stalled cases as of now."""
+
+    branch: LeagueBranch | None = Field(description="null：全部分公司合计（total）")
+    rank: int | None = Field(default=None, description="名次：按时率高者在前，其次签单率")
+    leads: int = Field(description="期间建档的案例")
+    steps_done: int
+    steps_on_time: int
+    on_time_share: float | None = Field(description="按时完成的步骤占已完成步骤的比例")
+    callbacks_done: int
+    callback_median_seconds: float | None = Field(description="经理回访用时中位数（秒，自步骤开放起）")
+    signed: int
+    lost: int
+    signed_rate: float | None = Field(description="签单率：签单 /（签单 + 未签）；尚未结案的不计")
+    escalations: int = Field(description="升级次数（各步骤升级级数之和）")
+    escalated_steps: int = Field(description="发生升级的步骤数")
+    open_cases: int = Field(description="此刻未结案的案例")
+    stalled_cases: int = Field(description="此刻有步骤超时的未结案案例（同晨报）")
+
+
+class BranchLeague(BaseModel):
+    """The league table: each branch the reader spans, best first, and all of them together."""
+
+    period_from: datetime
+    period_to: datetime
+    rows: list[BranchLeagueRow]
+    total: BranchLeagueRow

@@ -21,7 +21,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,9 +85,17 @@ async def seed_staff(conn: asyncpg.Connection, run: str) -> dict[str, list[int]]
     return out
 
 
-async def seed_cases(conn: asyncpg.Connection, staff: dict[str, list[int]], n: int, seed: int) -> None:
-    """`n` cases over the past year with their steps (COPY), 70 % closed, the open ones mid-way."""
+# A branch's people for its cases: (branch id, staff by role, its share of the cases).
+Team = tuple[int, dict[str, list[int]], float]
+
+
+async def seed_cases(conn: asyncpg.Connection, staff: dict[str, list[int]], n: int, seed: int,
+                     teams: Sequence[Team] | None = None) -> None:
+    """`n` cases over the past year with their steps (COPY), 70 % closed, the open ones mid-way; spread over
+    `teams` by their shares, each case worked by its branch's people (default: everyone, branch 1)."""
     rnd = random.Random(seed)
+    teams = teams or [(1, staff, 1.0)]
+    picks = rnd.choices(range(len(teams)), weights=[t[2] for t in teams], k=n)
     now = datetime.now(UTC)
     ids = [r[0] for r in await conn.fetch(
         "SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, $1)", n
@@ -97,6 +105,7 @@ async def seed_cases(conn: asyncpg.Connection, staff: dict[str, list[int]], n: i
     step_rows: list[tuple[Any, ...]] = []
     event_rows: list[tuple[Any, ...]] = []
     for i, cid in enumerate(ids):
+        branch_id, staff, _share = teams[picks[i]]
         scenario = rnd.choice(list(SOURCES_BY_SCENARIO))
         source = rnd.choice(SOURCES_BY_SCENARIO[scenario])
         created = now - timedelta(seconds=rnd.uniform(0, 365 * 86400))
@@ -135,7 +144,7 @@ async def seed_cases(conn: asyncpg.Connection, staff: dict[str, list[int]], n: i
             rnd.choice(["male", "female", "unknown"]), "30-40", f"小区{rnd.randint(1, 300)}", None,
             rnd.randint(50, 200), rnd.choice([80_000, 150_000, 300_000, 900_000]), None,
             staff["manager"][0], manager, designer, assistant, overdue_case, level, open_due,
-            created, t if closed else None,
+            created, t if closed else None, branch_id,
         ))
         event_rows.append((cid, 1, created, "created", None, None, "新客户建档"))
     await conn.copy_records_to_table(
@@ -144,7 +153,7 @@ async def seed_cases(conn: asyncpg.Connection, staff: dict[str, list[int]], n: i
         columns=["id", "workflow_id", "source", "scenario", "stage", "status", "outcome", "outcome_reason",
                  "client_name", "client_phone", "client_gender", "client_age_range", "compound", "address",
                  "area_m2", "budget", "notes", "created_by", "manager_id", "designer_id", "assistant_id",
-                 "overdue", "escalation_level", "step_due_at", "created_at", "closed_at"],
+                 "overdue", "escalation_level", "step_due_at", "created_at", "closed_at", "branch_id"],
     )
     await conn.copy_records_to_table(
         "case_steps",

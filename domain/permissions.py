@@ -582,9 +582,28 @@ def morning_summary_roles(*, chain: bool, branches: int) -> frozenset[Role]:
     return MORNING_SUMMARY_ROLES & ALL_BRANCH_ROLES if chain else MORNING_SUMMARY_ROLES - ALL_BRANCH_ROLES
 
 
-NOT_YOUR_BRANCH = Refusal("not_your_branch", "这不是您所在的分公司")
+# --- reports by branch (分公司报表) ------------------------------------------------------------------
+
+NOT_YOUR_BRANCH = Refusal("not_your_branch", "只能查看您所在分公司的报表和看板")
+HEAD_OFFICE_ONLY = Refusal("head_office_only", "分公司排行只对总部（总经理、区域经理）开放")
 
 
 def may_read_branch(reach: frozenset[int] | None, branch_id: int) -> Refusal | None:
-    """A branch's own figures (its morning summary): whoever works in it, head office every branch's."""
+    """Whether someone who works in `reach` (:func:`branch_reach`; None: every branch) may open one branch's
+    reports, board and insight (``?branch=``): head office any branch, everyone else only their own."""
     return None if reach is None or branch_id in reach else NOT_YOUR_BRANCH
+
+
+def report_branches(reach: frozenset[int] | None, asked: int | None = None) -> frozenset[int] | None:
+    """The branches a report, the board or insight covers: the branch asked for (once :func:`may_read_branch`
+    allowed it), else every branch the reader works in (None: the whole chain)."""
+    return frozenset({asked}) if asked is not None else reach
+
+
+def may_read_league(person: Person, reach: frozenset[int] | None) -> Refusal | None:
+    """The league table of branches (GET /reports/branches): who reads reports and spans more than one branch
+    (the director the whole chain, a regional manager the branches they cover); a branch's own manager not."""
+    refusal = may_read_reports(person)
+    if refusal is not None:
+        return refusal
+    return None if reach is None or len(reach) > 1 else HEAD_OFFICE_ONLY

@@ -18,14 +18,17 @@ from domain.insight import CaseRecord, Correction, Escalation, StepRecord
 _CASES = (
     "SELECT c.id, c.scenario, c.outcome, c.status, c.created_at, c.manager_id, c.designer_id, c.assistant_id"
     " FROM cases c WHERE c.created_at >= $1 AND c.created_at < $2 AND c.status <> 'starting'"
+    " AND ($3::bigint[] IS NULL OR c.branch_id = ANY($3::bigint[]))"  # a report of some branches
 )
 
 
 async def case_records(
-    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime
+    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime,
+    branches: list[int] | None = None,
 ) -> list[CaseRecord]:
-    """Every case created in [period_from, period_to) with what insight needs of it, oldest first."""
-    cases = await conn.fetch(_CASES + " ORDER BY c.created_at, c.id", period_from, period_to)
+    """Every case created in [period_from, period_to) (of `branches`, None: every branch) with what insight
+    needs of it, oldest first."""
+    cases = await conn.fetch(_CASES + " ORDER BY c.created_at, c.id", period_from, period_to, branches)
     if not cases:
         return []
     ids = [r["id"] for r in cases]

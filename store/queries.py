@@ -364,11 +364,12 @@ async def sla_report(
     group_by: str,
     source: str | None,
     scenario: str | None,
+    branches: list[int] | None = None,
 ) -> list[asyncpg.Record]:
     """Per step (and group): done, on time, median and p90 time to done, escalations.
 
-    The period selects cases by creation time (cases_created_idx), then their steps by primary key.
-    Cancelled step instances (closed cases) are left out of the timing figures.
+    The period selects cases by creation time (cases_created_idx; of some branches: cases_branch_created_idx),
+    then their steps by primary key. Cancelled step instances (closed cases) are left out of the timing figures.
     """
     key = GROUP_KEYS[group_by]
     label = {
@@ -396,6 +397,7 @@ async def sla_report(
           FROM cases c JOIN case_steps s ON s.case_id = c.id
           WHERE c.created_at >= $1 AND c.created_at < $2
             AND ($3::text IS NULL OR c.source = $3) AND ($4::text IS NULL OR c.scenario = $4)
+            AND ($5::bigint[] IS NULL OR c.branch_id = ANY($5::bigint[]))
           GROUP BY s.step, grp
         )
         SELECT r.*, {label} AS group_label FROM r {join}
@@ -405,13 +407,18 @@ async def sla_report(
         period_to,
         source,
         scenario,
+        branches,
     )
 
 
 async def allocation_report(
-    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime
+    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime,
+    branches: list[int] | None = None,
 ) -> list[asyncpg.Record]:
-    """Per designer: cases given in the period (by kind), overrides of the suggestion, open cases now."""
+    """Per designer: cases given in the period (by kind), overrides of the suggestion, open cases now.
+
+    Of some branches: their designers, and the ledger and open cases of those branches' cases.
+    """
     return await conn.fetch(
         """
         WITH l AS (
@@ -423,15 +430,20 @@ async def allocation_report(
             count(*) FILTER (WHERE kind = 'assign' AND suggested_id IS NOT NULL
                              AND suggested_id <> designer_id) AS chosen_over_suggestion,
             max(at) FILTER (WHERE kind <> 'lapse') AS last_assigned_at
-          FROM allocation_ledger WHERE at >= $1 AND at < $2 GROUP BY designer_id
+          FROM allocation_ledger
+          WHERE at >= $1 AND at < $2
+            AND ($3::bigint[] IS NULL OR case_id IN (SELECT id FROM cases WHERE branch_id = ANY($3::bigint[])))
+          GROUP BY designer_id
         ), passed AS (
           SELECT suggested_id AS designer_id, count(*) AS passed_over
           FROM allocation_ledger
           WHERE at >= $1 AND at < $2 AND kind = 'assign' AND suggested_id IS NOT NULL
             AND suggested_id <> designer_id
+            AND ($3::bigint[] IS NULL OR case_id IN (SELECT id FROM cases WHERE branch_id = ANY($3::bigint[])))
           GROUP BY suggested_id
         ), o AS (
           SELECT designer_id, count(*) AS open_cases FROM cases WHERE status = 'open' AND designer_id IS NOT NULL
+            AND ($3::bigint[] IS NULL OR branch_id = ANY($3::bigint[]))
           GROUP BY designer_id
         )
         SELECT s.id, s.name, s.level, s.status,
@@ -447,10 +459,12 @@ async def allocation_report(
         LEFT JOIN passed p ON p.designer_id = s.id
         LEFT JOIN o ON o.designer_id = s.id
         WHERE s.role = 'designer' AND (s.status <> 'inactive' OR l.assigned IS NOT NULL)
+          AND ($3::bigint[] IS NULL OR s.branch_id = ANY($3::bigint[]) OR l.assigned IS NOT NULL)
         ORDER BY coalesce(l.assigned, 0) DESC, s.id
         """,
         period_from,
         period_to,
+        branches,
     )
 
 
@@ -465,8 +479,10 @@ async def board_cases(
     scenario: str | None = None,
     overdue: bool | None = None,
     limit: int = 300,
+    branches: list[int] | None = None,
 ) -> list[asyncpg.Record]:
-    """Open cases for the manager's board: overdue first, then the most escalated, then soonest due."""
+    """Open cases for the manager's board (of some branches: cases_branch_status_idx): overdue first, then the
+    most escalated, then soonest due."""
     return await conn.fetch(
         """
         SELECT * FROM (
@@ -486,6 +502,7 @@ async def board_cases(
             AND ($1::bigint IS NULL OR c.designer_id = $1)
             AND ($2::text IS NULL OR c.source = $2)
             AND ($3::text IS NULL OR c.scenario = $3)
+            AND ($6::bigint[] IS NULL OR c.branch_id = ANY($6::bigint[]))
         ) b
         WHERE ($4::boolean IS NULL OR b.overdue = $4)
         ORDER BY b.overdue DESC, b.escalation_level DESC, b.step_due_at NULLS LAST, b.id
@@ -496,11 +513,13 @@ async def board_cases(
         scenario,
         overdue,
         limit,
+        branches,
     )
 
 
 async def funnel(
-    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime, group_by: str
+    conn: asyncpg.Pool | asyncpg.Connection, *, period_from: datetime, period_to: datetime, group_by: str,
+    branches: list[int] | None = None,
 ) -> list[asyncpg.Record]:
     """Lead → first meeting held → signed, for cases created in the period, by source or by designer."""
     key, label = {
@@ -517,9 +536,11 @@ async def funnel(
           count(*) FILTER (WHERE c.outcome = 'signed') AS signed
         FROM cases c LEFT JOIN staff st ON st.id = c.designer_id
         WHERE c.created_at >= $1 AND c.created_at < $2 AND c.status <> 'starting'
+          AND ($3::bigint[] IS NULL OR c.branch_id = ANY($3::bigint[]))
         GROUP BY 1, 2
         ORDER BY leads DESC, label
         """,
         period_from,
         period_to,
+        branches,
     )

@@ -35,6 +35,12 @@ def _days(request: Request) -> int:
         return insight.DEFAULT_DAYS
 
 
+def _branch(request: Request) -> str | None:
+    """`?branch=CODE`: one of the reader's branches (the services refuse another)."""
+    code = request.query_params.get("branch")
+    return code[:64] if code else None
+
+
 def _pct(v: float | None) -> float | None:
     return round(v * 100, 1) if v is not None else None
 
@@ -51,7 +57,7 @@ async def insight_page(request: Request, user: SignedIn, res: ResourcesDep) -> R
     own = permissions.scorecard_scope(user)
     if own is not None:
         return RedirectResponse(f"/console/insight/staff/{own}?days={days}", status_code=303)
-    team, habits = await insight.team(res, user, days=days)
+    team, habits = await insight.team(res, user, days=days, branch=_branch(request))
     cards = team.cards
     charts = {
         "team": {"type": "bar", "labels": [c.name for c in cards], "max": 100,
@@ -73,7 +79,7 @@ async def insight_page(request: Request, user: SignedIn, res: ResourcesDep) -> R
 async def scorecard_page(request: Request, staff_id: int, user: SignedIn, res: ResourcesDep) -> Response:
     """One person's scorecard per week, with charts: their own, or anyone's for the manager and the director."""
     days = _days(request)
-    card = await insight.scorecard(res, user, staff_id, days=days)
+    card = await insight.scorecard(res, user, staff_id, days=days, branch=_branch(request))
     weeks = card.weeks
     must_keys = [k for k in ITEM_LABELS if any(i.key == k for w in weeks for i in w.items)]
     charts = {
@@ -96,7 +102,7 @@ async def export(request: Request, user: SignedIn, res: ResourcesDep) -> Respons
     """The Excel workbook: one's own scorecard, or everyone's and the habits (manager, director)."""
     raw = request.query_params.get("staff_id")
     staff_id = int(raw) if raw and raw.isdigit() and len(raw) < 16 else None
-    body = await insight.export(res, user, staff_id=staff_id, days=_days(request))
+    body = await insight.export(res, user, staff_id=staff_id, days=_days(request), branch=_branch(request))
     name = f"scorecard-{staff_id}.xlsx" if staff_id else "scorecards.xlsx"
     return Response(body, media_type=insight.XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"',
                                                             "Cache-Control": "no-store"})

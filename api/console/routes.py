@@ -188,6 +188,7 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
                                "insight": permissions.may_open_insight(user) is None,
                                "whatif": permissions.may_run_whatif(user) is None,
                                "policy": permissions.may_read_policy(user) is None,
+                               "league": permissions.may_read_league(user, user.branches) is None,
                                "workflow_record": permissions.may_open_workflow_record(user) is None})
     response = TEMPLATES.TemplateResponse(request, name, ctx, status_code=status)
     response.headers["Cache-Control"] = "no-store"
@@ -587,7 +588,20 @@ async def new_client(request: Request, user: SignedIn, res: ResourcesDep) -> Res
 # --- manager board ---------------------------------------------------------------------------------
 
 
-async def _board_data(request: Request, res: Any) -> dict[str, Any]:
+async def _branch_view(request: Request, user: ConsoleUser, res: Any) -> dict[str, Any]:
+    """The branches a board or report page covers (`?branch=CODE`: one of the reader's; 403, 422 otherwise)
+    and, for whoever spans several, the branches to pick from."""
+    code = request.query_params.get("branch") or None
+    branches, asked = await services.report_scope(res, user, code[:64] if code else None)
+    choices: list[Any] = []
+    if user.branches is None or len(user.branches) > 1:
+        everyone = await bounded(res, BranchRepository(await res.pool()).list(include_closed=True))
+        choices = [b for b in everyone if user.branches is None or b.id in user.branches]
+    return {"branch_ids": branches, "branch": asked, "branch_choices": choices,
+            "league": permissions.may_read_league(user, user.branches) is None}
+
+
+async def _board_data(request: Request, res: Any, branches: list[int] | None) -> dict[str, Any]:
     q = request.query_params
     designer = q.get("designer_id") or None
     source = q.get("source") if q.get("source") in Source.__members__ else None
@@ -597,7 +611,7 @@ async def _board_data(request: Request, res: Any) -> dict[str, Any]:
     rows = await bounded(res, queries.board_cases(
         pool,
         designer_id=int(designer) if designer and designer.isdigit() and len(designer) < 16 else None,
-        source=source, scenario=scenario, overdue=overdue,
+        source=source, scenario=scenario, overdue=overdue, branches=branches,
     ))
     stages: dict[str, list[Any]] = {}
     for r in rows:
@@ -611,7 +625,7 @@ async def _board_data(request: Request, res: Any) -> dict[str, Any]:
         "count": len(rows),
         "overdue_count": sum(1 for r in rows if r["overdue"]),
         "filters": {"designer_id": designer or "", "source": source or "", "scenario": scenario or "",
-                    "overdue": q.get("overdue", "")},
+                    "overdue": q.get("overdue", ""), "branch": q.get("branch", "")},
         "temporal": res.settings.temporal_workflow_url,
         "refreshed": local_time(datetime.now(UTC)),
     }
@@ -621,15 +635,17 @@ async def _board_data(request: Request, res: Any) -> dict[str, Any]:
 async def board(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
     """Open cases by stage, overdue and escalated first, with filters; refreshes by itself."""
     refuse(permissions.may_see_board(user))
-    data = await _board_data(request, res)
+    scope = await _branch_view(request, user, res)
+    data = await _board_data(request, res, scope["branch_ids"])
     pool = await res.pool()
-    designers = await bounded(res, StaffRepository(pool).list(role=Role.designer))
+    designers = [d for d in await bounded(res, StaffRepository(pool).list(role=Role.designer))
+                 if scope["branch_ids"] is None or d.branch_id in scope["branch_ids"]]
     if request.headers.get("HX-Request") == "true":
         return render(request, "_board_rows.html", user=user, **data)
     # 今日晨报: whoever sees the board reads today's morning summary (as sent, else as it stands now).
     summary = await services.morning_summary(res, user, check=permissions.may_see_board)
     return render(request, "board.html", user=user, designers=designers, nav="board", summary=summary,
-                  refresh=BOARD_REFRESH_SECONDS, query=str(request.url.query), **data)
+                  refresh=BOARD_REFRESH_SECONDS, query=str(request.url.query), **scope, **data)
 
 
 # --- reports ---------------------------------------------------------------------------------------
@@ -645,12 +661,17 @@ async def reports(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLRe
         days = 30
     to = datetime.now(UTC)
     frm = to - timedelta(days=days)
-    sla = await services.sla_report(res, user, period_from=frm, period_to=to)
-    by_source = await services.sla_report(res, user, group_by="source", period_from=frm, period_to=to)
-    allocation = await services.allocation_report(res, user, period_from=frm, period_to=to)
+    scope = await _branch_view(request, user, res)
+    code = scope["branch"].code if scope["branch"] else None
+    sla = await services.sla_report(res, user, period_from=frm, period_to=to, branch=code)
+    by_source = await services.sla_report(res, user, group_by="source", period_from=frm, period_to=to, branch=code)
+    allocation = await services.allocation_report(res, user, period_from=frm, period_to=to, branch=code)
     pool = await res.pool()
-    funnel_source = await bounded(res, queries.funnel(pool, period_from=frm, period_to=to, group_by="source"))
-    funnel_designer = await bounded(res, queries.funnel(pool, period_from=frm, period_to=to, group_by="designer"))
+    branches = scope["branch_ids"]
+    funnel_source = await bounded(res, queries.funnel(pool, period_from=frm, period_to=to, group_by="source",
+                                                      branches=branches))
+    funnel_designer = await bounded(res, queries.funnel(pool, period_from=frm, period_to=to, group_by="designer",
+                                                        branches=branches))
 
     def pct(v: float | None) -> float | None:
         return round(v * 100, 1) if v is not None else None
@@ -686,8 +707,31 @@ async def reports(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLRe
         request, "reports.html", user=user, nav="reports", days=days, sla=sla, callback_rows=callback_rows,
         allocation=allocation, funnel_source=funnel_source, funnel_designer=funnel_designer,
         charts_json=json.dumps(charts, ensure_ascii=False).replace("</", "<\\/"), minutes=minutes, pct=pct,
-        source_label=lambda v: SOURCE_LABELS.get(Source(v), v) if v in Source.__members__ else v,
+        source_label=lambda v: SOURCE_LABELS.get(Source(v), v) if v in Source.__members__ else v, **scope,
     )
+
+
+@router.get("/branches", response_class=HTMLResponse)
+async def branches_page(request: Request, user: SignedIn, res: ResourcesDep) -> HTMLResponse:
+    """The league table of branches (分公司排行) for head office, each branch linking to its board and reports."""
+    refuse(permissions.may_read_league(user, user.branches))
+    try:
+        days = max(1, min(400, int(request.query_params.get("days", "30"))))
+    except ValueError:
+        days = 30
+    to = datetime.now(UTC)
+    table = await services.branch_league(res, user, period_from=to - timedelta(days=days), period_to=to)
+
+    def pct(v: float | None) -> str:
+        return f"{v * 100:.0f}%" if v is not None else "—"
+
+    charts = {"league": {"type": "bar", "labels": [r.branch.name for r in table.rows if r.branch], "max": 100,
+                         "series": [{"label": "按时率 %", "data": [round(r.on_time_share * 100, 1) if r.on_time_share
+                                                                 is not None else None for r in table.rows]},
+                                    {"label": "签单率 %", "data": [round(r.signed_rate * 100, 1) if r.signed_rate
+                                                                 is not None else None for r in table.rows]}]}}
+    return render(request, "branches.html", user=user, nav="branches", days=days, table=table, pct=pct,
+                  charts_json=json.dumps(charts, ensure_ascii=False).replace("</", "<\\/"))
 
 
 def _funnel_chart(rows: list[Any], *, source_labels: bool) -> dict[str, Any]:

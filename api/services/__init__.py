@@ -24,7 +24,7 @@ from api.services.recordings import (
     play_recording,
     upload_recording,
 )
-from api.services.reports import allocation_report, morning_summary, sla_report
+from api.services.reports import allocation_report, branch_league, morning_summary, report_scope, sla_report
 from api.services.steps import (
     add_note,
     close_case,
@@ -42,6 +42,7 @@ __all__ = [
     "Created",
     "add_note",
     "allocation_report",
+    "branch_league",
     "assistant_ranking",
     "case_messages",
     "close_case",
@@ -58,6 +59,7 @@ __all__ = [
     "play_recording",
     "reassign",
     "reschedule",
+    "report_scope",
     "sla_report",
     "transfer_case",
     "staff_ref",

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from api.deps import CurrentUser, Resources, bounded, refuse
 from api.errors import ApiError
+from api.services.reports import report_scope
 from domain import insight, permissions
 from domain.enums import ROLE_LABELS, Role
 from store import insight as store
@@ -184,9 +185,10 @@ def habits_of(records: Iterable[insight.CaseRecord], frm: datetime, to: datetime
 # --- services --------------------------------------------------------------------------------------
 
 
-async def _records(res: Resources, frm: datetime, to: datetime) -> list[insight.CaseRecord]:
+async def _records(res: Resources, frm: datetime, to: datetime, branches: list[int] | None) -> list[insight.CaseRecord]:
     pool = await res.pool()
-    records: list[insight.CaseRecord] = await bounded(res, store.case_records(pool, period_from=frm, period_to=to))
+    records: list[insight.CaseRecord] = await bounded(
+        res, store.case_records(pool, period_from=frm, period_to=to, branches=branches))
     return records
 
 
@@ -195,23 +197,31 @@ async def _staff(res: Resources) -> dict[int, Staff]:
     return {s.id: s for s in await bounded(res, StaffRepository(pool).list())}
 
 
-async def scorecard(res: Resources, user: CurrentUser, staff_id: int, *, days: int | None = None) -> Scorecard:
-    """One person's scorecard: the manager and the director anyone's, a designer or assistant their own."""
+async def scorecard(res: Resources, user: CurrentUser, staff_id: int, *, days: int | None = None,
+                    branch: str | None = None) -> Scorecard:
+    """One person's scorecard: the manager and the director anyone's in their branches, a designer or assistant
+    their own; over the cases of the reader's branches (or of the one `branch` names)."""
     refuse(permissions.may_read_scorecard(user, staff_id))
     frm, to = period(days)
+    branches, _asked = await report_scope(res, user, branch)
     staff = await _staff(res)
     if staff_id not in staff:
         raise ApiError(404, "staff_not_found", f"没有编号为 {staff_id} 的员工")
-    cards = insight.scorecards(await _records(res, frm, to))
+    if staff_id != user.id:
+        refuse(permissions.may_read_branch(user.branches, staff[staff_id].branch_id))
+    cards = insight.scorecards(await _records(res, frm, to, branches))
     return await asyncio.to_thread(_card, staff[staff_id], cards.get(staff_id, {}), frm, to)
 
 
-async def team(res: Resources, user: CurrentUser, *, days: int | None = None) -> tuple[Team, Habits]:
-    """Everyone's scorecard and the habits' figures: the manager and the director."""
+async def team(res: Resources, user: CurrentUser, *, days: int | None = None,
+               branch: str | None = None) -> tuple[Team, Habits]:
+    """Everyone's scorecard and the habits' figures over the cases of the reader's branches (or of the one
+    `branch` names): the manager and the director."""
     refuse(permissions.may_read_habits(user))
     frm, to = period(days)
+    branches, _asked = await report_scope(res, user, branch)
     staff = await _staff(res)
-    records = await _records(res, frm, to)
+    records = await _records(res, frm, to, branches)
     cards = insight.scorecards(records)
 
     def build() -> Team:
@@ -222,11 +232,12 @@ async def team(res: Resources, user: CurrentUser, *, days: int | None = None) ->
     return await asyncio.to_thread(build), habits_of(records, frm, to)
 
 
-async def habits(res: Resources, user: CurrentUser, *, days: int | None = None) -> Habits:
-    """The habits' figures alone."""
+async def habits(res: Resources, user: CurrentUser, *, days: int | None = None, branch: str | None = None) -> Habits:
+    """The habits' figures alone (the reader's branches, or the one `branch` names)."""
     refuse(permissions.may_read_habits(user))
     frm, to = period(days)
-    return habits_of(await _records(res, frm, to), frm, to)
+    branches, _asked = await report_scope(res, user, branch)
+    return habits_of(await _records(res, frm, to, branches), frm, to)
 
 
 # --- Excel -----------------------------------------------------------------------------------------
@@ -278,13 +289,14 @@ def workbook(cards: list[Scorecard], habit_figures: Habits | None) -> bytes:
     return buf.getvalue()
 
 
-async def export(res: Resources, user: CurrentUser, *, staff_id: int | None, days: int | None = None) -> bytes:
+async def export(res: Resources, user: CurrentUser, *, staff_id: int | None, days: int | None = None,
+                 branch: str | None = None) -> bytes:
     """The Excel file a person may download: their own scorecard, or (manager, director) everyone's and the habits."""
     if staff_id is not None or permissions.scorecard_scope(user) is not None:
         sid = staff_id if staff_id is not None else user.id
-        card = await scorecard(res, user, sid, days=days)
+        card = await scorecard(res, user, sid, days=days, branch=branch)
         return await asyncio.to_thread(workbook, [card], None)
-    everyone, figures = await team(res, user, days=days)
+    everyone, figures = await team(res, user, days=days, branch=branch)
     return await asyncio.to_thread(workbook, everyone.cards, figures)
 
 

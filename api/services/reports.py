@@ -1,21 +1,36 @@
-"""Reports for the manager and the director: SLA per step, the allocation ledger per designer."""
+"""Reports for the manager and the director: SLA per step, the allocation ledger per designer, the league
+table of branches.
+
+Every report covers the branches its reader works in (`CurrentUser.branches`: a branch's manager their
+branch, the director the chain); `?branch=CODE` narrows it to one of them (:func:`report_scope`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from api.deps import CurrentUser, Resources, bounded, refuse
 from api.errors import ApiError
-from api.schemas import AllocationReport, AllocationRow, MorningSummary, SlaReport, SlaRow, StaffBrief
+from api.schemas import (
+    AllocationReport,
+    AllocationRow,
+    BranchLeague,
+    BranchLeagueRow,
+    LeagueBranch,
+    MorningSummary,
+    SlaReport,
+    SlaRow,
+    StaffBrief,
+)
 from api.services.policy import current_policy
 from domain import calendar, morning, permissions
 from domain.enums import SOURCE_LABELS, STEP_LABELS, Scenario, Source, StepName
 from domain.graph import process_position
+from store import league, queries
 from store import morning as summaries
-from store import queries
-from store.branches import BranchRepository
+from store.branches import Branch, BranchRepository, branch_code_error
 
 DEFAULT_PERIOD = timedelta(days=30)
 MAX_PERIOD = timedelta(days=400)
@@ -32,6 +47,22 @@ def report_period(frm: datetime | None, to: datetime | None, names: tuple[str, s
     return period_from, period_to
 
 
+async def report_scope(res: Resources, user: CurrentUser, code: str | None) -> tuple[list[int] | None, Branch | None]:
+    """The branches a report, the board or insight covers for `user` (None: every branch), and the branch
+    `code` names when one was asked for: 422 unknown_branch for a code no branch has, 403 not_your_branch
+    for a branch the person does not work in (domain/permissions.py decides)."""
+    asked: Branch | None = None
+    if code is not None:
+        code = code.strip()
+        pool = await res.pool()
+        # A string that cannot be a branch code (a NUL byte, any text) is not looked up.
+        asked = None if branch_code_error(code) else await bounded(res, BranchRepository(pool).by_code(code))
+        if asked is None:
+            raise ApiError(422, "unknown_branch", f"没有代码为 {code} 的分公司", details={"field": "branch"})
+        refuse(permissions.may_read_branch(user.branches, asked.id))
+    return league.branch_ids(permissions.report_branches(user.branches, asked.id if asked else None)), asked
+
+
 async def sla_report(
     res: Resources,
     user: CurrentUser,
@@ -41,10 +72,13 @@ async def sla_report(
     period_to: datetime | None = None,
     source: Source | None = None,
     scenario: Scenario | None = None,
+    branch: str | None = None,
 ) -> SlaReport:
-    """Per step: on-time share, median and p90 time to done, escalations; managers and the director."""
+    """Per step: on-time share, median and p90 time to done, escalations; managers and the director, over
+    their branches (or the one `branch` code names)."""
     refuse(permissions.may_read_reports(user))
     frm, to = report_period(period_from, period_to, ("created_from", "created_to"))
+    branches, _asked = await report_scope(res, user, branch)
     pool = await res.pool()
     rows = await bounded(
         res,
@@ -55,6 +89,7 @@ async def sla_report(
             group_by=group_by,
             source=source.value if source else None,
             scenario=scenario.value if scenario else None,
+            branches=branches,
         ),
     )
     out: list[SlaRow] = []
@@ -89,13 +124,16 @@ async def sla_report(
 
 
 async def allocation_report(
-    res: Resources, user: CurrentUser, *, period_from: datetime | None = None, period_to: datetime | None = None
+    res: Resources, user: CurrentUser, *, period_from: datetime | None = None, period_to: datetime | None = None,
+    branch: str | None = None,
 ) -> AllocationReport:
-    """Per designer, from the allocation ledger: cases given, overrides of the suggestion, open cases."""
+    """Per designer, from the allocation ledger: cases given, overrides of the suggestion, open cases (the
+    designers and cases of the reader's branches, or of the one `branch` names)."""
     refuse(permissions.may_read_reports(user))
     frm, to = report_period(period_from, period_to, ("from", "to"))
+    branches, _asked = await report_scope(res, user, branch)
     pool = await res.pool()
-    rows = await bounded(res, queries.allocation_report(pool, period_from=frm, period_to=to))
+    rows = await bounded(res, queries.allocation_report(pool, period_from=frm, period_to=to, branches=branches))
     return AllocationReport(
         period_from=frm,
         period_to=to,
@@ -170,3 +208,54 @@ async def morning_summary(
     lines = morning.summary_lines(figures)
     return MorningSummary(date=day, since=figures.since, working_day=figures.working_day, sent=False,
                           text="\n".join(lines), lines=lines, figures=figures)
+
+
+# --- the league table of branches (分公司排行) ----------------------------------------------------------
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _league_row(r: Any) -> BranchLeagueRow:
+    done, signed, lost = int(r["steps_done"]), int(r["signed"]), int(r["lost"])
+    return BranchLeagueRow(
+        branch=LeagueBranch(id=r["id"], code=r["code"], name=r["name"], city=r["city"], status=r["status"])
+        if r["id"] is not None else None,
+        leads=int(r["leads"]),
+        steps_done=done,
+        steps_on_time=int(r["steps_on_time"]),
+        on_time_share=_share(int(r["steps_on_time"]), done),
+        callbacks_done=int(r["callbacks_done"]),
+        callback_median_seconds=r["callback_median_seconds"],
+        signed=signed,
+        lost=lost,
+        signed_rate=_share(signed, signed + lost),
+        escalations=int(r["escalations"]),
+        escalated_steps=int(r["escalated_steps"]),
+        open_cases=int(r["open_cases"]),
+        stalled_cases=int(r["stalled_cases"]),
+    )
+
+
+def _league_order(row: BranchLeagueRow) -> tuple[float, float, str]:
+    """Best first: the higher on-time share, then the higher signed rate; a branch without figures last."""
+    on_time = -row.on_time_share if row.on_time_share is not None else 1.0
+    signed = -row.signed_rate if row.signed_rate is not None else 1.0
+    return on_time, signed, row.branch.code if row.branch else ""
+
+
+async def branch_league(
+    res: Resources, user: CurrentUser, *, period_from: datetime | None = None, period_to: datetime | None = None
+) -> BranchLeague:
+    """Per branch the reader spans (the director: every branch): on-time share, median time to callback,
+    signed rate, escalations, open and stalled cases; best first, with the figures of them all together."""
+    refuse(permissions.may_read_league(user, user.branches))
+    frm, to = report_period(period_from, period_to, ("created_from", "created_to"))
+    pool = await res.pool()
+    rows, total = await bounded(res, league.branch_league(
+        pool, period_from=frm, period_to=to, now=datetime.now(UTC), branches=user.branches))
+    ranked = sorted((_league_row(r) for r in rows), key=_league_order)
+    for i, row in enumerate(ranked, start=1):
+        row.rank = i
+    return BranchLeague(period_from=frm, period_to=to, rows=ranked, total=_league_row(total))

@@ -218,6 +218,9 @@ ROUTES: dict[tuple[str, str], Row] = {
         only({"manager": 404, "director": 404, "designer": 404, "assistant": 404}), path_args={"recording_id": 999999},
         codes={"manager": "recording_not_found", "designer2": "not_your_case"}),
     ("GET", "/reports/sla"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
+    # the league table of branches: head office (a manager of one branch is not)
+    ("GET", "/reports/branches"): Row({a: (200 if a == "director" else 403) for a in ACTORS},
+                                      codes={"manager": "head_office_only", "designer": "wrong_role"}),
     ("GET", "/reports/allocation"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
     ("GET", "/reports/morning-summary"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
     ("GET", "/audit/phone-reads"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}),
@@ -272,6 +275,7 @@ ROUTES: dict[tuple[str, str], Row] = {
                                   lambda c: {"source": "marketing", "scenario": "walk_in"}, form=True),
     ("GET", "/console/board"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}, form=True),
     ("GET", "/console/reports"): Row({a: (200 if a in ("manager", "director") else 403) for a in ACTORS}, form=True),
+    ("GET", "/console/branches"): Row({a: (200 if a == "director" else 403) for a in ACTORS}, form=True),
     # insight (SPEC §16): everyone's scorecard for the manager and the director, one's own for designers and assistants
     ("GET", "/insight/scorecards/{staff_id}"): Row(
         {a: (200 if a in ("manager", "director", "designer") else 403) for a in ACTORS},
