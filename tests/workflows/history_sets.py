@@ -33,7 +33,7 @@ REQUIRED_PATHS = frozenset({
     # above by version-1 cases only (cases started before version 2 keep running on the old rules).
     "v2_office_assignments_due_at_visit", "v2_assignment_reminders", "v2_t4_by_manager", "v2_t4_spaced_after_t1",
     "v2_reassign_contact_again", "v2_t5_new_designer", "v2_t5_new_assistant", "v2_t5_after_reclaim",
-    "v2_lapse_review_asked", "v2_lapse_review_extend", "v2_lapse_review_reclaim", "v2_reclaim_uncalled_contact",
+    "v2_transfer_to_other_branch", "v2_lapse_review_asked", "v2_lapse_review_extend", "v2_lapse_review_reclaim", "v2_reclaim_uncalled_contact",
     "v2_reassign_during_lapse_review",
     "v2_home_measure_invited_visits", "v2_site_musts", "v2_deputy",
 })

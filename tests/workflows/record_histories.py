@@ -56,6 +56,7 @@ from domain.models import (
     SendSms,
     SiteReceptionMusts,
     StaffRef,
+    TransferCase,
 )
 from domain.policy import EscalationChain, EscalationStage, Policy, fast_policy
 from tests.support.data import musts
@@ -66,6 +67,7 @@ from tests.workflows.fakes import (
     ASSISTANT,
     DESIGNER,
     DESIGNER2,
+    DIRECTOR,
     LEAD,
     MANAGER,
     SITE_LEAD,
@@ -82,6 +84,10 @@ from workflows.intake import IntakeWorkflow
 ASSISTANT2 = StaffRef(id=21, name="王芳", role=Role.assistant)
 # A designer standing in for the manager (Actor.deputy_for, engine version 2).
 DEPUTY = StaffRef(id=30, name="吴主任", role=Role.designer, level=Level.senior)
+# Another branch's people (分公司: a transfer hands the case to them).
+MANAGER_HZ = StaffRef(id=40, name="钱经理", role=Role.manager)
+DESIGNER_HZ = StaffRef(id=41, name="冯磊", role=Role.designer, level=Level.designer)
+ASSISTANT_HZ = StaffRef(id=42, name="陈静", role=Role.assistant)
 S = timedelta(seconds=1)
 
 
@@ -473,6 +479,28 @@ async def v2_reassign_during_lapse_review(c: Ctx) -> tuple[WorkflowHandle[Any, A
     return h, {"v2_reassign_during_lapse_review"}
 
 
+
+async def v2_transfer_to_other_branch(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
+    """v2: the client moved; the director transfers the case to another branch: its open steps go to that
+    branch's manager, designer and assistant, the case names its new branch, and the new designer
+    introduces themself (the client had heard from the first)."""
+    h = await _start_v2(c, Scenario.remote)
+    case_id = (await c.state(h)).case_id
+    meeting = soon(600)
+    await _v2_assigned(c, h, meeting)
+    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T1")
+    await h.execute_update(IntakeWorkflow.transfer, TransferCase(
+        actor=actor(DIRECTOR), branch_id=2, branch="hz", branch_name="杭州分公司", from_branch_name="总店",
+        manager=MANAGER_HZ, designer=DESIGNER_HZ, assistant=ASSISTANT_HZ, reason="客户搬到杭州"))
+    s = await c.state(h)
+    assert (s.branch_id, s.branch) == (2, "hz") and s.designer == DESIGNER_HZ and s.assistant == ASSISTANT_HZ, s
+    assert s.manager == MANAGER_HZ, s.manager
+    owners = {o.owner.id for o in s.open_steps if o.owner is not None}
+    assert owners and owners <= {MANAGER_HZ.id, DESIGNER_HZ.id, ASSISTANT_HZ.id}, s.open_steps
+    await _close(h, Outcome.duplicate)
+    return h, {"v2_transfer_to_other_branch"}
+
 async def v2_contact_reclaimed_uncalled(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
     """v2: a designer who never called the client is still reclaimed (掉保); the next designer's call is a
     plain introduction (T1, no T5)."""
@@ -550,6 +578,7 @@ SCENARIOS: dict[str, Scenario_] = {f.__name__: f for f in (
     # engine version 2
     v2_office_visit_assignments_at_visit, v2_reassign_after_contact, v2_lapse_review_extend_then_reclaim, v2_reassign_during_lapse_review,
     v2_contact_reclaimed_uncalled, v2_home_measure_invited_visits, v2_site_musts_deputy,
+    v2_transfer_to_other_branch,
 )}
 
 
