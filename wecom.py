@@ -174,13 +174,20 @@ class WeComCorp:
 
     # --- messages ------------------------------------------------------------------------------------
 
-    async def send_textcard(self, *, userid: str, title: str, description: str, url: str, btntxt: str) -> Sent:
-        """Send one text card to one member (``message/send``); a stale token is replaced and the send made once more.
+    async def send_textcard(
+        self, *, userid: str | None = None, title: str, description: str, url: str, btntxt: str,
+        toparty: int | None = None,
+    ) -> Sent:
+        """Send one text card to one member, or to every member of a department (``toparty``: a branch's
+        department), with ``message/send``; a stale token is replaced and the send made once more.
 
         Raises WeComError for an answered error, httpx errors (or TimeoutError) for the transport.
         """
+        if (userid is None) == (toparty is None):
+            raise ValueError("a text card goes to one member or to one department")
+        to: dict[str, str] = {"touser": userid} if userid is not None else {"toparty": str(toparty)}
         body = {
-            "touser": userid,
+            **to,
             "msgtype": "textcard",
             "agentid": self.agent_id,
             "textcard": {"title": title, "description": description, "url": url, "btntxt": btntxt},
@@ -211,9 +218,11 @@ class WeComCorp:
                 continue
             errmsg = str(data.get("errmsg", ""))[:200] if isinstance(data, dict) else ""
             if errcode == ALL_RECIPIENTS_INVALID:
-                return Sent(msgid="", invalid_users=frozenset({userid}))
+                return Sent(msgid="", invalid_users=frozenset({userid or f"party:{toparty}"}))
             if errcode == 0:
                 invalid = str(data.get("invaliduser") or "")
+                if toparty is not None and str(toparty) in str(data.get("invalidparty") or "").split("|"):
+                    invalid = f"party:{toparty}"
                 return Sent(
                     msgid=str(data.get("msgid") or ""),
                     invalid_users=frozenset(u for u in invalid.split("|") if u),

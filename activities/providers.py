@@ -348,6 +348,9 @@ class OutgoingNotice:
     case_id: int | None = None
     recipient_id: int | None = None
     wecom_userid: str | None = None  # the recipient's WeCom member id as the staff table has it now
+    # The WeCom department of the case's branch (else the recipient's branch): where a notice goes when
+    # its recipient cannot be reached in person.
+    wecom_department_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -513,9 +516,10 @@ class WeComAppNotifier:
     """WeCom corp application (企业微信自建应用): each notice as a text card to its own recipient.
 
     The card opens the case's page in the console. Someone WeCom cannot reach (no member id on file, or
-    one WeCom does not know) gets the notice through the group robot when its webhook is configured,
-    with phones masked because the whole group reads it; the outbox row records why. Without the robot
-    such a notice fails with that reason (``wecom_no_userid``, ``wecom_unknown_user``).
+    one WeCom does not know) gets the notice through their branch's WeCom department (the case's branch's,
+    set by head office) when it has one, else through the group robot when its webhook is configured,
+    with phones masked in both because many read it; the outbox row records why. Without either such a
+    notice fails with that reason (``wecom_no_userid``, ``wecom_unknown_user``).
     """
 
     name = "wecom_app"
@@ -555,7 +559,9 @@ class WeComAppNotifier:
             return await self._instead(msg, "wecom_no_userid", f"{msg.recipient_name} 未登记企业微信账号")
         card = self.card(msg)
         try:
-            sent = await self._corp.send_textcard(userid=msg.wecom_userid, **card)
+            sent = await self._corp.send_textcard(userid=msg.wecom_userid, title=card["title"],
+                                                  description=card["description"], url=card["url"],
+                                                  btntxt=card["btntxt"])
         except WeComError as exc:
             raise ProviderError(exc.message, retryable=exc.retryable, ambiguous=exc.ambiguous,
                                 code=str(exc.errcode) if exc.errcode is not None else "wecom") from exc
@@ -568,7 +574,24 @@ class WeComAppNotifier:
         return f"wecom-app-{sent.msgid or msg.key}"
 
     async def _instead(self, msg: OutgoingNotice, code: str, reason: str) -> Delivered:
-        """The group robot instead of the personal message (phones masked), or a refusal with `code`."""
+        """The branch's department, else the group robot, instead of the personal message (phones masked),
+        or a refusal with `code`."""
+        if msg.wecom_department_id is not None:
+            party = msg.wecom_department_id
+            card = self.card(replace(msg, text=f"{mask_phones_in(msg.text)}\n（致{msg.recipient_name}：本人未能在企业微信收到）"))
+            try:
+                sent = await self._corp.send_textcard(toparty=party, title=card["title"], description=card["description"],
+                                                      url=card["url"], btntxt=card["btntxt"])
+            except WeComError as exc:
+                raise ProviderError(f"{reason}；改发分公司部门 {party}: {exc.message}", retryable=exc.retryable,
+                                    ambiguous=exc.ambiguous,
+                                    code=str(exc.errcode) if exc.errcode is not None else "wecom") from exc
+            except (TimeoutError, httpx.TransportError) as exc:
+                raise _wecom_network_error(exc) from exc
+            if not sent.invalid_users:
+                return Delivered(provider_id=f"wecom-app-{sent.msgid or msg.key}", code=code,
+                                 note=f"{reason}，已改发分公司企业微信部门 {party}（手机号已遮盖）")
+            reason = f"{reason}；企业微信不认识分公司部门 {party}"
         if self._fallback is None:
             raise ProviderError(reason, retryable=False, code=code, outbox_code=code)
         try:

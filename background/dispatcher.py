@@ -38,7 +38,14 @@ log = logging.getLogger(__name__)
 LEASE_MARGIN = timedelta(seconds=5)
 # A staff notice's recipient's WeCom member id as the staff table has it at the attempt (set after the
 # notice was decided counts), beside the row's own columns.
-_WECOM_USERID = "(SELECT s.wecom_userid FROM staff s WHERE s.id = o.recipient_id) AS wecom_userid"
+# And the WeCom department a notice falls back to: the case's branch's, else (a notice of no case) the
+# recipient's home branch's.
+_WECOM_USERID = (
+    "(SELECT s.wecom_userid FROM staff s WHERE s.id = o.recipient_id) AS wecom_userid,"
+    " COALESCE((SELECT b.wecom_department_id FROM cases c JOIN branches b ON b.id = c.branch_id"
+    " WHERE c.id = o.case_id), (SELECT b.wecom_department_id FROM staff s JOIN branches b ON b.id = s.branch_id"
+    " WHERE s.id = o.recipient_id)) AS wecom_department_id"
+)
 # The longest pause of the loop after database errors (the default of `max_error_pause`).
 MAX_ERROR_PAUSE = 30.0
 
@@ -382,6 +389,7 @@ class OutboxDispatcher:
             case_id=row["case_id"],
             recipient_id=row["recipient_id"],
             wecom_userid=row.get("wecom_userid"),
+            wecom_department_id=row.get("wecom_department_id"),
         )
 
     # --- database, bounded ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from config import Settings
 from domain import templates
 from domain.enums import Role
 from domain.models import NotifyStaff
+from store.branches import BranchRepository
 from store.outbox import OutboxWriter
 from store.staff import StaffError, StaffRepository
 from tests.activities.conftest import MakeCase, MakeStaff
@@ -131,6 +132,40 @@ async def test_someone_without_a_wecom_account_gets_the_robot_with_phones_masked
     assert (row["status"], row["error_code"]) == ("sent", "wecom_no_userid")
     assert "群机器人" in row["last_error"]
 
+
+
+async def test_someone_without_a_wecom_account_gets_it_through_the_branch_department(
+    pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase, peer: HttpPeer, fake: FakeWeCom
+) -> None:
+    """A branch with a WeCom department (分公司部门): a notice its recipient cannot get in person goes to that
+    department as a card (phones masked, the recipient named), not to the chain's group robot; a
+    department WeCom does not know falls back to the robot, the row saying why."""
+    branch = await BranchRepository(pool).create(code=f"b{uuid.uuid4().hex[:6]}", name="杭州分公司",
+                                                 wecom_department_id=700 + len(fake.sends))
+    fake.departments.add(str(branch.wecom_department_id))
+    designer = await make_staff("冯磊", Role.designer)  # no wecom_userid
+    case_id = await make_case(designer_id=designer.id)
+    await pool.execute("UPDATE cases SET branch_id = $2 WHERE id = $1", case_id, branch.id)
+    await _notify(pool, NotifyStaff(case_id=case_id, purpose="details", recipient_id=designer.id, text=PHONE_NOTE))
+    await _dispatcher(pool, _settings(peer, robot=True)).run_once()
+
+    assert not fake.robot
+    (card,) = [b for b in fake.delivered if b.get("toparty") == str(branch.wecom_department_id)]
+    text = card["textcard"]["description"]
+    assert "139****5678" in text and "1234" not in text and designer.name in text
+    assert card["textcard"]["url"] == f"{CONSOLE}/console/cases/{case_id}"
+    row = await _row(pool, case_id, "details")
+    assert (row["status"], row["error_code"]) == ("sent", "wecom_no_userid")
+    assert f"部门 {branch.wecom_department_id}" in row["last_error"]
+
+    # a department WeCom does not know: the robot after all
+    fake.departments.clear()
+    await _notify(pool, NotifyStaff(case_id=case_id, purpose="details2", recipient_id=designer.id, text=PHONE_NOTE))
+    await _dispatcher(pool, _settings(peer, robot=True)).run_once()
+    (posted,) = fake.robot
+    assert "139****5678" in posted["text"]["content"]
+    row = await _row(pool, case_id, "details2")
+    assert (row["status"], row["error_code"]) == ("sent", "wecom_no_userid") and "群机器人" in row["last_error"]
 
 async def test_an_id_wecom_does_not_know_falls_back_or_fails_with_the_reason(
     pool: asyncpg.Pool, make_staff: MakeStaff, make_case: MakeCase, peer: HttpPeer, fake: FakeWeCom

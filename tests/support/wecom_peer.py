@@ -27,6 +27,7 @@ class FakeWeCom:
     """WeCom's answers, and a record of what it was asked."""
 
     members: set[str] = field(default_factory=set)
+    departments: set[str] = field(default_factory=set)  # department ids (toparty) WeCom knows
     token_life: int = 7200
     # Who the authorize page signs in next: a member id, or ("openid", x) for someone outside the corp.
     signing_in: str | tuple[str, str] | None = None
@@ -65,6 +66,13 @@ class FakeWeCom:
             body = req.json or {}
             if body.get("agentid") != AGENT_ID:
                 return 200, {"errcode": 40056, "errmsg": "invalid agentid"}
+            if "toparty" in body:
+                parties = [p for p in str(body["toparty"]).split("|") if p]
+                unknown_parties = [p for p in parties if p not in self.departments]
+                if len(unknown_parties) < len(parties):
+                    self.delivered.append(body)
+                return 200, {"errcode": 0, "errmsg": "ok", "invalidparty": "|".join(unknown_parties),
+                             "msgid": f"msg-{len(self.sends)}"}
             users = [u for u in str(body.get("touser", "")).split("|") if u]
             unknown = [u for u in users if u not in self.members]
             if len(unknown) < len(users):
