@@ -100,7 +100,7 @@ async def test_head_office_adds_lists_and_changes_branches_and_refusals_say_why(
 
 
 async def _t4(api: Api, case_id: int) -> dict[str, Any] | None:
-    r = await api.http.get(f"/intakes/{case_id}/messages", headers=api.h("manager"))
+    r = await api.http.get(f"/intakes/{case_id}/messages", headers=api.h("director"))  # sees every branch
     return next((m for m in r.json()["items"] if m["purpose"].startswith("T4") and m["status"] == "sent"), None)
 
 
@@ -114,9 +114,9 @@ async def test_each_branchs_clients_get_its_name_and_office_address(api: Api, ma
         # the client's reminder (T4) is due 60 s before the visit under the fast policy: after the branch is set
         visit = future(75)
         c = await api.create("consultant", "office_visit", meeting_at=visit, meeting_kind="office_visit")
-        if branch is not None:  # the case's branch (decided at creation by branch-core), as the row holds it
-            await api.pool.execute("UPDATE cases SET branch_id = $2 WHERE id = $1", c["id"], branch["id"])
         await api.ok_step(c["id"], "callback", "manager", {"reached": True, "meeting_at": visit})
+        if branch is not None:  # the case in that branch, as the row holds it (test_branches creates in a branch)
+            await api.pool.execute("UPDATE cases SET branch_id = $2 WHERE id = $1", c["id"], branch["id"])
         cases[key] = c["id"]
     t4: dict[str, dict[str, Any]] = {}
     for k, cid in cases.items():
