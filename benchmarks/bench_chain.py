@@ -105,19 +105,11 @@ def shares(n: int) -> list[float]:
     return [1.0 / (1 + 4 * i / max(1, n - 1)) for i in range(n)]
 
 
-class BranchFilter(queries.CaseFilter):
-    """GET /intakes of some branches: the list's filters and `c.branch_id = ANY(…)`, the condition a branch's
-    staff's lists carry (cases_branch_created_idx)."""
-
-    def __init__(self, branches: list[int], **kw: Any) -> None:
-        super().__init__(**kw)
-        self.branches = branches
-
-    def where(self) -> str:
-        where = super().where()
-        self.args.append(self.branches)
-        cond = f"c.branch_id = ANY(${len(self.args)}::bigint[])"
-        return f"{where} AND {cond}" if where else f"WHERE {cond}"
+def in_branches(branches: list[int], *, staff_id: int = 0, role: Role = Role.manager, **kw: Any) -> queries.CaseFilter:
+    """GET /intakes as someone working in `branches` asks it: the scope permissions.case_scope gives them (its
+    branch condition included), as the API builds it."""
+    scope = permissions.case_scope(Someone(staff_id, role, frozenset(branches)))
+    return queries.CaseFilter(viewer=queries.Viewer(staff_id=staff_id, scope=scope), **kw)
 
 
 @dataclass
@@ -149,18 +141,18 @@ async def bench(pool: asyncpg.Pool, chain: Chain, repeat: int) -> list[Timing]:
     manager, designer = team["manager"][0], team["designer"][7]
     mine = [branch]
     region = sorted(chain.branches[:REGIONAL_BRANCHES])
-    as_designer = queries.Viewer(staff_id=designer, scope=permissions.case_scope(Someone(designer, Role.designer)))
-
-    def everything(staff_id: int) -> queries.Viewer:
-        return queries.Viewer(staff_id=staff_id, scope=permissions.case_scope(Someone(staff_id, Role.manager)))
+    as_designer = queries.Viewer(staff_id=designer, scope=permissions.case_scope(
+        Someone(designer, Role.designer, frozenset(mine))))
+    unbranched_designer = queries.Viewer(staff_id=designer, scope=permissions.case_scope(Someone(designer, Role.designer)))
+    as_manager = queries.Viewer(staff_id=manager, scope=permissions.case_scope(Someone(manager, Role.manager, frozenset(mine))))
 
     def lst(flt: queries.CaseFilter, cursor: tuple[datetime, int] | None = None, offset: int = 0) -> Fn:
         return lambda: queries.list_cases(pool, flt, limit=50, offset=offset, cursor=cursor)
 
-    first, _ = await queries.list_cases(pool, BranchFilter(mine), limit=50, offset=0, cursor=None)
+    first, _ = await queries.list_cases(pool, in_branches(mine, staff_id=manager), limit=50, offset=0, cursor=None)
     deep = first[-1]
     for _ in range(10):  # 11 pages deep by cursor
-        page, _t = await queries.list_cases(pool, BranchFilter(mine), limit=50, offset=0,
+        page, _t = await queries.list_cases(pool, in_branches(mine, staff_id=manager), limit=50, offset=0,
                                             cursor=(deep["created_at"], deep["id"]))
         if not page:  # a small chain: as deep as it goes
             break
@@ -174,15 +166,15 @@ async def bench(pool: asyncpg.Pool, chain: Chain, repeat: int) -> list[Timing]:
         return lambda: league.branch_league(pool, period_from=since, period_to=now, now=now, branches=branches)
 
     plan: list[tuple[str, str, str, Fn]] = [
-        ("branch manager", "GET /intakes (first page, total)", "list", lst(BranchFilter(mine))),
-        ("branch manager", "GET /intakes?status=open", "list", lst(BranchFilter(mine, status="open"))),
-        ("branch manager", "GET /intakes?overdue=true", "list", lst(BranchFilter(mine, overdue=True))),
-        ("branch manager", "GET /intakes?stage=callback", "list", lst(BranchFilter(mine, stage="callback"))),
-        ("branch manager", "GET /intakes?designer_id=…", "list", lst(BranchFilter(mine, designer_id=designer))),
+        ("branch manager", "GET /intakes (first page, total)", "list", lst(in_branches(mine, staff_id=manager))),
+        ("branch manager", "GET /intakes?status=open", "list", lst(in_branches(mine, staff_id=manager, status="open"))),
+        ("branch manager", "GET /intakes?overdue=true", "list", lst(in_branches(mine, staff_id=manager, overdue=True))),
+        ("branch manager", "GET /intakes?stage=callback", "list", lst(in_branches(mine, staff_id=manager, stage="callback"))),
+        ("branch manager", "GET /intakes?designer_id=…", "list", lst(in_branches(mine, staff_id=manager, designer_id=designer))),
         ("branch manager", "GET /intakes cursor, page 12", "list",
-         lst(BranchFilter(mine), cursor=(deep["created_at"], deep["id"]))),
+         lst(in_branches(mine, staff_id=manager), cursor=(deep["created_at"], deep["id"]))),
         ("branch manager", "GET /me/tasks", "list", lambda: queries.my_tasks(
-            pool, viewer=everything(manager), role="manager", limit=50, offset=0)),
+            pool, viewer=as_manager, role="manager", limit=50, offset=0)),
         ("branch manager", "GET /reports/sla (30 d)", "report", sla("none", month, mine)),
         ("branch manager", "GET /reports/sla group_by=designer (30 d)", "report", sla("designer", month, mine)),
         ("branch manager", "GET /reports/sla (365 d)", "report", sla("none", year, mine)),
@@ -194,16 +186,15 @@ async def bench(pool: asyncpg.Pool, chain: Chain, repeat: int) -> list[Timing]:
         ("branch manager", "insight case records (90 d)", "report", lambda: insight.case_records(
             pool, period_from=quarter, period_to=now, branches=mine)),
         ("designer", "GET /intakes (own cases, in their branch)", "list",
-         lst(BranchFilter(mine, viewer=as_designer))),
+         lst(in_branches(mine, staff_id=designer, role=Role.designer))),
         ("designer", "GET /intakes (own cases, no branch condition)", "list",
-         lst(queries.CaseFilter(viewer=as_designer))),
+         lst(queries.CaseFilter(viewer=unbranched_designer))),
         ("designer", "GET /me/tasks", "list", lambda: queries.my_tasks(
             pool, viewer=as_designer, role="designer", limit=50, offset=0)),
-        ("regional manager", "GET /intakes (5 branches)", "list", lst(BranchFilter(region))),
+        ("regional manager", "GET /intakes (5 branches)", "list", lst(in_branches(region, staff_id=chain.regional))),
         ("regional manager", "GET /reports/branches (5 branches, 30 d)", "report", table(month, region)),
         ("director", "GET /intakes (chain, first page, total)", "list", lst(queries.CaseFilter())),
         ("director", "GET /intakes?overdue=true (chain)", "list", lst(queries.CaseFilter(overdue=True))),
-        ("director", "GET /intakes?branch=… (one branch)", "list", lst(BranchFilter(mine))),
         ("director", "GET /reports/branches (30 d)", "report", table(month, None)),
         ("director", "GET /reports/branches (365 d)", "report", table(year, None)),
         ("director", "GET /reports/sla (chain, 30 d)", "report", sla("none", month, None)),
