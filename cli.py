@@ -235,6 +235,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "host": settings.api_host, "port": settings.api_port, "log_level": "info",
         "log_config": None, "access_log": False,  # JSON lines from our own handler and access middleware
         "proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips,
+        # uvloop and httptools (dependencies) rather than asyncio's loop and h11: 0.5 ms less CPU per step
+        # in the API process (7.2 against 7.7 ms, five alternating runs each, 2026-12-03, docs/benchmarks.md).
+        "loop": "uvloop", "http": "httptools",
     }
 
 

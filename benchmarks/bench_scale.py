@@ -9,7 +9,15 @@ process from outside. Two figures:
     callbacks fall due within one minute of each other once creation is over; then, for each case, how
     late its first escalation fired after the callback's due time: ``case_events`` (kind
     ``escalation``, step ``callback``) ``at`` against ``case_steps.due_at``. p50 / p99 / max; target
-    p99 < 2 s. The timer cases are closed afterwards.
+    p99 < 2 s (< 1 s with ``--burst``). The timer cases are closed afterwards.
+    A callback falls due 180 s after its case was created, so the due times spread as widely as the
+    creation does: 10,000 cases at ~20 creates/s fall due over ~8 minutes, not one. ``--burst`` measures
+    10,000 within a minute the way it happens in an office: leads that came in while it was closed all
+    fall due when it opens. ``--write-burst-policy FILE --opens-in MINUTES`` writes a copy of
+    policy_scale.yaml whose calendar opens that many minutes from now (closed until then, open to 23:59
+    every day); start the API with it, then run with ``--burst --timer-window 0``: the cases are created
+    as fast as ``--concurrency`` callers get them (all before the opening), and every callback falls due
+    at the opening plus 180 s of working time, at once.
 (a) open cases: ``--cases`` 情况三 cases (each holds a timer a day away and stays quiet); the worker's
     RSS before, with all of them open (once every case's first step is in PostgreSQL), and the peak
     sampled during the phase; target < 1 GB.
@@ -25,6 +33,13 @@ takes about as long as the creation. Exits 0 whatever the verdicts (it is a repo
     .venv/bin/python benchmarks/bench_scale.py --api http://127.0.0.1:8001 --worker-pid $WORKER --quick
     .venv/bin/python benchmarks/bench_scale.py --api http://127.0.0.1:8001 --worker-pid $WORKER
 
+    # 10,000 callbacks due at once on two workers (the office opens in 15 minutes):
+    .venv/bin/python benchmarks/bench_scale.py --write-burst-policy /tmp/policy_burst.yaml --opens-in 15
+    export INTAKE_TASK_QUEUE=scale INTAKE_POLICY_FILE=/tmp/policy_burst.yaml
+    INTAKE_API_PORT=8001 .venv/bin/intake api &  .venv/bin/intake worker &  W1=$!;  .venv/bin/intake worker &  W2=$!
+    .venv/bin/python benchmarks/bench_scale.py --api http://127.0.0.1:8001 --worker-pid $W1 --worker-pid $W2 \
+        --only timers --timers 10000 --timer-window 0 --burst --concurrency 20
+
 Database: ``--database-url`` (or ``INTAKE_DATABASE_URL``), else the embedded PostgreSQL of
 ``INTAKE_DATA_DIR`` while ``intake dev`` runs. Tokens: ``--tokens-file`` / ``--token ID:ROLE:TOKEN`` as in
 bench_api_vs_raw.py (default ``INTAKE_DATA_DIR/demo-tokens.txt``).
@@ -39,9 +54,11 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,7 +83,39 @@ from store.db import create_pool  # noqa: E402
 
 RSS_MAX = 1 << 30  # 1 GiB
 LATE_P99_MAX_S = 2.0
+BURST_LATE_P99_MAX_S = 1.0  # issue 20: 10,000 callbacks due within a minute on two workers, p99 < 1 s
 MB = 1 << 20
+SCALE_POLICY = Path(__file__).resolve().parent / "policy_scale.yaml"
+
+
+def burst_policy_text(opens_in_minutes: float, now: datetime | None = None) -> tuple[str, datetime]:
+    """policy_scale.yaml with a calendar that is closed now and opens `opens_in_minutes` from now (rounded
+    up to the minute; open until 23:59 every day): every callback of a case created before the opening
+    falls due at the opening plus its 180 s of working time. Returns the YAML and the opening (UTC)."""
+    import yaml
+
+    from domain.policy import Policy
+
+    data = yaml.safe_load(SCALE_POLICY.read_text(encoding="utf-8"))
+    tz = ZoneInfo(data["calendar"]["timezone"])
+    local = (now or datetime.now(UTC)).astimezone(tz) + timedelta(minutes=opens_in_minutes)
+    opens = local.replace(second=0, microsecond=0) + (timedelta(minutes=1) if local.second or local.microsecond
+                                                       else timedelta(0))
+    if opens.date() != (now or datetime.now(UTC)).astimezone(tz).date() or opens.time() >= dtime(23, 50):
+        raise SystemExit(f"the opening {opens:%H:%M} ({tz.key}) is too close to midnight for a one-day calendar; "
+                         "choose a shorter --opens-in or run later")
+    data["name"] = "scale-burst"
+    data["calendar"].update({
+        "always_open": False,
+        "hours": {d: [[f"{opens:%H:%M}", "23:59"]] for d in range(7)},
+        "holidays": [], "makeup_workdays": [],
+    })  # fmt: skip
+    text = (f"# Written by bench_scale.py --write-burst-policy on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from\n"
+            f"# benchmarks/policy_scale.yaml: the office opens at {opens:%H:%M} ({tz.key}) today; every callback\n"
+            f"# of a case created before then falls due at {opens:%H:%M} plus 180 s of working time.\n"
+            + yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    Policy.model_validate(yaml.safe_load(text))  # the API would refuse to start with a broken one
+    return text, opens.astimezone(UTC)
 
 
 class RssSampler:
@@ -250,6 +299,7 @@ async def timers_phase(s: Scale, rss: RssSampler) -> dict[str, Any]:
          WHERE s.case_id = ANY($1::bigint[]) AND s.step = 'callback' AND s.attempt = 1
     """
     rows: list[asyncpg.Record] = []
+    spread: float | None = None
     deadline: float | None = None
     wait_started = last_note = time.monotonic()
     while True:
@@ -259,6 +309,7 @@ async def timers_phase(s: Scale, rss: RssSampler) -> dict[str, Any]:
         if dues and deadline is None and len(dues) == len(ids):
             last_due = max(dues)
             first_due = min(dues)
+            spread = (last_due - first_due).total_seconds()
             print(f"callbacks due from {first_due:%H:%M:%S} to {last_due:%H:%M:%S} UTC "
                   f"(spread {(last_due - first_due).total_seconds():.0f} s; the first one "
                   f"{(first_due - created_end).total_seconds():+.0f} s after creation ended)", flush=True)
@@ -281,7 +332,11 @@ async def timers_phase(s: Scale, rss: RssSampler) -> dict[str, Any]:
         await asyncio.sleep(2)
     late_s = [(r["fired"] - r["due_at"]).total_seconds() for r in rows if r["fired"] and r["due_at"]]
     rss_after = rss.now()
-    result = {"ids": ids, "n": len(ids), "fired": len(late_s), "late": late_s, "rss_after": rss_after}
+    result = {"ids": ids, "n": len(ids), "fired": len(late_s), "late": late_s, "rss_after": rss_after,
+              "spread": spread}
+    if late_s:  # the figure before the long clean-up (closing takes about as long as creating)
+        print(f"first escalations: {len(late_s):,}/{len(ids):,} fired, late p50 {percentile(late_s, 50):.3f} s, "
+              f"p99 {percentile(late_s, 99):.3f} s, max {max(late_s):.3f} s; worker RSS {mb(rss_after)}", flush=True)
     await s.close_all(ids, "timer cases")
     return result
 
@@ -364,7 +419,20 @@ async def main() -> int:
     ap.add_argument("--settle", type=float, default=5.0, help="quiet seconds before reading RSS (5)")
     ap.add_argument("--keep-open", action="store_true", help="leave the open cases of (a) open at the end")
     ap.add_argument("--phone-prefix", default="16", help="first two digits of the benchmark's phones (16)")
+    ap.add_argument("--burst", action="store_true",
+                    help="the API runs a policy of --write-burst-policy: every callback falls due at once when the "
+                         "office opens; judged p99 < 1 s")
+    ap.add_argument("--write-burst-policy", type=Path, default=None, metavar="FILE",
+                    help="write policy_scale.yaml with a calendar that opens --opens-in minutes from now, then exit")
+    ap.add_argument("--opens-in", type=float, default=15.0,
+                    help="minutes from now to the opening of --write-burst-policy (15)")
     args = ap.parse_args()
+    if args.write_burst_policy is not None:
+        text, opens = burst_policy_text(args.opens_in)
+        args.write_burst_policy.write_text(text, encoding="utf-8")
+        print(f"wrote {args.write_burst_policy}: the office opens at {opens:%H:%M} UTC; create the timer cases before "
+              f"then (start the API with INTAKE_POLICY_FILE={args.write_burst_policy}; run with --burst)")
+        return 0
     if args.quick:
         args.cases, args.timers, args.timer_window = 200, 100, 10.0
 
@@ -425,11 +493,15 @@ def report(args: argparse.Namespace, start_rss: int, timers: dict[str, Any], cas
         late = timers["late"]
         p50, p99, worst = (percentile(late, 50), percentile(late, 99), max(late) if late else float("nan"))
         missing = timers["n"] - timers["fired"]
-        ok = timers["fired"] == timers["n"] and p99 < LATE_P99_MAX_S
-        print(f"(b) {timers['n']:,} timers due within ~{args.timer_window:.0f} s: first escalation late by "
+        limit = BURST_LATE_P99_MAX_S if args.burst else LATE_P99_MAX_S
+        ok = timers["fired"] == timers["n"] and p99 < limit
+        spread = timers.get("spread")
+        within = f"{spread:.0f} s" if spread is not None else f"~{args.timer_window:.0f} s"
+        print(f"(b) {timers['n']:,} timers due within {within}: first escalation late by "
               f"p50 {fmt(p50 * 1000, ' ms', 0)}, p99 {fmt(p99 * 1000, ' ms', 0)}, max {fmt(worst * 1000, ' ms', 0)}"
               f"; {timers['fired']:,} fired, {missing:,} missing; worker RSS after {mb(timers['rss_after'])}")
-        print(f"    target p99 < {LATE_P99_MAX_S:.0f} s (every timer fired): {verdict(ok)}")
+        workers = len(args.worker_pid or []) or 1
+        print(f"    target p99 < {limit:.0f} s (every timer fired), {workers} worker(s): {verdict(ok)}")
     if cases.get("n"):
         ok = cases["peak"] < RSS_MAX
         print(f"(a) {cases['open']:,} open cases: worker RSS before {mb(cases['before'])}, with them open "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -85,6 +85,25 @@ def test_scale_policy() -> None:
     assert p.duration(StepName.callback) > timedelta(seconds=90)
     assert p.duration(StepName.reception_review) >= timedelta(hours=1)
     assert p.escalation.repeat_every is None and p.escalation.stages[0].after == timedelta(0)
+
+
+def test_burst_policy_makes_every_callback_due_at_the_opening() -> None:
+    """--write-burst-policy: closed now, open from the next whole minute after `opens_in`; a callback of a
+    case created at any moment before the opening falls due at the opening plus its 180 s of working time."""
+    from benchmarks.bench_scale import burst_policy_text
+    from domain import calendar
+
+    now = datetime(2026, 12, 3, 2, 49, 42, tzinfo=UTC)  # 10:49:42 in Shanghai
+    text, opens = burst_policy_text(15, now=now)
+    assert opens == datetime(2026, 12, 3, 3, 5, tzinfo=UTC)  # 11:05 in Shanghai
+    p = parse_policy(text)
+    assert not p.calendar.always_open
+    for created in (now, now + timedelta(minutes=7), opens - timedelta(seconds=1)):
+        assert not calendar.is_business_time(p.calendar, created)
+        due = calendar.add_business_time(p.calendar, created, p.duration(StepName.callback))
+        assert due == opens + timedelta(seconds=180)
+    with pytest.raises(SystemExit):  # the opening would be past midnight in Shanghai
+        burst_policy_text(60, now=datetime(2026, 12, 3, 15, 30, tzinfo=UTC))
 
 
 def test_role_counts_follow_the_company_shape() -> None:
