@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"  # where a separate metrics port (API or worker) listens
     metrics_cache_seconds: float = Field(default=5.0, ge=0)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # How many cases' workflows a worker keeps in memory (the SDK's sticky cache). A case not in it
+    # replays its whole history for its next task; raise it towards the cases whose timers fall due
+    # together, within the worker's memory (docs/configuration.md).
+    worker_cached_workflows: int = Field(default=1000, ge=0)
     # Encrypted payloads (SPEC §12): "k1:<base64>,k2:<base64>", every key decrypts; the key named by
     # payload_encrypt_key_id encrypts (empty: the first). Rotation in two phases: the new key added
     # decrypt-only everywhere, then named here (docs/operations.md, "Payload keys"). No default: the

@@ -49,6 +49,7 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=[IntakeWorkflow],
         activities=worker_activities(pool, settings),
+        max_cached_workflows=settings.worker_cached_workflows,
     )
 
 

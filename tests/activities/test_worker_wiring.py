@@ -20,7 +20,7 @@ from domain.enums import Level, Role, Scenario, Source
 from domain.models import CaseChange, IntakeInput, SuggestDesigners, Suggestion
 from domain.policy import fast_policy
 from tests.activities.conftest import MakeCase, MakeStaff
-from worker import worker_activities
+from worker import build_worker, worker_activities
 
 _TIMEOUT = timedelta(seconds=10)
 _RETRY = RetryPolicy(maximum_attempts=3)
@@ -75,3 +75,13 @@ async def test_activities_run_on_a_real_worker(
     assert [(r["step"], r["status"], r["owner_id"]) for r in steps] == [("callback", "open", manager.id)]
     purposes = await pool.fetch("SELECT purpose FROM outbox WHERE case_id = $1", case_id)
     assert [r["purpose"] for r in purposes] == ["open:callback#1"]
+
+
+async def test_the_worker_keeps_as_many_cases_in_memory_as_configured(
+    client: Client, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    """INTAKE_WORKER_CACHED_WORKFLOWS sizes the worker's workflow cache (a case outside it replays its history)."""
+    default = build_worker(client, pool, Settings(), task_queue=f"{task_queue}-default")
+    assert default.config()["max_cached_workflows"] == 1000
+    sized = build_worker(client, pool, Settings(worker_cached_workflows=12_000), task_queue=f"{task_queue}-sized")
+    assert sized.config()["max_cached_workflows"] == 12_000
