@@ -259,6 +259,20 @@ async def cleanup(conn: asyncpg.Connection, run: str) -> None:
     print("cleaned up")
 
 
+
+async def database_url(stack: AsyncExitStack, ap: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The database a benchmark seeds: --database-url (or INTAKE_BENCH_DATABASE_URL), else with --embedded a
+    fresh one (pgserver, or a database of its own on INTAKE_TEST_DATABASE_URL's server) kept for the run."""
+    dsn: str | None = args.database_url
+    if args.embedded:
+        from tests.support.infra import fresh_database
+
+        dsn = await stack.enter_async_context(fresh_database())
+    if not dsn:
+        ap.error("give --database-url (or INTAKE_BENCH_DATABASE_URL) or --embedded")
+    return dsn
+
+
 async def main() -> int:
     """Seed, analyse, time, print."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -271,13 +285,7 @@ async def main() -> int:
     ap.add_argument("--cleanup", action="store_true", help="delete the seeded rows at the end")
     args = ap.parse_args()
     async with AsyncExitStack() as stack:
-        dsn = args.database_url
-        if args.embedded:
-            from tests.support.infra import fresh_database
-
-            dsn = await stack.enter_async_context(fresh_database())
-        if not dsn:
-            ap.error("give --database-url (or INTAKE_BENCH_DATABASE_URL) or --embedded")
+        dsn = await database_url(stack, ap, args)
         await migrate(dsn)
         pool = await create_pool(dsn, min_size=1, max_size=4)
         stack.push_async_callback(pool.close)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg  # noqa: E402
 
-from benchmarks.bench_api_lists import Team, seed_cases, timed  # noqa: E402
+from benchmarks.bench_api_lists import Team, database_url, seed_cases, timed  # noqa: E402
 from domain import permissions  # noqa: E402
 from domain.enums import Role  # noqa: E402
 from domain.permissions import Someone  # noqa: E402
@@ -284,13 +284,7 @@ async def main(argv: list[str] | None = None) -> int:
     if args.branches < REGIONAL_BRANCHES or args.designers < 8:
         ap.error(f"at least {REGIONAL_BRANCHES} branches and 8 designers per branch")
     async with AsyncExitStack() as stack:
-        dsn = args.database_url
-        if args.embedded:
-            from tests.support.infra import fresh_database
-
-            dsn = await stack.enter_async_context(fresh_database())
-        if not dsn:
-            ap.error("give --database-url (or INTAKE_BENCH_DATABASE_URL) or --embedded")
+        dsn = await database_url(stack, ap, args)
         await run(dsn, branches=args.branches, designers=args.designers, cases=args.cases, repeat=args.repeat,
                   seed=args.seed, clean=args.cleanup)
     return 0
