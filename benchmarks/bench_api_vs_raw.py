@@ -541,4 +541,9 @@ async def main() -> int:
     return 0
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    code = asyncio.run(main())
+    # The Temporal SDK's runtime threads can abort the interpreter while it finalizes (PyGILState_Release)
+    # after the report is printed: leave without finalizing, the report flushed and the exit code kept.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
