@@ -125,7 +125,20 @@ def label(value: Any) -> str:
     return forms.VALUE_LABELS.get(str(v), str(v)) if v is not None else "—"
 
 
+# Titles staff type into the name field themselves ("王先生", "赵女士"): no second one after them.
+_TYPED_TITLES = ("先生", "女士", "小姐", "太太")
+
+
+def client_title(name: str, gender: Any) -> str:
+    """The client as the case page heads them: 王伟先生, 李娜女士; a name typed with its title stays as typed."""
+    v = getattr(gender, "value", gender)
+    if v not in ("male", "female") or name.endswith(_TYPED_TITLES):
+        return name
+    return f"{name}{forms.VALUE_LABELS[v]}"
+
+
 TEMPLATES.env.filters.update(localtime=local_time, label=label, span=span)
+TEMPLATES.env.globals.update(client_title=client_title)
 TEMPLATES.env.globals.update(
     due_text=due_text,
     # A fresh Idempotency-Key per rendered form: a double tap on 完成 is one action, not two.
