@@ -359,6 +359,16 @@ async def _v2_assigned(c: Ctx, h: WorkflowHandle[Any, Any], meeting: datetime) -
     await complete(h, LEAD, StepName.assign_assistant, {"assistant_id": ASSISTANT.id}, [ASSISTANT])
 
 
+async def _v2_contacted(c: Ctx) -> tuple[WorkflowHandle[Any, Any], int, datetime]:
+    """情况一 (v2) up to the designer's contact done: the handle, the case and its home measure's time."""
+    h = await _start_v2(c, Scenario.remote)
+    case_id = (await c.state(h)).case_id
+    meeting = soon(600)
+    await _v2_assigned(c, h, meeting)
+    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    return h, case_id, meeting
+
+
 async def v2_office_visit_assignments_at_visit(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
     """情况二 (v2): the assignments are due at the visit, their owners reminded twice before it and
     nobody paged; the client's reminder is the manager's (no designer yet); the four musts at the office."""
@@ -393,11 +403,7 @@ async def v2_office_visit_assignments_at_visit(c: Ctx) -> tuple[WorkflowHandle[A
 async def v2_reassign_after_contact(c: Ctx) -> tuple[WorkflowHandle[Any, Any], set[str]]:
     """v2: after the client was contacted, a new designer's contact opens again and sends T5 naming the
     previous designer; a new assistant is a second introduction (T5 once per change)."""
-    h = await _start_v2(c, Scenario.remote)
-    case_id = (await c.state(h)).case_id
-    meeting = soon(600)
-    await _v2_assigned(c, h, meeting)
-    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    h, case_id, meeting = await _v2_contacted(c)
     await c.sent(case_id, "T1")
     await h.execute_update(IntakeWorkflow.reassign, Reassign(actor=actor(MANAGER), role="designer", staff=DESIGNER2,
                                                              reason="设计师休假"))
@@ -484,11 +490,7 @@ async def v2_transfer_to_other_branch(c: Ctx) -> tuple[WorkflowHandle[Any, Any],
     """v2: the client moved; the director transfers the case to another branch: its open steps go to that
     branch's manager, designer and assistant, the case names its new branch, and the new designer
     introduces themself (the client had heard from the first)."""
-    h = await _start_v2(c, Scenario.remote)
-    case_id = (await c.state(h)).case_id
-    meeting = soon(600)
-    await _v2_assigned(c, h, meeting)
-    await complete(h, DESIGNER, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    h, case_id, meeting = await _v2_contacted(c)
     await c.sent(case_id, "T1")
     await h.execute_update(IntakeWorkflow.transfer, TransferCase(
         actor=actor(DIRECTOR), branch_id=2, branch="hz", branch_name="杭州分公司", from_branch_name="总店",
@@ -498,6 +500,10 @@ async def v2_transfer_to_other_branch(c: Ctx) -> tuple[WorkflowHandle[Any, Any],
     assert s.manager == MANAGER_HZ, s.manager
     owners = {o.owner.id for o in s.open_steps if o.owner is not None}
     assert owners and owners <= {MANAGER_HZ.id, DESIGNER_HZ.id, ASSISTANT_HZ.id}, s.open_steps
+    await until(lambda: _open(c, h, "contact#2"), 20, "the new branch's designer's contact")
+    await complete(h, DESIGNER_HZ, StepName.contact, {"meeting_at": meeting.isoformat(), "meeting_kind": "measure"})
+    await c.sent(case_id, "T5:contact#2")
+    assert c.sms(case_id, "T5:contact#2").designer_id == DESIGNER_HZ.id
     await _close(h, Outcome.duplicate)
     return h, {"v2_transfer_to_other_branch"}
 
