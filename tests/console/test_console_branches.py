@@ -50,3 +50,19 @@ async def test_the_director_transfers_a_case_from_its_page(console: Console) -> 
     manager = await c.sign_in(c.people["manager"].id)
     response = await manager.goto(f"{c.base}/console/cases/{case_id}")
     assert response is not None and response.status == 404
+
+    # the director's league table lists both branches, each with a link to its own board, which shows the
+    # moved case; the old branch's manager's board no longer does
+    await page.goto(f"{c.base}/console/branches")
+    league = page.get_by_test_id("league-table")
+    assert await league.locator("tr[data-branch='main']").count() == 1
+    row = league.locator(f"tr[data-branch='{branch.code}']")
+    assert "深圳分公司" in await row.inner_text()
+    await c.shot(page, "branches-03-league")
+    await row.get_by_role("link", name="看板").click()
+    await page.wait_for_url(f"{c.base}/console/board?branch={branch.code}")
+    assert await text_of(page, "branch-name") == "深圳分公司"
+    assert f"/console/cases/{case_id}" in await page.content()
+    await c.shot(page, "branches-04-board")
+    await manager.goto(f"{c.base}/console/board")
+    assert f"/console/cases/{case_id}" not in await manager.content()
