@@ -247,6 +247,14 @@ def local_codec_endpoint(settings: Settings, secret: str) -> str | None:
     return f"http://{host}:{settings.api_port}/codec/local/{secret}"
 
 
+# The dev server's SQLite file in write-ahead-log mode, synced at checkpoints rather than at every commit:
+# a commit survives the server being killed (it is in the log the next start reads), only a power cut may
+# take the last few back. SQLite's default (a rollback journal, fsync on every commit) held every
+# workflow task behind the disk: on the 2-core VM raw updates went from 105 to 184/s, API steps from 33 to
+# 61/s (docs/benchmarks.md, 2026-12-03 07:00). A production cluster runs on PostgreSQL (deploy/, compose).
+TEMPORAL_SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
+
 def temporal_dev_command(settings: Settings, *, ui_codec_endpoint: str | None = None) -> list[str]:
     """The `temporal server start-dev` command line of the dev stack.
 
@@ -275,6 +283,8 @@ def temporal_dev_command(settings: Settings, *, ui_codec_endpoint: str | None = 
         "--log-level",
         "warn",
     ]
+    for pragma in TEMPORAL_SQLITE_PRAGMAS:
+        cmd += ["--sqlite-pragma", pragma]
     # Registered at every start; the dev server skips those the SQLite file already has.
     for name, kind in SEARCH_ATTRIBUTE_CLI_TYPES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]

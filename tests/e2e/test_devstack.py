@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -315,8 +316,31 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert assigned.status_code == 200, assigned.text
     assert assigned.json()["designer"]["id"] == designer.staff_id
 
+    # The Temporal server killed the moment after it took the assignment: its SQLite file is a write-ahead
+    # log synced at checkpoints (devstack.TEMPORAL_SQLITE_PRAGMAS), and what it committed is still there.
     pids = second.started_pids()
-    assert second.interrupt_and_wait() == 0, second.output()
+    server = next(pid for pid, cmd in pids.items() if "start-dev" in cmd)
+    os.kill(server, signal.SIGKILL)
+    second.interrupt_and_wait()  # the stack stops what is left, whatever it makes of the dead server
+    _assert_all_gone(pids)
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'temporal.db'}?mode=ro", uri=True)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    third = DevProcess(dev_env, tmp_path / "run3.log")
+    started.append(third)
+    third.wait_ready()
+    deadline = time.monotonic() + 60
+    while True:
+        live = httpx.get(f"{third.api}/intakes/{case_id}?fresh=true", headers=manager, timeout=30)
+        assert live.status_code == 200, live.text
+        if live.json()["state_source"] == "workflow" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert live.json()["state_source"] == "workflow", "the workflow never answered after the server was killed"
+    assert live.json()["designer"]["id"] == designer.staff_id, live.text
+    assert live.json()["stage"] == assigned.json()["stage"], live.text
+    pids = third.started_pids()
+    assert third.interrupt_and_wait() == 0, third.output()
     _assert_all_gone(pids)
 
 
