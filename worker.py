@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from config import Settings, get_settings
 
@@ -50,7 +51,21 @@ def build_worker(
         workflows=[IntakeWorkflow],
         activities=worker_activities(pool, settings),
         max_cached_workflows=settings.worker_cached_workflows,
+        workflow_runner=workflow_runner(),
     )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """Temporal's sandbox, with the workflow's own package passed through like domain/ already is.
+
+    The sandbox re-imported workflows/intake.py from source for every case it started or took back
+    into its cache (compiling the file, re-running its decorators): a third of the worker's CPU per
+    new case on the 2-core VM (py-spy, docs/benchmarks.md 2026-12-03 08:00). The module holds no
+    state of its own (constants, the class); workflows/ and domain/ never read the clock, randomness
+    or the environment (tests/test_architecture.py), and every recorded path replays under the full
+    sandbox (tests/workflows/test_replay.py), so the check the re-import gave is kept where it counts.
+    """
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 
 
 def worker_activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any]]:

@@ -3,6 +3,8 @@
 - No role or ownership check outside domain/: who may see and do what is domain/permissions.py's.
 - The worker process imports no API module (it runs beside the API, not inside it).
 - activities/ holds only Temporal activities and the providers they call.
+- workflows/ and domain/ are deterministic: no clock, randomness, environment or I/O module of their own
+  (both are passed through Temporal's sandbox, which therefore does not check them at run time).
 """
 
 from __future__ import annotations
@@ -108,3 +110,37 @@ def test_alerts_on_database_gauges_hold_with_several_api_processes() -> None:
                 assert before.endswith("max without (instance, job) ("), f"{rule['alert']}: {gauge} summed per process"
                 checked += 1
     assert checked >= 4
+
+
+# What would make a workflow's replay differ from its first run: the wall clock, randomness, the
+# process's environment, the network or other processes. (`workflow.now()` is the workflow's clock.)
+NONDETERMINISTIC_MODULES = {"random", "secrets", "time", "uuid", "os", "socket", "subprocess", "threading", "httpx",
+                            "asyncpg"}
+CLOCK_CALLS = {"now", "today", "utcnow", "fromtimestamp"}
+
+
+def _nondeterministic(source: str) -> list[str]:
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in NONDETERMINISTIC_MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] in NONDETERMINISTIC_MODULES:
+                found.append(f"from {node.module} import ...")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLOCK_CALLS:
+            owner = node.func.value
+            if not (isinstance(owner, ast.Name) and owner.id == "workflow"):
+                found.append(f"{ast.unparse(node.func)}() at line {node.lineno}")
+    return found
+
+
+def test_workflows_and_the_engine_read_no_clock_randomness_or_environment() -> None:
+    # The scan itself finds what it is for.
+    assert _nondeterministic("import time\nfrom datetime import datetime\nx = datetime.now()\n") == [
+        "import time", "datetime.now() at line 3"]
+    assert _nondeterministic("from temporalio import workflow\nx = workflow.now()\n") == []
+    sources = _sources("workflows/*.py", "domain/*.py")
+    assert any(p.name == "intake.py" for p in sources) and any(p.name == "engine.py" for p in sources)
+    for path in sources:
+        found = _nondeterministic(path.read_text(encoding="utf-8"))
+        assert not found, f"{path.relative_to(ROOT)}: {found}"
