@@ -4,7 +4,7 @@
 - The worker process imports no API module (it runs beside the API, not inside it).
 - activities/ holds only Temporal activities and the providers they call.
 - workflows/ and domain/ are deterministic: no clock, randomness, environment or I/O module of their own
-  (both are passed through Temporal's sandbox, which therefore does not check them at run time).
+  (both are passed through Temporal's sandbox, so its run-time checks do not reach them: this test does).
 """
 
 from __future__ import annotations
