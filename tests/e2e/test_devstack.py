@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -301,15 +302,8 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     assert len({row[4] for row in staff}) == 10  # phones: no duplicate demo staff
 
     # The case survived the restart and goes on from where it was.
-    # The first live query after a restart replays the history: poll until the workflow answers.
-    deadline = time.monotonic() + 60
-    while True:
-        live = httpx.get(f"{second.api}/intakes/{case_id}?fresh=true", headers=manager, timeout=30)
-        assert live.status_code == 200 and live.json()["stage"] == "assign_designer", live.text
-        if live.json()["state_source"] == "workflow" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert live.json()["state_source"] == "workflow", "the workflow never answered after the restart"
+    live = _answered_by_workflow(second, case_id, manager)
+    assert live["stage"] == "assign_designer", live
     designer = next(t for t in tokens if t.role == "designer")
     assigned = httpx.post(f"{second.api}/intakes/{case_id}/steps/assign_designer", headers=manager, timeout=30,
                           json={"designer_id": designer.staff_id, "reason": "重启后继续"})
@@ -329,19 +323,26 @@ def test_dev_stack_starts_stops_cleanly_and_keeps_its_data(
     third = DevProcess(dev_env, tmp_path / "run3.log")
     started.append(third)
     third.wait_ready()
-    deadline = time.monotonic() + 60
-    while True:
-        live = httpx.get(f"{third.api}/intakes/{case_id}?fresh=true", headers=manager, timeout=30)
-        assert live.status_code == 200, live.text
-        if live.json()["state_source"] == "workflow" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert live.json()["state_source"] == "workflow", "the workflow never answered after the server was killed"
-    assert live.json()["designer"]["id"] == designer.staff_id, live.text
-    assert live.json()["stage"] == assigned.json()["stage"], live.text
+    live = _answered_by_workflow(third, case_id, manager)
+    assert live["designer"]["id"] == designer.staff_id, live
+    assert live["stage"] == assigned.json()["stage"], live
     pids = third.started_pids()
     assert third.interrupt_and_wait() == 0, third.output()
     _assert_all_gone(pids)
+
+
+def _answered_by_workflow(stack: DevProcess, case_id: int, headers: dict[str, str]) -> dict[str, Any]:
+    """The case as its workflow answers it: the first live query after a start replays the history, so
+    poll until the answer comes from the workflow rather than the projection."""
+    deadline = time.monotonic() + 60
+    while True:
+        live = httpx.get(f"{stack.api}/intakes/{case_id}?fresh=true", headers=headers, timeout=30)
+        assert live.status_code == 200, live.text
+        body: dict[str, Any] = live.json()
+        if body["state_source"] == "workflow":
+            return body
+        assert time.monotonic() < deadline, f"the workflow never answered after the restart: {body}"
+        time.sleep(0.5)
 
 
 # --- the helpers behind it (fast) ------------------------------------------------------------------

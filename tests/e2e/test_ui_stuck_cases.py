@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, Response, async_playwright
 
 from config import PROJECT_ROOT
@@ -192,7 +193,12 @@ async def _walk(dev: DevProcess, chromium_path: str) -> None:
 
             async def frame_text(name: str, wanted: str) -> str | None:
                 frame = page.frame(name=name)
-                text = await frame.inner_text("body") if frame is not None else ""
+                try:
+                    text = await frame.inner_text("body") if frame is not None else ""
+                except PlaywrightError as exc:
+                    if "detached" not in str(exc):
+                        raise
+                    return None  # the UI re-rendered the frame between finding and reading it: not yet
                 return text if wanted in text else None
 
             details = await until(lambda: frame_text("user-metadata-current-details", "已超时"), timeout=30,
