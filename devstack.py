@@ -251,7 +251,7 @@ def local_codec_endpoint(settings: Settings, secret: str) -> str | None:
 # a commit survives the server being killed (it is in the log the next start reads), only a power cut may
 # take the last few back. SQLite's default (a rollback journal, fsync on every commit) held every
 # workflow task behind the disk: on the 2-core VM raw updates went from 105 to 184/s, API steps from 33 to
-# 61/s (docs/benchmarks.md, 2026-12-03 07:00). A production cluster runs on PostgreSQL (deploy/, compose).
+# 61/s (docs/benchmarks.md, "Figures, 2026-12-03 (06:50–08:10 UTC)"). A production cluster runs on PostgreSQL (deploy/, compose).
 TEMPORAL_SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 
 

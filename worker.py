@@ -60,12 +60,13 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
     The sandbox re-imported workflows/intake.py from source for every case it started or took back
     into its cache (compiling the file, re-running its decorators): a third of the worker's CPU per
-    new case on the 2-core VM (py-spy, docs/benchmarks.md 2026-12-03 08:00). The module holds no
-    state of its own (constants, the class). A passed-through module keeps the real `datetime`, `time`
+    new case on the 2-core VM (py-spy; docs/benchmarks.md, "Figures, 2026-12-03 (06:50–08:10 UTC)").
+    The module holds no state of its own (constants, the class). A passed-through module keeps the real `datetime`, `time`
     and `random` (tried: `datetime.now()` in one runs, where the full sandbox stops the workflow), so the
     check moves out of the worker: workflows/ and domain/ import no clock, randomness, environment or
-    network module and call no `.now()` but `workflow.now()` (tests/test_architecture.py), and every
-    recorded path replays under the full sandbox (tests/workflows/test_replay.py).
+    network module and call no `.now()` but `workflow.now()` (tests/test_architecture.py); the workflow
+    tests' worker (tests/workflows/fakes.py) keeps the full sandbox, and every recorded path replays
+    under both (tests/workflows/test_replay.py).
     """
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 

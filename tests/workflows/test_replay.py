@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from domain.models import ENGINE_VERSION
 from tests.support.keys import encrypted_converter
@@ -26,6 +27,7 @@ from tests.workflows.history_sets import (
     sets,
     source_hash,
 )
+from worker import workflow_runner
 from workflows.intake import IntakeWorkflow
 
 ALL = history_files()
@@ -36,11 +38,18 @@ def test_every_scenario_has_a_saved_history() -> None:
     assert {"remote_signed", "office_visit_lost", "site_office_signed", "walk_in_lost"} <= names
 
 
+# The full sandbox (it stops a workflow that reads the clock or randomness itself) and the worker's own
+# runner (the workflows package passed through: what a running case replays on after a restart).
+RUNNERS = {"full-sandbox": SandboxedWorkflowRunner(), "worker-runner": workflow_runner()}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("path", ALL, ids=[p.relative_to(HISTORIES).as_posix() for p in ALL])
-async def test_replay(path: Path) -> None:
+async def test_replay(path: Path, runner: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
     # Encrypted histories (and plain ones from before encryption) replay with the codec's keys.
-    replayer = Replayer(workflows=[IntakeWorkflow], data_converter=encrypted_converter())
+    replayer = Replayer(workflows=[IntakeWorkflow], data_converter=encrypted_converter(),
+                        workflow_runner=RUNNERS[runner])
     await replayer.replay_workflow(history)
 
 
